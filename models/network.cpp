@@ -1,1 +1,315 @@
-// in progress
+#include "models/network.h"
+
+#include <fmt/format.h>
+
+#include <cmath>
+
+#include "models/error.h"
+
+namespace daenr::models {
+
+namespace nn = torch::nn;
+namespace F = torch::nn::functional;
+
+AutoencoderKind parse_autoencoder(const std::string& name) {
+  if (name == "cae") return AutoencoderKind::kCae;
+  if (name == "vae") return AutoencoderKind::kVae;
+  if (name == "vqvae") return AutoencoderKind::kVqVae;
+  if (name == "none") return AutoencoderKind::kNone;
+  throw ModelError(fmt::format("unknown autoencoder '{}' (expected cae, vae, vqvae or none)", name));
+}
+
+std::string to_string(AutoencoderKind kind) {
+  switch (kind) {
+    case AutoencoderKind::kCae: return "cae";
+    case AutoencoderKind::kVae: return "vae";
+    case AutoencoderKind::kVqVae: return "vqvae";
+    case AutoencoderKind::kNone: return "none";
+  }
+  return "?";
+}
+
+ReadoutKind parse_readout(const std::string& name) {
+  if (name == "fr") return ReadoutKind::kFr;
+  if (name == "fc") return ReadoutKind::kFc;
+  if (name == "fm") return ReadoutKind::kFm;
+  if (name == "none") return ReadoutKind::kNone;
+  throw ModelError(fmt::format("unknown readout '{}' (expected fr, fc, fm or none)", name));
+}
+
+std::string to_string(ReadoutKind kind) {
+  switch (kind) {
+    case ReadoutKind::kFr: return "fr";
+    case ReadoutKind::kFc: return "fc";
+    case ReadoutKind::kFm: return "fm";
+    case ReadoutKind::kNone: return "none";
+  }
+  return "?";
+}
+
+int layer_channels(const ModelConfig& config, int layer) { return config.width << (layer - 1); }
+int layer_side(int layer) { return 32 >> layer; }
+
+namespace {
+
+nn::Sequential conv_block(int in, int out) {
+  return nn::Sequential(nn::Conv2d(nn::Conv2dOptions(in, out, 3).stride(2).padding(1)),
+                        nn::BatchNorm2d(out), nn::ELU());
+}
+
+// Upsamples by 2: ConvTranspose k3 s2 p1 output_padding 1 -> BN -> ELU.
+nn::Sequential deconv_block(int in, int out) {
+  return nn::Sequential(
+      nn::ConvTranspose2d(nn::ConvTranspose2dOptions(in, out, 3).stride(2).padding(1).output_padding(1)),
+      nn::BatchNorm2d(out), nn::ELU());
+}
+
+// softplus^-1(r) = log(exp(r) - 1), so that the readout starts at each neuron's
+// mean rate. Rates are floored: a silent neuron would otherwise get -inf.
+torch::Tensor inverse_softplus(const torch::Tensor& rates) {
+  auto r = rates.to(torch::kFloat).clamp_min(1e-3);
+  return torch::log(torch::expm1(r));
+}
+
+}  // namespace
+
+EncoderImpl::EncoderImpl(int width, int depth) {
+  int in = 1;
+  for (int i = 0; i < depth; ++i) {
+    const int out = width << i;
+    blocks_.push_back(register_module(fmt::format("h{}", i + 1), conv_block(in, out)));
+    in = out;
+  }
+}
+
+std::vector<torch::Tensor> EncoderImpl::forward(torch::Tensor x, int depth) {
+  std::vector<torch::Tensor> h;
+  h.reserve(depth);
+  for (int i = 0; i < depth; ++i) {
+    x = blocks_[i]->forward(x);
+    h.push_back(x);
+  }
+  return h;
+}
+
+DecoderImpl::DecoderImpl(int width) {
+  // (8w, 2, 2) -> (4w, 4, 4) -> (2w, 8, 8) -> (w, 16, 16) -> (w, 32, 32) -> 1 x 32 x 32.
+  const int channels[] = {8 * width, 4 * width, 2 * width, width, width};
+  for (int i = 0; i < 4; ++i) {
+    blocks_.push_back(
+        register_module(fmt::format("up{}", i + 1), deconv_block(channels[i], channels[i + 1])));
+  }
+  out_ = register_module("out", nn::Conv2d(nn::Conv2dOptions(width, 1, 3).padding(1)));
+}
+
+torch::Tensor DecoderImpl::forward(torch::Tensor h4) {
+  for (auto& block : blocks_) h4 = block->forward(h4);
+  return torch::tanh(out_->forward(h4));
+}
+
+ReadoutImpl::ReadoutImpl(ReadoutKind kind, int channels, int side, const ModelConfig& config,
+                         const torch::Tensor& mean_rates, const torch::Tensor& fm_positions)
+    : kind_(kind), l1_(config.readout_l1), l2_(config.fc_l2) {
+  const int64_t n = config.neurons;
+  const int64_t p = static_cast<int64_t>(side) * side;
+  if (mean_rates.numel() != n) {
+    throw ModelError(fmt::format("readout: {} mean rates for {} neurons", mean_rates.numel(), n));
+  }
+  const auto bias = inverse_softplus(mean_rates.reshape({n}));
+  switch (kind) {
+    case ReadoutKind::kFr:
+      spatial_ = register_parameter("spatial", torch::randn({n, p}) * 0.01);
+      [[fallthrough]];
+    case ReadoutKind::kFm:
+      if (kind == ReadoutKind::kFm) {
+        if (!fm_positions.defined() || fm_positions.numel() != n) {
+          throw ModelError("FM readout needs one receptive-field position per neuron");
+        }
+        // The mask is fixed: a buffer travels with the model (device moves,
+        // checkpoints) but is never trained.
+        auto mask = torch::zeros({n, p});
+        mask.scatter_(1, fm_positions.reshape({n, 1}).to(torch::kLong).clamp(0, p - 1), 1.0);
+        spatial_ = register_buffer("spatial", mask);
+      }
+      features_ = register_parameter("features", torch::randn({n, channels}) * 0.01);
+      bias_ = register_parameter("bias", bias.clone());
+      break;
+    case ReadoutKind::kFc:
+      dropout_ = register_module("dropout", nn::Dropout(config.fc_dropout));
+      linear_ = register_module("linear", nn::Linear(channels * p, n));
+      {
+        torch::NoGradGuard no_grad;
+        linear_->bias.copy_(bias);
+      }
+      break;
+    case ReadoutKind::kNone:
+      throw ModelError("a readout of kind 'none' cannot be built");
+  }
+}
+
+torch::Tensor ReadoutImpl::spatial_masks() const {
+  if (kind_ == ReadoutKind::kFc) throw ModelError("an FC readout has no spatial mask");
+  return spatial_.abs();
+}
+
+torch::Tensor ReadoutImpl::forward(const torch::Tensor& h) {
+  const auto b = h.size(0);
+  if (kind_ == ReadoutKind::kFc) {
+    return F::softplus(linear_->forward(dropout_->forward(h.reshape({b, -1}))));
+  }
+  // s_hat[b, n] = softplus(sum_c |w_f[n, c]| sum_p |w_s[n, p]| h[b, c, p] + b_n).
+  // Pool space first: (B, C, P) x (P, N) -> (B, C, N), then weight the channels.
+  const auto c = h.size(1);
+  auto pooled = torch::matmul(h.reshape({b, c, -1}), spatial_.abs().t());
+  auto drive = (pooled * features_.abs().t().unsqueeze(0)).sum(1);
+  return F::softplus(drive + bias_);
+}
+
+torch::Tensor ReadoutImpl::regulariser() const {
+  if (kind_ == ReadoutKind::kFc) return l2_ * linear_->weight.pow(2).sum();
+  // The product of the two L1 norms per neuron (Klindt et al. 2017): neither
+  // factor can shrink the penalty by growing the other. The fixed FM mask has
+  // unit norm, so for FM this is an L1 penalty on the feature weights.
+  return l1_ * (spatial_.abs().sum(1) * features_.abs().sum(1)).sum();
+}
+
+DaeNrImpl::DaeNrImpl(const ModelConfig& config, const torch::Tensor& mean_rates,
+                     const torch::Tensor& fm_positions)
+    : config_(config) {
+  if (config.layer < 1 || config.layer > 4) {
+    throw ModelError(fmt::format("layer must be 1..4, got {}", config.layer));
+  }
+  if (config.width < 1) throw ModelError(fmt::format("width must be positive, got {}", config.width));
+  if (!has_decoder() && !has_readout()) {
+    throw ModelError("a model needs an autoencoder, a readout, or both");
+  }
+  // Without a decoder nothing needs the layers above h_i.
+  const int depth = has_decoder() ? 4 : config.layer;
+  encoder_ = register_module("encoder", Encoder(config.width, depth));
+  const int64_t h4_size = 8 * config.width * 2 * 2;
+  switch (config.autoencoder) {
+    case AutoencoderKind::kCae:
+      to_latent_ = register_module("to_latent", nn::Linear(h4_size, config.latent));
+      from_latent_ = register_module("from_latent", nn::Linear(config.latent, h4_size));
+      break;
+    case AutoencoderKind::kVae:
+      to_latent_ = register_module("to_mu", nn::Linear(h4_size, config.latent));
+      to_logvar_ = register_module("to_logvar", nn::Linear(h4_size, config.latent));
+      from_latent_ = register_module("from_latent", nn::Linear(config.latent, h4_size));
+      break;
+    case AutoencoderKind::kVqVae: {
+      if (config.codebook_size < 1) {
+        throw ModelError(fmt::format("codebook_size must be positive, got {}", config.codebook_size));
+      }
+      const double k = config.codebook_size;
+      codebook_ = register_parameter(
+          "codebook", torch::empty({config.codebook_size, 8 * config.width}).uniform_(-1 / k, 1 / k));
+      break;
+    }
+    case AutoencoderKind::kNone:
+      break;
+  }
+  if (has_decoder()) decoder_ = register_module("decoder", Decoder(config.width));
+  if (has_readout()) {
+    readout_ = register_module(
+        "readout", Readout(config.readout, layer_channels(config, config.layer),
+                           layer_side(config.layer), config, mean_rates, fm_positions));
+  }
+}
+
+torch::Tensor DaeNrImpl::quantise(const torch::Tensor& z_e, ModelOutput& out) {
+  // z_e: (B, D, 2, 2) -> one D-vector per position, nearest code by L2 distance.
+  const auto b = z_e.size(0), d = z_e.size(1);
+  auto flat = z_e.permute({0, 2, 3, 1}).reshape({-1, d});
+  auto dist = flat.pow(2).sum(1, true) - 2 * torch::matmul(flat, codebook_.t()) +
+              codebook_.pow(2).sum(1).unsqueeze(0);
+  auto codes = dist.argmin(1);
+  auto e = codebook_.index_select(0, codes);
+  // Codebook term pulls codes to the encoder; commitment keeps the encoder near
+  // its codes (van den Oord et al. 2017).
+  out.vq_loss = F::mse_loss(e, flat.detach()) + config_.commitment * F::mse_loss(flat, e.detach());
+  {
+    torch::NoGradGuard no_grad;
+    auto counts = torch::bincount(codes, {}, config_.codebook_size).to(torch::kFloat);
+    auto p = counts / counts.sum();
+    out.perplexity = torch::exp(-(p * torch::log(p + 1e-10)).sum());
+  }
+  // Straight-through estimator: the decoder sees e, the encoder gets its gradient.
+  auto q = flat + (e - flat).detach();
+  return q.reshape({b, 2, 2, d}).permute({0, 3, 1, 2});
+}
+
+ModelOutput DaeNrImpl::forward(const torch::Tensor& x, bool need_reconstruction,
+                               bool need_prediction) {
+  ModelOutput out;
+  const bool reconstruct = need_reconstruction && has_decoder();
+  const bool predict = need_prediction && has_readout();
+  const int depth = reconstruct ? 4 : config_.layer;
+  auto h = encoder_->forward(x, depth);
+  if (predict) out.prediction = readout_->forward(h[config_.layer - 1]);
+  if (!reconstruct) return out;
+
+  const auto& h4 = h[3];
+  const auto b = h4.size(0);
+  torch::Tensor dec_in;
+  switch (config_.autoencoder) {
+    case AutoencoderKind::kCae:
+      dec_in = from_latent_->forward(to_latent_->forward(h4.reshape({b, -1})));
+      break;
+    case AutoencoderKind::kVae: {
+      auto flat = h4.reshape({b, -1});
+      auto mu = to_latent_->forward(flat);
+      auto logvar = to_logvar_->forward(flat);
+      out.kl = (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1)).mean();
+      // Sample while training; evaluation reconstructs from the mean so that
+      // test metrics do not depend on a random draw.
+      auto z = is_training() ? mu + torch::randn_like(mu) * torch::exp(0.5 * logvar) : mu;
+      dec_in = from_latent_->forward(z);
+      break;
+    }
+    case AutoencoderKind::kVqVae:
+      dec_in = quantise(h4, out);
+      break;
+    case AutoencoderKind::kNone:
+      break;
+  }
+  out.reconstruction = decoder_->forward(dec_in.reshape({b, 8 * config_.width, 2, 2}));
+  return out;
+}
+
+torch::Tensor DaeNrImpl::readout_regulariser() const {
+  return has_readout() ? readout_->regulariser() : torch::zeros({});
+}
+
+torch::Tensor rf_centres_to_positions(const torch::Tensor& centres31, int layer) {
+  const int side = layer_side(layer);
+  const double scale = (32.0 / 31.0) / static_cast<double>(1 << layer);
+  auto c = centres31.to(torch::kDouble);
+  // Pixel centres: pixel k of 31 covers [k, k+1); its centre maps to (k + 0.5) * 32/31.
+  auto grid = torch::floor((c + 0.5) * scale).to(torch::kLong).clamp(0, side - 1);
+  return grid.select(1, 0) * side + grid.select(1, 1);
+}
+
+torch::Tensor poisson_loss(const torch::Tensor& prediction, const torch::Tensor& target) {
+  return (prediction - target * torch::log(prediction + 1e-5)).sum(1).mean();
+}
+
+LossTerms compute_loss(DaeNr& model, const ModelOutput& out, const torch::Tensor& images,
+                       const torch::Tensor& responses, const LossWeights& weights) {
+  LossTerms terms;
+  terms.total = torch::zeros({}, images.options());
+  if (out.reconstruction.defined()) {
+    terms.reconstruction = F::mse_loss(out.reconstruction, images);
+    auto ae = terms.reconstruction;
+    if (out.kl.defined()) ae = ae + weights.kl_weight * out.kl;
+    if (out.vq_loss.defined()) ae = ae + out.vq_loss;
+    terms.total = terms.total + weights.alpha * ae;
+  }
+  if (out.prediction.defined()) {
+    terms.poisson = poisson_loss(out.prediction, responses);
+    terms.total = terms.total + weights.beta * (terms.poisson + model->readout_regulariser());
+  }
+  return terms;
+}
+
+}  // namespace daenr::models

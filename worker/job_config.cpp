@@ -1,1 +1,358 @@
-// in progress
+#include "worker/job_config.h"
+
+#include <fmt/format.h>
+
+#include <cmath>
+#include <fstream>
+#include <map>
+#include <optional>
+#include <set>
+#include <sstream>
+#include <toml++/toml.h>
+
+#include "models/error.h"
+
+namespace daenr::worker {
+
+namespace {
+
+// Edit distance, for "did you mean" suggestions on misspelt keys.
+std::size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<std::size_t> row(b.size() + 1);
+  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    std::size_t diag = row[0];
+    row[0] = i;
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      const std::size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diag = up;
+    }
+  }
+  return row[b.size()];
+}
+
+// "file:line:col" for a node parsed from a file; the override text for a node
+// that came from --set (its "path" is that text, and it has one line).
+std::string where(const toml::node& node, const std::string& fallback) {
+  const auto& src = node.source();
+  if (!src.path) return fallback;
+  const std::string path = *src.path;
+  if (path.rfind("--set", 0) == 0) return path;
+  return fmt::format("{}:{}:{}", path, src.begin.line, src.begin.column);
+}
+
+// Reads one TOML table against a fixed set of keys, so that every key is
+// checked once and anything left over is reported as unknown.
+class TableReader {
+ public:
+  TableReader(const toml::table& table, std::string prefix, std::string source)
+      : table_(table), prefix_(std::move(prefix)), source_(std::move(source)) {}
+
+  [[noreturn]] void fail(const toml::node& node, const std::string& key,
+                         const std::string& what) const {
+    throw ConfigError(fmt::format("{}: {}{}: {}", where(node, source_), prefix_, key, what));
+  }
+
+  template <typename T>
+  void read(const std::string& key, T& out) {
+    known_.insert(key);
+    const toml::node* node = table_.get(key);
+    if (!node) return;
+    if constexpr (std::is_same_v<T, std::string>) {
+      if (auto v = node->value<std::string>()) {
+        out = *v;
+        return;
+      }
+      fail(*node, key, fmt::format("expected a string, got {}", type_name(*node)));
+    } else if constexpr (std::is_same_v<T, bool>) {
+      if (auto v = node->value_exact<bool>()) {
+        out = *v;
+        return;
+      }
+      fail(*node, key, fmt::format("expected true or false, got {}", type_name(*node)));
+    } else if constexpr (std::is_floating_point_v<T>) {
+      // Integers are accepted where a real is expected: "alpha = 1" means 1.0.
+      if (node->is_integer() || node->is_floating_point()) {
+        const double v = *node->value<double>();
+        if (!std::isfinite(v)) fail(*node, key, fmt::format("must be finite, got {}", v));
+        out = static_cast<T>(v);
+        return;
+      }
+      fail(*node, key, fmt::format("expected a number, got {}", type_name(*node)));
+    } else {
+      if (auto v = node->value_exact<int64_t>()) {
+        if constexpr (std::is_unsigned_v<T>) {
+          if (*v < 0) fail(*node, key, fmt::format("must not be negative, got {}", *v));
+        } else {
+          if (*v < std::numeric_limits<T>::min() || *v > std::numeric_limits<T>::max()) {
+            fail(*node, key, fmt::format("out of range, got {}", *v));
+          }
+        }
+        out = static_cast<T>(*v);
+        return;
+      }
+      fail(*node, key, fmt::format("expected an integer, got {}", type_name(*node)));
+    }
+  }
+
+  template <typename T>
+  void require_range(const std::string& key, T value, T lo, T hi, const std::string& what = "") {
+    if (value < lo || value > hi) {
+      const toml::node* node = table_.get(key);
+      const std::string range = what.empty() ? fmt::format("must be in [{}, {}]", lo, hi) : what;
+      if (node) fail(*node, key, fmt::format("{}, got {}", range, value));
+      throw ConfigError(fmt::format("{}: {}{}: {}, got {}", source_, prefix_, key, range, value));
+    }
+  }
+
+  const toml::table* sub_table(const std::string& key) {
+    known_.insert(key);
+    const toml::node* node = table_.get(key);
+    if (!node) return nullptr;
+    if (!node->is_table()) fail(*node, key, fmt::format("expected a table, got {}", type_name(*node)));
+    return node->as_table();
+  }
+
+  // Any key not read is a mistake: report the first, with the nearest known key.
+  void reject_unknown() const {
+    for (const auto& [k, node] : table_) {
+      const std::string key(k.str());
+      if (known_.count(key)) continue;
+      std::string best;
+      std::size_t best_d = 3;  // suggest only near misses
+      for (const auto& cand : known_) {
+        const auto d = edit_distance(key, cand);
+        if (d < best_d) best_d = d, best = cand;
+      }
+      const std::string hint = best.empty() ? "" : fmt::format(" (did you mean '{}{}'?)", prefix_, best);
+      fail(node, key, fmt::format("unknown key{}", hint));
+    }
+  }
+
+  const std::string& source() const { return source_; }
+
+ private:
+  static std::string type_name(const toml::node& node) {
+    switch (node.type()) {
+      case toml::node_type::string: return "a string";
+      case toml::node_type::integer: return "an integer";
+      case toml::node_type::floating_point: return "a number";
+      case toml::node_type::boolean: return "a boolean";
+      case toml::node_type::array: return "an array";
+      case toml::node_type::table: return "a table";
+      default: return "a date or time";
+    }
+  }
+
+  const toml::table& table_;
+  std::string prefix_;
+  std::string source_;
+  std::set<std::string> known_;
+};
+
+toml::table parse_toml(const std::string& text, const std::string& source) {
+  try {
+    return toml::parse(text, source);
+  } catch (const toml::parse_error& e) {
+    const auto& b = e.source().begin;
+    throw ConfigError(fmt::format("{}:{}:{}: {}", source, b.line, b.column, e.description()));
+  }
+}
+
+// Recursively merges `overlay` into `base` (tables merge, values replace).
+void merge(toml::table& base, const toml::table& overlay) {
+  for (const auto& [k, node] : overlay) {
+    if (node.is_table()) {
+      if (auto* existing = base.get_as<toml::table>(k)) {
+        merge(*existing, *node.as_table());
+        continue;
+      }
+    }
+    base.insert_or_assign(k, node);
+  }
+}
+
+JobConfig from_table(const toml::table& root, const std::string& source) {
+  JobConfig c;
+  TableReader top(root, "", source);
+  top.read("data", c.data);
+  top.read("data_seed", c.data_seed);
+  top.read("seed", c.seed);
+  top.read("val_fraction", c.val_fraction);
+  top.require_range("val_fraction", c.val_fraction, 0.01, 0.9);
+
+  if (const auto* t = top.sub_table("model")) {
+    TableReader r(*t, "model.", source);
+    std::string ae = models::to_string(c.model.autoencoder);
+    std::string ro = models::to_string(c.model.readout);
+    r.read("autoencoder", ae);
+    r.read("readout", ro);
+    try {
+      c.model.autoencoder = models::parse_autoencoder(ae);
+    } catch (const models::ModelError& e) {
+      r.fail(*t->get("autoencoder"), "autoencoder", e.what());
+    }
+    try {
+      c.model.readout = models::parse_readout(ro);
+    } catch (const models::ModelError& e) {
+      r.fail(*t->get("readout"), "readout", e.what());
+    }
+    r.read("layer", c.model.layer);
+    r.require_range("layer", c.model.layer, 1, 4, "must be 1..4 (h1..h4)");
+    r.read("width", c.model.width);
+    r.require_range("width", c.model.width, 1, 1024);
+    r.read("latent", c.model.latent);
+    r.require_range("latent", c.model.latent, 1, 1 << 16);
+    r.read("codebook_size", c.model.codebook_size);
+    r.require_range("codebook_size", c.model.codebook_size, 1, 1 << 16);
+    r.read("fc_dropout", c.model.fc_dropout);
+    r.require_range("fc_dropout", c.model.fc_dropout, 0.0, 0.99);
+    r.reject_unknown();
+  }
+  if (const auto* t = top.sub_table("loss")) {
+    TableReader r(*t, "loss.", source);
+    const double inf = std::numeric_limits<double>::max();
+    r.read("alpha", c.loss.alpha);
+    r.require_range("alpha", c.loss.alpha, 0.0, inf, "must be >= 0");
+    r.read("beta", c.loss.beta);
+    r.require_range("beta", c.loss.beta, 0.0, inf, "must be >= 0");
+    r.read("kl_weight", c.loss.kl_weight);
+    r.require_range("kl_weight", c.loss.kl_weight, 0.0, inf, "must be >= 0");
+    r.read("commitment", c.model.commitment);
+    r.require_range("commitment", c.model.commitment, 0.0, inf, "must be >= 0");
+    r.read("readout_l1", c.model.readout_l1);
+    r.require_range("readout_l1", c.model.readout_l1, 0.0, inf, "must be >= 0");
+    r.read("fc_l2", c.model.fc_l2);
+    r.require_range("fc_l2", c.model.fc_l2, 0.0, inf, "must be >= 0");
+    r.reject_unknown();
+  }
+  if (const auto* t = top.sub_table("train")) {
+    TableReader r(*t, "train.", source);
+    auto& tr = c.train;
+    r.read("batch_size", tr.batch_size);
+    r.require_range("batch_size", tr.batch_size, 1, 1 << 20);
+    r.read("learning_rate", tr.learning_rate);
+    r.require_range("learning_rate", tr.learning_rate, 1e-12, 10.0);
+    r.read("validate_every", tr.validate_every);
+    r.require_range("validate_every", tr.validate_every, 1, 1 << 30);
+    r.read("patience", tr.patience);
+    r.require_range("patience", tr.patience, 1, 1 << 30);
+    r.read("phases", tr.phases);
+    r.require_range("phases", tr.phases, 1, 100);
+    r.read("lr_decay", tr.lr_decay);
+    r.require_range("lr_decay", tr.lr_decay, 1e-6, 1.0);
+    r.read("max_steps", tr.max_steps);
+    r.require_range("max_steps", tr.max_steps, 1, 1 << 30);
+    r.read("threads", tr.threads);
+    r.require_range("threads", tr.threads, 1, 1024);
+    r.read("device", tr.device);
+    if (tr.device != "cpu" && tr.device.rfind("cuda", 0) != 0) {
+      r.fail(*t->get("device"), "device", fmt::format("expected \"cpu\" or \"cuda[:K]\", got \"{}\"", tr.device));
+    }
+    r.read("checkpoint_every", tr.checkpoint_every);
+    r.require_range("checkpoint_every", tr.checkpoint_every, 0, 1 << 30);
+    r.reject_unknown();
+  }
+  top.reject_unknown();
+  validate(c, source);
+  return c;
+}
+
+}  // namespace
+
+void validate(const JobConfig& c, const std::string& source) {
+  using models::AutoencoderKind;
+  using models::ReadoutKind;
+  const bool ae = c.model.autoencoder != AutoencoderKind::kNone;
+  const bool ro = c.model.readout != ReadoutKind::kNone;
+  auto fail = [&](const std::string& msg) { throw ConfigError(fmt::format("{}: {}", source, msg)); };
+  if (!ae && !ro) fail("model: autoencoder and readout are both \"none\": nothing to train");
+  // A weight of zero with its head present would train parameters that no loss
+  // reaches; a head without its weight is the same mistake the other way round.
+  if (ae && c.loss.alpha == 0) {
+    fail(fmt::format("loss.alpha: is 0 but model.autoencoder is \"{}\"; "
+                     "use autoencoder = \"none\" for the readout-only baseline",
+                     models::to_string(c.model.autoencoder)));
+  }
+  if (!ae && c.loss.alpha != 0) {
+    fail(fmt::format("loss.alpha: is {} but model.autoencoder is \"none\"; set alpha = 0", c.loss.alpha));
+  }
+  if (ro && c.loss.beta == 0) {
+    fail(fmt::format("loss.beta: is 0 but model.readout is \"{}\"; "
+                     "use readout = \"none\" for the autoencoder-only baseline",
+                     models::to_string(c.model.readout)));
+  }
+  if (!ro && c.loss.beta != 0) {
+    fail(fmt::format("loss.beta: is {} but model.readout is \"none\"; set beta = 0", c.loss.beta));
+  }
+  if (c.train.validate_every > c.train.patience) {
+    fail(fmt::format("train.validate_every: {} exceeds train.patience {}", c.train.validate_every,
+                     c.train.patience));
+  }
+}
+
+JobConfig parse_job_config(const std::string& text, const std::string& source) {
+  return from_table(parse_toml(text, source), source);
+}
+
+JobConfig apply_overrides(const std::string& text, const std::string& source,
+                          const std::vector<std::string>& overrides) {
+  auto root = parse_toml(text, source);
+  for (const auto& o : overrides) {
+    const auto eq = o.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      throw ConfigError(fmt::format("--set '{}': expected key=value", o));
+    }
+    const std::string key = o.substr(0, eq), value = o.substr(eq + 1);
+    const std::string name = fmt::format("--set '{}'", o);
+    toml::table overlay;
+    try {
+      overlay = toml::parse(fmt::format("{} = {}", key, value), name);
+    } catch (const toml::parse_error&) {
+      // A bare word such as vae is not TOML; take it as a string.
+      try {
+        overlay = toml::parse(fmt::format("{} = \"{}\"", key, value), name);
+      } catch (const toml::parse_error& e) {
+        throw ConfigError(fmt::format("{}: {}", name, e.description()));
+      }
+    }
+    merge(root, overlay);
+  }
+  return from_table(root, source);
+}
+
+JobConfig load_job_config(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw ConfigError(fmt::format("{}: cannot open the job configuration", path.string()));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return parse_job_config(ss.str(), path.string());
+}
+
+nlohmann::ordered_json to_json(const JobConfig& c) {
+  nlohmann::ordered_json j;
+  j["data"] = c.data;
+  j["data_seed"] = c.data_seed;
+  j["seed"] = c.seed;
+  j["val_fraction"] = c.val_fraction;
+  j["model"] = {{"autoencoder", models::to_string(c.model.autoencoder)},
+                {"readout", models::to_string(c.model.readout)},
+                {"layer", c.model.layer},
+                {"width", c.model.width},
+                {"latent", c.model.latent},
+                {"codebook_size", c.model.codebook_size},
+                {"fc_dropout", c.model.fc_dropout}};
+  j["loss"] = {{"alpha", c.loss.alpha},           {"beta", c.loss.beta},
+               {"kl_weight", c.loss.kl_weight},   {"commitment", c.model.commitment},
+               {"readout_l1", c.model.readout_l1}, {"fc_l2", c.model.fc_l2}};
+  const auto& t = c.train;
+  j["train"] = {{"batch_size", t.batch_size},         {"learning_rate", t.learning_rate},
+                {"validate_every", t.validate_every}, {"patience", t.patience},
+                {"phases", t.phases},                 {"lr_decay", t.lr_decay},
+                {"max_steps", t.max_steps},           {"threads", t.threads},
+                {"device", t.device},                 {"checkpoint_every", t.checkpoint_every}};
+  return j;
+}
+
+}  // namespace daenr::worker

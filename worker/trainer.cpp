@@ -1,1 +1,407 @@
-// in progress
+#include "worker/trainer.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <limits>
+
+#include "models/error.h"
+#include "models/metrics.h"
+
+namespace daenr::worker {
+
+namespace {
+
+// SplitMix64 finaliser: turns (seed, counter) pairs into well-spread 64-bit
+// seeds, so that the generators of neighbouring steps are unrelated.
+std::uint64_t mix(std::uint64_t seed, std::uint64_t counter, std::uint64_t stream) {
+  std::uint64_t z = seed + 0x9E3779B97F4A7C15ULL * (counter + 1) + 0xD1B54A32D192ED03ULL * stream;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+  return z ^ (z >> 31);
+}
+
+// Independent random streams of one job.
+enum Stream : std::uint64_t { kInit = 1, kEpoch = 2, kStep = 3 };
+
+// fsync a path (file or directory), so that a rename is durable.
+void fsync_path(const std::filesystem::path& path, bool directory) {
+  const int fd = ::open(path.c_str(), directory ? O_RDONLY | O_DIRECTORY : O_RDONLY);
+  if (fd < 0) throw CheckpointError(fmt::format("{}: cannot open to sync", path.string()));
+  const int rc = ::fsync(fd);
+  ::close(fd);
+  if (rc != 0) throw CheckpointError(fmt::format("{}: fsync failed", path.string()));
+}
+
+double scalar(const torch::Tensor& t) { return t.to(torch::kCPU).to(torch::kDouble).item<double>(); }
+
+}  // namespace
+
+void configure_threads(int n) {
+  torch::set_num_threads(n);
+  // LibTorch links the system BLAS, which for Debian's libtorch is OpenBLAS
+  // with its own thread pool. Look the setter up at run time: another BLAS
+  // simply has none.
+  using SetThreads = void (*)(int);
+  if (auto fn = reinterpret_cast<SetThreads>(::dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) {
+    fn(n);
+  }
+}
+
+Trainer::Trainer(const JobConfig& config, const models::Dataset& data)
+    : config_(config), device_(config.train.device) {
+  if (device_.is_cuda() && !torch::cuda::is_available()) {
+    throw ConfigError(fmt::format("train.device: \"{}\" requested but no CUDA device is available "
+                                  "(this build: {})",
+                                  config.train.device,
+#ifdef DAENR_HAVE_CUDA
+                                  "CUDA"
+#else
+                                  "CPU only"
+#endif
+                                  ));
+  }
+  train_x_ = data.train_images.to(device_);
+  train_s_ = data.train_responses.to(device_);
+  val_x_ = data.val_images.to(device_);
+  val_s_ = data.val_responses.to(device_);
+  test_x_ = data.test_images.to(device_);
+  test_s_ = data.test_responses;  // metrics are computed on the CPU in float64
+  test_raw_ = data.test_raw;
+
+  auto model_config = config.model;
+  model_config.neurons = static_cast<int>(data.train_responses.size(1));
+  torch::Tensor fm_positions;
+  if (model_config.readout == models::ReadoutKind::kFm) {
+    // The fixed mask sits at each neuron's RF centre estimated from the
+    // training split alone, never from the test images.
+    auto centres = models::estimate_rf_centres(data.train_images31, data.train_responses);
+    fm_positions = models::rf_centres_to_positions(centres, model_config.layer);
+  }
+  torch::manual_seed(mix(config.seed, 0, kInit));
+  model_ = models::DaeNr(model_config, data.train_responses.mean(0), fm_positions);
+  model_->to(device_);
+  lr_ = config.train.learning_rate;
+  best_val_ = std::numeric_limits<double>::infinity();
+  reset_optimizer(lr_);
+}
+
+void Trainer::reset_optimizer(double lr) {
+  // A new phase starts a fresh Adam: its moment estimates belong to the
+  // trajectory that was just abandoned for the best parameters.
+  optimizer_ = std::make_unique<torch::optim::Adam>(model_->parameters(),
+                                                    torch::optim::AdamOptions(lr));
+}
+
+torch::Tensor Trainer::batch_indices(int step) {
+  // Sample g = step * B + k of the job is position g mod n of the permutation of
+  // epoch g / n; each epoch's permutation is seeded by (seed, epoch). Any step's
+  // batch is thus a pure function of (seed, step).
+  const int64_t n = train_x_.size(0);
+  const int64_t b = config_.train.batch_size;
+  std::vector<int64_t> idx(b);
+  for (int64_t k = 0; k < b; ++k) {
+    const int64_t g = static_cast<int64_t>(step) * b + k;
+    const int64_t epoch = g / n;
+    if (epoch != perm_epoch_) {
+      auto gen = at::detail::createCPUGenerator(mix(config_.seed, epoch, kEpoch));
+      perm_ = torch::randperm(n, gen, torch::TensorOptions().dtype(torch::kLong));
+      perm_epoch_ = epoch;
+    }
+    idx[k] = perm_.data_ptr<int64_t>()[g % n];
+  }
+  return torch::tensor(idx, torch::kLong).to(device_);
+}
+
+void Trainer::snapshot_best() {
+  torch::NoGradGuard no_grad;
+  best_state_.clear();
+  for (const auto& p : model_->parameters()) best_state_.push_back(p.detach().clone());
+  for (const auto& b : model_->buffers()) best_state_.push_back(b.detach().clone());
+}
+
+void Trainer::restore_best() {
+  if (best_state_.empty()) return;
+  torch::NoGradGuard no_grad;
+  std::size_t i = 0;
+  for (auto& p : model_->parameters()) p.copy_(best_state_[i++]);
+  for (auto& b : model_->buffers()) b.copy_(best_state_[i++]);
+}
+
+double Trainer::validation_loss() {
+  // The data terms of the objective, alpha * MSE + beta * Poisson, in eval mode
+  // (running BatchNorm statistics, no dropout, the VAE's mean). Regularisers
+  // and the VAE/VQ terms are left out: they say nothing about held-out data.
+  torch::NoGradGuard no_grad;
+  model_->eval();
+  const int64_t n = val_x_.size(0);
+  const int64_t chunk = 512;
+  double total = 0;
+  for (int64_t start = 0; start < n; start += chunk) {
+    const int64_t end = std::min(n, start + chunk);
+    auto x = val_x_.slice(0, start, end);
+    auto s = val_s_.slice(0, start, end);
+    auto out = model_->forward(x);
+    double v = 0;
+    if (out.reconstruction.defined()) {
+      v += config_.loss.alpha * scalar(torch::nn::functional::mse_loss(out.reconstruction, x));
+    }
+    if (out.prediction.defined()) {
+      v += config_.loss.beta * scalar(models::poisson_loss(out.prediction, s));
+    }
+    total += v * static_cast<double>(end - start);
+  }
+  model_->train();
+  return total / static_cast<double>(n);
+}
+
+bool Trainer::train(const RunOptions& options) {
+  if (!options.checkpoint.empty() && std::filesystem::exists(options.checkpoint)) {
+    load_checkpoint(options.checkpoint);
+  }
+  const auto& tc = config_.train;
+  const models::LossWeights weights = config_.loss;
+  model_->train();
+  auto started = std::chrono::steady_clock::now();
+  auto running = torch::zeros({}, torch::TensorOptions().device(device_));
+  int since_point = 0;
+  int validations = 0;
+
+  while (!finished_) {
+    // One optimisation step; its random draws are seeded by (seed, step).
+    torch::manual_seed(mix(config_.seed, step_, kStep));
+    auto idx = batch_indices(step_);
+    auto x = train_x_.index_select(0, idx);
+    auto s = train_s_.index_select(0, idx);
+    optimizer_->zero_grad();
+    auto out = model_->forward(x);
+    auto terms = models::compute_loss(model_, out, x, s, weights);
+    terms.total.backward();
+    optimizer_->step();
+    running += terms.total.detach();
+    ++since_point;
+    ++step_;
+
+    const bool at_cap = step_ >= tc.max_steps;
+    if (step_ % tc.validate_every != 0 && !at_cap) continue;
+
+    const double train_loss = scalar(running) / since_point;
+    running.zero_();
+    since_point = 0;
+    const double val = validation_loss();
+    if (!std::isfinite(train_loss) || !std::isfinite(val)) {
+      throw TrainingDiverged(fmt::format("loss diverged at step {} (train {}, validation {})",
+                                         step_, train_loss, val));
+    }
+    curve_.push_back({step_, phase_, lr_, train_loss, val});
+    if (val < best_val_) {
+      best_val_ = val;
+      best_step_ = step_;
+      snapshot_best();
+    }
+    if (step_ - best_step_ >= tc.patience) {
+      // End of a phase: back to the best parameters, then a smaller step size.
+      restore_best();
+      ++phase_;
+      if (phase_ < tc.phases) {
+        lr_ *= tc.lr_decay;
+        reset_optimizer(lr_);
+        best_step_ = step_;
+      }
+    }
+    if (phase_ >= tc.phases || at_cap) {
+      restore_best();
+      finished_ = true;
+    }
+    ++validations;
+    const bool stop = !finished_ && options.should_stop && options.should_stop(step_);
+    const bool periodic = tc.checkpoint_every > 0 && validations % tc.checkpoint_every == 0;
+    if (!options.checkpoint.empty() && (stop || periodic || finished_)) {
+      train_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+      started = std::chrono::steady_clock::now();
+      save_checkpoint(options.checkpoint);
+    }
+    if (stop) return false;
+  }
+  train_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  return true;
+}
+
+void Trainer::save_checkpoint(const std::filesystem::path& path) const {
+  torch::serialize::OutputArchive archive;
+  archive.write("config", c10::IValue(to_json(config_).dump()));
+  archive.write("step", c10::IValue(static_cast<int64_t>(step_)));
+  archive.write("phase", c10::IValue(static_cast<int64_t>(phase_)));
+  archive.write("lr", c10::IValue(lr_));
+  archive.write("best_val", c10::IValue(best_val_));
+  archive.write("best_step", c10::IValue(static_cast<int64_t>(best_step_)));
+  archive.write("finished", c10::IValue(finished_));
+  archive.write("train_seconds", c10::IValue(train_seconds_));
+  std::vector<double> curve;
+  for (const auto& c : curve_) {
+    curve.insert(curve.end(), {double(c.step), double(c.phase), c.learning_rate, c.train_loss, c.val_loss});
+  }
+  archive.write("curve", torch::tensor(curve, torch::kDouble).reshape({-1, 5}));
+  torch::serialize::OutputArchive model_archive;
+  model_->save(model_archive);
+  archive.write("model", model_archive);
+  torch::serialize::OutputArchive optim_archive;
+  optimizer_->save(optim_archive);
+  archive.write("optimizer", optim_archive);
+  for (std::size_t i = 0; i < best_state_.size(); ++i) {
+    archive.write(fmt::format("best_{}", i), best_state_[i].cpu(), /*is_buffer=*/true);
+  }
+  archive.write("best_count", c10::IValue(static_cast<int64_t>(best_state_.size())));
+
+  // Write beside the target, make it durable, then rename over the old one: a
+  // crash leaves either the previous checkpoint or the new one, never half.
+  auto tmp = path;
+  tmp += fmt::format(".tmp.{}", ::getpid());
+  std::filesystem::create_directories(path.parent_path().empty() ? "." : path.parent_path());
+  archive.save_to(tmp.string());
+  fsync_path(tmp, false);
+  std::filesystem::rename(tmp, path);
+  fsync_path(path.parent_path().empty() ? "." : path.parent_path(), true);
+}
+
+void Trainer::load_checkpoint(const std::filesystem::path& path) {
+  torch::serialize::InputArchive archive;
+  try {
+    archive.load_from(path.string(), device_);
+  } catch (const c10::Error& e) {
+    throw CheckpointError(fmt::format("{}: not a readable checkpoint", path.string()));
+  }
+  c10::IValue v;
+  archive.read("config", v);
+  if (v.toStringRef() != to_json(config_).dump()) {
+    throw CheckpointError(fmt::format("{}: written by a different job configuration", path.string()));
+  }
+  archive.read("step", v), step_ = static_cast<int>(v.toInt());
+  archive.read("phase", v), phase_ = static_cast<int>(v.toInt());
+  archive.read("lr", v), lr_ = v.toDouble();
+  archive.read("best_val", v), best_val_ = v.toDouble();
+  archive.read("best_step", v), best_step_ = static_cast<int>(v.toInt());
+  archive.read("finished", v), finished_ = v.toBool();
+  archive.read("train_seconds", v), train_seconds_ = v.toDouble();
+  torch::Tensor curve;
+  archive.read("curve", curve);
+  curve_.clear();
+  curve = curve.cpu().contiguous();
+  for (int64_t i = 0; i < curve.size(0); ++i) {
+    auto row = curve[i];
+    curve_.push_back({int(row[0].item<double>()), int(row[1].item<double>()), row[2].item<double>(),
+                      row[3].item<double>(), row[4].item<double>()});
+  }
+  torch::serialize::InputArchive model_archive;
+  archive.read("model", model_archive);
+  model_->load(model_archive);
+  reset_optimizer(lr_);
+  torch::serialize::InputArchive optim_archive;
+  archive.read("optimizer", optim_archive);
+  optimizer_->load(optim_archive);
+  for (auto& group : optimizer_->param_groups()) {
+    static_cast<torch::optim::AdamOptions&>(group.options()).lr(lr_);
+  }
+  archive.read("best_count", v);
+  best_state_.assign(v.toInt(), torch::Tensor());
+  for (std::size_t i = 0; i < best_state_.size(); ++i) {
+    archive.read(fmt::format("best_{}", i), best_state_[i], /*is_buffer=*/true);
+    best_state_[i] = best_state_[i].to(device_);
+  }
+}
+
+JobResult Trainer::evaluate() {
+  torch::NoGradGuard no_grad;
+  model_->eval();
+  JobResult result;
+  result.steps = step_;
+  result.phases_completed = phase_;
+  result.best_val_loss = best_val_;
+  result.train_seconds = train_seconds_;
+  result.curve = curve_;
+  result.neurons = static_cast<int>(test_s_.size(1));
+  auto out = model_->forward(test_x_);
+  if (out.reconstruction.defined()) {
+    auto rec = out.reconstruction.to(torch::kCPU);
+    auto ref = test_x_.to(torch::kCPU);
+    result.mse = models::mse(rec, ref);
+    result.psnr = models::psnr(*result.mse);
+    result.ssim = models::ssim(rec, ref);
+  }
+  if (out.perplexity.defined()) result.perplexity = scalar(out.perplexity);
+  if (out.prediction.defined()) {
+    auto pred = out.prediction.to(torch::kCPU).to(torch::kDouble);
+    auto r = models::pearson_per_neuron(pred, test_s_);
+    auto p = models::pearson_p_values(r, static_cast<int>(pred.size(0)));
+    result.r.assign(r.data_ptr<double>(), r.data_ptr<double>() + r.numel());
+    result.p.assign(p.data_ptr<double>(), p.data_ptr<double>() + p.numel());
+    result.mean_r = r.mean().item<double>();
+    result.n_significant = models::count_significant(r, p);
+    if (test_raw_.defined()) result.mean_feve = models::feve(pred, test_raw_).mean().item<double>();
+  }
+  if (test_raw_.defined() && test_raw_.size(0) >= 2) {
+    auto ceiling = models::noise_ceiling(test_raw_);
+    result.oracle_r = ceiling.mean_oracle_r;
+    result.split_half_r = ceiling.mean_split_half_r;
+  }
+  model_->train();
+  return result;
+}
+
+nlohmann::ordered_json to_json(const JobResult& r, bool per_neuron) {
+  nlohmann::ordered_json j;
+  auto opt = [&](const char* key, const auto& v) {
+    if (v) j[key] = *v; else j[key] = nullptr;
+  };
+  j["status"] = r.status == JobResult::Status::kDone ? "done" : "stopped";
+  j["steps"] = r.steps;
+  j["phases_completed"] = r.phases_completed;
+  j["best_val_loss"] = r.best_val_loss;
+  opt("mse", r.mse);
+  opt("psnr", r.psnr);
+  opt("ssim", r.ssim);
+  opt("perplexity", r.perplexity);
+  opt("mean_r", r.mean_r);
+  opt("n_significant", r.n_significant);
+  j["neurons"] = r.neurons;
+  opt("mean_feve", r.mean_feve);
+  opt("oracle_r", r.oracle_r);
+  opt("split_half_r", r.split_half_r);
+  j["train_seconds"] = r.train_seconds;
+  j["data_fingerprint"] = r.data_fingerprint;
+  if (per_neuron) {
+    j["r"] = r.r;
+    j["p"] = r.p;
+    auto& curve = j["curve"] = nlohmann::ordered_json::array();
+    for (const auto& c : r.curve) {
+      curve.push_back({{"step", c.step}, {"phase", c.phase}, {"learning_rate", c.learning_rate},
+                       {"train_loss", c.train_loss}, {"val_loss", c.val_loss}});
+    }
+  }
+  return j;
+}
+
+JobResult run_job(const JobConfig& config, const RunOptions& options) {
+  configure_threads(config.train.threads);
+  const auto raw = models::load_source(config.data, config.data_seed);
+  const auto data = models::prepare(raw, config.seed, config.val_fraction);
+  Trainer trainer(config, data);
+  const bool complete = trainer.train(options);
+  if (!complete) {
+    JobResult stopped;
+    stopped.status = JobResult::Status::kStopped;
+    stopped.steps = trainer.step();
+    stopped.curve = trainer.curve();
+    return stopped;
+  }
+  auto result = trainer.evaluate();
+  result.data_fingerprint = models::fingerprint(raw);
+  return result;
+}
+
+}  // namespace daenr::worker

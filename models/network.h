@@ -1,0 +1,164 @@
+#pragma once
+// The DAE-NR model family: a convolutional encoder exposing h1..h4, an optional
+// autoencoder head (CAE, VAE, VQ-VAE) with its decoder, and an optional readout
+// (FR, FC, FM) on one h_i that predicts the neurons' responses. Sizes follow
+// shared/design/MODELS.md with the channel count of h1 as a parameter ("width",
+// 32 in the paper's setting) so that tests and benchmarks can use tiny models.
+//
+// A model holds only what its job trains: with autoencoder "none" there is no
+// decoder (the paper's CNN-FR_i / CNN-FC_i / CNN-FM_i baselines, and the
+// encoder stops at h_i); with readout "none" there is no readout (the DAE
+// baselines).
+
+#include <optional>
+#include <string>
+
+#include <torch/torch.h>
+
+namespace daenr::models {
+
+enum class AutoencoderKind { kNone, kCae, kVae, kVqVae };
+enum class ReadoutKind { kNone, kFr, kFc, kFm };
+
+/// "cae", "vae", "vqvae", "none" <-> AutoencoderKind; throws ModelError on others.
+AutoencoderKind parse_autoencoder(const std::string& name);
+std::string to_string(AutoencoderKind kind);
+/// "fr", "fc", "fm", "none" <-> ReadoutKind; throws ModelError on others.
+ReadoutKind parse_readout(const std::string& name);
+std::string to_string(ReadoutKind kind);
+
+struct ModelConfig {
+  AutoencoderKind autoencoder = AutoencoderKind::kCae;
+  ReadoutKind readout = ReadoutKind::kFr;
+  int layer = 1;              ///< the readout's input h_i, 1..4
+  int width = 32;             ///< channels of h1; h_i has width * 2^(i-1)
+  int latent = 100;           ///< CAE / VAE latent size
+  int codebook_size = 32;     ///< VQ-VAE codes (K); code dimension = channels of h4
+  double fc_dropout = 0.5;    ///< FC readout dropout before the linear map
+  double readout_l1 = 0.03;   ///< FR / FM sparsity: lambda * sum_n |w_s[n]|_1 |w_f[n]|_1
+  double fc_l2 = 0.01;        ///< FC readout: l2 * sum W^2
+  double commitment = 0.25;   ///< VQ-VAE commitment weight
+  int neurons = 0;            ///< N, set from the data
+};
+
+/// Channels and spatial side of h_i for a 32x32 input.
+int layer_channels(const ModelConfig& config, int layer);
+int layer_side(int layer);
+
+/// What a forward pass produced. Tensors that the pass did not compute are
+/// undefined (check with .defined()).
+struct ModelOutput {
+  torch::Tensor reconstruction;  ///< (B, 1, 32, 32) in (-1, 1)
+  torch::Tensor prediction;      ///< (B, N) predicted responses, > 0
+  torch::Tensor kl;              ///< VAE: scalar KL divergence (mean over batch)
+  torch::Tensor vq_loss;         ///< VQ-VAE: codebook + commitment * commitment loss
+  torch::Tensor perplexity;      ///< VQ-VAE: codebook perplexity of this batch
+};
+
+/// Conv k3 s2 p1 -> BatchNorm -> ELU, four times. forward(x, depth) returns
+/// h1..h_depth.
+class EncoderImpl : public torch::nn::Module {
+ public:
+  EncoderImpl(int width, int depth);
+  std::vector<torch::Tensor> forward(torch::Tensor x, int depth);
+  int depth() const { return static_cast<int>(blocks_.size()); }
+
+ private:
+  std::vector<torch::nn::Sequential> blocks_;
+};
+TORCH_MODULE(Encoder);
+
+/// Mirrors the encoder from a (8 width, 2, 2) map to a 1x32x32 image in (-1, 1).
+class DecoderImpl : public torch::nn::Module {
+ public:
+  explicit DecoderImpl(int width);
+  torch::Tensor forward(torch::Tensor h4);
+
+ private:
+  std::vector<torch::nn::Sequential> blocks_;
+  torch::nn::Conv2d out_{nullptr};
+};
+TORCH_MODULE(Decoder);
+
+/// A readout from one feature map (B, C, S, S) to N responses.
+class ReadoutImpl : public torch::nn::Module {
+ public:
+  /// `mean_rates` (N): mean training response per neuron, for the bias init.
+  /// `fm_positions` (N) int64: flat index of each neuron's RF centre on the
+  /// S x S grid; required for FM, ignored otherwise.
+  ReadoutImpl(ReadoutKind kind, int channels, int side, const ModelConfig& config,
+              const torch::Tensor& mean_rates, const torch::Tensor& fm_positions);
+  torch::Tensor forward(const torch::Tensor& h);
+  /// The readout's own penalty, already weighted (FR/FM sparsity, FC L2).
+  torch::Tensor regulariser() const;
+  ReadoutKind kind() const { return kind_; }
+  /// FR/FM: the non-negative spatial masks (N, S*S).
+  torch::Tensor spatial_masks() const;
+
+ private:
+  ReadoutKind kind_;
+  double l1_, l2_;
+  torch::Tensor spatial_;   // FR: (N, P) parameter; FM: (N, P) one-hot buffer
+  torch::Tensor features_;  // FR/FM: (N, C)
+  torch::Tensor bias_;      // FR/FM: (N)
+  torch::nn::Dropout dropout_{nullptr};
+  torch::nn::Linear linear_{nullptr};  // FC
+};
+TORCH_MODULE(Readout);
+
+/// The whole model of one job.
+class DaeNrImpl : public torch::nn::Module {
+ public:
+  DaeNrImpl(const ModelConfig& config, const torch::Tensor& mean_rates,
+            const torch::Tensor& fm_positions = {});
+  /// `need_reconstruction` / `need_prediction` let evaluation skip a head
+  /// whose metrics are not wanted; both default to what the model has.
+  ModelOutput forward(const torch::Tensor& x, bool need_reconstruction = true,
+                      bool need_prediction = true);
+  torch::Tensor readout_regulariser() const;
+  const ModelConfig& config() const { return config_; }
+  bool has_decoder() const { return config_.autoencoder != AutoencoderKind::kNone; }
+  bool has_readout() const { return config_.readout != ReadoutKind::kNone; }
+  Readout& readout() { return readout_; }
+
+ private:
+  torch::Tensor quantise(const torch::Tensor& z_e, ModelOutput& out);
+
+  ModelConfig config_;
+  Encoder encoder_{nullptr};
+  Decoder decoder_{nullptr};
+  torch::nn::Linear to_latent_{nullptr};   // CAE: h4 -> z; VAE: h4 -> mu
+  torch::nn::Linear to_logvar_{nullptr};   // VAE
+  torch::nn::Linear from_latent_{nullptr}; // CAE / VAE: z -> h4-shaped map
+  torch::Tensor codebook_;                 // VQ-VAE: (K, D)
+  Readout readout_{nullptr};
+};
+TORCH_MODULE(DaeNr);
+
+/// Map each neuron's RF centre (row, col) on the 31x31 image grid to a flat
+/// position on h_i's S x S grid: scale to the 32x32 resized image, divide by
+/// the layer's stride 2^i, clamp.
+torch::Tensor rf_centres_to_positions(const torch::Tensor& centres31, int layer);
+
+/// Mean over the batch of sum over neurons of (s_hat - s log(s_hat + 1e-5)).
+torch::Tensor poisson_loss(const torch::Tensor& prediction, const torch::Tensor& target);
+
+struct LossWeights {
+  double alpha = 1.0;              ///< reconstruction (MSE)
+  double beta = 1.0;               ///< Poisson
+  double kl_weight = 1.0 / 1024;   ///< VAE KL, relative to alpha (see docs/models.md)
+};
+
+struct LossTerms {
+  torch::Tensor total;           ///< what is minimised
+  torch::Tensor reconstruction;  ///< MSE, undefined without a decoder
+  torch::Tensor poisson;         ///< undefined without a readout
+};
+
+/// total = alpha * (MSE + kl_weight * KL + vq_loss) + beta * (Poisson + readout
+/// regulariser). The autoencoder's own terms scale with alpha and the
+/// readout's with beta, so that a weight of 0 switches a whole head off.
+LossTerms compute_loss(DaeNr& model, const ModelOutput& out, const torch::Tensor& images,
+                       const torch::Tensor& responses, const LossWeights& weights);
+
+}  // namespace daenr::models

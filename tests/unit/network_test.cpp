@@ -1,0 +1,264 @@
+// The model family: shapes, the readout formulas, which parameters exist, and
+// that every variant the paper uses trains.
+
+#include <gtest/gtest.h>
+
+#include <fmt/format.h>
+
+#include <cmath>
+
+#include "models/error.h"
+#include "models/network.h"
+#include "tests/support/tiny_data.h"
+
+namespace daenr::models {
+namespace {
+
+ModelConfig tiny(AutoencoderKind ae, ReadoutKind ro, int layer, int neurons = 6) {
+  ModelConfig c;
+  c.autoencoder = ae;
+  c.readout = ro;
+  c.layer = layer;
+  c.width = 4;
+  c.latent = 16;
+  c.codebook_size = 8;
+  c.neurons = neurons;
+  return c;
+}
+
+
+TEST(Network, EncoderExposesThePaperShapesAtWidth32) {
+  torch::manual_seed(0);
+  Encoder enc(32, 4);
+  auto h = enc->forward(torch::randn({2, 1, 32, 32}), 4);
+  ASSERT_EQ(h.size(), 4u);
+  EXPECT_EQ(h[0].sizes(), torch::IntArrayRef({2, 32, 16, 16}));
+  EXPECT_EQ(h[1].sizes(), torch::IntArrayRef({2, 64, 8, 8}));
+  EXPECT_EQ(h[2].sizes(), torch::IntArrayRef({2, 128, 4, 4}));
+  EXPECT_EQ(h[3].sizes(), torch::IntArrayRef({2, 256, 2, 2}));
+}
+
+TEST(Network, DecoderMirrorsTheEncoderAndEndsInTanh) {
+  torch::manual_seed(0);
+  Decoder dec(32);
+  auto y = dec->forward(torch::randn({3, 256, 2, 2}) * 50);
+  EXPECT_EQ(y.sizes(), torch::IntArrayRef({3, 1, 32, 32}));
+  EXPECT_LE(y.abs().max().item<float>(), 1.0f);
+}
+
+TEST(Network, ReadoutOnlyModelHasNoDecoderAndStopsAtItsLayer) {
+  auto mean = torch::full({6}, 0.5);
+  DaeNr m(tiny(AutoencoderKind::kNone, ReadoutKind::kFr, 2), mean);
+  for (const auto& p : m->named_parameters()) {
+    EXPECT_EQ(p.key().find("decoder"), std::string::npos) << p.key();
+    EXPECT_EQ(p.key().find("encoder.h3"), std::string::npos) << p.key();
+  }
+  auto out = m->forward(torch::randn({4, 1, 32, 32}));
+  EXPECT_FALSE(out.reconstruction.defined());
+  EXPECT_EQ(out.prediction.sizes(), torch::IntArrayRef({4, 6}));
+}
+
+TEST(Network, AutoencoderOnlyModelHasNoReadout) {
+  DaeNr m(tiny(AutoencoderKind::kCae, ReadoutKind::kNone, 1), torch::full({6}, 0.5));
+  for (const auto& p : m->named_parameters()) EXPECT_EQ(p.key().find("readout"), std::string::npos);
+  auto out = m->forward(torch::randn({2, 1, 32, 32}));
+  EXPECT_FALSE(out.prediction.defined());
+  EXPECT_EQ(out.reconstruction.sizes(), torch::IntArrayRef({2, 1, 32, 32}));
+}
+
+TEST(Network, FactorisedReadoutMatchesItsFormula) {
+  // s_hat[b, n] = softplus(sum_c |w_f[n, c]| sum_p |w_s[n, p]| h[b, c, p] + b_n), by loops.
+  auto cfg = tiny(AutoencoderKind::kNone, ReadoutKind::kFr, 1, 3);
+  Readout ro(ReadoutKind::kFr, 2, 2, cfg, torch::tensor({0.5, 1.0, 2.0}), torch::Tensor());
+  torch::manual_seed(3);
+  auto params = ro->named_parameters();
+  {
+    torch::NoGradGuard g;
+    params["spatial"].copy_(torch::randn({3, 4}));
+    params["features"].copy_(torch::randn({3, 2}));
+  }
+  auto h = torch::randn({5, 2, 2, 2});
+  auto got = ro->forward(h);
+  auto ws = params["spatial"].abs(), wf = params["features"].abs(), b = params["bias"];
+  for (int bi = 0; bi < 5; ++bi) {
+    for (int n = 0; n < 3; ++n) {
+      double acc = b[n].item<double>();
+      for (int c = 0; c < 2; ++c) {
+        for (int p = 0; p < 4; ++p) {
+          acc += wf[n][c].item<double>() * ws[n][p].item<double>() *
+                 h[bi][c][p / 2][p % 2].item<double>();
+        }
+      }
+      EXPECT_NEAR(got[bi][n].item<double>(), std::log1p(std::exp(acc)), 1e-5);
+    }
+  }
+}
+
+TEST(Network, ReadoutBiasStartsAtTheMeanRate) {
+  // With weights near zero the initial prediction is softplus(b) = mean rate.
+  auto rates = torch::tensor({0.2, 0.6, 1.5, 3.0});
+  for (auto kind : {ReadoutKind::kFr, ReadoutKind::kFm, ReadoutKind::kFc}) {
+    auto cfg = tiny(AutoencoderKind::kNone, kind, 3, 4);
+    torch::manual_seed(1);
+    DaeNr m(cfg, rates, daenr::testing::planted_positions(4, 3));
+    m->eval();
+    auto pred = m->forward(torch::zeros({1, 1, 32, 32})).prediction[0];
+    for (int n = 0; n < 4; ++n) {
+      EXPECT_NEAR(pred[n].item<double>(), rates[n].item<double>(), 0.15 * rates[n].item<double>())
+          << to_string(kind) << " neuron " << n;
+    }
+  }
+}
+
+TEST(Network, FixedMaskIsABufferAndOneHotAtTheGivenPositions) {
+  auto cfg = tiny(AutoencoderKind::kNone, ReadoutKind::kFm, 2, 3);
+  auto positions = torch::tensor({0, 9, 63}, torch::kLong);
+  DaeNr m(cfg, torch::ones({3}), positions);
+  EXPECT_EQ(m->named_parameters().find("readout.spatial"), nullptr);
+  auto mask = m->readout()->spatial_masks();
+  EXPECT_EQ(mask.sizes(), torch::IntArrayRef({3, 64}));
+  EXPECT_EQ(mask.sum().item<float>(), 3.0f);
+  EXPECT_EQ(mask[1][9].item<float>(), 1.0f);
+  EXPECT_EQ(mask[2][63].item<float>(), 1.0f);
+  EXPECT_THROW(DaeNr(cfg, torch::ones({3})), ModelError);  // FM without positions
+}
+
+TEST(Network, RfCentresMapToTheLayerGrid) {
+  // Pixel 15 of 31 is centred at 15.5 * 32/31 = 16 on the 32 grid: cell 8 of 16
+  // at h1 (stride 2), cell 1 of 2 at h4 (stride 16). Pixel 0 -> cell 0.
+  auto centres = torch::tensor({15.0, 15.0, 0.0, 30.0}).reshape({2, 2});
+  auto h1 = rf_centres_to_positions(centres, 1);
+  EXPECT_EQ(h1[0].item<int64_t>(), 8 * 16 + 8);
+  EXPECT_EQ(h1[1].item<int64_t>(), 0 * 16 + 15);
+  auto h4 = rf_centres_to_positions(centres, 4);
+  EXPECT_EQ(h4[0].item<int64_t>(), 1 * 2 + 1);
+  EXPECT_EQ(h4[1].item<int64_t>(), 0 * 2 + 1);
+}
+
+TEST(Network, PoissonLossMatchesHandValue) {
+  // Batch of 2, 2 neurons: mean over batch of sum over neurons of s_hat - s log(s_hat + 1e-5).
+  auto pred = torch::tensor({1.0, 2.0, 0.5, 4.0}).reshape({2, 2});
+  auto s = torch::tensor({0.0, 1.0, 2.0, 3.0}).reshape({2, 2});
+  const double row0 = 1.0 + 2.0 - std::log(2.0 + 1e-5);
+  const double row1 = 0.5 - 2 * std::log(0.5 + 1e-5) + 4.0 - 3 * std::log(4.0 + 1e-5);
+  EXPECT_NEAR(poisson_loss(pred, s).item<double>(), (row0 + row1) / 2, 1e-5);
+}
+
+TEST(Network, ReadoutGradientReachesTheEncoderButNotTheDecoder) {
+  for (auto ro : {ReadoutKind::kFr, ReadoutKind::kFc, ReadoutKind::kFm}) {
+    for (int layer = 1; layer <= 4; ++layer) {
+      torch::manual_seed(0);
+      DaeNr m(tiny(AutoencoderKind::kCae, ro, layer), torch::full({6}, 0.5),
+              daenr::testing::planted_positions(6, layer));
+      auto x = torch::randn({8, 1, 32, 32});
+      auto s = torch::rand({8, 6}) * 2;
+      poisson_loss(m->forward(x).prediction, s).backward();
+      const auto params = m->named_parameters();
+      auto g = params["encoder.h1.0.weight"].grad();
+      ASSERT_TRUE(g.defined()) << to_string(ro) << layer;
+      EXPECT_GT(g.abs().sum().item<double>(), 0) << to_string(ro) << " h" << layer;
+      auto dg = params["decoder.out.weight"].grad();
+      EXPECT_TRUE(!dg.defined() || dg.abs().sum().item<double>() == 0);
+    }
+  }
+}
+
+TEST(Network, VqVaeStraightThroughPassesReconstructionGradientToEncoder) {
+  torch::manual_seed(0);
+  DaeNr m(tiny(AutoencoderKind::kVqVae, ReadoutKind::kNone, 1), torch::ones({6}));
+  auto x = torch::randn({8, 1, 32, 32}).clamp(-1, 1);
+  auto out = m->forward(x);
+  ASSERT_TRUE(out.vq_loss.defined());
+  const double perplexity = out.perplexity.item<double>();
+  EXPECT_GE(perplexity, 1.0 - 1e-6);
+  EXPECT_LE(perplexity, 8.0 + 1e-6);
+  torch::nn::functional::mse_loss(out.reconstruction, x).backward();
+  auto params = m->named_parameters();
+  EXPECT_GT(params["encoder.h4.0.weight"].grad().abs().sum().item<double>(), 0);
+  // The reconstruction alone does not move the codebook; the VQ term does.
+  auto cb = params["codebook"].grad();
+  EXPECT_TRUE(!cb.defined() || cb.abs().sum().item<double>() == 0);
+  m->zero_grad();
+  m->forward(x).vq_loss.backward();
+  EXPECT_GT(params["codebook"].grad().abs().sum().item<double>(), 0);
+}
+
+TEST(Network, VaeSamplesWhileTrainingAndUsesTheMeanInEval) {
+  torch::manual_seed(0);
+  DaeNr m(tiny(AutoencoderKind::kVae, ReadoutKind::kNone, 1), torch::ones({6}));
+  auto x = torch::randn({4, 1, 32, 32}).clamp(-1, 1);
+  m->eval();
+  auto a = m->forward(x).reconstruction, b = m->forward(x).reconstruction;
+  EXPECT_TRUE(torch::equal(a, b));
+  auto out = m->forward(x);
+  ASSERT_TRUE(out.kl.defined());
+  EXPECT_GE(out.kl.item<double>(), 0);
+  m->train();
+  EXPECT_FALSE(torch::equal(m->forward(x).reconstruction, m->forward(x).reconstruction));
+}
+
+struct Variant {
+  AutoencoderKind ae;
+  ReadoutKind ro;
+  int layer;
+};
+
+// Every combination the paper uses: the nine DAE-NR variants on h1..h4, the
+// readout-only CNN baselines on h1..h4, and the three autoencoders alone.
+std::vector<Variant> paper_variants() {
+  std::vector<Variant> v;
+  const AutoencoderKind aes[] = {AutoencoderKind::kCae, AutoencoderKind::kVae, AutoencoderKind::kVqVae};
+  const ReadoutKind ros[] = {ReadoutKind::kFr, ReadoutKind::kFc, ReadoutKind::kFm};
+  for (int layer = 1; layer <= 4; ++layer) {
+    for (auto ae : aes) for (auto ro : ros) v.push_back({ae, ro, layer});
+    for (auto ro : ros) v.push_back({AutoencoderKind::kNone, ro, layer});
+  }
+  for (auto ae : aes) v.push_back({ae, ReadoutKind::kNone, 1});
+  return v;
+}
+
+TEST(Network, EveryPaperVariantTrainsAndItsLossFalls) {
+  auto data = daenr::testing::tiny_dataset(32, 8, 8, 6);
+  auto x = data.train_images, s = data.train_responses;
+  const auto variants = paper_variants();
+  EXPECT_EQ(variants.size(), 51u);
+  for (const auto& v : variants) {
+    const std::string name =
+        fmt::format("{}-{}_{}", to_string(v.ae), to_string(v.ro), v.layer);
+    torch::manual_seed(0);
+    auto cfg = tiny(v.ae, v.ro, v.layer);
+    DaeNr m(cfg, s.mean(0), daenr::testing::planted_positions(6, v.layer));
+    LossWeights w;
+    w.alpha = v.ae == AutoencoderKind::kNone ? 0 : 1;
+    w.beta = v.ro == ReadoutKind::kNone ? 0 : 1;
+    auto loss_now = [&] {
+      torch::NoGradGuard g;
+      torch::manual_seed(42);  // the same dropout mask / VAE noise each time
+      return compute_loss(m, m->forward(x), x, s, w).total.item<double>();
+    };
+    const double before = loss_now();
+    torch::optim::Adam opt(m->parameters(), torch::optim::AdamOptions(5e-3));
+    for (int step = 0; step < 30; ++step) {
+      opt.zero_grad();
+      compute_loss(m, m->forward(x), x, s, w).total.backward();
+      opt.step();
+    }
+    const double after = loss_now();
+    EXPECT_TRUE(std::isfinite(after)) << name;
+    EXPECT_LT(after, before * 0.98) << name << ": " << before << " -> " << after;
+  }
+}
+
+TEST(Network, RejectsImpossibleModels) {
+  EXPECT_THROW(DaeNr(tiny(AutoencoderKind::kNone, ReadoutKind::kNone, 1), torch::ones({6})),
+               ModelError);
+  EXPECT_THROW(DaeNr(tiny(AutoencoderKind::kCae, ReadoutKind::kFr, 5), torch::ones({6})),
+               ModelError);
+  EXPECT_THROW(DaeNr(tiny(AutoencoderKind::kCae, ReadoutKind::kFr, 1), torch::ones({5})),
+               ModelError);
+  EXPECT_THROW(parse_autoencoder("vq-vae"), ModelError);
+  EXPECT_THROW(parse_readout("fully"), ModelError);
+}
+
+}  // namespace
+}  // namespace daenr::models

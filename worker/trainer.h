@@ -1,0 +1,146 @@
+#pragma once
+// Turns one job configuration into one job result: builds the model, trains it
+// with the paper's schedule, checkpoints atomically, evaluates on the test set.
+//
+// Schedule (the paper's, Sec. 4.1): Adam at the configured learning rate;
+// every `validate_every` steps the loss on the held-out 20% is measured; after
+// `patience` steps without improvement the best parameters are restored, the
+// learning rate is multiplied by `lr_decay` and a fresh Adam trains again; after
+// `phases` such phases (or `max_steps` steps in all) the best parameters are
+// restored for evaluation.
+//
+// Determinism: every random draw of step s (batch order, dropout, VAE noise)
+// comes from generators seeded by (seed, s), so a run resumed from a checkpoint
+// at step s continues exactly as an uninterrupted one, and the same seed, data
+// and thread count give bit-identical results on CPU.
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "models/data.h"
+#include "models/network.h"
+#include "worker/job_config.h"
+
+namespace daenr::worker {
+
+/// The loss became NaN or infinite: an expected failure, recorded with its step.
+class TrainingDiverged : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// A checkpoint that cannot be used (unreadable, or written by another config).
+class CheckpointError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// One validation point of the training curve.
+struct CurvePoint {
+  int step = 0;
+  int phase = 0;
+  double learning_rate = 0;
+  double train_loss = 0;  ///< mean training objective since the previous point
+  double val_loss = 0;    ///< data terms on the held-out split (see trainer.cpp)
+};
+
+struct JobResult {
+  enum class Status { kDone, kStopped };
+  Status status = Status::kDone;
+  int steps = 0;
+  int phases_completed = 0;
+  double best_val_loss = 0;
+  double train_seconds = 0;
+  // Reconstruction of the test images (models with a decoder).
+  std::optional<double> mse, psnr, ssim;
+  std::optional<double> perplexity;  ///< VQ-VAE codebook use on the test images
+  // Neural prediction on the test images (models with a readout).
+  std::vector<double> r, p;          ///< per neuron
+  std::optional<double> mean_r;
+  std::optional<int> n_significant;  ///< p <= 0.05 and r > 0
+  std::optional<double> mean_feve;
+  // The data's own ceiling (where repeats exist), for reading r in context.
+  std::optional<double> oracle_r, split_half_r;
+  int neurons = 0;
+  std::string data_fingerprint;
+  std::vector<CurvePoint> curve;
+};
+
+/// The result as one JSON object; per-neuron arrays only when asked.
+nlohmann::ordered_json to_json(const JobResult& result, bool per_neuron = false);
+
+/// Sets LibTorch's intra-op threads and OpenBLAS's threads (which LibTorch does
+/// not control, and which some products such as ConvTranspose2d use) to `n`.
+void configure_threads(int n);
+
+struct RunOptions {
+  /// Where the job's checkpoint lives. Empty: no checkpoints. An existing file
+  /// is resumed from.
+  std::filesystem::path checkpoint;
+  /// Asked at every validation point; returning true checkpoints and stops.
+  std::function<bool(int step)> should_stop;
+};
+
+class Trainer {
+ public:
+  /// `data` must outlive the trainer; it is moved to the configured device.
+  Trainer(const JobConfig& config, const models::Dataset& data);
+
+  /// Trains until the schedule ends (returns true) or `should_stop` asks to
+  /// stop (checkpoints, returns false). Resumes from `options.checkpoint`
+  /// when that file exists.
+  bool train(const RunOptions& options = {});
+
+  /// Test-set metrics of the current (best, after train) parameters. No
+  /// autograd, and only the heads whose metrics exist.
+  JobResult evaluate();
+
+  models::DaeNr& model() { return model_; }
+  int step() const { return step_; }
+  const std::vector<CurvePoint>& curve() const { return curve_; }
+
+  /// The validation objective of the current parameters.
+  double validation_loss();
+
+ private:
+  torch::Tensor batch_indices(int step);
+  void snapshot_best();
+  void restore_best();
+  void reset_optimizer(double lr);
+  void save_checkpoint(const std::filesystem::path& path) const;
+  void load_checkpoint(const std::filesystem::path& path);
+
+  JobConfig config_;
+  torch::Device device_;
+  torch::Tensor train_x_, train_s_, val_x_, val_s_, test_x_, test_s_, test_raw_;
+  models::DaeNr model_{nullptr};
+  std::unique_ptr<torch::optim::Adam> optimizer_;
+  std::vector<torch::Tensor> best_state_;
+
+  // Schedule state: everything a checkpoint must hold to resume exactly.
+  int step_ = 0;
+  int phase_ = 0;
+  double lr_ = 0;
+  double best_val_ = 0;
+  int best_step_ = 0;   // step of the best validation loss, or the phase's start
+  bool finished_ = false;
+  std::vector<CurvePoint> curve_;
+  double train_seconds_ = 0;
+
+  int64_t perm_epoch_ = -1;  // cache of the current epoch's permutation
+  torch::Tensor perm_;
+};
+
+/// Loads the data, trains, evaluates: the whole job. Throws DataError,
+/// ConfigError, TrainingDiverged, CheckpointError.
+JobResult run_job(const JobConfig& config, const RunOptions& options = {});
+
+}  // namespace daenr::worker
