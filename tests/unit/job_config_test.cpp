@@ -1,0 +1,124 @@
+// Job configuration: defaults, overrides, and every error pinned to its message.
+
+#include <gtest/gtest.h>
+
+#include "worker/job_config.h"
+
+namespace daenr::worker {
+namespace {
+
+std::string error_of(const std::string& text, const std::vector<std::string>& overrides = {}) {
+  try {
+    apply_overrides(text, "job.toml", overrides);
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+TEST(JobConfig, DefaultsAreThePapersSettings) {
+  const auto c = parse_job_config("", "job.toml");
+  EXPECT_EQ(c.model.autoencoder, models::AutoencoderKind::kCae);
+  EXPECT_EQ(c.model.readout, models::ReadoutKind::kFr);
+  EXPECT_EQ(c.model.width, 32);
+  EXPECT_EQ(c.model.latent, 100);
+  EXPECT_EQ(c.model.codebook_size, 32);
+  EXPECT_DOUBLE_EQ(c.model.commitment, 0.25);
+  EXPECT_DOUBLE_EQ(c.train.learning_rate, 1e-3);
+  EXPECT_EQ(c.train.patience, 1000);
+  EXPECT_EQ(c.train.phases, 2);
+  EXPECT_DOUBLE_EQ(c.train.lr_decay, 0.5);
+  EXPECT_DOUBLE_EQ(c.val_fraction, 0.2);
+  EXPECT_DOUBLE_EQ(c.loss.kl_weight, 1.0 / 1024);
+}
+
+TEST(JobConfig, ParsesEverySection) {
+  const auto c = parse_job_config(R"(
+data = "virtual:3"
+seed = 7
+[model]
+autoencoder = "vqvae"
+readout = "fm"
+layer = 3
+[loss]
+alpha = 1
+beta = 0.5
+[train]
+batch_size = 32
+max_steps = 100
+validate_every = 10
+patience = 20
+)",
+                                  "job.toml");
+  EXPECT_EQ(c.data, "virtual:3");
+  EXPECT_EQ(c.seed, 7u);
+  EXPECT_EQ(c.model.autoencoder, models::AutoencoderKind::kVqVae);
+  EXPECT_EQ(c.model.readout, models::ReadoutKind::kFm);
+  EXPECT_EQ(c.model.layer, 3);
+  EXPECT_DOUBLE_EQ(c.loss.alpha, 1.0);  // an integer where a number is expected
+  EXPECT_DOUBLE_EQ(c.loss.beta, 0.5);
+  EXPECT_EQ(c.train.batch_size, 32);
+}
+
+TEST(JobConfig, OverridesTakeDottedKeysAndBareWords) {
+  const auto c = apply_overrides("[model]\nlayer = 2\n", "job.toml",
+                                 {"model.layer=4", "model.readout=fc", "train.max_steps=9",
+                                  "data=virtual:2"});
+  EXPECT_EQ(c.model.layer, 4);
+  EXPECT_EQ(c.model.readout, models::ReadoutKind::kFc);
+  EXPECT_EQ(c.train.max_steps, 9);
+  EXPECT_EQ(c.data, "virtual:2");
+}
+
+TEST(JobConfig, ErrorsNameTheFileLineKeyAndProblem) {
+  EXPECT_EQ(error_of("[model]\nlayr = 2\n"),
+            "job.toml:2:1: model.layr: unknown key (did you mean 'model.layer'?)");
+  EXPECT_EQ(error_of("[model]\nlayer = 5\n"), "job.toml:2:9: model.layer: must be 1..4 (h1..h4), got 5");
+  EXPECT_EQ(error_of("[model]\nlayer = \"2\"\n"),
+            "job.toml:2:9: model.layer: expected an integer, got a string");
+  EXPECT_EQ(error_of("[model]\nautoencoder = \"ae\"\n"),
+            "job.toml:2:15: model.autoencoder: unknown autoencoder 'ae' (expected cae, vae, vqvae "
+            "or none)");
+  EXPECT_EQ(error_of("[loss]\nbeta = -1.0\n"), "job.toml:2:8: loss.beta: must be >= 0, got -1");
+  EXPECT_EQ(error_of("[loss]\nbeta = nan\n"), "job.toml:2:8: loss.beta: must be finite, got nan");
+  EXPECT_EQ(error_of("[train]\ndevice = \"tpu\"\n"),
+            "job.toml:2:10: train.device: expected \"cpu\" or \"cuda[:K]\", got \"tpu\"");
+  EXPECT_EQ(error_of("model = 3\n"), "job.toml:1:9: model: expected a table, got an integer");
+  EXPECT_EQ(error_of("sed = 3\n"), "job.toml:1:1: sed: unknown key (did you mean 'seed'?)");
+  EXPECT_EQ(error_of("colour = 3\n"), "job.toml:1:1: colour: unknown key");
+  EXPECT_EQ(error_of("[model\n").substr(0, 13), "job.toml:1:7:");
+  EXPECT_EQ(error_of("seed = -1\n"), "job.toml:1:8: seed: must not be negative, got -1");
+}
+
+TEST(JobConfig, HeadsAndWeightsMustAgree) {
+  EXPECT_EQ(error_of("[loss]\nalpha = 0\n"),
+            "job.toml: loss.alpha: is 0 but model.autoencoder is \"cae\"; use autoencoder = "
+            "\"none\" for the readout-only baseline");
+  EXPECT_EQ(error_of("[model]\nreadout = \"none\"\n"),
+            "job.toml: loss.beta: is 1 but model.readout is \"none\"; set beta = 0");
+  EXPECT_EQ(error_of("[model]\nreadout = \"none\"\nautoencoder = \"none\"\n[loss]\nalpha = 0\nbeta = 0\n"),
+            "job.toml: model: autoencoder and readout are both \"none\": nothing to train");
+  EXPECT_EQ(error_of("", {"train.validate_every=50", "train.patience=10"}),
+            "job.toml: train.validate_every: 50 exceeds train.patience 10");
+}
+
+TEST(JobConfig, BadOverridesAreNamed) {
+  EXPECT_EQ(error_of("", {"model.layer"}), "--set 'model.layer': expected key=value");
+  EXPECT_EQ(error_of("", {"model.layer=7"}), "--set 'model.layer=7': model.layer: must be 1..4 (h1..h4), got 7");
+  EXPECT_EQ(error_of("", {"model.lyer=2"}),
+            "--set 'model.lyer=2': model.lyer: unknown key (did you mean 'model.layer'?)");
+}
+
+TEST(JobConfig, CanonicalJsonHasEveryKeyInAFixedOrder) {
+  const auto a = to_json(parse_job_config("seed = 3\n[model]\nlayer = 2\n", "a.toml"));
+  const auto b = to_json(parse_job_config("[model]\nlayer = 2\n[train]\n\n", "b.toml"));
+  EXPECT_NE(a.dump(), b.dump());
+  auto b2 = parse_job_config("[model]\nlayer = 2\n", "b.toml");
+  b2.seed = 3;
+  EXPECT_EQ(a.dump(), to_json(b2).dump());
+  EXPECT_EQ(a.begin().key(), "data");
+  EXPECT_EQ(a["model"]["layer"], 2);
+}
+
+}  // namespace
+}  // namespace daenr::worker
