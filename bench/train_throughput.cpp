@@ -1,0 +1,97 @@
+// Training throughput of one model through the real trainer (worker::Trainer),
+// in samples per second. Prints one JSON line.
+//
+// The trainer validates every `validate_every` steps; here validation is put
+// at the very end, and the rate is taken between two runs of different
+// lengths so that model construction and that one validation cancel out:
+//   rate = (steps_long - steps_short) * batch / (t_long - t_short).
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include <chrono>
+#include <iostream>
+
+#include "models/data.h"
+#include "models/synth.h"
+#include "worker/job_config.h"
+#include "worker/trainer.h"
+
+using namespace daenr;
+
+namespace {
+
+double timed_train(const worker::JobConfig& config, const models::Dataset& data, int steps) {
+  auto c = config;
+  c.train.max_steps = steps;
+  c.train.validate_every = steps;
+  c.train.patience = steps;
+  worker::Trainer trainer(c, data);
+  const auto t0 = std::chrono::steady_clock::now();
+  trainer.train();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+double eval_rate(worker::Trainer& trainer, const torch::Tensor& x, int reps, bool no_grad) {
+  trainer.model()->eval();
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < reps; ++i) {
+    if (no_grad) {
+      torch::NoGradGuard g;
+      trainer.model()->forward(x);
+    } else {
+      trainer.model()->forward(x);
+    }
+  }
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return reps * x.size(0) / s;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"daenr training-throughput benchmark"};
+  int batch = 256, steps = 20, threads = 1, region = 3, layer = 2;
+  std::string autoencoder = "cae", readout = "fr", mode = "train";
+  app.add_option("--batch", batch);
+  app.add_option("--steps", steps, "steps of the longer run (the shorter has a quarter)");
+  app.add_option("--threads", threads);
+  app.add_option("--region", region);
+  app.add_option("--autoencoder", autoencoder);
+  app.add_option("--readout", readout);
+  app.add_option("--layer", layer);
+  app.add_option("--mode", mode, "train, or eval (forward with and without autograd)");
+  CLI11_PARSE(app, argc, argv);
+
+  worker::configure_threads(threads);
+  auto raw = models::simulate_region(models::virtual_region_spec(region), 1);
+  auto data = models::prepare(raw, 0);
+  std::vector<std::string> overrides = {
+      "model.autoencoder=" + autoencoder, "model.readout=" + readout,
+      fmt::format("model.layer={}", layer), fmt::format("train.batch_size={}", batch),
+      fmt::format("train.threads={}", threads), "train.checkpoint_every=0"};
+  if (autoencoder == "none") overrides.push_back("loss.alpha=0");
+  if (readout == "none") overrides.push_back("loss.beta=0");
+  const auto config = worker::apply_overrides("", "bench", overrides);
+
+  nlohmann::ordered_json out;
+  out["impl"] = "daenr";
+  out["model"] = fmt::format("{}-{}_{}", autoencoder, readout, layer);
+  out["batch"] = batch;
+  out["threads"] = threads;
+  if (mode == "eval") {
+    worker::Trainer trainer(config, data);
+    auto x = data.train_images.slice(0, 0, batch);
+    eval_rate(trainer, x, 2, true);  // warm-up
+    out["eval_no_grad_samples_per_s"] = eval_rate(trainer, x, steps, true);
+    out["eval_autograd_samples_per_s"] = eval_rate(trainer, x, steps, false);
+  } else {
+    timed_train(config, data, 3);  // warm-up: allocator, oneDNN primitive caches
+    const int short_steps = std::max(1, steps / 4);
+    const double t_short = timed_train(config, data, short_steps);
+    const double t_long = timed_train(config, data, steps);
+    out["samples_per_s"] = (steps - short_steps) * double(batch) / (t_long - t_short);
+  }
+  std::cout << out.dump() << std::endl;
+  return 0;
+}
