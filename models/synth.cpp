@@ -1,1 +1,252 @@
-// in progress
+#include "models/synth.h"
+
+#include <fmt/format.h>
+
+#include <cmath>
+#include <numbers>
+#include <random>
+
+#include "models/error.h"
+#include "models/npy.h"
+
+namespace daenr::models {
+
+namespace {
+
+constexpr int kSide = 31;
+constexpr int kPixels = kSide * kSide;
+
+// Independent random streams of one region, so that e.g. the neuron count can
+// change without changing the images.
+enum Stream : std::uint64_t { kTrainImages = 1, kTestImages, kNeurons, kTrainTrials, kTestTrials };
+
+std::mt19937_64 stream(std::uint64_t seed, int region, Stream s) {
+  // SplitMix64 of (seed, region, stream): unrelated seeds for unrelated streams.
+  std::uint64_t z = seed * 0x9E3779B97F4A7C15ULL + static_cast<std::uint64_t>(region) * 0xBF58476D1CE4E5B9ULL +
+                    s * 0x94D049BB133111EBULL;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+  return std::mt19937_64(z ^ (z >> 31));
+}
+
+// Dead leaves (Matheron; Lee, Mumford & Huang 2001): opaque discs of uniform
+// random grey dropped on the image, the first ones in front. Radii follow
+// p(r) ~ r^-3 on [1, 24] px, which gives the ~1/f^2 power spectrum (1/f
+// amplitude) of natural images and their occlusion edges. Grey levels are
+// integers 0..255, so the mean (~128) and contrast (std ~72) match the real
+// test images (114-126 / 68-76).
+torch::Tensor dead_leaves(int n, std::mt19937_64& rng) {
+  constexpr double r_min = 1.0, r_max = 24.0;
+  constexpr int max_discs = 2000;
+  std::uniform_real_distribution<double> unit(0.0, 1.0);
+  std::uniform_int_distribution<int> grey(0, 255);
+  auto images = torch::empty({n, kPixels}, torch::kDouble);
+  auto* out = images.data_ptr<double>();
+  std::vector<int> canvas(kPixels);
+  for (int i = 0; i < n; ++i) {
+    std::fill(canvas.begin(), canvas.end(), -1);
+    int uncovered = kPixels;
+    for (int d = 0; d < max_discs && uncovered > 0; ++d) {
+      // Inverse CDF of the r^-3 density.
+      const double u = unit(rng);
+      const double r = 1.0 / std::sqrt(1.0 / (r_min * r_min) - u * (1.0 / (r_min * r_min) - 1.0 / (r_max * r_max)));
+      const double cy = -r + unit(rng) * (kSide + 2 * r);
+      const double cx = -r + unit(rng) * (kSide + 2 * r);
+      const int value = grey(rng);
+      const int y0 = std::max(0, static_cast<int>(std::floor(cy - r)));
+      const int y1 = std::min(kSide - 1, static_cast<int>(std::ceil(cy + r)));
+      const int x0 = std::max(0, static_cast<int>(std::floor(cx - r)));
+      const int x1 = std::min(kSide - 1, static_cast<int>(std::ceil(cx + r)));
+      for (int y = y0; y <= y1; ++y) {
+        for (int x = x0; x <= x1; ++x) {
+          int& px = canvas[y * kSide + x];
+          if (px < 0 && (y - cy) * (y - cy) + (x - cx) * (x - cx) <= r * r) {
+            px = value;
+            --uncovered;
+          }
+        }
+      }
+    }
+    const int background = grey(rng);
+    for (int p = 0; p < kPixels; ++p) {
+      // Grey levels / 1e6, exactly as the real files store them.
+      out[static_cast<int64_t>(i) * kPixels + p] = (canvas[p] < 0 ? background : canvas[p]) / 1e6;
+    }
+  }
+  return images;
+}
+
+// Zero-mean, unit-norm Gabor filter on the 31x31 grid.
+std::vector<double> gabor(double cy, double cx, double sigma, double wavelength, double theta,
+                          double phase, double aspect) {
+  std::vector<double> g(kPixels);
+  double mean = 0;
+  for (int y = 0; y < kSide; ++y) {
+    for (int x = 0; x < kSide; ++x) {
+      const double xr = (x - cx) * std::cos(theta) + (y - cy) * std::sin(theta);
+      const double yr = -(x - cx) * std::sin(theta) + (y - cy) * std::cos(theta);
+      const double v = std::exp(-(xr * xr + aspect * aspect * yr * yr) / (2 * sigma * sigma)) *
+                       std::cos(2 * std::numbers::pi * xr / wavelength + phase);
+      g[y * kSide + x] = v;
+      mean += v;
+    }
+  }
+  mean /= kPixels;
+  double norm = 0;
+  for (auto& v : g) {
+    v -= mean;
+    norm += v * v;
+  }
+  norm = std::sqrt(norm);
+  for (auto& v : g) v /= norm;
+  return g;
+}
+
+// Per-region trial noise, chosen so that the simulated single-trial oracle r
+// and split-half reliability fall near the real regions' (STATS.md).
+struct NoiseModel {
+  double gain_shape;  // trial gain ~ Gamma(k, 1/k): multiplicative variability
+  double additive;    // sd of additive Gaussian noise
+};
+
+NoiseModel noise_for(int region) {
+  switch (region) {
+    case 1: return {1.0, 1.05};
+    case 2: return {0.8, 1.35};
+    default: return {0.9, 1.15};
+  }
+}
+
+}  // namespace
+
+VirtualRegionSpec virtual_region_spec(int region) {
+  VirtualRegionSpec s;
+  s.region = region;
+  switch (region) {
+    case 1: s.neurons = 103, s.train_images = 1800, s.repeats = 10; break;
+    case 2: s.neurons = 55, s.train_images = 1260, s.repeats = 8; break;
+    case 3: s.neurons = 102, s.train_images = 1800, s.repeats = 12; break;
+    default: throw ModelError(fmt::format("no virtual region {} (expected 1, 2 or 3)", region));
+  }
+  return s;
+}
+
+RawRegion simulate_region(const VirtualRegionSpec& spec, std::uint64_t seed) {
+  if (spec.neurons < 1 || spec.train_images < 1 || spec.test_images < 1 || spec.repeats < 1) {
+    throw ModelError(fmt::format("virtual region sizes must be positive (neurons {}, train images {}, "
+                                 "test images {}, repeats {})",
+                                 spec.neurons, spec.train_images, spec.test_images, spec.repeats));
+  }
+  RawRegion r;
+  {
+    auto rng = stream(seed, spec.region, kTrainImages);
+    r.train_inputs = dead_leaves(spec.train_images, rng);
+  }
+  {
+    auto rng = stream(seed, spec.region, kTestImages);
+    r.test_inputs = dead_leaves(spec.test_images, rng);
+  }
+
+  // Receptive fields. Centres stay in the central 17x17 pixels so that the
+  // Gabor envelope (sigma 2-4 px) lies mostly inside the image.
+  const int m = spec.neurons;
+  auto rng = stream(seed, spec.region, kNeurons);
+  std::uniform_real_distribution<double> unit(0.0, 1.0);
+  auto uniform = [&](double lo, double hi) { return lo + (hi - lo) * unit(rng); };
+  std::normal_distribution<double> normal(0.0, 1.0);
+  auto even = torch::empty({kPixels, m}, torch::kDouble);
+  auto odd = torch::empty({kPixels, m}, torch::kDouble);
+  r.rf_centres = torch::empty({m, 2}, torch::kDouble);
+  auto even_a = even.accessor<double, 2>();
+  auto odd_a = odd.accessor<double, 2>();
+  auto centres_a = r.rf_centres.accessor<double, 2>();
+  std::vector<bool> complex_cell(m);
+  std::vector<double> amplitude(m);
+  for (int n = 0; n < m; ++n) {
+    const double cy = uniform(7, 23), cx = uniform(7, 23);
+    const double sigma = uniform(2, 4), wavelength = uniform(2.5, 4) * sigma;
+    const double theta = uniform(0, std::numbers::pi), phase = uniform(0, 2 * std::numbers::pi);
+    const double aspect = uniform(0.6, 1.0);
+    complex_cell[n] = unit(rng) < spec.complex_fraction;
+    amplitude[n] = 0.9 * std::exp(0.35 * normal(rng));  // neurons differ in gain
+    const auto g0 = gabor(cy, cx, sigma, wavelength, theta, phase, aspect);
+    const auto g90 = gabor(cy, cx, sigma, wavelength, theta, phase + std::numbers::pi / 2, aspect);
+    for (int p = 0; p < kPixels; ++p) {
+      even_a[p][n] = g0[p];
+      odd_a[p][n] = g90[p];
+    }
+    centres_a[n][0] = cy;
+    centres_a[n][1] = cx;
+  }
+
+  // Drive on images in contrast units (grey / 255 - 0.5). Simple cells:
+  // linear filter; complex cells: energy of a quadrature pair. Each drive is
+  // standardised over the training images so that one threshold and gain
+  // shape every neuron's rate: rate = A * relu(z)^1.2.
+  auto is_complex = torch::zeros({m}, torch::kBool);
+  for (int n = 0; n < m; ++n) is_complex.accessor<bool, 1>()[n] = complex_cell[n];
+  auto contrast = [](const torch::Tensor& rows) { return rows * (1e6 / 255.0) - 0.5; };
+  auto drive = [&](const torch::Tensor& rows) {
+    auto x = contrast(rows);
+    auto lin = torch::matmul(x, even);
+    auto energy = torch::sqrt(lin.pow(2) + torch::matmul(x, odd).pow(2));
+    return torch::where(is_complex.unsqueeze(0), energy, lin);
+  };
+  auto train_drive = drive(r.train_inputs);
+  auto test_drive = drive(r.test_inputs);
+  const auto mean = train_drive.mean(0);
+  // Simple cells keep their zero point (the sign of the linear drive matters);
+  // complex cells are centred on their mean energy.
+  const auto centre = torch::where(is_complex, mean, torch::zeros_like(mean));
+  const auto scale = train_drive.std(0);
+  auto amp = torch::tensor(amplitude, torch::kDouble);
+  auto rate = [&](const torch::Tensor& d) {
+    return amp * torch::relu((d - centre) / scale).pow(1.2);
+  };
+  const auto train_rate = rate(train_drive).contiguous();
+  const auto test_rate = rate(test_drive).contiguous();
+
+  // One trial: relu(rate * G + sd * eps - 0.3), G ~ Gamma(k, 1/k), eps ~ N(0, 1).
+  // The offset makes weak drive silent: about half of all responses are 0.
+  const NoiseModel noise = noise_for(spec.region);
+  auto trials = [&](const torch::Tensor& rates, std::mt19937_64& trial_rng) {
+    std::gamma_distribution<double> gain(noise.gain_shape, 1.0 / noise.gain_shape);
+    std::normal_distribution<double> eps(0.0, noise.additive);
+    auto out = torch::empty_like(rates);
+    const auto* in = rates.data_ptr<double>();
+    auto* o = out.data_ptr<double>();
+    for (int64_t i = 0; i < rates.numel(); ++i) {
+      o[i] = std::max(0.0, in[i] * gain(trial_rng) + eps(trial_rng) - 0.3);
+    }
+    return out;
+  };
+  {
+    auto trial_rng = stream(seed, spec.region, kTrainTrials);
+    r.train_responses = trials(train_rate, trial_rng);
+  }
+  {
+    auto trial_rng = stream(seed, spec.region, kTestTrials);
+    r.test_raw = torch::empty({spec.repeats, spec.test_images, m}, torch::kDouble);
+    for (int k = 0; k < spec.repeats; ++k) r.test_raw[k].copy_(trials(test_rate, trial_rng));
+  }
+  r.test_responses = r.test_raw.mean(0);
+  return r;
+}
+
+void write_virtual_regions(const std::filesystem::path& out, std::uint64_t seed) {
+  for (int region = 1; region <= 3; ++region) {
+    const auto dir = out / fmt::format("region{}", region);
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);
+    if (ec) throw DataError(fmt::format("{}: cannot create: {}", dir.string(), ec.message()));
+    const auto r = simulate_region(virtual_region_spec(region), seed);
+    write_npy(dir / "training_inputs.npy", r.train_inputs);
+    write_npy(dir / "training_set.npy", r.train_responses);
+    write_npy(dir / "validation_inputs.npy", r.test_inputs);
+    write_npy(dir / "validation_set.npy", r.test_responses);
+    write_npy(dir / "raw_validation_set.npy", r.test_raw);
+    write_npy(dir / "rf_centres.npy", r.rf_centres);
+  }
+}
+
+}  // namespace daenr::models

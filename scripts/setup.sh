@@ -9,6 +9,7 @@ packages=(
   libtorch-dev            # LibTorch 1.13, CPU
   libopenblas0-pthread    # the reference BLAS is far slower
   libopenmpi-dev openmpi-bin
+  libssl-dev              # SHA-256 for data fingerprints and job ids
   libfmt-dev libtomlplusplus-dev libsqlite3-dev sqlite3 libcli11-dev
   nlohmann-json3-dev      # one JSON line of metrics per job
   libboost-dev            # Boost.Math: Student t distribution for p-values
