@@ -112,7 +112,7 @@ struct NoiseModel {
 NoiseModel noise_for(int region) {
   switch (region) {
     case 1: return {1.0, 1.05};
-    case 2: return {0.8, 1.35};
+    case 2: return {0.9, 1.2};
     default: return {0.9, 1.15};
   }
 }

@@ -32,26 +32,33 @@ std::size_t edit_distance(const std::string& a, const std::string& b) {
   return row[b.size()];
 }
 
-// "file:line:col" for a node parsed from a file; the override text for a node
-// that came from --set (its "path" is that text, and it has one line).
-std::string where(const toml::node& node, const std::string& fallback) {
-  const auto& src = node.source();
-  if (!src.path) return fallback;
-  const std::string path = *src.path;
-  if (path.rfind("--set", 0) == 0) return path;
-  return fmt::format("{}:{}:{}", path, src.begin.line, src.begin.column);
+// "file:line:col" of something parsed from a file.
+std::string where(const toml::source_region& src, const std::string& fallback) {
+  if (!src.path || src.begin.line == 0) return fallback;
+  return fmt::format("{}:{}:{}", *src.path, src.begin.line, src.begin.column);
 }
+
+// Dotted key -> the --set text that set it: values merged in from the command
+// line are blamed on that flag, not on the file.
+using Overridden = std::map<std::string, std::string>;
 
 // Reads one TOML table against a fixed set of keys, so that every key is
 // checked once and anything left over is reported as unknown.
 class TableReader {
  public:
-  TableReader(const toml::table& table, std::string prefix, std::string source)
-      : table_(table), prefix_(std::move(prefix)), source_(std::move(source)) {}
+  TableReader(const toml::table& table, std::string prefix, std::string source,
+              const Overridden& overridden)
+      : table_(table), prefix_(std::move(prefix)), source_(std::move(source)), overridden_(overridden) {}
 
+  [[noreturn]] void fail(const toml::source_region& src, const std::string& key,
+                         const std::string& what) const {
+    const auto o = overridden_.find(prefix_ + key);
+    const std::string location = o != overridden_.end() ? o->second : where(src, source_);
+    throw ConfigError(fmt::format("{}: {}{}: {}", location, prefix_, key, what));
+  }
   [[noreturn]] void fail(const toml::node& node, const std::string& key,
                          const std::string& what) const {
-    throw ConfigError(fmt::format("{}: {}{}: {}", where(node, source_), prefix_, key, what));
+    fail(node.source(), key, what);
   }
 
   template <typename T>
@@ -101,8 +108,7 @@ class TableReader {
     if (value < lo || value > hi) {
       const toml::node* node = table_.get(key);
       const std::string range = what.empty() ? fmt::format("must be in [{}, {}]", lo, hi) : what;
-      if (node) fail(*node, key, fmt::format("{}, got {}", range, value));
-      throw ConfigError(fmt::format("{}: {}{}: {}, got {}", source_, prefix_, key, range, value));
+      fail(node ? node->source() : toml::source_region{}, key, fmt::format("{}, got {}", range, value));
     }
   }
 
@@ -126,7 +132,7 @@ class TableReader {
         if (d < best_d) best_d = d, best = cand;
       }
       const std::string hint = best.empty() ? "" : fmt::format(" (did you mean '{}{}'?)", prefix_, best);
-      fail(node, key, fmt::format("unknown key{}", hint));
+      fail(k.source(), key, fmt::format("unknown key{}", hint));
     }
   }
 
@@ -149,6 +155,7 @@ class TableReader {
   std::string prefix_;
   std::string source_;
   std::set<std::string> known_;
+  const Overridden& overridden_;
 };
 
 toml::table parse_toml(const std::string& text, const std::string& source) {
@@ -173,9 +180,10 @@ void merge(toml::table& base, const toml::table& overlay) {
   }
 }
 
-JobConfig from_table(const toml::table& root, const std::string& source) {
+JobConfig from_table(const toml::table& root, const std::string& source,
+                     const Overridden& overridden) {
   JobConfig c;
-  TableReader top(root, "", source);
+  TableReader top(root, "", source, overridden);
   top.read("data", c.data);
   top.read("data_seed", c.data_seed);
   top.read("seed", c.seed);
@@ -183,7 +191,7 @@ JobConfig from_table(const toml::table& root, const std::string& source) {
   top.require_range("val_fraction", c.val_fraction, 0.01, 0.9);
 
   if (const auto* t = top.sub_table("model")) {
-    TableReader r(*t, "model.", source);
+    TableReader r(*t, "model.", source, overridden);
     std::string ae = models::to_string(c.model.autoencoder);
     std::string ro = models::to_string(c.model.readout);
     r.read("autoencoder", ae);
@@ -211,7 +219,7 @@ JobConfig from_table(const toml::table& root, const std::string& source) {
     r.reject_unknown();
   }
   if (const auto* t = top.sub_table("loss")) {
-    TableReader r(*t, "loss.", source);
+    TableReader r(*t, "loss.", source, overridden);
     const double inf = std::numeric_limits<double>::max();
     r.read("alpha", c.loss.alpha);
     r.require_range("alpha", c.loss.alpha, 0.0, inf, "must be >= 0");
@@ -228,7 +236,7 @@ JobConfig from_table(const toml::table& root, const std::string& source) {
     r.reject_unknown();
   }
   if (const auto* t = top.sub_table("train")) {
-    TableReader r(*t, "train.", source);
+    TableReader r(*t, "train.", source, overridden);
     auto& tr = c.train;
     r.read("batch_size", tr.batch_size);
     r.require_range("batch_size", tr.batch_size, 1, 1 << 20);
@@ -293,18 +301,20 @@ void validate(const JobConfig& c, const std::string& source) {
 }
 
 JobConfig parse_job_config(const std::string& text, const std::string& source) {
-  return from_table(parse_toml(text, source), source);
+  return from_table(parse_toml(text, source), source, {});
 }
 
 JobConfig apply_overrides(const std::string& text, const std::string& source,
                           const std::vector<std::string>& overrides) {
   auto root = parse_toml(text, source);
+  Overridden overridden;
   for (const auto& o : overrides) {
     const auto eq = o.find('=');
     if (eq == std::string::npos || eq == 0) {
       throw ConfigError(fmt::format("--set '{}': expected key=value", o));
     }
     const std::string key = o.substr(0, eq), value = o.substr(eq + 1);
+    overridden[key] = fmt::format("--set '{}'", o);
     const std::string name = fmt::format("--set '{}'", o);
     toml::table overlay;
     try {
@@ -319,7 +329,7 @@ JobConfig apply_overrides(const std::string& text, const std::string& source,
     }
     merge(root, overlay);
   }
-  return from_table(root, source);
+  return from_table(root, source, overridden);
 }
 
 JobConfig load_job_config(const std::filesystem::path& path) {

@@ -342,7 +342,9 @@ JobResult Trainer::evaluate() {
     result.p.assign(p.data_ptr<double>(), p.data_ptr<double>() + p.numel());
     result.mean_r = r.mean().item<double>();
     result.n_significant = models::count_significant(r, p);
-    if (test_raw_.defined()) result.mean_feve = models::feve(pred, test_raw_).mean().item<double>();
+    if (test_raw_.defined() && test_raw_.size(0) >= 2) {
+      result.mean_feve = models::feve(pred, test_raw_).mean().item<double>();
+    }
   }
   if (test_raw_.defined() && test_raw_.size(0) >= 2) {
     auto ceiling = models::noise_ceiling(test_raw_);

@@ -49,6 +49,8 @@ TEST(Learning, FactorisedReadoutFindsTheTrueReceptiveFields) {
     const int64_t dr = std::abs(p / side - t / side), dc = std::abs(p % side - t % side);
     if (std::max(dr, dc) <= 1) ++close;
   }
+  RecordProperty("mean_r", std::to_string(*result.mean_r));
+  RecordProperty("rf_close", std::to_string(close) + "/" + std::to_string(driven));
   ASSERT_GT(driven, 20);
   EXPECT_GE(close, 0.7 * driven) << close << " of " << driven
                                  << " well-driven neurons within one h2 cell of the true centre";

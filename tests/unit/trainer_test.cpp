@@ -145,10 +145,13 @@ TEST(Trainer, LearnsThePlantedResponses) {
   config.train.patience = 100;
   config.train.validate_every = 10;
   Trainer t(config, data);
+  const double before = *t.evaluate().mean_r;
   t.train();
   auto result = t.evaluate();
   ASSERT_TRUE(result.mean_r.has_value());
-  EXPECT_GT(*result.mean_r, 0.6);
+  // 64 test images: chance correlations are about +-0.12.
+  EXPECT_GT(*result.mean_r, 0.4);
+  EXPECT_GT(*result.mean_r, before + 0.25);
   EXPECT_FALSE(result.mse.has_value());  // no decoder, no reconstruction metrics
 }
 
