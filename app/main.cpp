@@ -92,8 +92,16 @@ int main(int argc, char** argv) {
 
   try {
     app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e) == 0 ? 0 : kExitBadInput;
+    // One line, as for every other bad input (CLI11 would add a second).
+    std::cerr << "daenr: error: " << e.what() << " (see daenr --help)\n";
+    return kExitBadInput;
   }
 
   try {

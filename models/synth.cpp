@@ -154,11 +154,8 @@ RawRegion simulate_region(const VirtualRegionSpec& spec, std::uint64_t seed) {
   std::uniform_real_distribution<double> unit(0.0, 1.0);
   auto uniform = [&](double lo, double hi) { return lo + (hi - lo) * unit(rng); };
   std::normal_distribution<double> normal(0.0, 1.0);
-  auto even = torch::empty({kPixels, m}, torch::kDouble);
-  auto odd = torch::empty({kPixels, m}, torch::kDouble);
+  std::vector<std::vector<double>> even(m), odd(m);
   r.rf_centres = torch::empty({m, 2}, torch::kDouble);
-  auto even_a = even.accessor<double, 2>();
-  auto odd_a = odd.accessor<double, 2>();
   auto centres_a = r.rf_centres.accessor<double, 2>();
   std::vector<bool> complex_cell(m);
   std::vector<double> amplitude(m);
@@ -169,12 +166,8 @@ RawRegion simulate_region(const VirtualRegionSpec& spec, std::uint64_t seed) {
     const double aspect = uniform(0.6, 1.0);
     complex_cell[n] = unit(rng) < spec.complex_fraction;
     amplitude[n] = 0.9 * std::exp(0.35 * normal(rng));  // neurons differ in gain
-    const auto g0 = gabor(cy, cx, sigma, wavelength, theta, phase, aspect);
-    const auto g90 = gabor(cy, cx, sigma, wavelength, theta, phase + std::numbers::pi / 2, aspect);
-    for (int p = 0; p < kPixels; ++p) {
-      even_a[p][n] = g0[p];
-      odd_a[p][n] = g90[p];
-    }
+    even[n] = gabor(cy, cx, sigma, wavelength, theta, phase, aspect);
+    odd[n] = gabor(cy, cx, sigma, wavelength, theta, phase + std::numbers::pi / 2, aspect);
     centres_a[n][0] = cy;
     centres_a[n][1] = cx;
   }
@@ -183,28 +176,52 @@ RawRegion simulate_region(const VirtualRegionSpec& spec, std::uint64_t seed) {
   // linear filter; complex cells: energy of a quadrature pair. Each drive is
   // standardised over the training images so that one threshold and gain
   // shape every neuron's rate: rate = A * relu(z)^1.2.
-  auto is_complex = torch::zeros({m}, torch::kBool);
-  for (int n = 0; n < m; ++n) is_complex.accessor<bool, 1>()[n] = complex_cell[n];
-  auto contrast = [](const torch::Tensor& rows) { return rows * (1e6 / 255.0) - 0.5; };
+  // Plain loops in a fixed order, not LibTorch's parallel kernels: the data
+  // must not depend on the thread count of the process that simulates it.
   auto drive = [&](const torch::Tensor& rows) {
-    auto x = contrast(rows);
-    auto lin = torch::matmul(x, even);
-    auto energy = torch::sqrt(lin.pow(2) + torch::matmul(x, odd).pow(2));
-    return torch::where(is_complex.unsqueeze(0), energy, lin);
+    const int64_t count = rows.size(0);
+    const auto* x = rows.data_ptr<double>();
+    std::vector<double> out(static_cast<std::size_t>(count) * m);
+    std::vector<double> c(kPixels);
+    for (int64_t i = 0; i < count; ++i) {
+      for (int p = 0; p < kPixels; ++p) c[p] = x[i * kPixels + p] * (1e6 / 255.0) - 0.5;
+      for (int n = 0; n < m; ++n) {
+        double lin = 0, quad = 0;
+        for (int p = 0; p < kPixels; ++p) {
+          lin += c[p] * even[n][p];
+          quad += c[p] * odd[n][p];
+        }
+        out[i * m + n] = complex_cell[n] ? std::sqrt(lin * lin + quad * quad) : lin;
+      }
+    }
+    return out;
   };
-  auto train_drive = drive(r.train_inputs);
-  auto test_drive = drive(r.test_inputs);
-  const auto mean = train_drive.mean(0);
+  const auto train_drive = drive(r.train_inputs);
+  const auto test_drive = drive(r.test_inputs);
   // Simple cells keep their zero point (the sign of the linear drive matters);
-  // complex cells are centred on their mean energy.
-  const auto centre = torch::where(is_complex, mean, torch::zeros_like(mean));
-  const auto scale = train_drive.std(0);
-  auto amp = torch::tensor(amplitude, torch::kDouble);
-  auto rate = [&](const torch::Tensor& d) {
-    return amp * torch::relu((d - centre) / scale).pow(1.2);
+  // complex cells are centred on their mean energy. Both are scaled by their
+  // standard deviation over the training images.
+  std::vector<double> centre(m, 0.0), scale(m, 0.0);
+  const int64_t n_train = spec.train_images;
+  for (int n = 0; n < m; ++n) {
+    double sum = 0, sum_sq = 0;
+    for (int64_t i = 0; i < n_train; ++i) sum += train_drive[i * m + n];
+    const double mean = sum / n_train;
+    for (int64_t i = 0; i < n_train; ++i) sum_sq += (train_drive[i * m + n] - mean) * (train_drive[i * m + n] - mean);
+    centre[n] = complex_cell[n] ? mean : 0.0;
+    scale[n] = std::max(std::sqrt(sum_sq / std::max<int64_t>(1, n_train - 1)), 1e-12);
+  }
+  auto rate = [&](const std::vector<double>& d) {
+    auto out = torch::empty({static_cast<int64_t>(d.size()) / m, m}, torch::kDouble);
+    auto* o = out.data_ptr<double>();
+    for (std::size_t k = 0; k < d.size(); ++k) {
+      const int n = static_cast<int>(k % m);
+      o[k] = amplitude[n] * std::pow(std::max(0.0, (d[k] - centre[n]) / scale[n]), 1.2);
+    }
+    return out;
   };
-  const auto train_rate = rate(train_drive).contiguous();
-  const auto test_rate = rate(test_drive).contiguous();
+  const auto train_rate = rate(train_drive);
+  const auto test_rate = rate(test_drive);
 
   // One trial: relu(rate * G + sd * eps - 0.3), G ~ Gamma(k, 1/k), eps ~ N(0, 1).
   // The offset makes weak drive silent: about half of all responses are 0.
@@ -229,7 +246,10 @@ RawRegion simulate_region(const VirtualRegionSpec& spec, std::uint64_t seed) {
     r.test_raw = torch::empty({spec.repeats, spec.test_images, m}, torch::kDouble);
     for (int k = 0; k < spec.repeats; ++k) r.test_raw[k].copy_(trials(test_rate, trial_rng));
   }
-  r.test_responses = r.test_raw.mean(0);
+  // The trial average, summed in a fixed order (see above).
+  r.test_responses = torch::zeros({spec.test_images, m}, torch::kDouble);
+  for (int k = 0; k < spec.repeats; ++k) r.test_responses += r.test_raw[k];
+  r.test_responses /= static_cast<double>(spec.repeats);
   return r;
 }
 

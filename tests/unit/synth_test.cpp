@@ -32,6 +32,13 @@ TEST(Synth, SameSeedSameRegionOtherSeedOtherRegion) {
   EXPECT_TRUE(torch::equal(a.rf_centres, b.rf_centres));
   EXPECT_FALSE(torch::equal(a.train_inputs, c.train_inputs));
   EXPECT_FALSE(torch::equal(a.train_responses, c.train_responses));
+  // The thread count of the simulating process changes nothing.
+  const int threads = torch::get_num_threads();
+  torch::set_num_threads(threads == 1 ? 2 : 1);
+  const auto d = simulate_region(spec, 4);
+  torch::set_num_threads(threads);
+  EXPECT_TRUE(torch::equal(a.train_responses, d.train_responses));
+  EXPECT_TRUE(torch::equal(a.test_responses, d.test_responses));
   // Fewer neurons leave the images unchanged (independent random streams).
   spec.neurons = 10;
   EXPECT_TRUE(torch::equal(simulate_region(spec, 4).train_inputs, a.train_inputs));
