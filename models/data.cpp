@@ -1,6 +1,7 @@
 #include "models/data.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>  // fmt::join
 
 #include <cmath>
 
