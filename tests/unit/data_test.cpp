@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include "models/data.h"
+#include "tests/support/temp_dir.h"
 #include "models/error.h"
 #include "models/npy.h"
 #include "models/synth.h"
@@ -15,16 +16,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static int counter = 0;
-    path = fs::temp_directory_path() /
-           ("daenr-data-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
+using daenr::testing::TempDir;
 
 std::string error_of(const std::function<void()>& f) {
   try {
@@ -64,34 +56,34 @@ TEST(Npy, RoundTripsFloat32AndFloat64OfAnyRank) {
   for (auto dtype : {torch::kFloat, torch::kDouble}) {
     for (auto shape : {std::vector<int64_t>{5}, {3, 4}, {2, 3, 4}, {0, 7}}) {
       auto t = torch::randn(shape, torch::TensorOptions().dtype(dtype));
-      write_npy(dir.path / "a.npy", t);
-      auto back = read_npy(dir.path / "a.npy");
+      write_npy(dir.path() / "a.npy", t);
+      auto back = read_npy(dir.path() / "a.npy");
       EXPECT_EQ(back.scalar_type(), dtype);
       EXPECT_EQ(back.sizes(), t.sizes());
       EXPECT_TRUE(torch::equal(back, t));
     }
   }
   // numpy aligns the data to 64 bytes; so do we.
-  write_npy(dir.path / "b.npy", torch::zeros({2, 2}, torch::kDouble));
-  EXPECT_EQ((fs::file_size(dir.path / "b.npy") - 32) % 64, 0u);
+  write_npy(dir.path() / "b.npy", torch::zeros({2, 2}, torch::kDouble));
+  EXPECT_EQ((fs::file_size(dir.path() / "b.npy") - 32) % 64, 0u);
 }
 
 TEST(Npy, ReadsHandWrittenVersion1And2Files) {
   TempDir dir;
-  write_raw_npy(dir.path / "v1.npy", 1, "{'descr': '<f8', 'fortran_order': False, 'shape': (3,), }",
+  write_raw_npy(dir.path() / "v1.npy", 1, "{'descr': '<f8', 'fortran_order': False, 'shape': (3,), }",
                 doubles({1.5, -2, 3}));
-  auto v1 = read_npy(dir.path / "v1.npy");
+  auto v1 = read_npy(dir.path() / "v1.npy");
   EXPECT_TRUE(torch::equal(v1, torch::tensor({1.5, -2.0, 3.0}, torch::kDouble)));
-  write_raw_npy(dir.path / "v2.npy", 2, "{'descr': '<f8', 'fortran_order': False, 'shape': (2, 1), }",
+  write_raw_npy(dir.path() / "v2.npy", 2, "{'descr': '<f8', 'fortran_order': False, 'shape': (2, 1), }",
                 doubles({4, 5}));
-  auto v2 = read_npy(dir.path / "v2.npy");
+  auto v2 = read_npy(dir.path() / "v2.npy");
   EXPECT_EQ(v2.sizes(), torch::IntArrayRef({2, 1}));
   EXPECT_EQ(v2[1][0].item<double>(), 5.0);
 }
 
 TEST(Npy, EveryBadFileGivesOneLineNamingIt) {
   TempDir dir;
-  const auto p = dir.path / "x.npy";
+  const auto p = dir.path() / "x.npy";
   const std::string s = p.string();
   EXPECT_EQ(error_of([&] { read_npy(p); }), s + ": no such file");
   { std::ofstream(p) << "hello, this is not numpy"; }
@@ -134,8 +126,8 @@ void write_region(const fs::path& dir, const RawRegion& r) {
 TEST(AntolikLayout, LoadsWhatWasWritten) {
   TempDir dir;
   const auto r = small_region();
-  write_region(dir.path, r);
-  const auto back = load_antolik_region(dir.path);
+  write_region(dir.path(), r);
+  const auto back = load_antolik_region(dir.path());
   EXPECT_TRUE(torch::equal(back.train_inputs, r.train_inputs));
   EXPECT_TRUE(torch::equal(back.test_raw, r.test_raw));
   EXPECT_FALSE(back.rf_centres.defined());
@@ -145,7 +137,7 @@ TEST(AntolikLayout, LoadsWhatWasWritten) {
 TEST(AntolikLayout, InconsistentFilesAreNamed) {
   TempDir dir;
   const auto r = small_region();
-  const auto d = dir.path;
+  const auto d = dir.path();
   auto reset = [&] { write_region(d, r); };
   reset();
   write_npy(d / "training_set.npy", r.train_responses.slice(0, 0, 20));

@@ -9,6 +9,7 @@
 #include "models/error.h"
 #include "models/npy.h"
 #include "models/synth.h"
+#include "tests/support/temp_dir.h"
 
 namespace daenr::models {
 namespace {
@@ -150,7 +151,8 @@ TEST(Synth, TrueCentresDriveTheResponses) {
 }
 
 TEST(Synth, WrittenRegionsReadBackExactly) {
-  const auto dir = fs::temp_directory_path() / ("daenr-synth-" + std::to_string(::getpid()));
+  daenr::testing::TempDir tmp;
+  const auto dir = tmp.path() / "synth";
   write_virtual_regions(dir, 3);
   for (int region = 1; region <= 3; ++region) {
     const auto back = load_antolik_region(dir / fmt::format("region{}", region));
@@ -161,7 +163,6 @@ TEST(Synth, WrittenRegionsReadBackExactly) {
     EXPECT_TRUE(torch::equal(back.rf_centres, mem.rf_centres));
     EXPECT_EQ(fingerprint(back), fingerprint(mem));
   }
-  fs::remove_all(dir);
   // An unwritable place is named.
   try {
     write_virtual_regions("/proc/daenr-cannot-write", 1);

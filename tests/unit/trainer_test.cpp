@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "tests/support/temp_dir.h"
 #include "tests/support/tiny_data.h"
 #include "worker/job_config.h"
 #include "worker/trainer.h"
@@ -25,19 +26,7 @@ JobConfig tiny_job(const std::string& ae = "cae", const std::string& ro = "fr") 
   return apply_overrides("", "test", overrides);
 }
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    path = fs::temp_directory_path() /
-           ("daenr-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter()++));
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  static int& counter() {
-    static int c = 0;
-    return c;
-  }
-};
+using daenr::testing::TempDir;
 
 void expect_same_parameters(models::DaeNr& a, models::DaeNr& b) {
   auto pa = a->named_parameters(), pb = b->named_parameters();
@@ -79,7 +68,7 @@ TEST(Trainer, ResumingFromACheckpointEndsInTheUninterruptedState) {
     // practice), including after a phase change.
     TempDir dir;
     RunOptions options;
-    options.checkpoint = dir.path / "job.ckpt";
+    options.checkpoint = dir.path() / "job.ckpt";
     for (int stop_at : {10, 25, 40}) {
       Trainer part(config, data);
       options.should_stop = [stop_at](int step) { return step >= stop_at; };
@@ -96,7 +85,7 @@ TEST(Trainer, ResumingFromACheckpointEndsInTheUninterruptedState) {
     }
     // Only the checkpoint itself is left: the temporary file was renamed over it.
     int files = 0;
-    for ([[maybe_unused]] const auto& e : fs::directory_iterator(dir.path)) ++files;
+    for ([[maybe_unused]] const auto& e : fs::directory_iterator(dir.path())) ++files;
     EXPECT_EQ(files, 1);
   }
 }
@@ -173,7 +162,7 @@ TEST(Trainer, RefusesACheckpointOfAnotherConfiguration) {
   auto data = daenr::testing::tiny_dataset();
   TempDir dir;
   RunOptions options;
-  options.checkpoint = dir.path / "job.ckpt";
+  options.checkpoint = dir.path() / "job.ckpt";
   options.should_stop = [](int) { return true; };
   Trainer(tiny_job(), data).train(options);
   auto other = tiny_job();
@@ -192,7 +181,7 @@ TEST(Trainer, RefusesAFileThatIsNotACheckpoint) {
   auto data = daenr::testing::tiny_dataset();
   TempDir dir;
   RunOptions options;
-  options.checkpoint = dir.path / "job.ckpt";
+  options.checkpoint = dir.path() / "job.ckpt";
   { std::ofstream(options.checkpoint) << "not a checkpoint"; }
   Trainer t(tiny_job(), data);
   EXPECT_THROW(t.train(options), CheckpointError);
