@@ -52,7 +52,7 @@ double eval_rate(worker::Trainer& trainer, const torch::Tensor& x, int reps, boo
 int main(int argc, char** argv) {
   CLI::App app{"daenr training-throughput benchmark"};
   int batch = 256, steps = 20, threads = 1, region = 3, layer = 2;
-  std::string autoencoder = "cae", readout = "fr", mode = "train";
+  std::string autoencoder = "cae", readout = "fr", mode = "train", device = "cpu";
   app.add_option("--batch", batch);
   app.add_option("--steps", steps, "steps of the longer run (the shorter has a quarter)");
   app.add_option("--threads", threads);
@@ -61,6 +61,7 @@ int main(int argc, char** argv) {
   app.add_option("--readout", readout);
   app.add_option("--layer", layer);
   app.add_option("--mode", mode, "train, or eval (forward with and without autograd)");
+  app.add_option("--device", device, "cpu or cuda");
   CLI11_PARSE(app, argc, argv);
 
   worker::configure_threads(threads);
@@ -69,7 +70,8 @@ int main(int argc, char** argv) {
   std::vector<std::string> overrides = {
       "model.autoencoder=" + autoencoder, "model.readout=" + readout,
       fmt::format("model.layer={}", layer), fmt::format("train.batch_size={}", batch),
-      fmt::format("train.threads={}", threads), "train.checkpoint_every=0"};
+      fmt::format("train.threads={}", threads), "train.checkpoint_every=0",
+      "train.device=" + device};
   if (autoencoder == "none") overrides.push_back("loss.alpha=0");
   if (readout == "none") overrides.push_back("loss.beta=0");
   const auto config = worker::apply_overrides("", "bench", overrides);
@@ -79,9 +81,10 @@ int main(int argc, char** argv) {
   out["model"] = fmt::format("{}-{}_{}", autoencoder, readout, layer);
   out["batch"] = batch;
   out["threads"] = threads;
+  out["device"] = device;
   if (mode == "eval") {
     worker::Trainer trainer(config, data);
-    auto x = data.train_images.slice(0, 0, batch);
+    auto x = data.train_images.slice(0, 0, batch).to(torch::Device(device));
     eval_rate(trainer, x, 2, true);  // warm-up
     out["eval_no_grad_samples_per_s"] = eval_rate(trainer, x, steps, true);
     out["eval_autograd_samples_per_s"] = eval_rate(trainer, x, steps, false);
