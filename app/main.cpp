@@ -34,6 +34,10 @@ void ensure_passive_openmp(char** argv) {
   // execv only returns on failure; carry on with the default policy.
 }
 
+// c10::Error messages carry a C++ backtrace after the first line; a user gets
+// the first line only.
+std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
+
 std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw daenr::worker::ConfigError(fmt::format("{}: cannot open the job configuration", path));
@@ -124,7 +128,7 @@ int main(int argc, char** argv) {
     std::cerr << "daenr: error: " << e.what() << "\n";
     return kExitDiverged;
   } catch (const std::exception& e) {
-    std::cerr << "daenr: internal error: " << e.what() << "\n";
+    std::cerr << "daenr: internal error: " << first_line(e.what()) << "\n";
     return kExitInternal;
   }
   return kExitInternal;

@@ -270,12 +270,17 @@ void Trainer::save_checkpoint(const std::filesystem::path& path) const {
 }
 
 void Trainer::load_checkpoint(const std::filesystem::path& path) {
-  torch::serialize::InputArchive archive;
   try {
-    archive.load_from(path.string(), device_);
-  } catch (const c10::Error& e) {
+    load_checkpoint_archive(path);
+  } catch (const c10::Error&) {
+    // A torn, foreign or older-format file: LibTorch's message is a backtrace.
     throw CheckpointError(fmt::format("{}: not a readable checkpoint", path.string()));
   }
+}
+
+void Trainer::load_checkpoint_archive(const std::filesystem::path& path) {
+  torch::serialize::InputArchive archive;
+  archive.load_from(path.string(), device_);
   c10::IValue v;
   archive.read("config", v);
   if (v.toStringRef() != to_json(config_).dump()) {

@@ -117,6 +117,7 @@ class Trainer {
   void reset_optimizer(double lr);
   void save_checkpoint(const std::filesystem::path& path) const;
   void load_checkpoint(const std::filesystem::path& path);
+  void load_checkpoint_archive(const std::filesystem::path& path);
 
   JobConfig config_;
   torch::Device device_;

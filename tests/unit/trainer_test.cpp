@@ -177,6 +177,23 @@ TEST(Trainer, RefusesACheckpointOfAnotherConfiguration) {
   }
 }
 
+TEST(Trainer, RefusesATornCheckpoint) {
+  auto data = daenr::testing::tiny_dataset();
+  TempDir dir;
+  RunOptions options;
+  options.checkpoint = dir.path() / "job.ckpt";
+  options.should_stop = [](int) { return true; };
+  Trainer(tiny_job(), data).train(options);
+  std::filesystem::resize_file(options.checkpoint, std::filesystem::file_size(options.checkpoint) / 2);
+  Trainer t(tiny_job(), data);
+  try {
+    t.train(options);
+    FAIL() << "expected CheckpointError";
+  } catch (const CheckpointError& e) {
+    EXPECT_EQ(std::string(e.what()), options.checkpoint.string() + ": not a readable checkpoint");
+  }
+}
+
 TEST(Trainer, RefusesAFileThatIsNotACheckpoint) {
   auto data = daenr::testing::tiny_dataset();
   TempDir dir;
