@@ -59,9 +59,7 @@ nn::Sequential conv_block(int in, int out) {
 
 // Upsamples by 2: ConvTranspose k3 s2 p1 output_padding 1 -> BN -> ELU.
 nn::Sequential deconv_block(int in, int out) {
-  return nn::Sequential(
-      nn::ConvTranspose2d(nn::ConvTranspose2dOptions(in, out, 3).stride(2).padding(1).output_padding(1)),
-      nn::BatchNorm2d(out), nn::ELU());
+  return nn::Sequential(UpConv(in, out), nn::BatchNorm2d(out), nn::ELU());
 }
 
 // softplus^-1(r) = log(exp(r) - 1), so that the readout starts at each neuron's
@@ -72,6 +70,49 @@ torch::Tensor inverse_softplus(const torch::Tensor& rates) {
 }
 
 }  // namespace
+
+UpConvImpl::UpConvImpl(int in, int out) {
+  // Take ConvTranspose2d's own initialisation, so that the model is the same
+  // as one built from ConvTranspose2d with the same seed.
+  nn::ConvTranspose2d reference(
+      nn::ConvTranspose2dOptions(in, out, 3).stride(2).padding(1).output_padding(1));
+  weight = register_parameter("weight", reference->weight.detach().clone());
+  bias = register_parameter("bias", reference->bias.detach().clone());
+}
+
+torch::Tensor UpConvImpl::forward(const torch::Tensor& x) {
+  // Output pixel (2i + a, 2j + b) of the transposed convolution reads input
+  // rows i (kernel row 1) for a = 0, and rows i (kernel row 2) and i + 1
+  // (kernel row 0) for a = 1; columns likewise. So each phase (a, b) is a 2x2
+  // convolution over the input padded by one row and column at the end, with
+  // taps picked from the 3x3 kernel (none where the phase has no tap).
+  const int64_t in = weight.size(0), out = weight.size(1);
+  // taps[a][d]: kernel index used by phase a at offset d, or -1.
+  static constexpr int taps[2][2] = {{1, -1}, {2, 0}};
+  auto w = weight.transpose(0, 1);  // (out, in, 3, 3)
+  auto zero = torch::zeros({out, in}, w.options());
+  std::vector<torch::Tensor> phases;
+  phases.reserve(4);
+  for (int a = 0; a < 2; ++a) {
+    for (int b = 0; b < 2; ++b) {
+      std::vector<torch::Tensor> rows;
+      for (int dy = 0; dy < 2; ++dy) {
+        std::vector<torch::Tensor> cols;
+        for (int dx = 0; dx < 2; ++dx) {
+          const int ky = taps[a][dy], kx = taps[b][dx];
+          cols.push_back(ky < 0 || kx < 0 ? zero : w.select(3, kx).select(2, ky));
+        }
+        rows.push_back(torch::stack(cols, -1));  // (out, in, 2)
+      }
+      phases.push_back(torch::stack(rows, -2));  // (out, in, 2, 2)
+    }
+  }
+  // Channel c * 4 + a * 2 + b is what pixel_shuffle puts at (c, 2i + a, 2j + b).
+  auto kernel = torch::stack(phases, 1).reshape({out * 4, in, 2, 2});
+  auto padded = F::pad(x, F::PadFuncOptions({0, 1, 0, 1}));
+  auto y = F::conv2d(padded, kernel, F::Conv2dFuncOptions().bias(bias.repeat_interleave(4)));
+  return torch::pixel_shuffle(y, 2);
+}
 
 EncoderImpl::EncoderImpl(int width, int depth) {
   int in = 1;

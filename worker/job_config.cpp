@@ -278,22 +278,19 @@ void validate(const JobConfig& c, const std::string& source) {
   if (!ae && !ro) fail("model: autoencoder and readout are both \"none\": nothing to train");
   // A weight of zero with its head present would train parameters that no loss
   // reaches; a head without its weight is the same mistake the other way round.
-  if (ae && c.loss.alpha == 0) {
-    fail(fmt::format("loss.alpha: is 0 but model.autoencoder is \"{}\"; "
-                     "use autoencoder = \"none\" for the readout-only baseline",
-                     models::to_string(c.model.autoencoder)));
-  }
-  if (!ae && c.loss.alpha != 0) {
-    fail(fmt::format("loss.alpha: is {} but model.autoencoder is \"none\"; set alpha = 0", c.loss.alpha));
-  }
-  if (ro && c.loss.beta == 0) {
-    fail(fmt::format("loss.beta: is 0 but model.readout is \"{}\"; "
-                     "use readout = \"none\" for the autoencoder-only baseline",
-                     models::to_string(c.model.readout)));
-  }
-  if (!ro && c.loss.beta != 0) {
-    fail(fmt::format("loss.beta: is {} but model.readout is \"none\"; set beta = 0", c.loss.beta));
-  }
+  auto check_head = [&](const char* weight_key, double weight, const char* head_key,
+                        const std::string& head, const char* baseline) {
+    if (head != "none" && weight == 0) {
+      fail(fmt::format("loss.{}: is 0 but model.{} is \"{}\"; use {} = \"none\" for the {} baseline",
+                       weight_key, head_key, head, head_key, baseline));
+    }
+    if (head == "none" && weight != 0) {
+      fail(fmt::format("loss.{}: is {} but model.{} is \"none\"; set {} = 0", weight_key, weight,
+                       head_key, weight_key));
+    }
+  };
+  check_head("alpha", c.loss.alpha, "autoencoder", models::to_string(c.model.autoencoder), "readout-only");
+  check_head("beta", c.loss.beta, "readout", models::to_string(c.model.readout), "autoencoder-only");
   if (c.train.validate_every > c.train.patience) {
     fail(fmt::format("train.validate_every: {} exceeds train.patience {}", c.train.validate_every,
                      c.train.patience));

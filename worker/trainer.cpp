@@ -178,7 +178,10 @@ bool Trainer::train(const RunOptions& options) {
     auto idx = batch_indices(step_);
     auto x = train_x_.index_select(0, idx);
     auto s = train_s_.index_select(0, idx);
-    optimizer_->zero_grad();
+    // Drop the gradients instead of filling them with zeros: backward then
+    // writes them fresh, one pass less over every parameter. (Every parameter
+    // is reached by the loss at every step, so Adam sees the same gradients.)
+    model_->zero_grad(/*set_to_none=*/true);
     auto out = model_->forward(x);
     auto terms = models::compute_loss(model_, out, x, s, weights);
     terms.total.backward();

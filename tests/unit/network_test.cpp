@@ -262,3 +262,36 @@ TEST(Network, RejectsImpossibleModels) {
 
 }  // namespace
 }  // namespace daenr::models
+
+namespace daenr::models {
+namespace {
+
+TEST(Network, UpConvComputesTheTransposedConvolution) {
+  torch::manual_seed(5);
+  UpConv up(3, 5);
+  auto x = torch::randn({2, 3, 4, 6}, torch::requires_grad());
+  auto got = up->forward(x);
+  namespace F = torch::nn::functional;
+  auto w = up->weight.detach().clone().requires_grad_(), b = up->bias.detach().clone().requires_grad_();
+  auto x2 = x.detach().clone().requires_grad_();
+  auto want = F::conv_transpose2d(
+      x2, w, F::ConvTranspose2dFuncOptions().bias(b).stride(2).padding(1).output_padding(1));
+  ASSERT_EQ(got.sizes(), want.sizes());
+  EXPECT_TRUE(torch::allclose(got, want, 1e-5, 1e-5));
+  auto g = torch::randn_like(got);
+  (got * g).sum().backward();
+  (want * g).sum().backward();
+  EXPECT_TRUE(torch::allclose(up->weight.grad(), w.grad(), 1e-4, 1e-5));
+  EXPECT_TRUE(torch::allclose(up->bias.grad(), b.grad(), 1e-4, 1e-5));
+  EXPECT_TRUE(torch::allclose(x.grad(), x2.grad(), 1e-4, 1e-5));
+  // The same initialisation as ConvTranspose2d built from the same seed.
+  torch::manual_seed(9);
+  UpConv a(4, 2);
+  torch::manual_seed(9);
+  torch::nn::ConvTranspose2d ref(torch::nn::ConvTranspose2dOptions(4, 2, 3).stride(2).padding(1).output_padding(1));
+  EXPECT_TRUE(torch::equal(a->weight, ref->weight));
+  EXPECT_TRUE(torch::equal(a->bias, ref->bias));
+}
+
+}  // namespace
+}  // namespace daenr::models
