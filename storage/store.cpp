@@ -1,0 +1,407 @@
+#include "storage/store.h"
+
+#include <fmt/format.h>
+#include <openssl/evp.h>
+
+#include <cmath>
+
+namespace daenr::storage {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// Version 1 of the schema. A later version adds a step to migrate() and never
+// edits this text: databases written by older builds must keep opening.
+constexpr const char* kSchemaV1 = R"sql(
+CREATE TABLE sweeps (
+  id          TEXT PRIMARY KEY,
+  name        TEXT NOT NULL,
+  spec        TEXT NOT NULL,
+  created_at  REAL NOT NULL
+);
+CREATE TABLE jobs (
+  id           TEXT PRIMARY KEY,
+  config       TEXT NOT NULL,
+  labels       TEXT NOT NULL DEFAULT '{}',
+  depends_on   TEXT,
+  state        TEXT NOT NULL DEFAULT 'pending'
+               CHECK (state IN ('pending', 'leased', 'done', 'failed', 'preempted')),
+  attempts     INTEGER NOT NULL DEFAULT 0,
+  lease_owner  TEXT,
+  lease_expiry REAL,
+  created_at   REAL NOT NULL,
+  updated_at   REAL NOT NULL,
+  started_at   REAL,
+  finished_at  REAL,
+  last_error   TEXT
+);
+CREATE INDEX jobs_by_state ON jobs (state);
+CREATE TABLE sweep_jobs (
+  sweep_id  TEXT NOT NULL REFERENCES sweeps (id),
+  job_id    TEXT NOT NULL REFERENCES jobs (id),
+  PRIMARY KEY (sweep_id, job_id)
+) WITHOUT ROWID;
+CREATE TABLE results (
+  job_id        TEXT PRIMARY KEY REFERENCES jobs (id),
+  metrics       TEXT NOT NULL,
+  mse           REAL,
+  psnr          REAL,
+  ssim          REAL,
+  mean_r        REAL,
+  n_significant INTEGER,
+  neurons       INTEGER NOT NULL,
+  steps         INTEGER NOT NULL,
+  recorded_at   REAL NOT NULL
+);
+CREATE TABLE neuron_results (
+  job_id  TEXT NOT NULL REFERENCES jobs (id),
+  neuron  INTEGER NOT NULL,
+  r       REAL NOT NULL,
+  p       REAL NOT NULL,
+  PRIMARY KEY (job_id, neuron)
+) WITHOUT ROWID;
+CREATE TABLE curves (
+  job_id        TEXT NOT NULL REFERENCES jobs (id),
+  step          INTEGER NOT NULL,
+  phase         INTEGER NOT NULL,
+  learning_rate REAL NOT NULL,
+  train_loss    REAL NOT NULL,
+  val_loss      REAL NOT NULL,
+  PRIMARY KEY (job_id, step)
+) WITHOUT ROWID;
+CREATE TABLE artifacts (
+  job_id  TEXT NOT NULL REFERENCES jobs (id),
+  kind    TEXT NOT NULL,
+  path    TEXT NOT NULL,
+  PRIMARY KEY (job_id, kind)
+) WITHOUT ROWID;
+CREATE TABLE run_lock (
+  id           INTEGER PRIMARY KEY CHECK (id = 1),
+  owner        TEXT NOT NULL,
+  acquired_at  REAL NOT NULL,
+  heartbeat_at REAL NOT NULL
+);
+)sql";
+
+std::string sha256_hex(const std::string& text) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(text.data(), text.size(), digest, &len, EVP_sha256(), nullptr);
+  std::string out;
+  for (unsigned int i = 0; i < len; ++i) out += fmt::format("{:02x}", digest[i]);
+  return out;
+}
+
+// The first read of a file: one that is not SQLite fails here, before any write.
+int user_version(Database& db) {
+  try {
+    Statement s(db, "PRAGMA user_version");
+    s.step();
+    return static_cast<int>(s.column_int(0));
+  } catch (const StorageError&) {
+    throw StorageError(fmt::format("{}: not an SQLite database ({})", db.path().string(),
+                                   sqlite3_errmsg(db.handle())));
+  }
+}
+
+// Opening for writing: the folder must exist and the file, if present, must
+// be a database of a schema this build knows. Checked before anything is
+// written, so that a bad path or file is left exactly as it was.
+Database open_for_writing(const fs::path& path) {
+  const auto dir = path.parent_path().empty() ? fs::path(".") : path.parent_path();
+  if (!fs::is_directory(dir)) {
+    throw StorageError(fmt::format("{}: folder {} does not exist", path.string(), dir.string()));
+  }
+  Database db(path, fs::exists(path) ? Database::Mode::kReadWrite : Database::Mode::kCreate);
+  return db;
+}
+
+}  // namespace
+
+std::string to_string(JobState state) {
+  switch (state) {
+    case JobState::kPending: return "pending";
+    case JobState::kLeased: return "leased";
+    case JobState::kDone: return "done";
+    case JobState::kFailed: return "failed";
+    case JobState::kPreempted: return "preempted";
+  }
+  return "?";
+}
+
+JobState parse_job_state(const std::string& text) {
+  for (auto s : {JobState::kPending, JobState::kLeased, JobState::kDone, JobState::kFailed,
+                 JobState::kPreempted}) {
+    if (to_string(s) == text) return s;
+  }
+  throw StorageError(fmt::format("unknown job state '{}'", text));
+}
+
+Store::Store(const fs::path& path) : db_(open_for_writing(path)) {
+  // Reading the version is the first access: a file that is not SQLite fails
+  // here, before any write.
+  const int version = user_version(db_);
+  if (version > kSchemaVersion) {
+    throw StorageError(fmt::format("{}: written by a newer daenr (schema version {}; this build "
+                                   "knows up to {}); nothing was changed",
+                                   path.string(), version, kSchemaVersion));
+  }
+  // WAL lets readers (status, reports) run beside the writer; NORMAL
+  // synchronous is durable across a crash of this process (the sweep's
+  // threat: SIGKILL, preemption), and every transaction is atomic.
+  db_.exec("PRAGMA journal_mode = WAL");
+  db_.exec("PRAGMA synchronous = NORMAL");
+  db_.exec("PRAGMA foreign_keys = ON");
+  migrate();
+}
+
+void Store::migrate() {
+  const int version = user_version(db_);
+  if (version == kSchemaVersion) return;
+  Transaction tx(db_);
+  if (version < 1) db_.exec(kSchemaV1);
+  db_.exec(fmt::format("PRAGMA user_version = {}", kSchemaVersion));
+  tx.commit();
+}
+
+std::string Store::insert_sweep(const std::string& name, const std::string& spec_text, double now) {
+  const std::string id = sha256_hex(spec_text).substr(0, 20);
+  Statement s(db_, "INSERT OR IGNORE INTO sweeps (id, name, spec, created_at) VALUES (:id, :name, :spec, :now)");
+  s.bind(":id", id).bind(":name", name).bind(":spec", spec_text).bind(":now", now).run();
+  return id;
+}
+
+int64_t Store::insert_jobs(const std::string& sweep_id, const std::vector<NewJob>& jobs, double now) {
+  Transaction tx(db_);
+  Statement job(db_,
+                "INSERT OR IGNORE INTO jobs (id, config, labels, depends_on, created_at, updated_at) "
+                "VALUES (:id, :config, :labels, :dep, :now, :now)");
+  Statement link(db_, "INSERT OR IGNORE INTO sweep_jobs (sweep_id, job_id) VALUES (:sweep, :job)");
+  int64_t added = 0;
+  for (const auto& j : jobs) {
+    job.bind(":id", j.id).bind(":config", j.config).bind(":labels", j.labels.empty() ? "{}" : j.labels);
+    if (j.depends_on.empty()) {
+      job.bind_null(":dep");
+    } else {
+      job.bind(":dep", j.depends_on);
+    }
+    job.bind(":now", now).run();
+    added += db_.changes();
+    link.bind(":sweep", sweep_id).bind(":job", j.id).run();
+  }
+  tx.commit();
+  return added;
+}
+
+std::optional<LeasedJob> Store::lease_next(const std::string& sweep_id, const std::string& owner,
+                                           double now, double lease_s, int max_attempts) {
+  Transaction tx(db_);
+  // One indexed probe per state, in priority order; rowid order (insertion,
+  // i.e. expansion order) within a state. The sweep and dependency checks are
+  // primary-key lookups, so a lease costs O(log n) however many jobs are done.
+  static constexpr const char* kCandidates[] = {
+      "SELECT id, config, depends_on, attempts FROM jobs j WHERE state = 'preempted'",
+      "SELECT id, config, depends_on, attempts FROM jobs j WHERE state = 'pending'",
+      "SELECT id, config, depends_on, attempts FROM jobs j WHERE state = 'failed' AND attempts < :max"};
+  std::optional<LeasedJob> leased;
+  for (const char* base : kCandidates) {
+    Statement s(db_, fmt::format(
+                         "{} AND EXISTS (SELECT 1 FROM sweep_jobs WHERE sweep_id = :sweep AND job_id = j.id)"
+                         " AND (depends_on IS NULL OR EXISTS (SELECT 1 FROM jobs d WHERE d.id = j.depends_on"
+                         " AND d.state = 'done')) ORDER BY rowid LIMIT 1",
+                         base));
+    s.bind(":sweep", sweep_id);
+    if (std::string_view(base).find(":max") != std::string_view::npos) s.bind(":max", max_attempts);
+    if (s.step()) {
+      leased = LeasedJob{s.column_text(0), s.column_text(1), s.column_text(2),
+                         static_cast<int>(s.column_int(3)) + 1};
+      break;
+    }
+  }
+  if (!leased) return std::nullopt;
+  Statement u(db_,
+              "UPDATE jobs SET state = 'leased', lease_owner = :owner, lease_expiry = :expiry, "
+              "attempts = attempts + 1, started_at = :now, updated_at = :now WHERE id = :id");
+  u.bind(":owner", owner).bind(":expiry", now + lease_s).bind(":now", now).bind(":id", leased->id).run();
+  tx.commit();
+  return leased;
+}
+
+void Store::heartbeat(const std::string& owner, double now, double lease_s) {
+  Statement s(db_, "UPDATE jobs SET lease_expiry = :expiry WHERE state = 'leased' AND lease_owner = :owner");
+  s.bind(":expiry", now + lease_s).bind(":owner", owner).run();
+}
+
+namespace {
+
+// The job must be leased by `owner`: a result from a run that lost its lease
+// (taken over as stale) must not be recorded twice.
+void require_lease(Database& db, const std::string& job_id, const std::string& owner) {
+  Statement s(db, "SELECT state, lease_owner FROM jobs WHERE id = :id");
+  s.bind(":id", job_id);
+  if (!s.step()) throw StorageError(fmt::format("{}: no job {}", db.path().string(), job_id));
+  if (s.column_text(0) != "leased" || s.column_text(1) != owner) {
+    throw StorageError(fmt::format("{}: job {} is {} (lease owner '{}'), not leased by '{}'",
+                                   db.path().string(), job_id, s.column_text(0), s.column_text(1), owner));
+  }
+}
+
+}  // namespace
+
+void Store::record_result(const ResultRecord& r, const std::string& owner, double now) {
+  if (r.r.size() != r.p.size()) {
+    throw StorageError(fmt::format("job {}: {} r values but {} p values", r.job_id, r.r.size(), r.p.size()));
+  }
+  Transaction tx(db_);
+  require_lease(db_, r.job_id, owner);
+  Statement res(db_,
+                "INSERT INTO results (job_id, metrics, mse, psnr, ssim, mean_r, n_significant, neurons, "
+                "steps, recorded_at) VALUES (:job, :metrics, :mse, :psnr, :ssim, :mean_r, :nsig, "
+                ":neurons, :steps, :now)");
+  // Non-finite values (PSNR of a perfect reconstruction) are stored as NULL in
+  // the numeric columns; the JSON keeps what the job reported.
+  auto finite = [](const std::optional<double>& v) {
+    return v && std::isfinite(*v) ? v : std::optional<double>{};
+  };
+  res.bind(":job", r.job_id).bind(":metrics", r.metrics).bind(":mse", finite(r.mse))
+      .bind(":psnr", finite(r.psnr)).bind(":ssim", finite(r.ssim)).bind(":mean_r", finite(r.mean_r))
+      .bind(":nsig", r.n_significant).bind(":neurons", r.neurons).bind(":steps", r.steps)
+      .bind(":now", now).run();
+  Statement neuron(db_, "INSERT INTO neuron_results (job_id, neuron, r, p) VALUES (:job, :n, :r, :p)");
+  for (std::size_t n = 0; n < r.r.size(); ++n) {
+    neuron.bind(":job", r.job_id).bind(":n", static_cast<int64_t>(n)).bind(":r", r.r[n]).bind(":p", r.p[n]).run();
+  }
+  Statement curve(db_,
+                  "INSERT INTO curves (job_id, step, phase, learning_rate, train_loss, val_loss) "
+                  "VALUES (:job, :step, :phase, :lr, :train, :val)");
+  for (const auto& c : r.curve) {
+    curve.bind(":job", r.job_id).bind(":step", c.step).bind(":phase", c.phase)
+        .bind(":lr", c.learning_rate).bind(":train", c.train_loss).bind(":val", c.val_loss).run();
+  }
+  Statement u(db_,
+              "UPDATE jobs SET state = 'done', lease_owner = NULL, lease_expiry = NULL, "
+              "finished_at = :now, updated_at = :now, last_error = NULL WHERE id = :id");
+  u.bind(":now", now).bind(":id", r.job_id).run();
+  tx.commit();
+}
+
+void Store::record_failure(const std::string& job_id, const std::string& owner,
+                           const std::string& error, double now) {
+  Transaction tx(db_);
+  require_lease(db_, job_id, owner);
+  Statement u(db_,
+              "UPDATE jobs SET state = 'failed', lease_owner = NULL, lease_expiry = NULL, "
+              "last_error = :error, finished_at = :now, updated_at = :now WHERE id = :id");
+  u.bind(":error", error).bind(":now", now).bind(":id", job_id).run();
+  tx.commit();
+}
+
+void Store::record_preempted(const std::string& job_id, const std::string& owner, double now) {
+  Transaction tx(db_);
+  require_lease(db_, job_id, owner);
+  Statement u(db_,
+              "UPDATE jobs SET state = 'preempted', lease_owner = NULL, lease_expiry = NULL, "
+              "attempts = attempts - 1, updated_at = :now WHERE id = :id");
+  u.bind(":now", now).bind(":id", job_id).run();
+  tx.commit();
+}
+
+int64_t Store::reconcile_stale(double now) {
+  Statement u(db_,
+              "UPDATE jobs SET state = 'pending', lease_owner = NULL, lease_expiry = NULL, "
+              "updated_at = :now WHERE state = 'leased' AND lease_expiry < :now");
+  u.bind(":now", now).run();
+  return db_.changes();
+}
+
+void Store::acquire_run_lock(const std::string& owner, double now, double stale_s) {
+  Transaction tx(db_);
+  Statement s(db_, "SELECT owner, acquired_at, heartbeat_at FROM run_lock WHERE id = 1");
+  if (s.step()) {
+    const std::string holder = s.column_text(0);
+    const double heartbeat = s.column_double(2);
+    if (holder != owner && now - heartbeat < stale_s) {
+      throw LockHeld(fmt::format("{}: another run is using this database: {} (last heartbeat {:.0f} s "
+                                 "ago; taken over after {:.0f} s without one)",
+                                 db_.path().string(), holder, now - heartbeat, stale_s));
+    }
+  }
+  s.reset();
+  Statement w(db_,
+              "INSERT INTO run_lock (id, owner, acquired_at, heartbeat_at) VALUES (1, :owner, :now, :now) "
+              "ON CONFLICT (id) DO UPDATE SET owner = :owner, acquired_at = :now, heartbeat_at = :now");
+  w.bind(":owner", owner).bind(":now", now).run();
+  tx.commit();
+}
+
+void Store::refresh_run_lock(const std::string& owner, double now) {
+  Statement w(db_, "UPDATE run_lock SET heartbeat_at = :now WHERE id = 1 AND owner = :owner");
+  w.bind(":now", now).bind(":owner", owner).run();
+  if (db_.changes() != 1) {
+    throw LockHeld(fmt::format("{}: the run lock was taken over by another run", db_.path().string()));
+  }
+}
+
+void Store::release_run_lock(const std::string& owner) {
+  Statement w(db_, "DELETE FROM run_lock WHERE id = 1 AND owner = :owner");
+  w.bind(":owner", owner).run();
+}
+
+void Store::add_artifact(const std::string& job_id, const std::string& kind, const std::string& path) {
+  Statement w(db_, "INSERT OR REPLACE INTO artifacts (job_id, kind, path) VALUES (:job, :kind, :path)");
+  w.bind(":job", job_id).bind(":kind", kind).bind(":path", path).run();
+}
+
+Reader::Reader(const fs::path& path)
+    : db_([&] {
+        if (!fs::exists(path)) throw StorageError(fmt::format("{}: no such database", path.string()));
+        return Database(path, Database::Mode::kReadOnly);
+      }()) {
+  const int version = user_version(db_);
+  if (version > Store::kSchemaVersion) {
+    throw StorageError(fmt::format("{}: written by a newer daenr (schema version {}; this build "
+                                   "knows up to {})",
+                                   path.string(), version, Store::kSchemaVersion));
+  }
+  if (version < 1) throw StorageError(fmt::format("{}: not a daenr database", path.string()));
+}
+
+StateCounts Reader::counts(const std::string& sweep_id) {
+  Statement s(db_, sweep_id.empty()
+                       ? "SELECT state, count(*) FROM jobs GROUP BY state"
+                       : "SELECT j.state, count(*) FROM jobs j JOIN sweep_jobs s ON s.job_id = j.id "
+                         "WHERE s.sweep_id = :sweep GROUP BY j.state");
+  if (!sweep_id.empty()) s.bind(":sweep", sweep_id);
+  StateCounts c;
+  while (s.step()) {
+    const int64_t n = s.column_int(1);
+    c.total += n;
+    switch (parse_job_state(s.column_text(0))) {
+      case JobState::kPending: c.pending = n; break;
+      case JobState::kLeased: c.leased = n; break;
+      case JobState::kDone: c.done = n; break;
+      case JobState::kFailed: c.failed = n; break;
+      case JobState::kPreempted: c.preempted = n; break;
+    }
+  }
+  return c;
+}
+
+std::vector<std::pair<std::string, std::string>> Reader::last_errors(int limit) {
+  Statement s(db_,
+              "SELECT id, last_error FROM jobs WHERE last_error IS NOT NULL "
+              "ORDER BY updated_at DESC, id LIMIT :limit");
+  s.bind(":limit", limit);
+  std::vector<std::pair<std::string, std::string>> out;
+  while (s.step()) out.emplace_back(s.column_text(0), s.column_text(1));
+  return out;
+}
+
+std::optional<std::tuple<std::string, double, double>> Reader::run_lock() {
+  Statement s(db_, "SELECT owner, acquired_at, heartbeat_at FROM run_lock WHERE id = 1");
+  if (!s.step()) return std::nullopt;
+  return std::make_tuple(s.column_text(0), s.column_double(1), s.column_double(2));
+}
+
+}  // namespace daenr::storage

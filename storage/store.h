@@ -1,0 +1,132 @@
+#pragma once
+// The sweep database: its schema and migrations, the one writer (Store) used
+// only by the process that runs a sweep, and a read-only view (Reader) for
+// status and reports. docs/schema.md describes every table for users who
+// query results with sqlite3 or pandas.
+//
+// Job states: pending -> leased -> done | failed | preempted. A failed job is
+// leased again while its attempts are below the limit; a preempted one (a
+// graceful stop) always is, and does not count as an attempt. Times are Unix
+// seconds passed in by the caller, so that leases and staleness are testable.
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "storage/sqlite.h"
+
+namespace daenr::storage {
+
+/// Another run holds the sweep database. what() names the holder.
+class LockHeld : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+enum class JobState { kPending, kLeased, kDone, kFailed, kPreempted };
+std::string to_string(JobState state);
+JobState parse_job_state(const std::string& text);
+
+struct NewJob {
+  std::string id;          ///< content hash: what determines the result
+  std::string config;      ///< canonical configuration (JSON)
+  std::string labels;      ///< axis values for reports (JSON object)
+  std::string depends_on;  ///< id of a job that must be done first, or empty
+};
+
+struct LeasedJob {
+  std::string id;
+  std::string config;
+  std::string depends_on;
+  int attempts = 0;  ///< including this one
+};
+
+struct CurveRow {
+  int64_t step = 0;
+  int64_t phase = 0;
+  double learning_rate = 0, train_loss = 0, val_loss = 0;
+};
+
+struct ResultRecord {
+  std::string job_id;
+  std::string metrics;  ///< the whole result as JSON
+  std::optional<double> mse, psnr, ssim, mean_r;
+  std::optional<int64_t> n_significant;
+  int64_t neurons = 0, steps = 0;
+  std::vector<double> r, p;  ///< per neuron
+  std::vector<CurveRow> curve;
+};
+
+struct StateCounts {
+  int64_t total = 0, pending = 0, leased = 0, done = 0, failed = 0, preempted = 0;
+};
+
+/// The single writer. Opening creates the file if needed, or migrates an
+/// older schema; a newer schema, a file that is not SQLite, or a folder that
+/// cannot be written is a StorageError that changes nothing.
+class Store {
+ public:
+  static constexpr int kSchemaVersion = 1;
+
+  explicit Store(const std::filesystem::path& path);
+
+  /// Idempotent: the sweep's id is the hash of its spec text.
+  std::string insert_sweep(const std::string& name, const std::string& spec_text, double now);
+  /// Adds jobs (and links them to the sweep) that are not there yet; returns
+  /// how many were new. Existing jobs, and their results, are untouched.
+  int64_t insert_jobs(const std::string& sweep_id, const std::vector<NewJob>& jobs, double now);
+
+  /// The next runnable job of the sweep, leased to `owner` until now + lease_s:
+  /// preempted jobs first (they resume from checkpoints), then pending, then
+  /// failed ones with attempts < max_attempts; never one whose dependency is
+  /// not done.
+  std::optional<LeasedJob> lease_next(const std::string& sweep_id, const std::string& owner,
+                                      double now, double lease_s, int max_attempts);
+  /// Extends every lease of `owner`.
+  void heartbeat(const std::string& owner, double now, double lease_s);
+  /// Records a finished job: result, per-neuron and curve rows and state done,
+  /// in one transaction. Only the lease holder may record; a second record of
+  /// the same job throws and changes nothing.
+  void record_result(const ResultRecord& result, const std::string& owner, double now);
+  void record_failure(const std::string& job_id, const std::string& owner,
+                      const std::string& error, double now);
+  /// A graceful stop: back to the queue without counting the attempt.
+  void record_preempted(const std::string& job_id, const std::string& owner, double now);
+  /// Jobs whose lease expired (their runner died): back to pending, the attempt
+  /// counted. Returns how many.
+  int64_t reconcile_stale(double now);
+
+  /// The run lock: one process drives the database at a time. Taken over only
+  /// when its heartbeat is older than stale_s. Throws LockHeld naming the holder.
+  void acquire_run_lock(const std::string& owner, double now, double stale_s);
+  void refresh_run_lock(const std::string& owner, double now);
+  void release_run_lock(const std::string& owner);
+
+  void add_artifact(const std::string& job_id, const std::string& kind, const std::string& path);
+
+  Database& database() { return db_; }
+
+ private:
+  void migrate();
+  Database db_;
+};
+
+/// Read-only access for status and reports; never writes, never migrates.
+class Reader {
+ public:
+  explicit Reader(const std::filesystem::path& path);
+  StateCounts counts(const std::string& sweep_id = "");
+  /// (job id, error) of the most recent failures.
+  std::vector<std::pair<std::string, std::string>> last_errors(int limit);
+  /// (owner, acquired_at, heartbeat_at) of the run lock, if held.
+  std::optional<std::tuple<std::string, double, double>> run_lock();
+  Database& database() { return db_; }
+
+ private:
+  Database db_;
+};
+
+}  // namespace daenr::storage
