@@ -165,6 +165,13 @@ void Store::migrate() {
   tx.commit();
 }
 
+Statement& Store::cached(const std::string& sql) {
+  auto& slot = statements_[sql];
+  if (!slot) slot = std::make_unique<Statement>(db_, sql);
+  slot->reset();
+  return *slot;
+}
+
 std::string Store::insert_sweep(const std::string& name, const std::string& spec_text, double now) {
   const std::string id = sha256_hex(spec_text).substr(0, 20);
   Statement s(db_, "INSERT OR IGNORE INTO sweeps (id, name, spec, created_at) VALUES (:id, :name, :spec, :now)");
@@ -206,7 +213,7 @@ std::optional<LeasedJob> Store::lease_next(const std::string& sweep_id, const st
       "SELECT id, config, depends_on, attempts FROM jobs j WHERE state = 'failed' AND attempts < :max"};
   std::optional<LeasedJob> leased;
   for (const char* base : kCandidates) {
-    Statement s(db_, fmt::format(
+    Statement& s = cached(fmt::format(
                          "{} AND EXISTS (SELECT 1 FROM sweep_jobs WHERE sweep_id = :sweep AND job_id = j.id)"
                          " AND (depends_on IS NULL OR EXISTS (SELECT 1 FROM jobs d WHERE d.id = j.depends_on"
                          " AND d.state = 'done')) ORDER BY rowid LIMIT 1",
@@ -216,11 +223,12 @@ std::optional<LeasedJob> Store::lease_next(const std::string& sweep_id, const st
     if (s.step()) {
       leased = LeasedJob{s.column_text(0), s.column_text(1), s.column_text(2),
                          static_cast<int>(s.column_int(3)) + 1};
+      s.reset();
       break;
     }
   }
   if (!leased) return std::nullopt;
-  Statement u(db_,
+  Statement& u = cached(
               "UPDATE jobs SET state = 'leased', lease_owner = :owner, lease_expiry = :expiry, "
               "attempts = attempts + 1, started_at = :now, updated_at = :now WHERE id = :id");
   u.bind(":owner", owner).bind(":expiry", now + lease_s).bind(":now", now).bind(":id", leased->id).run();
@@ -255,7 +263,7 @@ void Store::record_result(const ResultRecord& r, const std::string& owner, doubl
   }
   Transaction tx(db_);
   require_lease(db_, r.job_id, owner);
-  Statement res(db_,
+  Statement& res = cached(
                 "INSERT INTO results (job_id, metrics, mse, psnr, ssim, mean_r, n_significant, neurons, "
                 "steps, recorded_at) VALUES (:job, :metrics, :mse, :psnr, :ssim, :mean_r, :nsig, "
                 ":neurons, :steps, :now)");
@@ -268,18 +276,18 @@ void Store::record_result(const ResultRecord& r, const std::string& owner, doubl
       .bind(":psnr", finite(r.psnr)).bind(":ssim", finite(r.ssim)).bind(":mean_r", finite(r.mean_r))
       .bind(":nsig", r.n_significant).bind(":neurons", r.neurons).bind(":steps", r.steps)
       .bind(":now", now).run();
-  Statement neuron(db_, "INSERT INTO neuron_results (job_id, neuron, r, p) VALUES (:job, :n, :r, :p)");
+  Statement& neuron = cached("INSERT INTO neuron_results (job_id, neuron, r, p) VALUES (:job, :n, :r, :p)");
   for (std::size_t n = 0; n < r.r.size(); ++n) {
     neuron.bind(":job", r.job_id).bind(":n", static_cast<int64_t>(n)).bind(":r", r.r[n]).bind(":p", r.p[n]).run();
   }
-  Statement curve(db_,
+  Statement& curve = cached(
                   "INSERT INTO curves (job_id, step, phase, learning_rate, train_loss, val_loss) "
                   "VALUES (:job, :step, :phase, :lr, :train, :val)");
   for (const auto& c : r.curve) {
     curve.bind(":job", r.job_id).bind(":step", c.step).bind(":phase", c.phase)
         .bind(":lr", c.learning_rate).bind(":train", c.train_loss).bind(":val", c.val_loss).run();
   }
-  Statement u(db_,
+  Statement& u = cached(
               "UPDATE jobs SET state = 'done', lease_owner = NULL, lease_expiry = NULL, "
               "finished_at = :now, updated_at = :now, last_error = NULL WHERE id = :id");
   u.bind(":now", now).bind(":id", r.job_id).run();

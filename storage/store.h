@@ -11,6 +11,8 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <map>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -111,7 +113,12 @@ class Store {
 
  private:
   void migrate();
+  /// A prepared statement kept for reuse (reset, bindings to be set anew):
+  /// preparing costs more than running the small statements of a lease.
+  Statement& cached(const std::string& sql);
+
   Database db_;
+  std::map<std::string, std::unique_ptr<Statement>> statements_;
 };
 
 /// Read-only access for status and reports; never writes, never migrates.
