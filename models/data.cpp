@@ -104,6 +104,21 @@ RawRegion load_source(const std::string& source, std::uint64_t data_seed) {
   return load_antolik_region(source);
 }
 
+RawRegion select_neurons(const RawRegion& region, const std::vector<int64_t>& neurons) {
+  const int64_t m = region.train_responses.size(1);
+  if (neurons.empty()) throw DataError("neuron selection is empty: no neuron to fit");
+  for (auto n : neurons) {
+    if (n < 0 || n >= m) throw DataError(fmt::format("neuron {} does not exist (the region has {})", n, m));
+  }
+  const auto idx = torch::tensor(neurons, torch::kLong);
+  RawRegion out = region;
+  out.train_responses = region.train_responses.index_select(1, idx);
+  out.test_responses = region.test_responses.index_select(1, idx);
+  if (region.test_raw.defined()) out.test_raw = region.test_raw.index_select(2, idx);
+  if (region.rf_centres.defined()) out.rf_centres = region.rf_centres.index_select(0, idx);
+  return out;
+}
+
 std::string fingerprint(const RawRegion& region) {
   Sha256 h;
   auto add = [&](const char* name, const torch::Tensor& t) {

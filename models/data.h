@@ -32,6 +32,11 @@ RawRegion load_antolik_region(const std::filesystem::path& dir);
 /// layout (a region folder such as Data/region3).
 RawRegion load_source(const std::string& source, std::uint64_t data_seed);
 
+/// The region restricted to the given neurons (column indices, in that
+/// order): responses, trials and RF centres. Throws DataError for an index out
+/// of range or an empty selection.
+RawRegion select_neurons(const RawRegion& region, const std::vector<int64_t>& neurons);
+
 /// A content fingerprint of a region (hex SHA-256 prefix over shapes and bytes
 /// of every array), so that a job id changes whenever its data does.
 std::string fingerprint(const RawRegion& region);

@@ -398,7 +398,8 @@ nlohmann::ordered_json to_json(const JobResult& r, bool per_neuron) {
 
 JobResult run_job(const JobConfig& config, const RunOptions& options) {
   configure_threads(config.train.threads);
-  const auto raw = models::load_source(config.data, config.data_seed);
+  auto raw = models::load_source(config.data, config.data_seed);
+  if (!options.neurons.empty()) raw = models::select_neurons(raw, options.neurons);
   const auto data = models::prepare(raw, config.seed, config.val_fraction);
   Trainer trainer(config, data);
   const bool complete = trainer.train(options);

@@ -87,6 +87,8 @@ struct RunOptions {
   std::filesystem::path checkpoint;
   /// Asked at every validation point; returning true checkpoints and stops.
   std::function<bool(int step)> should_stop;
+  /// Fit only these neurons (column indices); empty: all of them.
+  std::vector<int64_t> neurons;
 };
 
 class Trainer {

@@ -237,6 +237,18 @@ TEST(Preprocessing, BilinearResizeKeepsConstantsAndOrder) {
   EXPECT_NEAR(out[0][31].item<float>(), 30.0f, 1e-5);
 }
 
+TEST(Preprocessing, SelectingNeuronsKeepsTheirColumnsInOrder) {
+  const auto r = small_region();  // 4 neurons
+  const auto s = select_neurons(r, {3, 1});
+  EXPECT_EQ(s.train_responses.size(1), 2);
+  EXPECT_TRUE(torch::equal(s.train_responses.select(1, 0), r.train_responses.select(1, 3)));
+  EXPECT_TRUE(torch::equal(s.test_raw.select(2, 1), r.test_raw.select(2, 1)));
+  EXPECT_TRUE(torch::equal(s.rf_centres[0], r.rf_centres[3]));
+  EXPECT_TRUE(torch::equal(s.train_inputs, r.train_inputs));
+  EXPECT_EQ(error_of([&] { select_neurons(r, {4}); }), "neuron 4 does not exist (the region has 4)");
+  EXPECT_EQ(error_of([&] { select_neurons(r, {}); }), "neuron selection is empty: no neuron to fit");
+}
+
 TEST(Preprocessing, FingerprintChangesWithOneValue) {
   auto r = small_region();
   const auto before = fingerprint(r);
