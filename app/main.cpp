@@ -1,18 +1,25 @@
 // daenr: the command line. Parsing and exit codes only; the work is in the libraries.
 //
 // Exit codes: 0 success; 1 an unexpected internal error; 2 bad input (a flag,
-// a configuration, a data file, a checkpoint); 3 the training diverged.
+// a configuration, a data file, a checkpoint, a database); 3 the training
+// diverged; 4 a sweep stopped gracefully on SIGTERM/SIGINT/SIGUSR1 (rerun to
+// resume); 5 a sweep finished with failed jobs.
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <csignal>
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
 #include <sstream>
 
 #include "models/error.h"
+#include "orchestrator/sweep_runner.h"
+#include "storage/store.h"
+#include "sweeps/spec.h"
 #include "models/synth.h"
 #include "worker/job_config.h"
 #include "worker/trainer.h"
@@ -22,6 +29,21 @@ namespace {
 constexpr int kExitInternal = 1;
 constexpr int kExitBadInput = 2;
 constexpr int kExitDiverged = 3;
+constexpr int kExitStopped = 4;
+constexpr int kExitJobsFailed = 5;
+
+// Set by SIGTERM, SIGINT or SIGUSR1 (Slurm's warning signal): the sweep stops
+// at the next validation point, checkpointing the job in flight. A signal
+// handler can only reach a global.
+std::atomic<bool> g_stop{false};
+extern "C" void on_stop_signal(int) { g_stop.store(true); }
+
+void install_stop_handlers() {
+  struct sigaction sa {};
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  for (int sig : {SIGTERM, SIGINT, SIGUSR1}) ::sigaction(sig, &sa, nullptr);
+}
 
 // libgomp reads OMP_WAIT_POLICY once, when it is loaded, before main() runs.
 // Its default spin-waiting made two intra-op threads about ten times slower
@@ -94,6 +116,21 @@ int main(int argc, char** argv) {
   synth->add_option("--out", out_dir, "output folder (region1..3 are created in it)")->required();
   synth->add_option("--seed", seed, "simulation seed (the data_seed of job configurations)");
 
+  auto* sweep = app.add_subcommand("sweep", "plan or run a sweep (a TOML sweep spec) against a database");
+  sweep->require_subcommand(1);
+  std::string spec_path, db_path;
+  int max_attempts = 2;
+  auto* plan = sweep->add_subcommand("plan", "what a run would do: total, new, done, failed, stale");
+  plan->add_option("spec", spec_path, "sweep spec (TOML)")->required()->check(CLI::ExistingFile);
+  plan->add_option("--db", db_path, "sweep database (SQLite)")->required();
+  auto* run = sweep->add_subcommand("run", "run every job that is not done; resumable");
+  run->add_option("spec", spec_path, "sweep spec (TOML)")->required()->check(CLI::ExistingFile);
+  run->add_option("--db", db_path, "sweep database (SQLite; created if missing)")->required();
+  run->add_option("--max-attempts", max_attempts, "attempts per job before it stays failed")
+      ->check(CLI::Range(1, 100));
+  auto* status = app.add_subcommand("status", "progress of a sweep database");
+  status->add_option("--db", db_path, "sweep database (SQLite)")->required()->check(CLI::ExistingFile);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -110,6 +147,29 @@ int main(int argc, char** argv) {
 
   try {
     if (train->parsed()) return run_train(config_path, overrides, checkpoint, per_neuron, print_config);
+    if (plan->parsed()) {
+      const auto p = daenr::orchestrator::plan_sweep(spec_path, db_path);
+      std::cout << fmt::format("{} jobs: {} new, {} done, {} failed, {} pending, {} stale\n", p.total, p.fresh,
+                               p.done, p.failed, p.pending, p.stale);
+      for (const auto& id : p.fresh_ids) std::cout << "new " << id << "\n";
+      return 0;
+    }
+    if (run->parsed()) {
+      install_stop_handlers();
+      daenr::orchestrator::RunnerOptions options;
+      options.max_attempts = max_attempts;
+      options.progress = ::isatty(STDERR_FILENO);
+      options.stop = &g_stop;
+      const auto s = daenr::orchestrator::run_sweep(spec_path, db_path, options);
+      std::cout << fmt::format("{} jobs: ran {} ({} done, {} failed, {} preempted){}\n", s.total, s.ran, s.done,
+                               s.failed, s.preempted, s.stopped ? "; stopped, rerun to resume" : "");
+      if (s.stopped) return kExitStopped;
+      return s.failed > 0 ? kExitJobsFailed : 0;
+    }
+    if (status->parsed()) {
+      std::cout << daenr::orchestrator::status_report(db_path, daenr::orchestrator::unix_now());
+      return 0;
+    }
     if (synth->parsed()) {
       daenr::models::write_virtual_regions(out_dir, seed);
       std::cout << fmt::format("wrote virtual regions 1-3 (seed {}) to {}\n", seed, out_dir);
@@ -122,6 +182,15 @@ int main(int argc, char** argv) {
     std::cerr << "daenr: error: " << e.what() << "\n";
     return kExitBadInput;
   } catch (const daenr::worker::CheckpointError& e) {
+    std::cerr << "daenr: error: " << e.what() << "\n";
+    return kExitBadInput;
+  } catch (const daenr::sweeps::SpecError& e) {
+    std::cerr << "daenr: error: " << e.what() << "\n";
+    return kExitBadInput;
+  } catch (const daenr::storage::LockHeld& e) {
+    std::cerr << "daenr: error: " << e.what() << "\n";
+    return kExitBadInput;
+  } catch (const daenr::storage::StorageError& e) {
     std::cerr << "daenr: error: " << e.what() << "\n";
     return kExitBadInput;
   } catch (const daenr::worker::TrainingDiverged& e) {

@@ -340,6 +340,9 @@ JobResult Trainer::evaluate() {
     result.mse = models::mse(rec, ref);
     result.psnr = models::psnr(*result.mse);
     result.ssim = models::ssim(rec, ref);
+    const int64_t k = std::min<int64_t>(10, rec.size(0));
+    result.test_images = ref.slice(0, 0, k).clone();
+    result.reconstructions = rec.slice(0, 0, k).clone();
   }
   if (out.perplexity.defined()) result.perplexity = scalar(out.perplexity);
   if (out.prediction.defined()) {

@@ -71,6 +71,9 @@ struct JobResult {
   std::optional<double> oracle_r, split_half_r;
   int neurons = 0;
   std::string data_fingerprint;
+  /// The first (up to 10) test images and their reconstructions, (k, 1, 32, 32)
+  /// on [-1, 1], for figures; undefined without a decoder.
+  torch::Tensor test_images, reconstructions;
   std::vector<CurvePoint> curve;
 };
 

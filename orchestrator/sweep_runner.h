@@ -1,0 +1,68 @@
+#pragma once
+// Runs a sweep in this process (the embedded default: world size 1, no MPI):
+// expand the spec, insert what is new, then lease, train and record job after
+// job until nothing runnable is left.
+//
+// Protocol with the database, one process at a time:
+//  1. Take the run lock (a second run refuses, naming the holder; a lock whose
+//     heartbeat is older than `lock_stale_s` is taken over).
+//  2. Insert the sweep and its jobs (idempotent: ids are content hashes).
+//  3. Requeue every job still leased: with the lock held, its runner is dead.
+//  4. Lease the next job; train it with a checkpoint in `checkpoint_dir`
+//     (resuming one left by an interrupted run); at every validation point
+//     refresh the lock and the lease and ask whether to stop.
+//  5. Record the result (done), the failure (failed, retried while attempts <
+//     `max_attempts`), or the stop (preempted, not an attempt); go to 4.
+//  6. Release the lock.
+// A SIGKILL at any moment leaves the database consistent (every write is one
+// transaction) and the checkpoint whole (atomic rename); the next run resumes.
+
+#include <atomic>
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "storage/store.h"
+
+namespace daenr::orchestrator {
+
+struct RunnerOptions {
+  int max_attempts = 2;
+  double lock_stale_s = 120;
+  double lease_s = 600;
+  std::filesystem::path checkpoint_dir;  ///< default: <db>.checkpoints
+  bool progress = false;                 ///< one updating progress line on stderr
+  /// Set (e.g. by a signal handler) to stop gracefully at the next validation point.
+  const std::atomic<bool>* stop = nullptr;
+};
+
+struct RunSummary {
+  int64_t total = 0, ran = 0, done = 0, failed = 0, preempted = 0;
+  bool stopped = false;  ///< a graceful stop was requested and honoured
+};
+
+/// Runs what is not done. Throws sweeps::SpecError for a bad spec,
+/// storage::StorageError / LockHeld for the database.
+RunSummary run_sweep(const std::filesystem::path& spec, const std::filesystem::path& db,
+                     const RunnerOptions& options);
+
+struct Plan {
+  int64_t total = 0, fresh = 0, done = 0, failed = 0, pending = 0, stale = 0;
+  std::vector<std::string> fresh_ids;
+};
+
+/// What `run_sweep` would do, without writing anything.
+Plan plan_sweep(const std::filesystem::path& spec, const std::filesystem::path& db);
+
+/// Human-readable status of a database: counts per state, running jobs and
+/// their age, the run lock, the last errors.
+std::string status_report(const std::filesystem::path& db, double now);
+
+/// "host:pid" of this process, the owner name in leases and the run lock.
+std::string process_owner();
+
+/// Unix time in seconds.
+double unix_now();
+
+}  // namespace daenr::orchestrator
