@@ -11,177 +11,12 @@
 #include <toml++/toml.h>
 
 #include "models/error.h"
+#include "worker/toml_reader.h"
 
 namespace daenr::worker {
 
-namespace {
-
-// Edit distance, for "did you mean" suggestions on misspelt keys.
-std::size_t edit_distance(const std::string& a, const std::string& b) {
-  std::vector<std::size_t> row(b.size() + 1);
-  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (std::size_t i = 1; i <= a.size(); ++i) {
-    std::size_t diag = row[0];
-    row[0] = i;
-    for (std::size_t j = 1; j <= b.size(); ++j) {
-      const std::size_t up = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diag = up;
-    }
-  }
-  return row[b.size()];
-}
-
-// "file:line:col" of something parsed from a file.
-std::string where(const toml::source_region& src, const std::string& fallback) {
-  if (!src.path || src.begin.line == 0) return fallback;
-  return fmt::format("{}:{}:{}", *src.path, src.begin.line, src.begin.column);
-}
-
-// Dotted key -> the --set text that set it: values merged in from the command
-// line are blamed on that flag, not on the file.
-using Overridden = std::map<std::string, std::string>;
-
-// Reads one TOML table against a fixed set of keys, so that every key is
-// checked once and anything left over is reported as unknown.
-class TableReader {
- public:
-  TableReader(const toml::table& table, std::string prefix, std::string source,
-              const Overridden& overridden)
-      : table_(table), prefix_(std::move(prefix)), source_(std::move(source)), overridden_(overridden) {}
-
-  [[noreturn]] void fail(const toml::source_region& src, const std::string& key,
-                         const std::string& what) const {
-    const auto o = overridden_.find(prefix_ + key);
-    const std::string location = o != overridden_.end() ? o->second : where(src, source_);
-    throw ConfigError(fmt::format("{}: {}{}: {}", location, prefix_, key, what));
-  }
-  [[noreturn]] void fail(const toml::node& node, const std::string& key,
-                         const std::string& what) const {
-    fail(node.source(), key, what);
-  }
-
-  template <typename T>
-  void read(const std::string& key, T& out) {
-    known_.insert(key);
-    const toml::node* node = table_.get(key);
-    if (!node) return;
-    if constexpr (std::is_same_v<T, std::string>) {
-      if (auto v = node->value<std::string>()) {
-        out = *v;
-        return;
-      }
-      fail(*node, key, fmt::format("expected a string, got {}", type_name(*node)));
-    } else if constexpr (std::is_same_v<T, bool>) {
-      if (auto v = node->value_exact<bool>()) {
-        out = *v;
-        return;
-      }
-      fail(*node, key, fmt::format("expected true or false, got {}", type_name(*node)));
-    } else if constexpr (std::is_floating_point_v<T>) {
-      // Integers are accepted where a real is expected: "alpha = 1" means 1.0.
-      if (node->is_integer() || node->is_floating_point()) {
-        const double v = *node->value<double>();
-        if (!std::isfinite(v)) fail(*node, key, fmt::format("must be finite, got {}", v));
-        out = static_cast<T>(v);
-        return;
-      }
-      fail(*node, key, fmt::format("expected a number, got {}", type_name(*node)));
-    } else {
-      if (auto v = node->value_exact<int64_t>()) {
-        if constexpr (std::is_unsigned_v<T>) {
-          if (*v < 0) fail(*node, key, fmt::format("must not be negative, got {}", *v));
-        } else {
-          if (*v < std::numeric_limits<T>::min() || *v > std::numeric_limits<T>::max()) {
-            fail(*node, key, fmt::format("out of range, got {}", *v));
-          }
-        }
-        out = static_cast<T>(*v);
-        return;
-      }
-      fail(*node, key, fmt::format("expected an integer, got {}", type_name(*node)));
-    }
-  }
-
-  template <typename T>
-  void require_range(const std::string& key, T value, T lo, T hi, const std::string& what = "") {
-    if (value < lo || value > hi) {
-      const toml::node* node = table_.get(key);
-      const std::string range = what.empty() ? fmt::format("must be in [{}, {}]", lo, hi) : what;
-      fail(node ? node->source() : toml::source_region{}, key, fmt::format("{}, got {}", range, value));
-    }
-  }
-
-  const toml::table* sub_table(const std::string& key) {
-    known_.insert(key);
-    const toml::node* node = table_.get(key);
-    if (!node) return nullptr;
-    if (!node->is_table()) fail(*node, key, fmt::format("expected a table, got {}", type_name(*node)));
-    return node->as_table();
-  }
-
-  // Any key not read is a mistake: report the first, with the nearest known key.
-  void reject_unknown() const {
-    for (const auto& [k, node] : table_) {
-      const std::string key(k.str());
-      if (known_.count(key)) continue;
-      std::string best;
-      std::size_t best_d = 3;  // suggest only near misses
-      for (const auto& cand : known_) {
-        const auto d = edit_distance(key, cand);
-        if (d < best_d) best_d = d, best = cand;
-      }
-      const std::string hint = best.empty() ? "" : fmt::format(" (did you mean '{}{}'?)", prefix_, best);
-      fail(k.source(), key, fmt::format("unknown key{}", hint));
-    }
-  }
-
-  const std::string& source() const { return source_; }
-
- private:
-  static std::string type_name(const toml::node& node) {
-    switch (node.type()) {
-      case toml::node_type::string: return "a string";
-      case toml::node_type::integer: return "an integer";
-      case toml::node_type::floating_point: return "a number";
-      case toml::node_type::boolean: return "a boolean";
-      case toml::node_type::array: return "an array";
-      case toml::node_type::table: return "a table";
-      default: return "a date or time";
-    }
-  }
-
-  const toml::table& table_;
-  std::string prefix_;
-  std::string source_;
-  std::set<std::string> known_;
-  const Overridden& overridden_;
-};
-
-toml::table parse_toml(const std::string& text, const std::string& source) {
-  try {
-    return toml::parse(text, source);
-  } catch (const toml::parse_error& e) {
-    const auto& b = e.source().begin;
-    throw ConfigError(fmt::format("{}:{}:{}: {}", source, b.line, b.column, e.description()));
-  }
-}
-
-// Recursively merges `overlay` into `base` (tables merge, values replace).
-void merge(toml::table& base, const toml::table& overlay) {
-  for (const auto& [k, node] : overlay) {
-    if (node.is_table()) {
-      if (auto* existing = base.get_as<toml::table>(k)) {
-        merge(*existing, *node.as_table());
-        continue;
-      }
-    }
-    base.insert_or_assign(k, node);
-  }
-}
-
-JobConfig from_table(const toml::table& root, const std::string& source,
-                     const Overridden& overridden) {
+JobConfig job_config_from_table(const toml::table& root, const std::string& source,
+                                const Overridden& overridden) {
   JobConfig c;
   TableReader top(root, "", source, overridden);
   top.read("data", c.data);
@@ -267,8 +102,6 @@ JobConfig from_table(const toml::table& root, const std::string& source,
   return c;
 }
 
-}  // namespace
-
 void validate(const JobConfig& c, const std::string& source) {
   using models::AutoencoderKind;
   using models::ReadoutKind;
@@ -298,7 +131,7 @@ void validate(const JobConfig& c, const std::string& source) {
 }
 
 JobConfig parse_job_config(const std::string& text, const std::string& source) {
-  return from_table(parse_toml(text, source), source, {});
+  return job_config_from_table(parse_toml(text, source), source, {});
 }
 
 JobConfig apply_overrides(const std::string& text, const std::string& source,
@@ -326,7 +159,7 @@ JobConfig apply_overrides(const std::string& text, const std::string& source,
     }
     merge(root, overlay);
   }
-  return from_table(root, source, overridden);
+  return job_config_from_table(root, source, overridden);
 }
 
 JobConfig load_job_config(const std::filesystem::path& path) {

@@ -1,0 +1,92 @@
+#pragma once
+// A sweep spec: one TOML file naming the data, the axes of an experiment and
+// the training settings shared by its jobs (docs/sweep-spec.md lists every
+// key). Parsing checks everything a spec can get wrong on its own (unknown
+// keys, types, empty or duplicate axis values, weights, names, data paths)
+// and throws SpecError with file:line:column, the dotted key, and a
+// suggestion for a misspelt key or name.
+
+#include <cstdint>
+#include <filesystem>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <toml++/toml.h>
+
+#include "models/network.h"
+
+namespace daenr::sweeps {
+
+/// A spec that cannot be used; what() is one line.
+class SpecError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// Which of a region's neurons a job fits. A subset comes from the
+/// per-neuron results of the same model fitted to all neurons (Table 3).
+enum class Neurons { kAll, kSignificant, kInsignificant };
+std::string to_string(Neurons neurons);
+
+/// The axes a job is identified by in reports.
+enum class Axis { kRegion, kLayer, kAutoencoder, kReadout, kAlpha, kBeta, kSeed, kNeurons };
+std::string to_string(Axis axis);
+
+/// One job's axis values. `layer` is 0 for a model without a readout (the
+/// layer does not exist for it: the autoencoder baselines).
+struct Labels {
+  std::string region;  ///< as written in the spec: "virtual:K" or the folder given
+  int layer = 1;
+  models::AutoencoderKind autoencoder = models::AutoencoderKind::kCae;
+  models::ReadoutKind readout = models::ReadoutKind::kFr;
+  double alpha = 1, beta = 1;
+  std::uint64_t seed = 0;
+  Neurons neurons = Neurons::kAll;
+};
+
+/// "axis = value or [values]" conditions, all of which must hold.
+struct Match {
+  std::vector<std::pair<Axis, std::vector<std::string>>> conditions;
+  bool matches(const Labels& labels) const;
+};
+
+/// Settings applied to the jobs whose `axis` has `value` (e.g. a KL weight
+/// for the VAE only): a partial job table, merged over the base settings.
+struct Override {
+  Axis axis;
+  std::string value;
+  std::string name;  ///< "override.vae", for messages
+  toml::table settings;
+};
+
+struct SweepSpec {
+  std::string name;
+  std::string source;  ///< the file, for messages
+  std::string text;    ///< the file's text, stored with the sweep
+  std::vector<std::string> regions;       ///< as written
+  std::vector<std::string> region_paths;  ///< resolved: "virtual:K" or an absolute folder
+  std::uint64_t data_seed = 1;
+  std::vector<int> layers;
+  std::vector<models::AutoencoderKind> autoencoders;
+  std::vector<models::ReadoutKind> readouts;
+  std::vector<std::pair<double, double>> losses;  ///< (alpha, beta)
+  std::vector<std::uint64_t> seeds;
+  std::vector<Neurons> neurons;
+  std::vector<Match> include, exclude;
+  std::vector<Override> overrides;
+  /// The shared job settings: top-level val_fraction and the [model], [loss]
+  /// and [train] tables, as in a job file (docs/job-config.md), without the
+  /// keys the axes set.
+  toml::table base;
+};
+
+/// Reads and checks a spec file; relative data paths are relative to it.
+SweepSpec load_sweep_spec(const std::filesystem::path& path);
+/// The same from text; `source` names it in messages and `base_dir` resolves
+/// relative data paths.
+SweepSpec parse_sweep_spec(const std::string& text, const std::string& source,
+                           const std::filesystem::path& base_dir);
+
+}  // namespace daenr::sweeps
