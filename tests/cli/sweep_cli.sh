@@ -16,8 +16,13 @@ out=$("$daenr" sweep plan "$spec" --db "$db") || fail "plan failed"
 [ "$(grep -c '^new ' <<<"$out")" -eq 24 ] || fail "plan lists $(grep -c '^new ' <<<"$out") new ids"
 [ ! -e "$db" ] || fail "plan created the database"
 
-# SIGTERM mid-sweep: graceful stop, exit 4, the job in flight preempted.
-"$daenr" sweep run "$spec" --db "$db" >"$tmp/run1" 2>&1 &
+# SIGTERM mid-sweep: graceful stop, exit 4, the job in flight preempted. The
+# jobs of this copy of the spec train far longer than 3 s, so the signal
+# always lands mid-training (the tiny jobs of the spec itself take about a
+# second, and a signal between two of them preempts nothing).
+slow_db=$tmp/slow.sqlite
+sed -e 's/^max_steps = .*/max_steps = 100000/' -e 's/^patience = .*/patience = 100000/' "$spec" >"$tmp/slow.toml"
+"$daenr" sweep run "$tmp/slow.toml" --db "$slow_db" >"$tmp/run1" 2>&1 &
 pid=$!
 sleep 3
 kill -TERM "$pid"
@@ -25,16 +30,16 @@ wait "$pid"
 rc=$?
 [ "$rc" -eq 4 ] || fail "SIGTERM run exited $rc, expected 4: $(cat "$tmp/run1")"
 grep -q "stopped, rerun to resume" "$tmp/run1" || fail "no stop message: $(cat "$tmp/run1")"
-status=$("$daenr" status --db "$db") || fail "status failed"
+status=$("$daenr" status --db "$slow_db") || fail "status failed"
 grep -q "preempted" <<<"$status" || fail "status: $status"
-python3 - "$db" <<'PY' || fail "after SIGTERM the job in flight is not preempted"
+python3 - "$slow_db" <<'PY' || fail "after SIGTERM the job in flight is not preempted"
 import sqlite3, sys
 db = sqlite3.connect(sys.argv[1])
 states = dict(db.execute("SELECT state, count(*) FROM jobs GROUP BY state").fetchall())
 assert states.get("preempted") == 1 and states.get("leased") is None, states
 assert db.execute("SELECT attempts FROM jobs WHERE state = 'preempted'").fetchone()[0] == 0
 PY
-ls "$db.checkpoints"/*.ckpt >/dev/null 2>&1 || fail "the preempted job left no checkpoint"
+ls "$slow_db.checkpoints"/*.ckpt >/dev/null 2>&1 || fail "the preempted job left no checkpoint"
 
 # A second run while one is going refuses, naming the holder.
 "$daenr" sweep run "$spec" --db "$db" >"$tmp/run2" 2>&1 &
