@@ -14,9 +14,12 @@
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <sstream>
 
 #include "models/error.h"
+#include "orchestrator/mpi.h"
+#include "orchestrator/mpi_runner.h"
 #include "orchestrator/sweep_runner.h"
 #include "storage/store.h"
 #include "sweeps/spec.h"
@@ -36,6 +39,9 @@ constexpr int kExitJobsFailed = 5;
 // at the next validation point, checkpointing the job in flight. A signal
 // handler can only reach a global.
 std::atomic<bool> g_stop{false};
+// This process's MPI rank (0 without MPI): only rank 0 prints, since every
+// rank of a failed MPI setup fails the same way.
+int g_rank = 0;
 extern "C" void on_stop_signal(int) { g_stop.store(true); }
 
 void install_stop_handlers() {
@@ -120,6 +126,7 @@ int main(int argc, char** argv) {
   sweep->require_subcommand(1);
   std::string spec_path, db_path;
   int max_attempts = 2;
+  int ranks_per_job = 1;
   auto* plan = sweep->add_subcommand("plan", "what a run would do: total, new, done, failed, stale");
   plan->add_option("spec", spec_path, "sweep spec (TOML)")->required()->check(CLI::ExistingFile);
   plan->add_option("--db", db_path, "sweep database (SQLite)")->required();
@@ -128,6 +135,9 @@ int main(int argc, char** argv) {
   run->add_option("--db", db_path, "sweep database (SQLite; created if missing)")->required();
   run->add_option("--max-attempts", max_attempts, "attempts per job before it stays failed")
       ->check(CLI::Range(1, 100));
+  run->add_option("--ranks-per-job", ranks_per_job,
+                  "under mpirun: ranks that train one job together, data-parallel (rank 0 orchestrates)")
+      ->check(CLI::Range(1, 1 << 20));
   auto* status = app.add_subcommand("status", "progress of a sweep database");
   status->add_option("--db", db_path, "sweep database (SQLite)")->required()->check(CLI::ExistingFile);
 
@@ -145,6 +155,8 @@ int main(int argc, char** argv) {
     return kExitBadInput;
   }
 
+  // Finalised (if initialised) when main returns, after any error is printed.
+  std::optional<daenr::orchestrator::mpi::Session> mpi_session;
   try {
     if (train->parsed()) return run_train(config_path, overrides, checkpoint, per_neuron, print_config);
     if (plan->parsed()) {
@@ -160,7 +172,28 @@ int main(int argc, char** argv) {
       options.max_attempts = max_attempts;
       options.progress = ::isatty(STDERR_FILENO);
       options.stop = &g_stop;
-      const auto s = daenr::orchestrator::run_sweep(spec_path, db_path, options);
+      daenr::orchestrator::RunSummary s;
+      if (daenr::orchestrator::mpi::launched_by_mpi()) {
+        // mpirun -n N: rank 0 orchestrates, the others train (docs/parallel.md).
+        mpi_session.emplace(&argc, &argv);
+        g_rank = mpi_session->rank();
+        daenr::orchestrator::MpiOptions mpi_options;
+        mpi_options.ranks_per_job = ranks_per_job;
+        options.progress = options.progress && g_rank == 0;
+        if (mpi_session->size() == 1) {
+          s = daenr::orchestrator::run_sweep(spec_path, db_path, options);
+        } else {
+          s = daenr::orchestrator::run_sweep_mpi(spec_path, db_path, options, mpi_options);
+        }
+      } else {
+        if (ranks_per_job != 1) {
+          throw daenr::worker::ConfigError(fmt::format(
+              "--ranks-per-job {}: needs a run under mpirun with 1 + a multiple of {} ranks", ranks_per_job,
+              ranks_per_job));
+        }
+        s = daenr::orchestrator::run_sweep(spec_path, db_path, options);
+      }
+      if (g_rank != 0) return s.stopped ? kExitStopped : s.failed > 0 ? kExitJobsFailed : 0;
       std::cout << fmt::format("{} jobs: ran {} ({} done, {} failed, {} preempted){}\n", s.total, s.ran, s.done,
                                s.failed, s.preempted, s.stopped ? "; stopped, rerun to resume" : "");
       if (s.stopped) return kExitStopped;
@@ -176,28 +209,28 @@ int main(int argc, char** argv) {
       return 0;
     }
   } catch (const daenr::worker::ConfigError& e) {
-    std::cerr << "daenr: error: " << e.what() << "\n";
+    if (g_rank == 0) std::cerr << "daenr: error: " << e.what() << "\n";
     return kExitBadInput;
   } catch (const daenr::models::DataError& e) {
-    std::cerr << "daenr: error: " << e.what() << "\n";
+    if (g_rank == 0) std::cerr << "daenr: error: " << e.what() << "\n";
     return kExitBadInput;
   } catch (const daenr::worker::CheckpointError& e) {
-    std::cerr << "daenr: error: " << e.what() << "\n";
+    if (g_rank == 0) std::cerr << "daenr: error: " << e.what() << "\n";
     return kExitBadInput;
   } catch (const daenr::sweeps::SpecError& e) {
-    std::cerr << "daenr: error: " << e.what() << "\n";
+    if (g_rank == 0) std::cerr << "daenr: error: " << e.what() << "\n";
     return kExitBadInput;
   } catch (const daenr::storage::LockHeld& e) {
-    std::cerr << "daenr: error: " << e.what() << "\n";
+    if (g_rank == 0) std::cerr << "daenr: error: " << e.what() << "\n";
     return kExitBadInput;
   } catch (const daenr::storage::StorageError& e) {
-    std::cerr << "daenr: error: " << e.what() << "\n";
+    if (g_rank == 0) std::cerr << "daenr: error: " << e.what() << "\n";
     return kExitBadInput;
   } catch (const daenr::worker::TrainingDiverged& e) {
-    std::cerr << "daenr: error: " << e.what() << "\n";
+    if (g_rank == 0) std::cerr << "daenr: error: " << e.what() << "\n";
     return kExitDiverged;
   } catch (const std::exception& e) {
-    std::cerr << "daenr: internal error: " << first_line(e.what()) << "\n";
+    if (g_rank == 0) std::cerr << "daenr: internal error: " << first_line(e.what()) << "\n";
     return kExitInternal;
   }
   return kExitInternal;

@@ -19,7 +19,7 @@
 #include "models/npy.h"
 #include "sweeps/expand.h"
 #include "sweeps/spec.h"
-#include "worker/trainer.h"
+#include "orchestrator/job_runner.h"
 
 namespace daenr::orchestrator {
 
@@ -44,6 +44,8 @@ std::string read_text(const fs::path& path) {
   return ss.str();
 }
 
+}  // namespace
+
 nlohmann::ordered_json labels_json(const sweeps::Labels& l) {
   return {{"region", l.region},
           {"layer", l.layer},
@@ -54,6 +56,8 @@ nlohmann::ordered_json labels_json(const sweeps::Labels& l) {
           {"seed", l.seed},
           {"neurons", sweeps::to_string(l.neurons)}};
 }
+
+namespace {
 
 // A lock held by a process of this host that no longer exists (killed, or
 // crashed) is stale at once; a holder on another host is judged by its
@@ -74,52 +78,6 @@ bool holder_is_dead(storage::Store& store) {
 
 std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
 
-// The neurons a significant / insignificant job fits, from the per-neuron
-// results of the job it depends on (done before it: the queue orders them).
-std::vector<int64_t> neuron_subset(storage::Database& db, const sweeps::JobSpec& job) {
-  if (job.labels.neurons == sweeps::Neurons::kAll) return {};
-  storage::Statement s(db, "SELECT neuron, r, p FROM neuron_results WHERE job_id = :id ORDER BY neuron");
-  s.bind(":id", job.depends_on);
-  std::vector<int64_t> out;
-  bool any = false;
-  while (s.step()) {
-    any = true;
-    const bool significant = s.column_double(2) <= 0.05 && s.column_double(1) > 0;
-    if (significant == (job.labels.neurons == sweeps::Neurons::kSignificant)) out.push_back(s.column_int(0));
-  }
-  if (!any) {
-    throw models::DataError(fmt::format("job {} needs the per-neuron results of job {}, which has none",
-                                        job.id, job.depends_on));
-  }
-  if (out.empty()) {
-    throw models::DataError(fmt::format("job {}: job {} found no {} neurons", job.id, job.depends_on,
-                                        sweeps::to_string(job.labels.neurons)));
-  }
-  return out;
-}
-
-storage::ResultRecord to_record(const std::string& id, const worker::JobResult& r,
-                                const worker::JobConfig& config) {
-  storage::ResultRecord rec;
-  rec.job_id = id;
-  auto metrics = worker::to_json(r, false);
-  metrics["config"] = worker::to_json(config);
-  rec.metrics = metrics.dump();
-  rec.mse = r.mse;
-  rec.psnr = r.psnr;
-  rec.ssim = r.ssim;
-  rec.mean_r = r.mean_r;
-  if (r.n_significant) rec.n_significant = *r.n_significant;
-  rec.neurons = r.neurons;
-  rec.steps = r.steps;
-  rec.r = r.r;
-  rec.p = r.p;
-  for (const auto& c : r.curve) {
-    rec.curve.push_back({c.step, c.phase, c.learning_rate, c.train_loss, c.val_loss});
-  }
-  return rec;
-}
-
 std::string describe(const sweeps::Labels& l) {
   return fmt::format("{}-{}_{} {} a={} b={} seed {}", models::to_string(l.autoencoder),
                      models::to_string(l.readout), l.layer, l.region, l.alpha, l.beta, l.seed);
@@ -127,65 +85,79 @@ std::string describe(const sweeps::Labels& l) {
 
 }  // namespace
 
-RunSummary run_sweep(const fs::path& spec_path, const fs::path& db_path, const RunnerOptions& options) {
-  const auto spec = sweeps::load_sweep_spec(spec_path);
-  const auto jobs = sweeps::expand(spec);
-  std::map<std::string, const sweeps::JobSpec*> by_id;
+PreparedSweep::PreparedSweep(const fs::path& spec_path, const fs::path& db, const RunnerOptions& options)
+    : db_path(db),
+      spec(sweeps::load_sweep_spec(spec_path)),
+      jobs(sweeps::expand(spec)),
+      store(db),
+      owner(process_owner()) {
   for (const auto& j : jobs) by_id[j.id] = &j;
-
-  storage::Store store(db_path);
-  const std::string owner = process_owner();
   store.acquire_run_lock(owner, unix_now(), holder_is_dead(store) ? 0.0 : options.lock_stale_s);
-  // Released on every way out; a crash leaves it to go stale.
-  struct LockGuard {
-    storage::Store& store;
-    const std::string& owner;
-    ~LockGuard() {
-      try {
-        store.release_run_lock(owner);
-      } catch (...) {
-      }
+  try {
+    // The model-code version is part of the sweep's identity too: after a
+    // change that alters results, the same spec is a new sweep with new ids.
+    sweep_id = store.insert_sweep(
+        spec.name, fmt::format("{}\n# model code {}\n", read_text(spec_path), sweeps::kModelCodeVersion),
+        unix_now());
+    std::vector<storage::NewJob> rows;
+    rows.reserve(jobs.size());
+    for (const auto& j : jobs) {
+      rows.push_back({j.id, sweeps::canonical_json(j.config), labels_json(j.labels).dump(), j.depends_on});
     }
-  } guard{store, owner};
-
-  // The model-code version is part of the sweep's identity too: after a change
-  // that alters results, the same spec is a new sweep with new job ids.
-  const auto sweep_id = store.insert_sweep(
-      spec.name, fmt::format("{}\n# model code {}\n", read_text(spec_path), sweeps::kModelCodeVersion),
-      unix_now());
-  std::vector<storage::NewJob> rows;
-  rows.reserve(jobs.size());
-  for (const auto& j : jobs) {
-    rows.push_back({j.id, sweeps::canonical_json(j.config), labels_json(j.labels).dump(), j.depends_on});
+    store.insert_jobs(sweep_id, rows, unix_now());
+    // We hold the lock: anything still leased belongs to a run that died.
+    store.reconcile_stale(std::numeric_limits<double>::infinity());
+    paths.checkpoint_dir =
+        options.checkpoint_dir.empty() ? fs::path(db_path.string() + ".checkpoints") : options.checkpoint_dir;
+    fs::create_directories(paths.checkpoint_dir);
+    paths.artifact_dir = fs::path(db_path.string() + ".artifacts");
+    fs::create_directories(paths.artifact_dir);
+  } catch (...) {
+    release();
+    throw;
   }
-  store.insert_jobs(sweep_id, rows, unix_now());
-  // We hold the lock: anything still leased belongs to a run that died.
-  store.reconcile_stale(std::numeric_limits<double>::infinity());
+}
 
-  const auto checkpoint_dir =
-      options.checkpoint_dir.empty() ? fs::path(db_path.string() + ".checkpoints") : options.checkpoint_dir;
-  fs::create_directories(checkpoint_dir);
-  const auto artifact_dir = fs::path(db_path.string() + ".artifacts");
-  fs::create_directories(artifact_dir);
+PreparedSweep::~PreparedSweep() { release(); }
+
+void PreparedSweep::release() noexcept {
+  if (released_) return;
+  released_ = true;
+  try {
+    store.release_run_lock(owner);
+  } catch (...) {
+    // The lock goes stale on its own; nothing else to do in a destructor.
+  }
+}
+
+const sweeps::JobSpec& PreparedSweep::job(const std::string& id) const {
+  const auto found = by_id.find(id);
+  if (found == by_id.end()) {
+    throw storage::StorageError(
+        fmt::format("{}: job {} of this sweep is not in its expansion", db_path.string(), id));
+  }
+  return *found->second;
+}
+
+RunSummary run_sweep(const fs::path& spec_path, const fs::path& db_path, const RunnerOptions& options) {
+  PreparedSweep sweep(spec_path, db_path, options);
+  auto& store = sweep.store;
+  const auto& owner = sweep.owner;
 
   RunSummary summary;
-  summary.total = static_cast<int64_t>(jobs.size());
+  summary.total = static_cast<int64_t>(sweep.jobs.size());
   const auto started = std::chrono::steady_clock::now();
   auto stop_requested = [&] { return options.stop && options.stop->load(); };
 
   while (!stop_requested()) {
-    const auto leased = store.lease_next(sweep_id, owner, unix_now(), options.lease_s, options.max_attempts);
+    const auto leased =
+        store.lease_next(sweep.sweep_id, owner, unix_now(), options.lease_s, options.max_attempts);
     if (!leased) break;
-    const auto found = by_id.find(leased->id);
-    if (found == by_id.end()) {
-      throw storage::StorageError(fmt::format("{}: job {} of this sweep is not in its expansion",
-                                              db_path.string(), leased->id));
-    }
-    const sweeps::JobSpec& job = *found->second;
+    const sweeps::JobSpec& job = sweep.job(leased->id);
     ++summary.ran;
     if (options.progress) {
       storage::Reader reader(db_path);
-      const auto c = reader.counts(sweep_id);
+      const auto c = reader.counts(sweep.sweep_id);
       const double elapsed =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
       const double per_job = summary.ran > 1 ? elapsed / double(summary.ran - 1) : 0;
@@ -195,41 +167,23 @@ RunSummary run_sweep(const fs::path& spec_path, const fs::path& db_path, const R
                    per_job > 0 ? fmt::format(", ETA {:.0f} s", per_job * left).c_str() : "");
       std::fflush(stderr);
     }
-    worker::RunOptions run;
-    run.checkpoint = checkpoint_dir / (job.id + ".ckpt");
-    run.should_stop = [&](int) {
+    auto should_stop = [&](int) {
       const double now = unix_now();
       store.refresh_run_lock(owner, now);
       store.heartbeat(owner, now, options.lease_s);
       return stop_requested();
     };
+    Outcome outcome;
     try {
-      run.neurons = neuron_subset(store.database(), job);
-      const auto result = worker::run_job(job.config, run);
-      if (result.status == worker::JobResult::Status::kStopped) {
-        store.record_preempted(job.id, owner, unix_now());
-        ++summary.preempted;
-        summary.stopped = true;
-        break;
-      }
-      store.record_result(to_record(job.id, result, job.config), owner, unix_now());
-      ++summary.done;
-      if (result.reconstructions.defined()) {
-        // A few test images and their reconstructions, for the report's figures.
-        const auto file = artifact_dir / (job.id + "-reconstructions.npy");
-        models::write_npy(file, torch::stack({result.test_images, result.reconstructions}).to(torch::kFloat));
-        store.add_artifact(job.id, "reconstructions", fs::absolute(file).string());
-      }
-      std::error_code ec;
-      fs::remove(run.checkpoint, ec);  // the result is recorded; the checkpoint is spent
-    } catch (const storage::StorageError&) {
-      throw;  // the database itself is in trouble: stop the run
-    } catch (const std::exception& e) {
-      // A job's own failure (divergence, bad data, bad checkpoint) is recorded
-      // and the sweep goes on.
-      store.record_failure(job.id, owner, first_line(e.what()), unix_now());
-      ++summary.failed;
+      const auto neurons = neuron_subset(store.database(), job);
+      outcome = execute_job(job, neurons, sweep.paths, should_stop);
+    } catch (const models::DataError& e) {
+      outcome.job_id = job.id;
+      outcome.kind = Outcome::Kind::kFailed;
+      outcome.error = first_line(e.what());
     }
+    record_outcome(store, owner, outcome, sweep.paths, summary);
+    if (outcome.kind == Outcome::Kind::kPreempted) break;
   }
   if (options.progress) std::fprintf(stderr, "\r\033[K");
   if (stop_requested()) summary.stopped = true;

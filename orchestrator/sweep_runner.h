@@ -23,7 +23,13 @@
 #include <string>
 #include <vector>
 
+#include <map>
+
+#include <nlohmann/json.hpp>
+
+#include "orchestrator/job_runner.h"
 #include "storage/store.h"
+#include "sweeps/spec.h"
 
 namespace daenr::orchestrator {
 
@@ -51,6 +57,37 @@ struct Plan {
   int64_t total = 0, fresh = 0, done = 0, failed = 0, pending = 0, stale = 0;
   std::vector<std::string> fresh_ids;
 };
+
+/// Steps 1-3 of the protocol, shared by the in-process and the MPI runner
+/// (where only rank 0 builds one): the spec expanded, the database opened and
+/// locked, the sweep inserted, stale leases requeued, the folders made. The
+/// destructor releases the run lock.
+class PreparedSweep {
+ public:
+  PreparedSweep(const std::filesystem::path& spec, const std::filesystem::path& db, const RunnerOptions& options);
+  ~PreparedSweep();
+  PreparedSweep(const PreparedSweep&) = delete;
+  PreparedSweep& operator=(const PreparedSweep&) = delete;
+
+  /// The expanded job of a leased id; a StorageError if the database holds an
+  /// id this spec does not produce.
+  const sweeps::JobSpec& job(const std::string& id) const;
+
+  std::filesystem::path db_path;
+  sweeps::SweepSpec spec;
+  std::vector<sweeps::JobSpec> jobs;
+  storage::Store store;
+  std::string owner, sweep_id;
+  JobPaths paths;
+
+ private:
+  void release() noexcept;
+  std::map<std::string, const sweeps::JobSpec*> by_id;
+  bool released_ = false;
+};
+
+/// The axis values of a job as stored in jobs.labels.
+nlohmann::ordered_json labels_json(const sweeps::Labels& labels);
 
 /// What `run_sweep` would do, without writing anything.
 Plan plan_sweep(const std::filesystem::path& spec, const std::filesystem::path& db);

@@ -1,0 +1,189 @@
+#include "orchestrator/job_runner.h"
+
+#include <fmt/format.h>
+
+#include "models/error.h"
+#include "models/npy.h"
+#include "orchestrator/sweep_runner.h"
+#include "worker/trainer.h"
+
+namespace daenr::orchestrator {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
+
+storage::ResultRecord to_record(const std::string& id, const worker::JobResult& r,
+                                const worker::JobConfig& config) {
+  storage::ResultRecord rec;
+  rec.job_id = id;
+  auto metrics = worker::to_json(r, false);
+  metrics["config"] = worker::to_json(config);
+  rec.metrics = metrics.dump();
+  rec.mse = r.mse;
+  rec.psnr = r.psnr;
+  rec.ssim = r.ssim;
+  rec.mean_r = r.mean_r;
+  if (r.n_significant) rec.n_significant = *r.n_significant;
+  rec.neurons = r.neurons;
+  rec.steps = r.steps;
+  rec.r = r.r;
+  rec.p = r.p;
+  for (const auto& c : r.curve) {
+    rec.curve.push_back({c.step, c.phase, c.learning_rate, c.train_loss, c.val_loss});
+  }
+  return rec;
+}
+
+const char* kind_name(Outcome::Kind k) {
+  switch (k) {
+    case Outcome::Kind::kDone: return "done";
+    case Outcome::Kind::kFailed: return "failed";
+    case Outcome::Kind::kPreempted: return "preempted";
+  }
+  return "failed";
+}
+
+nlohmann::json optional_json(const std::optional<double>& v) { return v ? nlohmann::json(*v) : nlohmann::json(); }
+std::optional<double> optional_double(const nlohmann::json& v) {
+  return v.is_null() ? std::nullopt : std::optional<double>(v.get<double>());
+}
+
+}  // namespace
+
+std::vector<int64_t> neuron_subset(storage::Database& db, const sweeps::JobSpec& job) {
+  if (job.labels.neurons == sweeps::Neurons::kAll) return {};
+  storage::Statement s(db, "SELECT neuron, r, p FROM neuron_results WHERE job_id = :id ORDER BY neuron");
+  s.bind(":id", job.depends_on);
+  std::vector<int64_t> out;
+  bool any = false;
+  while (s.step()) {
+    any = true;
+    const bool significant = s.column_double(2) <= 0.05 && s.column_double(1) > 0;
+    if (significant == (job.labels.neurons == sweeps::Neurons::kSignificant)) out.push_back(s.column_int(0));
+  }
+  if (!any) {
+    throw models::DataError(fmt::format("job {} needs the per-neuron results of job {}, which has none",
+                                        job.id, job.depends_on));
+  }
+  if (out.empty()) {
+    throw models::DataError(fmt::format("job {}: job {} found no {} neurons", job.id, job.depends_on,
+                                        sweeps::to_string(job.labels.neurons)));
+  }
+  return out;
+}
+
+Outcome execute_job(const sweeps::JobSpec& job, const std::vector<int64_t>& neurons, const JobPaths& paths,
+                    const std::function<bool(int)>& should_stop, worker::GradientReducer* reducer) {
+  Outcome out;
+  out.job_id = job.id;
+  worker::RunOptions run;
+  run.checkpoint = paths.checkpoint_dir / (job.id + ".ckpt");
+  run.should_stop = should_stop;
+  run.neurons = neurons;
+  // run.reducer = reducer;  (data-parallel trainer: merged next)
+  const bool writer = reducer == nullptr;  // || reducer->rank() == 0 once merged
+  try {
+    const auto result = worker::run_job(job.config, run);
+    if (result.status == worker::JobResult::Status::kStopped) {
+      out.kind = Outcome::Kind::kPreempted;
+      return out;
+    }
+    out.kind = Outcome::Kind::kDone;
+    out.record = to_record(job.id, result, job.config);
+    if (writer && result.reconstructions.defined()) {
+      // A few test images and their reconstructions, for the report's figures.
+      const auto file = paths.artifact_dir / (job.id + "-reconstructions.npy");
+      models::write_npy(file, torch::stack({result.test_images, result.reconstructions}).to(torch::kFloat));
+      out.artifact = fs::absolute(file).string();
+    }
+  } catch (const storage::StorageError&) {
+    throw;  // the database itself is in trouble: the run stops
+  } catch (const std::exception& e) {
+    // A job's own failure (divergence, bad data, bad checkpoint) is recorded
+    // and the sweep goes on.
+    out.kind = Outcome::Kind::kFailed;
+    out.error = first_line(e.what());
+  }
+  return out;
+}
+
+nlohmann::json to_json(const Outcome& o) {
+  nlohmann::json j{{"kind", kind_name(o.kind)}, {"job_id", o.job_id}, {"error", o.error}, {"artifact", o.artifact}};
+  if (o.kind == Outcome::Kind::kDone) {
+    const auto& r = o.record;
+    nlohmann::json curve = nlohmann::json::array();
+    for (const auto& c : r.curve) curve.push_back({c.step, c.phase, c.learning_rate, c.train_loss, c.val_loss});
+    j["record"] = {{"metrics", r.metrics},
+                   {"mse", optional_json(r.mse)},
+                   {"psnr", optional_json(r.psnr)},
+                   {"ssim", optional_json(r.ssim)},
+                   {"mean_r", optional_json(r.mean_r)},
+                   {"n_significant", r.n_significant ? nlohmann::json(*r.n_significant) : nlohmann::json()},
+                   {"neurons", r.neurons},
+                   {"steps", r.steps},
+                   {"r", r.r},
+                   {"p", r.p},
+                   {"curve", curve}};
+  }
+  return j;
+}
+
+Outcome outcome_from_json(const nlohmann::json& j) {
+  Outcome o;
+  const auto kind = j.at("kind").get<std::string>();
+  o.kind = kind == "done" ? Outcome::Kind::kDone
+                          : kind == "preempted" ? Outcome::Kind::kPreempted : Outcome::Kind::kFailed;
+  o.job_id = j.at("job_id").get<std::string>();
+  o.error = j.at("error").get<std::string>();
+  o.artifact = j.at("artifact").get<std::string>();
+  if (o.kind == Outcome::Kind::kDone) {
+    const auto& r = j.at("record");
+    auto& rec = o.record;
+    rec.job_id = o.job_id;
+    rec.metrics = r.at("metrics").get<std::string>();
+    rec.mse = optional_double(r.at("mse"));
+    rec.psnr = optional_double(r.at("psnr"));
+    rec.ssim = optional_double(r.at("ssim"));
+    rec.mean_r = optional_double(r.at("mean_r"));
+    if (!r.at("n_significant").is_null()) rec.n_significant = r.at("n_significant").get<int64_t>();
+    rec.neurons = r.at("neurons").get<int64_t>();
+    rec.steps = r.at("steps").get<int64_t>();
+    rec.r = r.at("r").get<std::vector<double>>();
+    rec.p = r.at("p").get<std::vector<double>>();
+    for (const auto& c : r.at("curve")) {
+      rec.curve.push_back({c[0].get<int64_t>(), c[1].get<int64_t>(), c[2].get<double>(), c[3].get<double>(),
+                           c[4].get<double>()});
+    }
+  }
+  return o;
+}
+
+void record_outcome(storage::Store& store, const std::string& owner, const Outcome& o, const JobPaths& paths,
+                    RunSummary& summary) {
+  const double now = unix_now();
+  switch (o.kind) {
+    case Outcome::Kind::kDone:
+      store.record_result(o.record, owner, now);
+      if (!o.artifact.empty()) store.add_artifact(o.job_id, "reconstructions", o.artifact);
+      ++summary.done;
+      {
+        std::error_code ec;
+        fs::remove(paths.checkpoint_dir / (o.job_id + ".ckpt"), ec);
+      }
+      break;
+    case Outcome::Kind::kPreempted:
+      store.record_preempted(o.job_id, owner, now);
+      ++summary.preempted;
+      summary.stopped = true;
+      break;
+    case Outcome::Kind::kFailed:
+      store.record_failure(o.job_id, owner, o.error, now);
+      ++summary.failed;
+      break;
+  }
+}
+
+}  // namespace daenr::orchestrator

@@ -1,0 +1,157 @@
+#include "orchestrator/mpi.h"
+
+#include <fmt/format.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <thread>
+#include <utility>
+
+namespace daenr::orchestrator::mpi {
+
+namespace {
+
+void check(int rc, const char* call) {
+  if (rc == MPI_SUCCESS) return;
+  char text[MPI_MAX_ERROR_STRING];
+  int len = 0;
+  MPI_Error_string(rc, text, &len);
+  throw MpiError(fmt::format("{} failed: {}", call, std::string(text, static_cast<std::size_t>(len))));
+}
+
+// MPI_Test first spins a little (a reply usually comes within microseconds),
+// then sleeps longer and longer, up to 1 ms: the latency this adds is small
+// against a training job, and the core goes to the ranks that compute.
+class Backoff {
+ public:
+  void pause() {
+    if (++polls_ < 64) return;
+    std::this_thread::sleep_for(std::chrono::microseconds(sleep_us_));
+    sleep_us_ = std::min(sleep_us_ * 2, 1000);
+  }
+
+ private:
+  int polls_ = 0, sleep_us_ = 5;
+};
+
+}  // namespace
+
+bool launched_by_mpi() {
+  // Open MPI's mpirun, then PMIx (srun --mpi=pmix, prterun), then PMI-1/2 (srun --mpi=pmi2).
+  for (const char* var : {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK"}) {
+    if (std::getenv(var) != nullptr) return true;
+  }
+  return false;
+}
+
+Session::Session(int* argc, char*** argv) {
+  int provided = 0;
+  // FUNNELED: LibTorch's intra-op threads never call MPI; only the main thread does.
+  check(MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided), "MPI_Init_thread");
+  // Errors come back as return codes (turned into exceptions by `check`),
+  // not as an abort of the whole world.
+  MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
+  MPI_Comm_size(MPI_COMM_WORLD, &size_);
+}
+
+Session::~Session() { MPI_Finalize(); }
+
+Comm Comm::split(MPI_Comm parent, int colour, int key) {
+  MPI_Comm out = MPI_COMM_NULL;
+  check(MPI_Comm_split(parent, colour, key, &out), "MPI_Comm_split");
+  return Comm(out, out != MPI_COMM_NULL);
+}
+
+Comm::~Comm() {
+  if (owned_ && comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
+}
+
+Comm::Comm(Comm&& other) noexcept
+    : comm_(std::exchange(other.comm_, MPI_COMM_NULL)), owned_(std::exchange(other.owned_, false)) {}
+
+Comm& Comm::operator=(Comm&& other) noexcept {
+  if (this != &other) {
+    if (owned_ && comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
+    comm_ = std::exchange(other.comm_, MPI_COMM_NULL);
+    owned_ = std::exchange(other.owned_, false);
+  }
+  return *this;
+}
+
+int Comm::rank() const {
+  int r = 0;
+  check(MPI_Comm_rank(comm_, &r), "MPI_Comm_rank");
+  return r;
+}
+
+int Comm::size() const {
+  int s = 0;
+  check(MPI_Comm_size(comm_, &s), "MPI_Comm_size");
+  return s;
+}
+
+void wait_politely(MPI_Request& request, MPI_Status* status) {
+  Backoff backoff;
+  for (;;) {
+    int done = 0;
+    check(MPI_Test(&request, &done, status ? status : MPI_STATUS_IGNORE), "MPI_Test");
+    if (done) return;
+    backoff.pause();
+  }
+}
+
+std::optional<MPI_Status> poll(MPI_Comm comm, int tag) {
+  int flag = 0;
+  MPI_Status status;
+  check(MPI_Iprobe(MPI_ANY_SOURCE, tag, comm, &flag, &status), "MPI_Iprobe");
+  if (!flag) return std::nullopt;
+  return status;
+}
+
+void send_text(const std::string& text, int dest, int tag, MPI_Comm comm) {
+  MPI_Request request;
+  check(MPI_Isend(text.data(), static_cast<int>(text.size()), MPI_CHAR, dest, tag, comm, &request), "MPI_Isend");
+  wait_politely(request);
+}
+
+std::string recv_text(const MPI_Status& status, MPI_Comm comm) {
+  int count = 0;
+  check(MPI_Get_count(&status, MPI_CHAR, &count), "MPI_Get_count");
+  std::string text(static_cast<std::size_t>(count), '\0');
+  check(MPI_Recv(text.data(), count, MPI_CHAR, status.MPI_SOURCE, status.MPI_TAG, comm, MPI_STATUS_IGNORE),
+        "MPI_Recv");
+  return text;
+}
+
+std::string recv_text_politely(int source, int tag, MPI_Comm comm, MPI_Status* status_out) {
+  Backoff backoff;
+  for (;;) {
+    int flag = 0;
+    MPI_Status status;
+    check(MPI_Iprobe(source, tag, comm, &flag, &status), "MPI_Iprobe");
+    if (flag) {
+      if (status_out) *status_out = status;
+      return recv_text(status, comm);
+    }
+    backoff.pause();
+  }
+}
+
+int broadcast_int(int value, int root, MPI_Comm comm) {
+  MPI_Request request;
+  check(MPI_Ibcast(&value, 1, MPI_INT, root, comm, &request), "MPI_Ibcast");
+  wait_politely(request);
+  return value;
+}
+
+void broadcast_text(std::string& text, int root, MPI_Comm comm) {
+  const int size = broadcast_int(static_cast<int>(text.size()), root, comm);
+  text.resize(static_cast<std::size_t>(size));
+  if (size == 0) return;
+  MPI_Request request;
+  check(MPI_Ibcast(text.data(), size, MPI_CHAR, root, comm, &request), "MPI_Ibcast");
+  wait_politely(request);
+}
+
+}  // namespace daenr::orchestrator::mpi

@@ -1,0 +1,306 @@
+// The MPI sweep: rank 0 orchestrates, worker groups pull jobs.
+//
+// Message protocol (MPI_COMM_WORLD; payloads are short JSON texts):
+//  1. Every rank loads and expands the spec; rank 0 alone opens the database,
+//     takes the run lock, inserts the sweep and requeues stale leases (the
+//     in-process runner's steps 1-3). Rank 0 then broadcasts
+//     {"ok", "error", "checkpoint_dir", "artifact_dir"}; on an error every rank
+//     stops with it.
+//  2. The workers split into groups of ranks_per_job (MPI_Comm_split by
+//     (rank - 1) / ranks_per_job); a group's rank 0 is its leader, and only
+//     leaders talk to rank 0.
+//  3. An idle leader sends kRequest ("" or "stopping": a signal reached it).
+//  4. Rank 0 leases the next runnable job to that group (lease owner
+//     "<host:pid>/g<group>") and answers kAssign {"id", "neurons"}; or
+//     {"wait": true} when nothing is runnable yet but jobs are in flight (a
+//     neuron-subset job waits for its all-neurons job); or {"exit": true} when
+//     nothing is left or the run is stopping.
+//  5. The leader broadcasts the assignment over its group, which trains the
+//     job data-parallel. At validation points the leader sends kHeartbeat (at
+//     most every heartbeat_s; rank 0 extends the group's lease and its own run
+//     lock) and looks for kStop from rank 0.
+//  6. The leader sends kOutcome (done with all metrics / failed with its
+//     message / preempted); rank 0 records it and the group goes to step 3.
+//  7. A stop (SIGTERM, SIGINT or SIGUSR1, which mpirun forwards to every
+//     rank; or a leader that says "stopping"): rank 0 sends kStop to every
+//     busy leader, answers every request with exit, and records the
+//     preempted outcomes as they come (their checkpoints are written).
+//  8. When every leader has been told to exit, rank 0 broadcasts the summary
+//     so that every rank exits with the same code.
+// While it waits, every rank polls with a growing sleep (mpi::wait_politely)
+// instead of Open MPI's busy-polling blocking calls.
+
+#include "orchestrator/mpi_runner.h"
+
+#include <fmt/format.h>
+
+#include <chrono>
+#include <cstdio>
+#include <map>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "models/error.h"
+#include "sweeps/expand.h"
+#include "sweeps/spec.h"
+#include "worker/job_config.h"
+
+namespace daenr::orchestrator {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+enum Tag : int { kRequest = 1, kAssign = 2, kHeartbeat = 3, kOutcome = 4, kStop = 5 };
+
+std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
+
+nlohmann::json summary_json(const RunSummary& s) {
+  return {{"total", s.total}, {"ran", s.ran},     {"done", s.done},
+          {"failed", s.failed}, {"preempted", s.preempted}, {"stopped", s.stopped}};
+}
+
+RunSummary summary_from_json(const nlohmann::json& j) {
+  RunSummary s;
+  s.total = j.at("total");
+  s.ran = j.at("ran");
+  s.done = j.at("done");
+  s.failed = j.at("failed");
+  s.preempted = j.at("preempted");
+  s.stopped = j.at("stopped");
+  return s;
+}
+
+// Rank 0: steps 3, 4, 6, 7 of the protocol.
+RunSummary orchestrate(PreparedSweep& sweep, const RunnerOptions& options, int groups, int ranks_per_job) {
+  auto& store = sweep.store;
+  const MPI_Comm world = MPI_COMM_WORLD;
+  auto stop_requested = [&] { return options.stop && options.stop->load(); };
+  auto leader_of = [&](int group) { return 1 + group * ranks_per_job; };
+  auto owner_of = [&](int leader) { return fmt::format("{}/g{}", sweep.owner, (leader - 1) / ranks_per_job); };
+
+  RunSummary summary;
+  summary.total = static_cast<int64_t>(sweep.jobs.size());
+  std::map<int, std::string> busy;  // leader rank -> job id
+  int live = groups;
+  bool stopping = false;
+  auto last_refresh = std::chrono::steady_clock::now();
+  int idle_polls = 0, sleep_us = 5;
+
+  auto begin_stop = [&] {
+    if (stopping) return;
+    stopping = true;
+    for (const auto& [leader, id] : busy) mpi::send_text("", leader, kStop, world);
+  };
+  const nlohmann::json exit_msg{{"exit", true}}, wait_msg{{"wait", true}};
+
+  while (live > 0) {
+    if (stop_requested()) begin_stop();
+    const auto now_steady = std::chrono::steady_clock::now();
+    if (now_steady - last_refresh > std::chrono::seconds(10)) {
+      store.refresh_run_lock(sweep.owner, unix_now());
+      last_refresh = now_steady;
+    }
+    const auto status = mpi::poll(world);
+    if (!status) {
+      // Nothing to do: yield the core to the workers (see mpi.h).
+      if (++idle_polls > 64) {
+        std::this_thread::sleep_for(std::chrono::microseconds(sleep_us));
+        sleep_us = std::min(sleep_us * 2, 1000);
+      }
+      continue;
+    }
+    idle_polls = 0;
+    sleep_us = 5;
+    const int source = status->MPI_SOURCE;
+    const std::string text = mpi::recv_text(*status, world);
+    switch (status->MPI_TAG) {
+      case kRequest: {
+        if (text == "stopping") begin_stop();
+        if (stopping) {
+          mpi::send_text(exit_msg.dump(), source, kAssign, world);
+          --live;
+          break;
+        }
+        for (;;) {
+          const auto leased =
+              store.lease_next(sweep.sweep_id, owner_of(source), unix_now(), options.lease_s, options.max_attempts);
+          if (!leased) {
+            if (busy.empty()) {
+              mpi::send_text(exit_msg.dump(), source, kAssign, world);
+              --live;
+            } else {
+              mpi::send_text(wait_msg.dump(), source, kAssign, world);
+            }
+            break;
+          }
+          const auto& job = sweep.job(leased->id);
+          ++summary.ran;
+          std::vector<int64_t> neurons;
+          try {
+            neurons = neuron_subset(store.database(), job);
+          } catch (const models::DataError& e) {
+            Outcome failed;
+            failed.job_id = job.id;
+            failed.error = first_line(e.what());
+            record_outcome(store, owner_of(source), failed, sweep.paths, summary);
+            continue;  // lease the next one for this group
+          }
+          mpi::send_text(nlohmann::json{{"id", job.id}, {"neurons", neurons}}.dump(), source, kAssign, world);
+          busy[source] = job.id;
+          break;
+        }
+        break;
+      }
+      case kHeartbeat: {
+        const double now = unix_now();
+        store.heartbeat(owner_of(source), now, options.lease_s);
+        store.refresh_run_lock(sweep.owner, now);
+        last_refresh = std::chrono::steady_clock::now();
+        break;
+      }
+      case kOutcome: {
+        const auto outcome = outcome_from_json(nlohmann::json::parse(text));
+        record_outcome(store, owner_of(source), outcome, sweep.paths, summary);
+        busy.erase(source);
+        break;
+      }
+      default:
+        throw mpi::MpiError(fmt::format("rank 0: unexpected message tag {} from rank {}", status->MPI_TAG, source));
+    }
+  }
+  (void)leader_of;
+  if (stop_requested()) summary.stopped = true;
+  return summary;
+}
+
+// Worker ranks: steps 3, 5 and 6 (the leader) or 5 alone (the others).
+void work(const std::vector<sweeps::JobSpec>& jobs, const JobPaths& paths, const mpi::Comm& group,
+          const RunnerOptions& options, const MpiOptions& mpi_options) {
+  std::map<std::string, const sweeps::JobSpec*> by_id;
+  for (const auto& j : jobs) by_id[j.id] = &j;
+  const MPI_Comm world = MPI_COMM_WORLD;
+  const bool leader = group.rank() == 0;
+  auto local_stop = [&] { return options.stop && options.stop->load(); };
+  bool remote_stop = false;
+  auto last_heartbeat = std::chrono::steady_clock::now();
+
+  for (;;) {
+    std::string assignment;
+    if (leader) {
+      for (;;) {
+        if (mpi::poll(world, kStop)) {  // a stop that came after our last job ended
+          MPI_Status st;
+          mpi::recv_text_politely(0, kStop, world, &st);
+          remote_stop = true;
+        }
+        mpi::send_text(local_stop() || remote_stop ? "stopping" : "", 0, kRequest, world);
+        const auto reply = nlohmann::json::parse(mpi::recv_text_politely(0, kAssign, world));
+        if (reply.contains("wait")) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(50));
+          continue;
+        }
+        if (!reply.contains("exit")) assignment = reply.dump();
+        break;
+      }
+    }
+    mpi::broadcast_text(assignment, 0, group.get());
+    if (assignment.empty()) return;  // exit
+    const auto a = nlohmann::json::parse(assignment);
+    const auto found = by_id.find(a.at("id").get<std::string>());
+    Outcome outcome;
+    if (found == by_id.end()) {
+      outcome.job_id = a.at("id").get<std::string>();
+      outcome.error = "this worker's expansion of the spec lacks the job";
+    } else if (mpi_options.execute_override) {
+      outcome = mpi_options.execute_override(*found->second);
+    } else {
+      auto should_stop = [&](int) {
+        if (!leader) return local_stop();
+        const auto now = std::chrono::steady_clock::now();
+        if (now - last_heartbeat > std::chrono::duration<double>(mpi_options.heartbeat_s)) {
+          mpi::send_text(found->first, 0, kHeartbeat, world);
+          last_heartbeat = now;
+        }
+        if (!remote_stop && mpi::poll(world, kStop)) {
+          mpi::recv_text_politely(0, kStop, world);
+          remote_stop = true;
+        }
+        return local_stop() || remote_stop;
+      };
+      outcome = execute_job(*found->second, a.at("neurons").get<std::vector<int64_t>>(), paths, should_stop);
+    }
+    if (leader) mpi::send_text(to_json(outcome).dump(), 0, kOutcome, world);
+  }
+}
+
+}  // namespace
+
+RunSummary run_sweep_mpi(const fs::path& spec_path, const fs::path& db_path, const RunnerOptions& options,
+                         const MpiOptions& mpi_options) {
+  const MPI_Comm world = MPI_COMM_WORLD;
+  int rank = 0, size = 1;
+  MPI_Comm_rank(world, &rank);
+  MPI_Comm_size(world, &size);
+  const int rpj = mpi_options.ranks_per_job;
+  if (size < 2 || rpj < 1 || (size - 1) % rpj != 0) {
+    throw worker::ConfigError(fmt::format(
+        "--ranks-per-job {}: the {} worker ranks (world size {}; rank 0 orchestrates) do not form groups of {}",
+        rpj, size - 1, size, rpj));
+  }
+  const int groups = (size - 1) / rpj;
+
+  // Step 1. Rank 0 prepares; everyone learns whether that worked.
+  std::unique_ptr<PreparedSweep> sweep;
+  std::vector<sweeps::JobSpec> jobs;
+  std::exception_ptr failure;
+  nlohmann::json setup{{"ok", true}, {"error", ""}};
+  try {
+    if (rank == 0) {
+      sweep = std::make_unique<PreparedSweep>(spec_path, db_path, options);
+      setup["checkpoint_dir"] = sweep->paths.checkpoint_dir.string();
+      setup["artifact_dir"] = sweep->paths.artifact_dir.string();
+    }
+  } catch (const std::exception& e) {
+    failure = std::current_exception();
+    setup = {{"ok", false}, {"error", first_line(e.what())}};
+  }
+  std::string setup_text = setup.dump();
+  mpi::broadcast_text(setup_text, 0, world);
+  setup = nlohmann::json::parse(setup_text);
+  if (failure) std::rethrow_exception(failure);
+  if (!setup.at("ok").get<bool>()) {
+    // Rank 0 reports the error; the others only stop with the same outcome.
+    throw sweeps::SpecError(setup.at("error").get<std::string>());
+  }
+  if (rank != 0) {
+    // The same file gives every rank the same expansion (deterministic).
+    jobs = sweeps::expand(sweeps::load_sweep_spec(spec_path));
+  }
+
+  // Step 2.
+  const auto group = mpi::Comm::split(world, rank == 0 ? MPI_UNDEFINED : (rank - 1) / rpj, rank);
+  RunSummary summary;
+  try {
+    if (rank == 0) {
+      summary = orchestrate(*sweep, options, groups, rpj);
+    } else {
+      JobPaths paths{setup.at("checkpoint_dir").get<std::string>(), setup.at("artifact_dir").get<std::string>()};
+      work(jobs, paths, group, options, mpi_options);
+    }
+  } catch (const std::exception& e) {
+    // Past setup, an error on one rank (the database failing under rank 0, a
+    // broken message) leaves the others waiting for it: end them all. Jobs in
+    // flight keep their checkpoints and the next run requeues them.
+    std::fprintf(stderr, "daenr: error: rank %d: %s\n", rank, first_line(e.what()).c_str());
+    std::fflush(stderr);
+    MPI_Abort(world, 1);
+  }
+  // Step 8.
+  std::string text = rank == 0 ? summary_json(summary).dump() : std::string();
+  mpi::broadcast_text(text, 0, world);
+  return summary_from_json(nlohmann::json::parse(text));
+}
+
+}  // namespace daenr::orchestrator

@@ -1,0 +1,31 @@
+#pragma once
+// A sweep over MPI: `mpirun -n N daenr sweep run spec.toml --db X`. Rank 0 is
+// the orchestrator and the only process that opens the database; ranks 1..N-1
+// form worker groups of `ranks_per_job` ranks that each train one job at a
+// time (data-parallel inside the group). The protocol is at the top of
+// mpi_runner.cpp.
+
+#include <filesystem>
+
+#include "orchestrator/mpi.h"
+#include "orchestrator/sweep_runner.h"
+
+namespace daenr::orchestrator {
+
+struct MpiOptions {
+  int ranks_per_job = 1;
+  /// Minimum seconds between a worker group's heartbeats to rank 0.
+  double heartbeat_s = 5;
+  /// Replaces training (benchmarks of the orchestration alone): given a job,
+  /// returns its outcome.
+  std::function<Outcome(const sweeps::JobSpec&)> execute_override;
+};
+
+/// Runs the sweep on every rank of MPI_COMM_WORLD (collective: every rank
+/// calls it). Every rank returns the same summary; only rank 0's has the
+/// counts. Throws on rank 0 what run_sweep throws; a worker rank whose own
+/// setup failed throws too, after telling rank 0.
+RunSummary run_sweep_mpi(const std::filesystem::path& spec, const std::filesystem::path& db,
+                         const RunnerOptions& options, const MpiOptions& mpi_options);
+
+}  // namespace daenr::orchestrator

@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# The MPI orchestrator as a user meets it: `mpirun -n N daenr sweep run`, rank 0
+# leasing to worker ranks. Every job done exactly once on 3 and on 4 ranks, a
+# failing job recorded while the sweep goes on, and a graceful stop on the
+# signals that mpirun forwards, resumed by the next run.
+set -uo pipefail
+daenr=$1
+here=$(cd "$(dirname "$0")" && pwd)
+spec=$here/../data/kill-sweep.toml
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+failures=0
+fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+# Root in containers and CI; more ranks than cores on a 2-core machine.
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
+mpirun=(mpirun --oversubscribe --bind-to none)
+
+# Every job of the sweep done exactly once, each after one attempt, with one
+# result row, and the database whole.
+check_once() {  # db expected_jobs
+  python3 - "$1" "$2" <<'PY'
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+n = int(sys.argv[2])
+states = dict(db.execute("SELECT state, count(*) FROM jobs GROUP BY state").fetchall())
+assert states == {"done": n}, states
+assert db.execute("SELECT count(*), count(DISTINCT job_id) FROM results").fetchone() == (n, n)
+assert db.execute("SELECT max(attempts) FROM jobs").fetchone()[0] == 1
+assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+owners = {r[0] for r in db.execute("SELECT lease_owner FROM jobs")}
+assert all(o is None for o in owners), owners  # no lease left behind
+PY
+}
+
+for n in 3 4; do
+  db=$tmp/w$n.sqlite
+  out=$("${mpirun[@]}" -n $n "$daenr" sweep run "$spec" --db "$db" 2>&1)
+  rc=$?
+  [ "$rc" -eq 0 ] || fail "$n ranks exited $rc: $out"
+  [ "$(tail -1 <<<"$out")" = "24 jobs: ran 24 (24 done, 0 failed, 0 preempted)" ] || fail "$n ranks: $out"
+  check_once "$db" 24 || fail "$n ranks: not every job done exactly once"
+done
+# The workers trained the jobs: the same results as the in-process run would
+# give are checked by sweep_kill.sh; here, two ranks shared the work.
+python3 - "$tmp/w4.sqlite" <<'PY' || fail "the jobs were not spread over the worker groups"
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+rows = db.execute("SELECT count(*) FROM results").fetchone()[0]
+assert rows == 24
+PY
+
+# A job that throws in a worker (its device does not exist) is recorded with
+# its message; that worker goes on and the sweep completes: exit 5.
+printf 'name = "f"\n[data]\nregions = ["virtual:2"]\n[axes]\nlayer = [1, 2]\nreadout = ["fr", "fc"]\n[override.fc]\ntrain.device = "cuda:99"\n[model]\nwidth = 4\nlatent = 8\n[train]\nbatch_size = 16\nvalidate_every = 5\npatience = 10\nmax_steps = 10\n' >"$tmp/f.toml"
+out=$("${mpirun[@]}" -n 3 "$daenr" sweep run "$tmp/f.toml" --db "$tmp/f.sqlite" --max-attempts 1 2>&1)
+rc=$?
+[ "$rc" -eq 5 ] || fail "a sweep with failing jobs exited $rc, expected 5: $out"
+grep -q "4 jobs: ran 4 (2 done, 2 failed, 0 preempted)" <<<"$out" || fail "failing jobs: $out"
+"$daenr" status --db "$tmp/f.sqlite" | grep -q "error: .*cuda:99" || fail "the worker's error is not recorded"
+
+# A bad spec under mpirun: one line from rank 0 alone, exit 2.
+printf 'name = "x"\n[data]\nregions = ["virtual:1"]\n[axes]\nlayr = [1]\n' >"$tmp/bad.toml"
+"${mpirun[@]}" -n 3 "$daenr" sweep run "$tmp/bad.toml" --db "$tmp/bad.sqlite" >"$tmp/out" 2>"$tmp/err"
+rc=$?
+[ "$rc" -eq 2 ] || fail "bad spec under mpirun exited $rc"
+[ "$(grep -c 'daenr: error: .*bad.toml:5:1: axes.layr' "$tmp/err")" -eq 1 ] || fail "bad spec: $(cat "$tmp/err")"
+# Ranks that do not form groups of --ranks-per-job: a one-line flag error.
+"${mpirun[@]}" -n 3 "$daenr" sweep run "$spec" --db "$tmp/g.sqlite" --ranks-per-job 3 >"$tmp/out" 2>"$tmp/err"
+[ $? -eq 2 ] && grep -q -- "--ranks-per-job 3: the 2 worker ranks" "$tmp/err" || fail "groups: $(cat "$tmp/err")"
+
+# Graceful stop. Jobs that train for several seconds, so that the signal
+# lands mid-training. SIGUSR1 (Slurm's warning signal; mpirun forwards it):
+# jobs in flight checkpoint and are marked preempted, exit code 4.
+sed -e 's/^max_steps = .*/max_steps = 300/' -e 's/^patience = .*/patience = 300/' \
+    -e 's/seeds = \[0, 1\]/seeds = [0]/' "$spec" >"$tmp/slow.toml"
+db=$tmp/stop.sqlite
+preempted_once() {  # signal
+  "${mpirun[@]}" -n 3 "$daenr" sweep run "$tmp/slow.toml" --db "$db" >"$tmp/run" 2>&1 &
+  local pid=$!
+  # Wait until both workers are mid-job (two leases), then signal.
+  for _ in $(seq 200); do
+    [ "$(sqlite3 "$db" "SELECT count(*) FROM jobs WHERE state = 'leased'" 2>/dev/null)" = 2 ] && break
+    sleep 0.1
+  done
+  sleep 1
+  kill -"$1" "$pid"
+  wait "$pid"
+}
+preempted_once USR1
+rc=$?
+[ "$rc" -eq 4 ] || fail "SIGUSR1 to mpirun exited $rc, expected 4: $(cat "$tmp/run")"
+grep -q "stopped, rerun to resume" "$tmp/run" || fail "no stop message: $(cat "$tmp/run")"
+[ "$(sqlite3 "$db" "SELECT count(*) FROM jobs WHERE state = 'preempted' AND attempts = 0")" = 2 ] ||
+  fail "after SIGUSR1: $(sqlite3 "$db" "SELECT state, attempts FROM jobs")"
+[ "$(ls "$db.checkpoints" | wc -l)" -eq 2 ] || fail "the preempted jobs left no checkpoints"
+# SIGTERM: mpirun forwards it too, and kills what is still running after
+# odls_base_sigkill_timeout (1 s by default; docs/parallel.md); mpirun's own
+# exit status is then 1 whatever the ranks return, so the database is what
+# the test checks: the jobs in flight stopped and were marked preempted.
+export OMPI_MCA_odls_base_sigkill_timeout=30
+preempted_once TERM
+[ "$(sqlite3 "$db" "SELECT count(*) FROM jobs WHERE state = 'leased'")" = 0 ] ||
+  fail "after SIGTERM a job is still leased: $(cat "$tmp/run")"
+[ "$(sqlite3 "$db" "SELECT count(*) FROM jobs WHERE state = 'preempted'")" -ge 1 ] ||
+  fail "after SIGTERM nothing is preempted: $(cat "$tmp/run")"
+grep -q "stopped, rerun to resume" "$tmp/run" || fail "SIGTERM: no graceful stop: $(cat "$tmp/run")"
+# The rerun completes the sweep; no job ran twice to completion, and the
+# resumed jobs continued from their checkpoints (their curves start mid-way
+# only if resumed, so check the steps: resumed jobs do not exceed max_steps).
+out=$("${mpirun[@]}" -n 3 "$daenr" sweep run "$tmp/slow.toml" --db "$db" 2>&1) || fail "resume: $out"
+check_once_resumed() {
+  python3 - "$db" <<'PY'
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+states = dict(db.execute("SELECT state, count(*) FROM jobs GROUP BY state").fetchall())
+assert states == {"done": 12}, states
+assert db.execute("SELECT count(*), count(DISTINCT job_id) FROM results").fetchone() == (12, 12)
+assert db.execute("SELECT max(attempts) FROM jobs").fetchone()[0] == 1
+assert db.execute("SELECT max(steps) FROM results").fetchone()[0] <= 300
+assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+PY
+}
+check_once_resumed || fail "after the resume: not every job done exactly once"
+
+if [ "$failures" -eq 0 ]; then echo "mpi_sweep: all checks passed"; else echo "mpi_sweep: $failures failed"; exit 1; fi
