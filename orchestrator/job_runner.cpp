@@ -161,18 +161,19 @@ Outcome outcome_from_json(const nlohmann::json& j) {
   return o;
 }
 
-void record_outcome(storage::Store& store, const std::string& owner, const Outcome& o, const JobPaths& paths,
-                    RunSummary& summary) {
+void remove_spent_checkpoint(const JobPaths& paths, const Outcome& outcome) {
+  if (outcome.kind != Outcome::Kind::kDone) return;
+  std::error_code ec;
+  fs::remove(paths.checkpoint_dir / (outcome.job_id + ".ckpt"), ec);
+}
+
+void record_outcome(storage::Store& store, const std::string& owner, const Outcome& o, RunSummary& summary) {
   const double now = unix_now();
   switch (o.kind) {
     case Outcome::Kind::kDone:
       store.record_result(o.record, owner, now);
       if (!o.artifact.empty()) store.add_artifact(o.job_id, "reconstructions", o.artifact);
       ++summary.done;
-      {
-        std::error_code ec;
-        fs::remove(paths.checkpoint_dir / (o.job_id + ".ckpt"), ec);
-      }
       break;
     case Outcome::Kind::kPreempted:
       store.record_preempted(o.job_id, owner, now);

@@ -52,9 +52,11 @@ nlohmann::json to_json(const Outcome& outcome);
 Outcome outcome_from_json(const nlohmann::json& json);
 
 struct RunSummary;
-/// Writes an outcome as the lease holder `owner` and counts it in `summary`;
-/// a done job's checkpoint is spent and removed once its result is recorded.
+/// Writes an outcome as the lease holder `owner` and counts it in `summary`.
 void record_outcome(storage::Store& store, const std::string& owner, const Outcome& outcome,
-                    const JobPaths& paths, RunSummary& summary);
+                    RunSummary& summary);
+
+/// A done job's checkpoint is spent: remove it once its result is committed.
+void remove_spent_checkpoint(const JobPaths& paths, const Outcome& outcome);
 
 }  // namespace daenr::orchestrator

@@ -9,7 +9,8 @@
 //  2. The workers split into groups of ranks_per_job (MPI_Comm_split by
 //     (rank - 1) / ranks_per_job); a group's rank 0 is its leader, and only
 //     leaders talk to rank 0.
-//  3. An idle leader sends kRequest ("" or "stopping": a signal reached it).
+//  3. An idle leader sends kRequest ("" or "stopping": a signal reached it);
+//     after its first job, the outcome of step 6 is its request.
 //  4. Rank 0 leases the next runnable job to that group (lease owner
 //     "<host:pid>/g<group>") and answers kAssign {"id", "neurons"}; or
 //     {"wait": true} when nothing is runnable yet but jobs are in flight (a
@@ -19,8 +20,10 @@
 //     job data-parallel. At validation points the leader sends kHeartbeat (at
 //     most every heartbeat_s; rank 0 extends the group's lease and its own run
 //     lock) and looks for kStop from rank 0.
-//  6. The leader sends kOutcome (done with all metrics / failed with its
-//     message / preempted); rank 0 records it and the group goes to step 3.
+//  6. The leader sends kOutcome {"outcome": done with all metrics / failed
+//     with its message / preempted, "stopping"}; rank 0 records it and, as
+//     for a request, answers with step 4. Messages that arrive together are
+//     handled in one database transaction.
 //  7. A stop (SIGTERM, SIGINT or SIGUSR1, which mpirun forwards to every
 //     rank; or a leader that says "stopping"): rank 0 sends kStop to every
 //     busy leader, answers every request with exit, and records the
@@ -57,8 +60,9 @@ enum Tag : int { kRequest = 1, kAssign = 2, kHeartbeat = 3, kOutcome = 4, kStop 
 std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
 
 nlohmann::json summary_json(const RunSummary& s) {
-  return {{"total", s.total}, {"ran", s.ran},     {"done", s.done},
-          {"failed", s.failed}, {"preempted", s.preempted}, {"stopped", s.stopped}};
+  return {{"total", s.total},         {"ran", s.ran},         {"done", s.done},
+          {"failed", s.failed},       {"preempted", s.preempted}, {"stopped", s.stopped},
+          {"setup_s", s.setup_s},     {"loop_s", s.loop_s}};
 }
 
 RunSummary summary_from_json(const nlohmann::json& j) {
@@ -69,6 +73,8 @@ RunSummary summary_from_json(const nlohmann::json& j) {
   s.failed = j.at("failed");
   s.preempted = j.at("preempted");
   s.stopped = j.at("stopped");
+  s.setup_s = j.at("setup_s");
+  s.loop_s = j.at("loop_s");
   return s;
 }
 
@@ -77,7 +83,6 @@ RunSummary orchestrate(PreparedSweep& sweep, const RunnerOptions& options, int g
   auto& store = sweep.store;
   const MPI_Comm world = MPI_COMM_WORLD;
   auto stop_requested = [&] { return options.stop && options.stop->load(); };
-  auto leader_of = [&](int group) { return 1 + group * ranks_per_job; };
   auto owner_of = [&](int leader) { return fmt::format("{}/g{}", sweep.owner, (leader - 1) / ranks_per_job); };
 
   RunSummary summary;
@@ -95,6 +100,74 @@ RunSummary orchestrate(PreparedSweep& sweep, const RunnerOptions& options, int g
   };
   const nlohmann::json exit_msg{{"exit", true}}, wait_msg{{"wait", true}};
 
+  // Step 4: the next job for the group led by `source`, or wait, or exit.
+  auto assign = [&](int source, bool source_stopping) {
+    if (source_stopping) begin_stop();
+    if (stopping) {
+      mpi::send_text(exit_msg.dump(), source, kAssign, world);
+      --live;
+      return;
+    }
+    for (;;) {
+      const auto leased =
+          store.lease_next(sweep.sweep_id, owner_of(source), unix_now(), options.lease_s, options.max_attempts);
+      if (!leased) {
+        if (busy.empty()) {
+          mpi::send_text(exit_msg.dump(), source, kAssign, world);
+          --live;
+        } else {
+          mpi::send_text(wait_msg.dump(), source, kAssign, world);
+        }
+        return;
+      }
+      const auto& job = sweep.job(leased->id);
+      ++summary.ran;
+      std::vector<int64_t> neurons;
+      try {
+        neurons = neuron_subset(store.database(), job);
+      } catch (const models::DataError& e) {
+        Outcome failed;
+        failed.job_id = job.id;
+        failed.error = first_line(e.what());
+        record_outcome(store, owner_of(source), failed, summary);
+        continue;  // lease the next one for this group
+      }
+      mpi::send_text(nlohmann::json{{"id", job.id}, {"neurons", neurons}}.dump(), source, kAssign, world);
+      busy[source] = job.id;
+      return;
+    }
+  };
+
+  // One message of steps 3, 5 and 6; outcomes recorded go to `recorded`.
+  auto handle = [&](const MPI_Status& status, std::vector<Outcome>& recorded) {
+    const int source = status.MPI_SOURCE;
+    const std::string text = mpi::recv_text(status, world);
+    switch (status.MPI_TAG) {
+      case kRequest:
+        assign(source, text == "stopping");
+        return;
+      case kHeartbeat: {
+        const double now = unix_now();
+        store.heartbeat(owner_of(source), now, options.lease_s);
+        store.refresh_run_lock(sweep.owner, now);
+        last_refresh = std::chrono::steady_clock::now();
+        return;
+      }
+      case kOutcome: {
+        // An outcome is also the group's request for its next job (step 3).
+        const auto message = nlohmann::json::parse(text);
+        auto outcome = outcome_from_json(message.at("outcome"));
+        record_outcome(store, owner_of(source), outcome, summary);
+        busy.erase(source);
+        recorded.push_back(std::move(outcome));
+        assign(source, message.at("stopping").get<bool>());
+        return;
+      }
+      default:
+        throw mpi::MpiError(fmt::format("rank 0: unexpected message tag {} from rank {}", status.MPI_TAG, source));
+    }
+  };
+
   while (live > 0) {
     if (stop_requested()) begin_stop();
     const auto now_steady = std::chrono::steady_clock::now();
@@ -102,7 +175,7 @@ RunSummary orchestrate(PreparedSweep& sweep, const RunnerOptions& options, int g
       store.refresh_run_lock(sweep.owner, unix_now());
       last_refresh = now_steady;
     }
-    const auto status = mpi::poll(world);
+    auto status = mpi::poll(world);
     if (!status) {
       // Nothing to do: yield the core to the workers (see mpi.h).
       if (++idle_polls > 64) {
@@ -113,64 +186,17 @@ RunSummary orchestrate(PreparedSweep& sweep, const RunnerOptions& options, int g
     }
     idle_polls = 0;
     sleep_us = 5;
-    const int source = status->MPI_SOURCE;
-    const std::string text = mpi::recv_text(*status, world);
-    switch (status->MPI_TAG) {
-      case kRequest: {
-        if (text == "stopping") begin_stop();
-        if (stopping) {
-          mpi::send_text(exit_msg.dump(), source, kAssign, world);
-          --live;
-          break;
-        }
-        for (;;) {
-          const auto leased =
-              store.lease_next(sweep.sweep_id, owner_of(source), unix_now(), options.lease_s, options.max_attempts);
-          if (!leased) {
-            if (busy.empty()) {
-              mpi::send_text(exit_msg.dump(), source, kAssign, world);
-              --live;
-            } else {
-              mpi::send_text(wait_msg.dump(), source, kAssign, world);
-            }
-            break;
-          }
-          const auto& job = sweep.job(leased->id);
-          ++summary.ran;
-          std::vector<int64_t> neurons;
-          try {
-            neurons = neuron_subset(store.database(), job);
-          } catch (const models::DataError& e) {
-            Outcome failed;
-            failed.job_id = job.id;
-            failed.error = first_line(e.what());
-            record_outcome(store, owner_of(source), failed, sweep.paths, summary);
-            continue;  // lease the next one for this group
-          }
-          mpi::send_text(nlohmann::json{{"id", job.id}, {"neurons", neurons}}.dump(), source, kAssign, world);
-          busy[source] = job.id;
-          break;
-        }
-        break;
-      }
-      case kHeartbeat: {
-        const double now = unix_now();
-        store.heartbeat(owner_of(source), now, options.lease_s);
-        store.refresh_run_lock(sweep.owner, now);
-        last_refresh = std::chrono::steady_clock::now();
-        break;
-      }
-      case kOutcome: {
-        const auto outcome = outcome_from_json(nlohmann::json::parse(text));
-        record_outcome(store, owner_of(source), outcome, sweep.paths, summary);
-        busy.erase(source);
-        break;
-      }
-      default:
-        throw mpi::MpiError(fmt::format("rank 0: unexpected message tag {} from rank {}", status->MPI_TAG, source));
+    // Every message already waiting is handled in one transaction: with short
+    // jobs and many workers, a commit per lease and per result would cap the
+    // rate at the disk's sync rate. A single message is one commit as before.
+    std::vector<Outcome> recorded;
+    storage::Transaction batch(store.database());
+    for (int handled = 0; status && handled < 256 && live > 0; ++handled, status = mpi::poll(world)) {
+      handle(*status, recorded);
     }
+    batch.commit();
+    for (const auto& o : recorded) remove_spent_checkpoint(sweep.paths, o);
   }
-  (void)leader_of;
   if (stop_requested()) summary.stopped = true;
   return summary;
 }
@@ -186,16 +212,25 @@ void work(const std::vector<sweeps::JobSpec>& jobs, const JobPaths& paths, const
   bool remote_stop = false;
   auto last_heartbeat = std::chrono::steady_clock::now();
 
+  // The first request is kRequest; later ones ride on kOutcome (step 6).
+  std::string pending_outcome;
   for (;;) {
     std::string assignment;
     if (leader) {
       for (;;) {
         if (mpi::poll(world, kStop)) {  // a stop that came after our last job ended
-          MPI_Status st;
-          mpi::recv_text_politely(0, kStop, world, &st);
+          mpi::recv_text_politely(0, kStop, world);
           remote_stop = true;
         }
-        mpi::send_text(local_stop() || remote_stop ? "stopping" : "", 0, kRequest, world);
+        const bool stopping = local_stop() || remote_stop;
+        if (!pending_outcome.empty()) {
+          mpi::send_text(
+              nlohmann::json{{"outcome", nlohmann::json::parse(pending_outcome)}, {"stopping", stopping}}.dump(), 0,
+              kOutcome, world);
+          pending_outcome.clear();
+        } else {
+          mpi::send_text(stopping ? "stopping" : "", 0, kRequest, world);
+        }
         const auto reply = nlohmann::json::parse(mpi::recv_text_politely(0, kAssign, world));
         if (reply.contains("wait")) {
           std::this_thread::sleep_for(std::chrono::milliseconds(50));
@@ -231,7 +266,7 @@ void work(const std::vector<sweeps::JobSpec>& jobs, const JobPaths& paths, const
       };
       outcome = execute_job(*found->second, a.at("neurons").get<std::vector<int64_t>>(), paths, should_stop);
     }
-    if (leader) mpi::send_text(to_json(outcome).dump(), 0, kOutcome, world);
+    if (leader) pending_outcome = to_json(outcome).dump();
   }
 }
 
@@ -251,6 +286,8 @@ RunSummary run_sweep_mpi(const fs::path& spec_path, const fs::path& db_path, con
   }
   const int groups = (size - 1) / rpj;
 
+  const auto t0 = std::chrono::steady_clock::now();
+  auto since = [](auto t) { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count(); };
   // Step 1. Rank 0 prepares; everyone learns whether that worked.
   std::unique_ptr<PreparedSweep> sweep;
   std::vector<sweeps::JobSpec> jobs;
@@ -281,10 +318,15 @@ RunSummary run_sweep_mpi(const fs::path& spec_path, const fs::path& db_path, con
 
   // Step 2.
   const auto group = mpi::Comm::split(world, rank == 0 ? MPI_UNDEFINED : (rank - 1) / rpj, rank);
+  MPI_Barrier(world);  // every worker has expanded the spec: the loop starts now
+  const double setup_s = since(t0);
+  const auto t1 = std::chrono::steady_clock::now();
   RunSummary summary;
   try {
     if (rank == 0) {
       summary = orchestrate(*sweep, options, groups, rpj);
+      summary.setup_s = setup_s;
+      summary.loop_s = since(t1);
     } else {
       JobPaths paths{setup.at("checkpoint_dir").get<std::string>(), setup.at("artifact_dir").get<std::string>()};
       work(jobs, paths, group, options, mpi_options);

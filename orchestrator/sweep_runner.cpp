@@ -182,7 +182,8 @@ RunSummary run_sweep(const fs::path& spec_path, const fs::path& db_path, const R
       outcome.kind = Outcome::Kind::kFailed;
       outcome.error = first_line(e.what());
     }
-    record_outcome(store, owner, outcome, sweep.paths, summary);
+    record_outcome(store, owner, outcome, summary);
+    remove_spent_checkpoint(sweep.paths, outcome);
     if (outcome.kind == Outcome::Kind::kPreempted) break;
   }
   if (options.progress) std::fprintf(stderr, "\r\033[K");

@@ -46,6 +46,8 @@ struct RunnerOptions {
 struct RunSummary {
   int64_t total = 0, ran = 0, done = 0, failed = 0, preempted = 0;
   bool stopped = false;  ///< a graceful stop was requested and honoured
+  /// Wall time of the setup (expand, insert, lock) and of the job loop, in s.
+  double setup_s = 0, loop_s = 0;
 };
 
 /// Runs what is not done. Throws sweeps::SpecError for a bad spec,

@@ -134,17 +134,20 @@ std::string Statement::column_text(int i) const {
               : std::string();
 }
 
-Transaction::Transaction(Database& db) : db_(db) { db_.exec("BEGIN IMMEDIATE"); }
+Transaction::Transaction(Database& db) : db_(db), nested_(sqlite3_get_autocommit(db.handle()) == 0) {
+  db_.exec(nested_ ? "SAVEPOINT daenr_nested" : "BEGIN IMMEDIATE");
+}
 
 Transaction::~Transaction() {
   if (done_) return;
   // Never throw from a destructor: a failed rollback leaves SQLite to roll
   // back when the connection closes.
-  sqlite3_exec(db_.handle(), "ROLLBACK", nullptr, nullptr, nullptr);
+  sqlite3_exec(db_.handle(), nested_ ? "ROLLBACK TO daenr_nested; RELEASE daenr_nested" : "ROLLBACK", nullptr,
+               nullptr, nullptr);
 }
 
 void Transaction::commit() {
-  db_.exec("COMMIT");
+  db_.exec(nested_ ? "RELEASE daenr_nested" : "COMMIT");
   done_ = true;
 }
 

@@ -101,7 +101,10 @@ class Statement {
 
 /// BEGIN IMMEDIATE (the write lock is taken at once, so that two writers never
 /// deadlock in an upgrade) ... COMMIT; the destructor rolls back a transaction
-/// that was not committed, e.g. when an exception unwinds through it.
+/// that was not committed, e.g. when an exception unwinds through it. Inside
+/// another transaction it is a SAVEPOINT instead, so that a caller can group
+/// many small writes into one commit (rank 0 recording a burst of results)
+/// while each still rolls back alone.
 class Transaction {
  public:
   explicit Transaction(Database& db);
@@ -113,6 +116,7 @@ class Transaction {
  private:
   Database& db_;
   bool done_ = false;
+  bool nested_ = false;
 };
 
 }  // namespace daenr::storage
