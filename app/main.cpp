@@ -196,6 +196,10 @@ int main(int argc, char** argv) {
       if (g_rank != 0) return s.stopped ? kExitStopped : s.failed > 0 ? kExitJobsFailed : 0;
       std::cout << fmt::format("{} jobs: ran {} ({} done, {} failed, {} preempted){}\n", s.total, s.ran, s.done,
                                s.failed, s.preempted, s.stopped ? "; stopped, rerun to resume" : "");
+      if (mpi_session && mpi_session->size() > 1) {
+        std::cout << fmt::format("rank 0 (orchestrator): {:.2f} s of CPU in the {:.1f} s job loop\n",
+                                 s.orchestrator_cpu_s, s.loop_s);
+      }
       if (s.stopped) return kExitStopped;
       return s.failed > 0 ? kExitJobsFailed : 0;
     }

@@ -29,7 +29,8 @@ for r in $(seq "$rounds"); do
   declare -A loop=()
   for n in 2 3; do
     rm -rf "$tmp"/db*
-    "${mpirun[@]}" -n $n build/app/daenr sweep run tests/data/kill-sweep.toml --db "$tmp/db.sqlite" >/dev/null
+    "${mpirun[@]}" -n $n build/app/daenr sweep run tests/data/kill-sweep.toml --db "$tmp/db.sqlite" >"$tmp/out"
+    echo "    $((n - 1)) worker(s): $(grep '^rank 0' "$tmp/out")"
     # The loop time: first lease to last result, from the database itself.
     loop[$n]=$(sqlite3 "$tmp/db.sqlite" "SELECT max(finished_at) - min(started_at) FROM jobs")
   done

@@ -36,6 +36,7 @@
 #include "orchestrator/mpi_runner.h"
 
 #include <fmt/format.h>
+#include <sys/resource.h>
 
 #include <chrono>
 #include <cstdio>
@@ -59,10 +60,17 @@ enum Tag : int { kRequest = 1, kAssign = 2, kHeartbeat = 3, kOutcome = 4, kStop 
 
 std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
 
+double cpu_seconds() {
+  rusage usage{};
+  ::getrusage(RUSAGE_SELF, &usage);
+  return double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
+         1e-6 * double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec);
+}
+
 nlohmann::json summary_json(const RunSummary& s) {
   return {{"total", s.total},         {"ran", s.ran},         {"done", s.done},
           {"failed", s.failed},       {"preempted", s.preempted}, {"stopped", s.stopped},
-          {"setup_s", s.setup_s},     {"loop_s", s.loop_s}};
+          {"setup_s", s.setup_s},     {"loop_s", s.loop_s},       {"cpu_s", s.orchestrator_cpu_s}};
 }
 
 RunSummary summary_from_json(const nlohmann::json& j) {
@@ -75,6 +83,7 @@ RunSummary summary_from_json(const nlohmann::json& j) {
   s.stopped = j.at("stopped");
   s.setup_s = j.at("setup_s");
   s.loop_s = j.at("loop_s");
+  s.orchestrator_cpu_s = j.at("cpu_s");
   return s;
 }
 
@@ -324,9 +333,11 @@ RunSummary run_sweep_mpi(const fs::path& spec_path, const fs::path& db_path, con
   RunSummary summary;
   try {
     if (rank == 0) {
+      const double cpu0 = cpu_seconds();
       summary = orchestrate(*sweep, options, groups, rpj);
       summary.setup_s = setup_s;
       summary.loop_s = since(t1);
+      summary.orchestrator_cpu_s = cpu_seconds() - cpu0;
     } else {
       JobPaths paths{setup.at("checkpoint_dir").get<std::string>(), setup.at("artifact_dir").get<std::string>()};
       work(jobs, paths, group, options, mpi_options);

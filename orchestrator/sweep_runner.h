@@ -48,6 +48,9 @@ struct RunSummary {
   bool stopped = false;  ///< a graceful stop was requested and honoured
   /// Wall time of the setup (expand, insert, lock) and of the job loop, in s.
   double setup_s = 0, loop_s = 0;
+  /// CPU seconds rank 0 spent in the job loop (MPI runs): waiting politely
+  /// instead of busy-polling keeps it a small share of loop_s.
+  double orchestrator_cpu_s = 0;
 };
 
 /// Runs what is not done. Throws sweeps::SpecError for a bad spec,

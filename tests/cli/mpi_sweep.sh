@@ -37,7 +37,8 @@ for n in 3 4; do
   out=$("${mpirun[@]}" -n $n "$daenr" sweep run "$spec" --db "$db" 2>&1)
   rc=$?
   [ "$rc" -eq 0 ] || fail "$n ranks exited $rc: $out"
-  [ "$(tail -1 <<<"$out")" = "24 jobs: ran 24 (24 done, 0 failed, 0 preempted)" ] || fail "$n ranks: $out"
+  grep -qx "24 jobs: ran 24 (24 done, 0 failed, 0 preempted)" <<<"$out" || fail "$n ranks: $out"
+  grep -q "^rank 0 (orchestrator): .* s of CPU in the .* s job loop" <<<"$out" || fail "$n ranks: $out"
   check_once "$db" 24 || fail "$n ranks: not every job done exactly once"
 done
 # The workers trained the jobs: the same results as the in-process run would
