@@ -248,9 +248,8 @@ std::string render_latex(const std::vector<Table>& tables, const std::string& so
       out += fmt::format("\\caption{{{}}}\n", latex_text(caption));
       out += fmt::format("\\label{{tab:daenr-{}{}}}\n", t.id,
                          t.blocks.size() > 1 ? fmt::format("-{}", b + 1) : "");
-      // Wide tables (the paper's Tables 5 and 6) are scaled to the text width.
-      const bool wide = ncols > 6;
-      if (wide) out += "\\resizebox{\\textwidth}{!}{%\n";
+      // A table wider than the line (Tables 5 and 6 always are) is scaled down to it.
+      out += "\\resizebox{\\ifdim\\width>\\linewidth\\linewidth\\else\\width\\fi}{!}{%\n";
       out += fmt::format("\\begin{{tabular}}{{l{}}}\n\\toprule\n", std::string(ncols, 'c'));
       if (!block.groups.empty()) {
         std::string rules;
@@ -271,7 +270,7 @@ std::string render_latex(const std::vector<Table>& tables, const std::string& so
         out += " \\\\\n";
       }
       out += "\\bottomrule\n\\end{tabular}";
-      out += wide ? "}\n" : "\n";
+      out += "}\n";
       if (b + 1 == t.blocks.size() && !t.notes.empty()) {
         out += "\n\\par\\smallskip\\footnotesize\n";
         for (const auto& note : t.notes) out += latex_text(note) + "\\par\n";
