@@ -12,7 +12,8 @@
 #include <set>
 #include <sstream>
 
-#include "reports/tables.h"
+#include "reports/index.h"
+#include "reports/render.h"
 
 namespace daenr::reports {
 
@@ -142,104 +143,9 @@ std::string encode_png_gray(int width, int height, const std::vector<uint8_t>& p
 
 namespace {
 
-using LossPair = std::pair<double, double>;
-
-std::string num(double v) {
-  return fmt::format("{}", v);
-}
-
-std::string xml_escape(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    switch (c) {
-      case '&':
-        out += "&amp;";
-        break;
-      case '<':
-        out += "&lt;";
-        break;
-      case '>':
-        out += "&gt;";
-        break;
-      case '"':
-        out += "&quot;";
-        break;
-      default:
-        out += c;
-    }
-  }
-  return out;
-}
-
-// SVG text from the tables' markup: "_{2}" as a lowered, smaller run.
-std::string svg_text(const std::string& marked) {
-  std::string out;
-  std::size_t i = 0;
-  while (i < marked.size()) {
-    const auto open = marked.find("_{", i);
-    const auto close = open == std::string::npos ? std::string::npos : marked.find('}', open + 2);
-    if (close == std::string::npos) {
-      out += xml_escape(marked.substr(i));
-      break;
-    }
-    out += xml_escape(marked.substr(i, open - i));
-    out += "<tspan baseline-shift=\"sub\" font-size=\"75%\">" +
-           xml_escape(marked.substr(open + 2, close - open - 2)) + "</tspan>";
-    i = close + 1;
-  }
-  return out;
-}
-
 std::string fixed(double v) {
   std::string s = fmt::format("{:.1f}", v);
   return s == "-0.0" ? "0.0" : s;
-}
-
-std::vector<std::string> regions_of(const ReportData& data) {
-  std::vector<std::string> regions;
-  for (const auto& j : data.jobs) {
-    if (std::find(regions.begin(), regions.end(), j.labels.region) == regions.end())
-      regions.push_back(j.labels.region);
-  }
-  std::sort(regions.begin(), regions.end(), region_less);
-  return regions;
-}
-
-// The (alpha, beta) pairs of a model among all-neuron jobs, or one empty slot.
-std::vector<std::optional<LossPair>> pairs_of(const ReportData& data, const std::string& ae,
-                                              const std::string& ro) {
-  std::set<LossPair> found;
-  for (const auto& j : data.jobs) {
-    const auto& l = j.labels;
-    if (l.autoencoder == ae && l.readout == ro && l.neurons == "all")
-      found.insert({l.alpha, l.beta});
-  }
-  std::vector<std::optional<LossPair>> out(found.begin(), found.end());
-  if (out.empty()) out.emplace_back(std::nullopt);
-  return out;
-}
-
-std::vector<const JobRecord*> jobs_of(const ReportData& data, const std::string& region,
-                                      const std::string& ae, const std::string& ro, int layer,
-                                      const std::optional<LossPair>& pair) {
-  std::vector<const JobRecord*> out;
-  if (!pair) return out;
-  for (const auto& j : data.jobs) {
-    const auto& l = j.labels;
-    if (l.region == region && l.autoencoder == ae && l.readout == ro && l.layer == layer &&
-        l.neurons == "all" && l.alpha == pair->first && l.beta == pair->second) {
-      out.push_back(&j);
-    }
-  }
-  return out;
-}
-
-std::string model_label(const std::string& ae, const std::string& ro, int layer,
-                        const std::vector<std::optional<LossPair>>& pairs,
-                        const std::optional<LossPair>& pair) {
-  std::string name = model_name(ae, ro, layer);
-  if (pairs.size() > 1) name += fmt::format(" (α={}, β={})", num(pair->first), num(pair->second));
-  return name;
 }
 
 // ---------------------------------------------------------------- Figure 2
@@ -285,7 +191,7 @@ const std::map<char, std::array<const char*, 7>>& glyphs() {
 constexpr int kGlyphScale = 3;
 constexpr int kLabelWidth = 3 * 6 * kGlyphScale + 2 * kGap;  // "(a)" and a margin each side
 
-Figure figure2(const ReportData& data, const std::string& region) {
+Figure figure2(const JobIndex& index, const std::string& region) {
   struct Line {
     std::string label;
     const JobRecord* job = nullptr;
@@ -295,11 +201,11 @@ Figure figure2(const ReportData& data, const std::string& region) {
   std::vector<Line> lines;
   std::vector<std::string> problems;
   auto add = [&](const std::string& ro, int layer) {
-    const auto pairs = pairs_of(data, "cae", ro);
+    const auto pairs = index.pairs("cae", ro, true);
     for (const auto& pair : pairs) {
       Line line;
       line.label = model_label("cae", ro, layer, pairs, pair);
-      const auto jobs = jobs_of(data, region, "cae", ro, layer, pair);
+      const auto jobs = index.jobs(region, "cae", ro, layer, pair);
       // The lowest seed whose reconstructions can be read (jobs are in seed order).
       for (const auto* j : jobs) {
         if (j->state != "done" || j->reconstructions.empty()) continue;
@@ -510,7 +416,7 @@ std::string bar_chart_svg(const std::string& title, const std::vector<Bar>& bars
                            : "no per-neuron results";
     }
     s += fmt::format("<text x=\"{}\" y=\"{}\">{}</text>\n", fixed(label_w + bar_w + 8),
-                     fixed(y + row_h * 0.68), xml_escape(text));
+                     fixed(y + row_h * 0.68), svg_text(text));
     y += row_h;
   }
   s += fmt::format("<line x1=\"{0}\" y1=\"{1}\" x2=\"{0}\" y2=\"{2}\" stroke=\"#333333\"/>\n",
@@ -530,16 +436,16 @@ Figure svg_figure(const std::string& name, const std::string& title, const std::
   return f;
 }
 
-Figure figure3(const ReportData& data, const std::string& region) {
+Figure figure3(const JobIndex& index, const std::string& region) {
   std::vector<Bar> bars;
-  const auto cnn = pairs_of(data, "none", "fr"), cae = pairs_of(data, "cae", "fr");
+  const auto cnn = index.pairs("none", "fr", true), cae = index.pairs("cae", "fr", true);
   for (int layer = 1; layer <= 4; ++layer) {
     bool first = layer > 1;
     for (const auto* family : {&cnn, &cae}) {
       const std::string ae = family == &cnn ? "none" : "cae";
       for (const auto& pair : *family) {
         bars.push_back(make_bar(model_label(ae, "fr", layer, *family, pair), ae,
-                                jobs_of(data, region, ae, "fr", layer, pair)));
+                                index.jobs(region, ae, "fr", layer, pair)));
         bars.back().gap_before = first;
         first = false;
       }
@@ -552,15 +458,15 @@ Figure figure3(const ReportData& data, const std::string& region) {
       bars);
 }
 
-Figure figure4(const ReportData& data, const std::string& region) {
+Figure figure4(const JobIndex& index, const std::string& region) {
   std::vector<Bar> bars;
   for (const std::string ro : {"fr", "fc", "fm"}) {
     bool first = ro != "fr";
     for (const std::string ae : {"none", "cae", "vae", "vqvae"}) {
-      const auto pairs = pairs_of(data, ae, ro);
+      const auto pairs = index.pairs(ae, ro, true);
       for (int layer = 1; layer <= 4; ++layer) {
         for (const auto& pair : pairs) {
-          const auto jobs = jobs_of(data, region, ae, ro, layer, pair);
+          const auto jobs = index.jobs(region, ae, ro, layer, pair);
           if (jobs.empty()) continue;  // only models that the region has jobs of
           bars.push_back(make_bar(model_label(ae, ro, layer, pairs, pair), ae, jobs));
           bars.back().gap_before = first;
@@ -676,10 +582,10 @@ std::string curve_svg(const JobRecord& job, const std::string& title) {
 
 std::vector<Figure> build_figures(const ReportData& data) {
   std::vector<Figure> out;
-  const auto regions = regions_of(data);
-  for (const auto& r : regions) out.push_back(figure2(data, r));
-  for (const auto& r : regions) out.push_back(figure3(data, r));
-  for (const auto& r : regions) out.push_back(figure4(data, r));
+  const JobIndex index(data);
+  for (const auto& r : index.regions()) out.push_back(figure2(index, r));
+  for (const auto& r : index.regions()) out.push_back(figure3(index, r));
+  for (const auto& r : index.regions()) out.push_back(figure4(index, r));
   return out;
 }
 
@@ -694,9 +600,9 @@ std::vector<Figure> build_curves(const ReportData& data) {
     f.name = "curve-" + j.id;
     f.title = fmt::format("{}, seed {}", model, l.seed);
     f.caption = fmt::format(
-        "{}, α={}, β={}, seed {}, job {} ({}): training and validation loss at each "
+        "{}, {}, seed {}, job {} ({}): training and validation loss at each "
         "validation point; the dotted line starts the second phase.",
-        region_title(l.region), num(l.alpha), num(l.beta), l.seed, j.id, j.state);
+        region_title(l.region), pair_text({l.alpha, l.beta}), l.seed, j.id, j.state);
     f.group = region_title(l.region);
     f.mime = "image/svg+xml";
     f.bytes = curve_svg(j, f.title);

@@ -194,6 +194,12 @@ std::string html_text(const std::string& marked) {
                  [](const std::string& s) { return "<sub>" + html_plain(s) + "</sub>"; });
 }
 
+std::string svg_text(const std::string& marked) {
+  return convert(marked, html_plain, [](const std::string& s) {
+    return "<tspan baseline-shift=\"sub\" font-size=\"75%\">" + html_plain(s) + "</tspan>";
+  });
+}
+
 std::string markdown_cell(const Cell& cell) {
   if (cell.kind == Cell::Kind::kText) return markdown_escape(plain_text(cell.text));
   const auto p = parts(cell);

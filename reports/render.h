@@ -14,6 +14,8 @@ namespace daenr::reports {
 std::string plain_text(const std::string& marked);  ///< "CAE-FR_2": Markdown, CSV
 std::string latex_text(const std::string& marked);  ///< "CAE-FR$_{2}$", specials escaped
 std::string html_text(const std::string& marked);   ///< "CAE-FR<sub>2</sub>", escaped
+/// SVG <text> content: the subscript a lowered, smaller <tspan>; escaped.
+std::string svg_text(const std::string& marked);
 
 /// A cell as the format writes it: "0.043 ± 0.002 (n=3)", the mean in bold
 /// when best; "n/a (no job)" and the like for a cell without a value.

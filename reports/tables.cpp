@@ -53,68 +53,9 @@ constexpr Metric kReconstruction[] = {Metric::kMse, Metric::kPsnr, Metric::kSsim
 const std::vector<std::string> kAutoencoders = {"cae", "vae", "vqvae"};
 const std::vector<std::string> kReadouts = {"fr", "fc", "fm"};
 
-using LossPair = std::pair<double, double>;  // (alpha, beta)
-
 std::string number(double v) {
   return fmt::format("{}", v);
 }
-
-std::string pair_text(const LossPair& p) {
-  return fmt::format("α={}, β={}", number(p.first), number(p.second));
-}
-
-// The jobs of a report, looked up by what a table cell names.
-class Index {
- public:
-  explicit Index(const ReportData& data) {
-    for (const auto& j : data.jobs) {
-      const auto& l = j.labels;
-      cells_[{l.region, l.autoencoder, l.readout, l.layer, l.neurons}].push_back(&j);
-      pairs_[{l.autoencoder, l.readout, l.neurons == "all"}].insert({l.alpha, l.beta});
-      if (std::find_if(regions_.begin(), regions_.end(),
-                       [&](const auto& r) { return r == l.region; }) == regions_.end()) {
-        regions_.push_back(l.region);
-      }
-    }
-    std::sort(regions_.begin(), regions_.end(), region_less);
-  }
-
-  const std::vector<std::string>& regions() const { return regions_; }
-
-  // The (alpha, beta) pairs a model has anywhere in the database (all neurons,
-  // or the significant/insignificant subsets). A model with none still gets a
-  // row, with no pair: its cells say "no job".
-  std::vector<std::optional<LossPair>> pairs(const std::string& ae, const std::string& ro,
-                                             bool all_neurons) const {
-    std::vector<std::optional<LossPair>> out;
-    const auto it = pairs_.find({ae, ro, all_neurons});
-    if (it != pairs_.end()) {
-      for (const auto& p : it->second) out.emplace_back(p);
-    }
-    if (out.empty()) out.emplace_back(std::nullopt);
-    return out;
-  }
-
-  std::vector<const JobRecord*> jobs(const std::string& region, const std::string& ae,
-                                     const std::string& ro, int layer,
-                                     const std::optional<LossPair>& pair,
-                                     const std::string& neurons) const {
-    std::vector<const JobRecord*> out;
-    const auto it = cells_.find({region, ae, ro, layer, neurons});
-    if (it == cells_.end() || !pair) return out;
-    for (const auto* j : it->second) {
-      if (j->labels.alpha == pair->first && j->labels.beta == pair->second) out.push_back(j);
-    }
-    return out;
-  }
-
- private:
-  std::map<std::tuple<std::string, std::string, std::string, int, std::string>,
-           std::vector<const JobRecord*>>
-      cells_;
-  std::map<std::tuple<std::string, std::string, bool>, std::set<LossPair>> pairs_;
-  std::vector<std::string> regions_;
-};
 
 std::string describe(const JobRecord& j) {
   const auto& l = j.labels;
@@ -128,17 +69,15 @@ std::string describe(const JobRecord& j) {
 // the (alpha, beta) of each model row.
 class TableBuilder {
  public:
-  TableBuilder(const Index& index, Table& table) : index_(index), table_(table) {}
+  TableBuilder(const JobIndex& index, Table& table) : index_(index), table_(table) {}
 
   // A row label: the model's name, with its pair when the model has several.
   std::string label(const std::string& ae, const std::string& ro, int layer,
                     const std::vector<std::optional<LossPair>>& pairs,
                     const std::optional<LossPair>& pair) {
-    const std::string name = model_name(ae, ro, layer);
-    if (pairs.size() > 1) return fmt::format("{} ({})", name, pair_text(*pair));
     // A model's pair is the same in every layer: one note for CAE-FR_i.
-    if (pair) weights_[model_name(ae, ro, layer == 0 ? 0 : -1)] = *pair;
-    return name;
+    if (pairs.size() == 1 && pair) weights_[model_name(ae, ro, layer == 0 ? 0 : -1)] = *pair;
+    return model_label(ae, ro, layer, pairs, pair);
   }
 
   Cell stat(const std::string& region, const std::string& ae, const std::string& ro, int layer,
@@ -257,7 +196,7 @@ class TableBuilder {
   }
 
  private:
-  const Index& index_;
+  const JobIndex& index_;
   Table& table_;
   std::set<const JobRecord*> used_;  // jobs are stored in report order: addresses sort the same way
   std::map<std::string, LossPair> weights_;
@@ -295,7 +234,7 @@ std::string layer_header(int layer) {
   return fmt::format("h_{{{}}}", layer);
 }
 
-Table table2(const Index& index) {
+Table table2(const JobIndex& index) {
   Table t;
   t.id = "table2";
   t.name = "Table 2";
@@ -330,7 +269,7 @@ Table table2(const Index& index) {
   return t;
 }
 
-Table table3(const Index& index) {
+Table table3(const JobIndex& index) {
   Table t;
   t.id = "table3";
   t.name = "Table 3";
@@ -373,7 +312,7 @@ Table table3(const Index& index) {
   return t;
 }
 
-Table table4(const Index& index) {
+Table table4(const JobIndex& index) {
   Table t;
   t.id = "table4";
   t.name = "Table 4";
@@ -420,7 +359,7 @@ Table table4(const Index& index) {
   return t;
 }
 
-Table table5(const Index& index) {
+Table table5(const JobIndex& index) {
   Table t;
   t.id = "table5";
   t.name = "Table 5";
@@ -462,7 +401,7 @@ Table table5(const Index& index) {
   return t;
 }
 
-Table table6(const Index& index) {
+Table table6(const JobIndex& index) {
   Table t;
   t.id = "table6";
   t.name = "Table 6";
@@ -511,7 +450,7 @@ std::map<uint64_t, double> by_seed(const std::vector<const JobRecord*>& jobs, Me
   return out;
 }
 
-Table table7(const Index& index, const ReportData& data) {
+Table table7(const JobIndex& index, const ReportData& data) {
   Table t;
   t.id = "table7";
   t.name = "Table 7";
@@ -539,9 +478,7 @@ Table table7(const Index& index, const ReportData& data) {
   for (const auto& [region, ae, ro, layer, pair] : variants) {
     const auto model_jobs = index.jobs(region, ae, ro, layer, pair, "all");
     for (const auto* j : model_jobs) used.insert(j);
-    const auto model_pairs = index.pairs(ae, ro, true);
-    std::string model = model_name(ae, ro, layer);
-    if (model_pairs.size() > 1) model += fmt::format(" ({})", pair_text(pair));
+    const std::string model = model_label(ae, ro, layer, index.pairs(ae, ro, true), pair);
 
     struct Baseline {
       std::string ae, ro;
@@ -555,8 +492,8 @@ Table table7(const Index& index, const ReportData& data) {
       for (const auto& base_pair : base_pairs) {
         const auto base_jobs = index.jobs(region, base.ae, base.ro, base.layer, base_pair, "all");
         for (const auto* j : base_jobs) used.insert(j);
-        std::string base_name = model_name(base.ae, base.ro, base.layer);
-        if (base_pairs.size() > 1) base_name += fmt::format(" ({})", pair_text(*base_pair));
+        const std::string base_name =
+            model_label(base.ae, base.ro, base.layer, base_pairs, base_pair);
         for (Metric m : base.metrics) {
           const auto a = by_seed(model_jobs, m), bb = by_seed(base_jobs, m);
           std::vector<double> x, y;
@@ -631,17 +568,6 @@ Table table7(const Index& index, const ReportData& data) {
 
 }  // namespace
 
-std::string model_name(const std::string& autoencoder, const std::string& readout, int layer) {
-  static const std::map<std::string, std::string> ae = {
-      {"cae", "CAE"}, {"vae", "VAE"}, {"vqvae", "VQ-VAE"}, {"none", "CNN"}};
-  static const std::map<std::string, std::string> ro = {{"fr", "FR"}, {"fc", "FC"}, {"fm", "FM"}};
-  const auto a = ae.count(autoencoder) ? ae.at(autoencoder) : autoencoder;
-  if (readout == "none") return a;
-  const auto r = ro.count(readout) ? ro.at(readout) : readout;
-  if (layer == 0) return a + "-" + r;
-  return fmt::format("{}-{}_{{{}}}", a, r, layer < 0 ? std::string("i") : std::to_string(layer));
-}
-
 std::string format_number(double value, int decimals) {
   if (std::isnan(value)) return "nan";
   if (std::isinf(value)) return value > 0 ? "inf" : "-inf";
@@ -651,7 +577,7 @@ std::string format_number(double value, int decimals) {
 }
 
 std::vector<Table> build_tables(const ReportData& data) {
-  const Index index(data);
+  const JobIndex index(data);
   return {table2(index), table3(index), table4(index),
           table5(index), table6(index), table7(index, data)};
 }

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "reports/data.h"
+#include "reports/index.h"
 #include "reports/stats.h"
 
 namespace daenr::reports {
@@ -72,10 +73,6 @@ struct Table {
 
 /// Tables 2, 3, 4, 5, 6 and 7, in that order.
 std::vector<Table> build_tables(const ReportData& data);
-
-/// The model's name in the paper's notation, with the subscript markup:
-/// "CAE", "CNN-FR_{2}", "VQ-VAE-FM_{i}" (layer < 0 writes "_{i}"; layer 0 none).
-std::string model_name(const std::string& autoencoder, const std::string& readout, int layer);
 
 /// A number as the tables write it: fixed decimals, never "-0.000".
 std::string format_number(double value, int decimals);
