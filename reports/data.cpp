@@ -182,6 +182,11 @@ ReportData load_report_data(const fs::path& db_path, const std::string& sweep) {
     std::sort(data.jobs.begin(), data.jobs.end(),
               [](const JobRecord& a, const JobRecord& b) { return order_key(a) < order_key(b); });
     for (std::size_t i = 0; i < data.jobs.size(); ++i) index[data.jobs[i].id] = i;
+    // The job a row of another table belongs to, or null (a job left out).
+    auto job_of = [&](const storage::Statement& s) -> JobRecord* {
+      const auto it = index.find(s.column_text(0));
+      return it == index.end() ? nullptr : &data.jobs[it->second];
+    };
 
     // The significance rule of docs/metrics.md, applied to the stored per-neuron
     // results: p <= 0.05 and r > 0.
@@ -191,10 +196,10 @@ ReportData load_report_data(const fs::path& db_path, const std::string& sweep) {
           "SELECT job_id, count(*), sum(CASE WHEN p <= 0.05 AND r > 0 THEN 1 ELSE 0 END) "
           "FROM neuron_results GROUP BY job_id");
       while (s.step()) {
-        const auto it = index.find(s.column_text(0));
-        if (it == index.end() || data.jobs[it->second].state != "done") continue;
-        data.jobs[it->second].neurons = s.column_int(1);
-        data.jobs[it->second].significant = s.column_int(2);
+        JobRecord* j = job_of(s);
+        if (!j || j->state != "done") continue;
+        j->neurons = s.column_int(1);
+        j->significant = s.column_int(2);
       }
     }
     {
@@ -203,18 +208,17 @@ ReportData load_report_data(const fs::path& db_path, const std::string& sweep) {
           "SELECT job_id, step, phase, learning_rate, train_loss, val_loss FROM curves "
           "ORDER BY job_id, step");
       while (s.step()) {
-        const auto it = index.find(s.column_text(0));
-        if (it == index.end()) continue;
-        data.jobs[it->second].curve.push_back({s.column_int(1), s.column_int(2), s.column_double(3),
-                                               s.column_double(4), s.column_double(5)});
+        if (JobRecord* j = job_of(s)) {
+          j->curve.push_back({s.column_int(1), s.column_int(2), s.column_double(3),
+                              s.column_double(4), s.column_double(5)});
+        }
       }
     }
     {
       storage::Statement s(db, "SELECT job_id, path FROM artifacts WHERE kind = 'reconstructions'");
       while (s.step()) {
-        const auto it = index.find(s.column_text(0));
-        if (it == index.end()) continue;
-        data.jobs[it->second].reconstructions = locate_artifact(db_path, s.column_text(1));
+        if (JobRecord* j = job_of(s))
+          j->reconstructions = locate_artifact(db_path, s.column_text(1));
       }
     }
   } catch (const storage::StorageError& e) {

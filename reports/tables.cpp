@@ -305,9 +305,8 @@ Table table3(const JobIndex& index) {
     t.blocks.push_back(std::move(block));
   }
   t.notes.push_back(
-      "Significant neurons: p ≤ 0.05 and r > 0 in the CAE-FR_{i} job fitted to all neurons that "
-      "the "
-      "subset's job depends on (docs/metrics.md).");
+      "Significant neurons: p ≤ 0.05 and r > 0 in the CAE-FR_{i} job fitted to all neurons "
+      "that the subset's job depends on (docs/metrics.md).");
   b.finish("the best of each column (lowest MSE, highest SSIM and PSNR)", true, false);
   return t;
 }
