@@ -476,10 +476,9 @@ Figure figure4(const JobIndex& index, const std::string& region) {
     }
   }
   std::string caption =
-      "Significant (dark) and insignificant (light) neurons of every model with a readout that the "
-      "region has "
-      "jobs of, all neurons fitted; CNN blue, CAE red, VAE green, VQ-VAE purple; mean over "
-      "finished seeds.";
+      "Significant (dark) and insignificant (light) neurons of every model with a readout that "
+      "the region has jobs of, all neurons fitted; CNN blue, CAE red, VAE green, VQ-VAE purple; "
+      "mean over finished seeds.";
   if (bars.empty()) caption += " The region has no job of a model with a readout.";
   return svg_figure("figure4-" + region_slug(region),
                     fmt::format("Figure 4: {}", region_title(region)), caption, bars);

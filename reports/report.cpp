@@ -161,15 +161,13 @@ std::string render_html(const ReportData& data, const std::vector<Table>& tables
                         const std::vector<Figure>& figures, const std::vector<Figure>& curves) {
   const Counts c = count(data);
   std::string out = fmt::format(
-      "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>DAE-NR "
-      "report: {0}</title>\n"
-      "<style>{1}</style>\n</head>\n<body>\n<p id=\"broken\" hidden></p>\n<h1>DAE-NR report: "
-      "{0}</h1>\n",
+      "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+      "<title>DAE-NR report: {0}</title>\n<style>{1}</style>\n</head>\n<body>\n"
+      "<p id=\"broken\" hidden></p>\n<h1>DAE-NR report: {0}</h1>\n",
       html_text(data.source), kStyle);
   out += fmt::format(
       "<p>{} jobs: {} done, {} failed, {} not finished{}.{} Tables 2-6 are the paper's, "
-      "regenerated "
-      "from this database; Table 7 is not in the paper (docs/reports.md).</p>\n",
+      "regenerated from this database; Table 7 is not in the paper (docs/reports.md).</p>\n",
       c.total, c.done, c.failed, c.unfinished,
       data.sweep.empty() ? "" : " (sweep " + html_text(data.sweep) + ")",
       data.unlabelled > 0 ? fmt::format(" {} jobs without labels left out.", data.unlabelled) : "");

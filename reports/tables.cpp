@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cmath>
 #include <fmt/format.h>
-#include <functional>
 #include <map>
 #include <optional>
 #include <set>
@@ -60,9 +59,9 @@ std::string number(double v) {
 std::string describe(const JobRecord& j) {
   const auto& l = j.labels;
   std::string subset = l.neurons == "all" ? "" : fmt::format(", {} neurons", l.neurons);
-  return fmt::format("{}, {}{}, α={}, β={}, seed {} (job {})",
+  return fmt::format("{}, {}{}, {}, seed {} (job {})",
                      model_name(l.autoencoder, l.readout, l.layer), region_title(l.region), subset,
-                     number(l.alpha), number(l.beta), l.seed, j.id);
+                     pair_text({l.alpha, l.beta}), l.seed, j.id);
 }
 
 // Builds one table: its cells, the jobs they rest on (for the footnotes) and
@@ -105,25 +104,21 @@ class TableBuilder {
     return c;
   }
 
-  void use(const JobRecord* j) { used_.insert(j); }
-
   // The footnotes every table of cells carries, and its tidy CSV.
   void finish(const std::string& best_rule, bool reconstruction, bool correlation) {
     auto& notes = table_.notes;
     notes.insert(
         notes.begin(),
         "Each cell: mean ± sample standard deviation (divisor n − 1) over seeds, with n the "
-        "finished "
-        "jobs that have a value; \"n=2 of 3\": one of the cell's 3 jobs failed or has not "
-        "finished. "
-        "\"no job\": the database holds none for this cell; \"0 of k done\": none of its k jobs "
-        "finished. Bold: " +
+        "finished jobs that have a value; \"n=2 of 3\": one of the cell's 3 jobs failed or has "
+        "not finished. \"no job\": the database holds none for this cell; \"0 of k done\": none "
+        "of its k jobs finished. Bold: " +
             best_rule + ".");
     if (reconstruction) {
       notes.push_back(
-          "MSE on [-1, 1]; PSNR with R = 2 on [-1, 1]; SSIM with an 11x11 Gaussian window (σ 1.5), "
-          "valid "
-          "positions only, population covariance, on images mapped to [0, 1] (docs/metrics.md).");
+          "MSE on [-1, 1]; PSNR with R = 2 on [-1, 1]; SSIM with an 11x11 Gaussian window "
+          "(σ 1.5), valid positions only, population covariance, on images mapped to [0, 1] "
+          "(docs/metrics.md).");
     }
     if (correlation) {
       notes.push_back(
@@ -168,6 +163,7 @@ class TableBuilder {
   static void add_job_notes(Table& table, const std::set<const JobRecord*>& used) {
     std::vector<const JobRecord*> failed;
     int64_t unfinished = 0;
+    // In report order: the set orders by address, and the jobs are one vector in that order.
     for (const auto* j : used) {
       if (j->state == "failed")
         failed.push_back(j);
@@ -175,8 +171,6 @@ class TableBuilder {
         ++unfinished;
     }
     if (used.empty()) table.notes.push_back("The database holds no job for this table.");
-    // The set orders by address; the report orders by labels (the jobs' order).
-    std::sort(failed.begin(), failed.end());
     if (!failed.empty()) {
       std::string text = fmt::format("Failed jobs: {}.", failed.size());
       for (std::size_t i = 0; i < failed.size() && i < 10; ++i) {
@@ -552,15 +546,12 @@ Table table7(const JobIndex& index, const ReportData& data) {
       "baseline (the same DAE without a readout) on MSE, PSNR and SSIM, and against its neural "
       "baseline (CNN with the same readout and layer, no reconstruction loss) on PCC, in the same "
       "region. Δ: mean ± sample sd of the per-seed differences model − baseline over the n seeds "
-      "that "
-      "both finished (pairing by seed: the same seed gives both the same validation split); t = "
-      "mean / (sd / √n); p: two-sided, Student's t with n − 1 degrees of freedom.");
+      "that both finished (pairing by seed: the same seed gives both the same validation split); "
+      "t = mean / (sd / √n); p: two-sided, Student's t with n − 1 degrees of freedom.");
   t.notes.push_back(
       "Reading: \"better\" or \"worse\" when p ≤ 0.05, by the metric's direction (lower MSE, "
-      "higher PSNR, "
-      "SSIM and PCC are better); \"no evidence\" when p > 0.05. Without two paired seeds, or with "
-      "identical "
-      "differences, there is no test.");
+      "higher PSNR, SSIM and PCC are better); \"no evidence\" when p > 0.05. Without two paired "
+      "seeds, or with identical differences, there is no test.");
   TableBuilder::add_job_notes(t, used);
   return t;
 }
