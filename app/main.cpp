@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <csignal>
 #include <cstdlib>
@@ -21,6 +22,7 @@
 #include "orchestrator/mpi.h"
 #include "orchestrator/mpi_runner.h"
 #include "orchestrator/sweep_runner.h"
+#include "reports/report.h"
 #include "storage/store.h"
 #include "sweeps/spec.h"
 #include "models/synth.h"
@@ -141,6 +143,18 @@ int main(int argc, char** argv) {
   auto* status = app.add_subcommand("status", "progress of a sweep database");
   status->add_option("--db", db_path, "sweep database (SQLite)")->required()->check(CLI::ExistingFile);
 
+  auto* report = app.add_subcommand(
+      "report", "regenerate the paper's tables and figures from a sweep database; prints the tables");
+  std::string report_out, report_html, report_sweep;
+  std::vector<std::string> report_formats = {"md", "tex", "csv"};
+  report->add_option("--db", db_path, "sweep database (SQLite)")->required();
+  report->add_option("--out", report_out, "output folder (default: <db>.report beside the database)");
+  report->add_option("--format", report_formats, "table formats to write: md, tex, csv (default: all)")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"md", "tex", "csv"}));
+  report->add_option("--html", report_html, "the self-contained HTML report (default: <out>/report.html)");
+  report->add_option("--sweep", report_sweep, "only this sweep's jobs (its name or id; default: every job)");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -207,6 +221,23 @@ int main(int argc, char** argv) {
       std::cout << daenr::orchestrator::status_report(db_path, daenr::orchestrator::unix_now());
       return 0;
     }
+    if (report->parsed()) {
+      daenr::reports::ReportOptions options;
+      options.out_dir = report_out;
+      options.html = report_html;
+      options.sweep = report_sweep;
+      auto wants = [&](const char* f) {
+        return std::find(report_formats.begin(), report_formats.end(), f) != report_formats.end();
+      };
+      options.markdown = wants("md");
+      options.latex = wants("tex");
+      options.csv = wants("csv");
+      const auto out = daenr::reports::write_report(db_path, options);
+      std::cout << out.markdown << std::flush;
+      std::cerr << fmt::format("daenr report: {} files in {}; open {}\n", out.files.size(), out.out_dir.string(),
+                               out.html.string());
+      return 0;
+    }
     if (synth->parsed()) {
       daenr::models::write_virtual_regions(out_dir, seed);
       std::cout << fmt::format("wrote virtual regions 1-3 (seed {}) to {}\n", seed, out_dir);
@@ -229,6 +260,9 @@ int main(int argc, char** argv) {
     return kExitBadInput;
   } catch (const daenr::storage::StorageError& e) {
     if (g_rank == 0) std::cerr << "daenr: error: " << e.what() << "\n";
+    return kExitBadInput;
+  } catch (const daenr::reports::ReportError& e) {
+    std::cerr << "daenr: error: " << e.what() << "\n";
     return kExitBadInput;
   } catch (const daenr::worker::TrainingDiverged& e) {
     if (g_rank == 0) std::cerr << "daenr: error: " << e.what() << "\n";

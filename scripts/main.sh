@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The main job on the embedded default: installs what is missing, builds, and
 # runs the quick sweep (CAE-FR_2 against the plain CAE on simulated region 3,
-# two seeds each) on the CPU into results.sqlite, then prints each job's test
-# metrics. Rerunning finishes only what is missing.
+# two seeds each) on the CPU into results.sqlite, prints each job's test
+# metrics, and ends with the paper's tables regenerated from the database
+# (daenr report; figures and the HTML report in results.sqlite.report/).
+# Rerunning finishes only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -20,3 +22,4 @@ sqlite3 -header -column "$db" "
          r.n_significant || '/' || r.neurons AS significant
   FROM results r JOIN jobs j ON j.id = r.job_id
   ORDER BY model, seed"
+build/app/daenr report --db "$db"

@@ -14,6 +14,8 @@ packages=(
   nlohmann-json3-dev      # one JSON line of metrics per job
   libboost-dev            # Boost.Math: Student t distribution for p-values
   libgtest-dev libgmock-dev
+  libpng-dev              # reports: Figure 2 as PNG
+  chromium                # reports: the HTML report is checked in headless Chromium
 )
 # Extra groups, asked for by name: `scripts/setup.sh bench` adds PyTorch for
 # the Python side of the training benchmark.

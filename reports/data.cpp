@@ -1,0 +1,230 @@
+#include "reports/data.h"
+
+#include <algorithm>
+#include <cctype>
+#include <fmt/format.h>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <tuple>
+
+#include "storage/store.h"
+
+namespace daenr::reports {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// The number a region's name ends with ("virtual:3" -> 3, ".../region12" ->
+// 12), or -1.
+long region_number(const std::string& region) {
+  std::size_t end = region.size();
+  while (end > 0 && region[end - 1] == '/') --end;
+  std::size_t begin = end;
+  while (begin > 0 && std::isdigit(static_cast<unsigned char>(region[begin - 1]))) --begin;
+  if (begin == end || end - begin > 9) return -1;
+  return std::stol(region.substr(begin, end - begin));
+}
+
+std::string last_component(const std::string& region) {
+  std::string s = region;
+  while (s.size() > 1 && s.back() == '/') s.pop_back();
+  const auto slash = s.rfind('/');
+  return slash == std::string::npos ? s : s.substr(slash + 1);
+}
+
+int autoencoder_rank(const std::string& a) {
+  static const std::vector<std::string> order = {"none", "cae", "vae", "vqvae"};
+  const auto it = std::find(order.begin(), order.end(), a);
+  return it == order.end() ? 99 : int(it - order.begin());
+}
+
+int readout_rank(const std::string& r) {
+  static const std::vector<std::string> order = {"none", "fr", "fc", "fm"};
+  const auto it = std::find(order.begin(), order.end(), r);
+  return it == order.end() ? 99 : int(it - order.begin());
+}
+
+int neurons_rank(const std::string& n) {
+  return n == "all" ? 0 : n == "significant" ? 1 : n == "insignificant" ? 2 : 3;
+}
+
+// Labels a report can place: the sweep runner's keys with known values.
+// Anything else (a job inserted by another tool) is counted and left out.
+std::optional<JobLabels> parse_labels(const std::string& text) {
+  const auto j = nlohmann::json::parse(text, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return std::nullopt;
+  try {
+    JobLabels l;
+    l.region = j.at("region").get<std::string>();
+    l.layer = j.at("layer").get<int>();
+    l.autoencoder = j.at("autoencoder").get<std::string>();
+    l.readout = j.at("readout").get<std::string>();
+    l.alpha = j.at("alpha").get<double>();
+    l.beta = j.at("beta").get<double>();
+    l.seed = j.at("seed").get<uint64_t>();
+    l.neurons = j.value("neurons", std::string("all"));
+    if (autoencoder_rank(l.autoencoder) == 99 || readout_rank(l.readout) == 99 ||
+        neurons_rank(l.neurons) == 3 || l.layer < 0 || l.layer > 4 ||
+        (l.autoencoder == "none" && l.readout == "none")) {
+      return std::nullopt;
+    }
+    return l;
+  } catch (const nlohmann::json::exception&) {
+    return std::nullopt;
+  }
+}
+
+auto order_key(const JobRecord& j) {
+  const auto& l = j.labels;
+  return std::make_tuple(region_number(l.region), l.region, neurons_rank(l.neurons),
+                         autoencoder_rank(l.autoencoder), readout_rank(l.readout), l.layer, l.alpha,
+                         l.beta, l.seed, j.id);
+}
+
+// An artifact recorded with an absolute path that no longer exists may have
+// moved with its database: look beside it, in <db>.artifacts/.
+fs::path locate_artifact(const fs::path& db, const std::string& recorded) {
+  const fs::path path(recorded);
+  std::error_code ec;
+  if (fs::exists(path, ec)) return path;
+  const fs::path moved = fs::path(db.string() + ".artifacts") / path.filename();
+  if (fs::exists(moved, ec)) return moved;
+  return path;
+}
+
+}  // namespace
+
+bool region_less(const std::string& a, const std::string& b) {
+  return std::make_tuple(region_number(a), a) < std::make_tuple(region_number(b), b);
+}
+
+std::string region_title(const std::string& region) {
+  const long n = region_number(region);
+  if (region.rfind("virtual:", 0) == 0 && n >= 0) return fmt::format("Region {} (virtual)", n);
+  const std::string name = last_component(region);
+  if (n >= 0 && name == fmt::format("region{}", n)) return fmt::format("Region {}", n);
+  return name;
+}
+
+std::string region_slug(const std::string& region) {
+  std::string name = region.rfind("virtual:", 0) == 0 ? region : last_component(region);
+  std::string slug;
+  for (char c : name) {
+    const bool ok = std::isalnum(static_cast<unsigned char>(c));
+    if (ok) {
+      slug += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    } else if (!slug.empty() && slug.back() != '-') {
+      slug += '-';
+    }
+  }
+  while (!slug.empty() && slug.back() == '-') slug.pop_back();
+  return slug.empty() ? "region" : slug;
+}
+
+ReportData load_report_data(const fs::path& db_path, const std::string& sweep) {
+  ReportData data;
+  data.source = db_path.filename().string();
+  try {
+    storage::Reader reader(db_path);
+    auto& db = reader.database();
+
+    std::string sweep_id;
+    if (!sweep.empty()) {
+      storage::Statement s(
+          db, "SELECT id, name FROM sweeps WHERE id = :s OR name = :s ORDER BY created_at, id");
+      s.bind(":s", sweep);
+      std::vector<std::pair<std::string, std::string>> found;
+      while (s.step()) found.emplace_back(s.column_text(0), s.column_text(1));
+      if (found.empty()) {
+        throw ReportError(fmt::format("{}: no sweep named '{}' (give a sweep's name or id)",
+                                      db_path.string(), sweep));
+      }
+      if (found.size() > 1) {
+        throw ReportError(fmt::format("{}: {} sweeps are named '{}'; give one's id, e.g. {}",
+                                      db_path.string(), found.size(), sweep, found.back().first));
+      }
+      sweep_id = found[0].first;
+      data.sweep = fmt::format("{} ({})", found[0].second, sweep_id);
+    }
+
+    std::map<std::string, std::size_t> index;
+    {
+      storage::Statement s(
+          db,
+          "SELECT j.id, j.labels, j.state, coalesce(j.last_error, ''), r.mse, r.psnr, r.ssim, "
+          "r.mean_r, r.n_significant, r.neurons FROM jobs j LEFT JOIN results r ON r.job_id = j.id"
+          " WHERE :sweep = '' OR EXISTS (SELECT 1 FROM sweep_jobs w WHERE w.sweep_id = :sweep AND "
+          "w.job_id = j.id)");
+      s.bind(":sweep", sweep_id);
+      while (s.step()) {
+        auto labels = parse_labels(s.column_text(1));
+        if (!labels) {
+          ++data.unlabelled;
+          continue;
+        }
+        JobRecord j;
+        j.id = s.column_text(0);
+        j.labels = std::move(*labels);
+        j.state = s.column_text(2);
+        j.last_error = s.column_text(3);
+        if (j.state == "done") {
+          j.mse = s.column_optional_double(4);
+          j.psnr = s.column_optional_double(5);
+          j.ssim = s.column_optional_double(6);
+          j.mean_r = s.column_optional_double(7);
+          j.significant = s.column_optional_int(8);
+          if (!s.column_is_null(9)) j.neurons = s.column_int(9);
+        }
+        data.jobs.push_back(std::move(j));
+      }
+    }
+    std::sort(data.jobs.begin(), data.jobs.end(),
+              [](const JobRecord& a, const JobRecord& b) { return order_key(a) < order_key(b); });
+    for (std::size_t i = 0; i < data.jobs.size(); ++i) index[data.jobs[i].id] = i;
+    // The job a row of another table belongs to, or null (a job left out).
+    auto job_of = [&](const storage::Statement& s) -> JobRecord* {
+      const auto it = index.find(s.column_text(0));
+      return it == index.end() ? nullptr : &data.jobs[it->second];
+    };
+
+    // The significance rule of docs/metrics.md, applied to the stored per-neuron
+    // results: p <= 0.05 and r > 0.
+    {
+      storage::Statement s(
+          db,
+          "SELECT job_id, count(*), sum(CASE WHEN p <= 0.05 AND r > 0 THEN 1 ELSE 0 END) "
+          "FROM neuron_results GROUP BY job_id");
+      while (s.step()) {
+        JobRecord* j = job_of(s);
+        if (!j || j->state != "done") continue;
+        j->neurons = s.column_int(1);
+        j->significant = s.column_int(2);
+      }
+    }
+    {
+      storage::Statement s(
+          db,
+          "SELECT job_id, step, phase, learning_rate, train_loss, val_loss FROM curves "
+          "ORDER BY job_id, step");
+      while (s.step()) {
+        if (JobRecord* j = job_of(s)) {
+          j->curve.push_back({s.column_int(1), s.column_int(2), s.column_double(3),
+                              s.column_double(4), s.column_double(5)});
+        }
+      }
+    }
+    {
+      storage::Statement s(db, "SELECT job_id, path FROM artifacts WHERE kind = 'reconstructions'");
+      while (s.step()) {
+        if (JobRecord* j = job_of(s))
+          j->reconstructions = locate_artifact(db_path, s.column_text(1));
+      }
+    }
+  } catch (const storage::StorageError& e) {
+    throw ReportError(e.what());
+  }
+  return data;
+}
+
+}  // namespace daenr::reports

@@ -1,0 +1,613 @@
+#include "reports/figures.h"
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstring>
+#include <fmt/format.h>
+#include <fstream>
+#include <map>
+#include <optional>
+#include <png.h>
+#include <set>
+#include <sstream>
+
+#include "reports/index.h"
+#include "reports/render.h"
+
+namespace daenr::reports {
+
+namespace fs = std::filesystem;
+
+// ---------------------------------------------------------------- .npy, PNG
+
+NpyArray read_npy_floats(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw ReportError(fmt::format("{}: cannot open", path.string()));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  const std::string bytes = ss.str();
+  auto bad = [&](const std::string& why) {
+    return ReportError(fmt::format("{}: {}", path.string(), why));
+  };
+  if (bytes.size() < 10 || bytes.compare(0, 6, "\x93NUMPY") != 0) throw bad("not a .npy file");
+  const int major = static_cast<unsigned char>(bytes[6]);
+  std::size_t header_len = 0, offset = 0;
+  if (major == 1) {
+    header_len = static_cast<unsigned char>(bytes[8]) | static_cast<unsigned char>(bytes[9]) << 8;
+    offset = 10;
+  } else if (major == 2 || major == 3) {
+    if (bytes.size() < 12) throw bad("truncated header");
+    for (int i = 0; i < 4; ++i)
+      header_len |= std::size_t(static_cast<unsigned char>(bytes[8 + i])) << (8 * i);
+    offset = 12;
+  } else {
+    throw bad(fmt::format("unsupported .npy version {}", major));
+  }
+  if (offset + header_len > bytes.size()) throw bad("truncated header");
+  const std::string header = bytes.substr(offset, header_len);
+  offset += header_len;
+
+  auto value_of = [&](const std::string& key) {
+    const auto k = header.find("'" + key + "'");
+    if (k == std::string::npos) throw bad(fmt::format("header lacks '{}'", key));
+    const auto colon = header.find(':', k);
+    return header.substr(colon + 1);
+  };
+  const std::string descr = value_of("descr");
+  const bool f4 = descr.find("'<f4'") == descr.find_first_of('\'');
+  const bool f8 = descr.find("'<f8'") == descr.find_first_of('\'');
+  if (!f4 && !f8) throw bad("dtype is not little-endian float32 or float64");
+  if (value_of("fortran_order").find("True") < value_of("fortran_order").find_first_of(",}")) {
+    throw bad("Fortran order is not supported");
+  }
+  NpyArray a;
+  const std::string shape = value_of("shape");
+  const auto open = shape.find('('), close = shape.find(')');
+  if (open == std::string::npos || close == std::string::npos) throw bad("bad shape");
+  std::stringstream dims(shape.substr(open + 1, close - open - 1));
+  std::string dim;
+  std::size_t count = 1;
+  while (std::getline(dims, dim, ',')) {
+    if (dim.find_first_not_of(" ") == std::string::npos) continue;
+    const long long d = std::stoll(dim);
+    if (d < 0) throw bad("bad shape");
+    a.shape.push_back(d);
+    count *= static_cast<std::size_t>(d);
+  }
+  const std::size_t item = f4 ? 4 : 8;
+  if (bytes.size() - offset < count * item) throw bad("truncated data");
+  a.values.resize(count);
+  for (std::size_t i = 0; i < count; ++i) {
+    if (f4) {
+      float v;
+      std::memcpy(&v, bytes.data() + offset + 4 * i, 4);
+      a.values[i] = v;
+    } else {
+      double v;
+      std::memcpy(&v, bytes.data() + offset + 8 * i, 8);
+      a.values[i] = static_cast<float>(v);
+    }
+  }
+  return a;
+}
+
+namespace {
+
+void png_append(png_structp png, png_bytep data, png_size_t length) {
+  auto* out = static_cast<std::string*>(png_get_io_ptr(png));
+  out->append(reinterpret_cast<const char*>(data), length);
+}
+
+void png_flush(png_structp) {}
+
+void png_warn(png_structp, png_const_charp) {}
+
+// libpng reports errors by longjmp; nothing with a destructor lives between
+// the setjmp and the calls, so the jump skips no C++ cleanup.
+bool write_png(png_structp png, png_infop info, int width, int height, const uint8_t* pixels) {
+  if (setjmp(png_jmpbuf(png))) return false;
+  // No time or text chunks: the same pixels always give the same bytes.
+  png_set_IHDR(png, info, png_uint_32(width), png_uint_32(height), 8, PNG_COLOR_TYPE_GRAY,
+               PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+  png_set_compression_level(png, 9);
+  png_write_info(png, info);
+  for (int y = 0; y < height; ++y) {
+    png_write_row(png, const_cast<png_bytep>(pixels + std::size_t(y) * std::size_t(width)));
+  }
+  png_write_end(png, nullptr);
+  return true;
+}
+
+}  // namespace
+
+std::string encode_png_gray(int width, int height, const std::vector<uint8_t>& pixels) {
+  if (width <= 0 || height <= 0 || pixels.size() != std::size_t(width) * std::size_t(height)) {
+    throw ReportError(
+        fmt::format("PNG encoder: {} pixels for {}x{}", pixels.size(), width, height));
+  }
+  std::string out;
+  png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, nullptr, nullptr, png_warn);
+  if (!png) throw ReportError("PNG encoder: out of memory");
+  png_infop info = png_create_info_struct(png);
+  if (!info) {
+    png_destroy_write_struct(&png, nullptr);
+    throw ReportError("PNG encoder: out of memory");
+  }
+  png_set_write_fn(png, &out, png_append, png_flush);
+  const bool ok = write_png(png, info, width, height, pixels.data());
+  png_destroy_write_struct(&png, &info);
+  if (!ok) throw ReportError("PNG encoder: libpng failed");
+  return out;
+}
+
+namespace {
+
+std::string fixed(double v) {
+  std::string s = fmt::format("{:.1f}", v);
+  return s == "-0.0" ? "0.0" : s;
+}
+
+// ---------------------------------------------------------------- Figure 2
+
+constexpr int kSide = 32, kScale = 3, kGap = 4;
+
+// Row letters "(a)" ... "(z)" beside Figure 2's rows, as in the paper: a 5x7
+// bitmap font of the few glyphs needed, so that the PNG needs no font library.
+const std::map<char, std::array<const char*, 7>>& glyphs() {
+  static const std::map<char, std::array<const char*, 7>> g = {
+      {'(', {"...#.", "..#..", ".#...", ".#...", ".#...", "..#..", "...#."}},
+      {')', {".#...", "..#..", "...#.", "...#.", "...#.", "..#..", ".#..."}},
+      {'a', {".....", ".....", ".###.", "....#", ".####", "#...#", ".####"}},
+      {'b', {"#....", "#....", "####.", "#...#", "#...#", "#...#", "####."}},
+      {'c', {".....", ".....", ".###.", "#....", "#....", "#....", ".###."}},
+      {'d', {"....#", "....#", ".####", "#...#", "#...#", "#...#", ".####"}},
+      {'e', {".....", ".....", ".###.", "#...#", "#####", "#....", ".###."}},
+      {'f', {"..##.", ".#...", "####.", ".#...", ".#...", ".#...", ".#..."}},
+      {'g', {".....", ".####", "#...#", "#...#", ".####", "....#", ".###."}},
+      {'h', {"#....", "#....", "####.", "#...#", "#...#", "#...#", "#...#"}},
+      {'i', {"..#..", ".....", ".##..", "..#..", "..#..", "..#..", ".###."}},
+      {'j', {"...#.", ".....", "..##.", "...#.", "...#.", "#..#.", ".##.."}},
+      {'k', {"#....", "#....", "#..#.", "#.#..", "##...", "#.#..", "#..#."}},
+      {'l', {".##..", "..#..", "..#..", "..#..", "..#..", "..#..", ".###."}},
+      {'m', {".....", ".....", "##.#.", "#.#.#", "#.#.#", "#.#.#", "#.#.#"}},
+      {'n', {".....", ".....", "####.", "#...#", "#...#", "#...#", "#...#"}},
+      {'o', {".....", ".....", ".###.", "#...#", "#...#", "#...#", ".###."}},
+      {'p', {".....", "####.", "#...#", "#...#", "####.", "#....", "#...."}},
+      {'q', {".....", ".####", "#...#", "#...#", ".####", "....#", "....#"}},
+      {'r', {".....", ".....", "#.##.", "##..#", "#....", "#....", "#...."}},
+      {'s', {".....", ".....", ".####", "#....", ".###.", "....#", "####."}},
+      {'t', {".#...", ".#...", "####.", ".#...", ".#...", ".#..#", "..##."}},
+      {'u', {".....", ".....", "#...#", "#...#", "#...#", "#..##", ".##.#"}},
+      {'v', {".....", ".....", "#...#", "#...#", "#...#", ".#.#.", "..#.."}},
+      {'w', {".....", ".....", "#...#", "#...#", "#.#.#", "#.#.#", ".#.#."}},
+      {'x', {".....", ".....", "#...#", ".#.#.", "..#..", ".#.#.", "#...#"}},
+      {'y', {".....", "#...#", "#...#", "#...#", ".####", "....#", ".###."}},
+      {'z', {".....", ".....", "#####", "...#.", "..#..", ".#...", "#####"}},
+  };
+  return g;
+}
+
+constexpr int kGlyphScale = 3;
+constexpr int kLabelWidth = 3 * 6 * kGlyphScale + 2 * kGap;  // "(a)" and a margin each side
+
+Figure figure2(const JobIndex& index, const std::string& region) {
+  struct Line {
+    std::string label;
+    const JobRecord* job = nullptr;
+    std::optional<NpyArray> images;
+    std::string missing;  // why there is no row of images
+  };
+  std::vector<Line> lines;
+  std::vector<std::string> problems;
+  auto add = [&](const std::string& ro, int layer) {
+    const auto pairs = index.pairs("cae", ro, true);
+    for (const auto& pair : pairs) {
+      Line line;
+      line.label = model_label("cae", ro, layer, pairs, pair);
+      const auto jobs = index.jobs(region, "cae", ro, layer, pair);
+      // The lowest seed whose reconstructions can be read (jobs are in seed order).
+      for (const auto* j : jobs) {
+        if (j->state != "done" || j->reconstructions.empty()) continue;
+        try {
+          auto a = read_npy_floats(j->reconstructions);
+          if (a.shape.size() != 5 || a.shape[0] != 2 || a.shape[2] != 1 || a.shape[3] != kSide ||
+              a.shape[4] != kSide || a.shape[1] < 1) {
+            throw ReportError(
+                fmt::format("{}: shape is not (2, k, 1, 32, 32)", j->reconstructions.string()));
+          }
+          line.job = j;
+          line.images = std::move(a);
+          break;
+        } catch (const ReportError& e) {
+          problems.push_back(e.what());
+        }
+      }
+      if (!line.job) {
+        auto done = [](const JobRecord* j) { return j->state == "done"; };
+        auto stored = [](const JobRecord* j) {
+          return j->state == "done" && !j->reconstructions.empty();
+        };
+        line.missing = jobs.empty()                                   ? "no job"
+                       : !std::any_of(jobs.begin(), jobs.end(), done) ? "no finished job"
+                       : !std::any_of(jobs.begin(), jobs.end(), stored)
+                           ? "no reconstructions stored"
+                           : "no readable reconstructions";
+      }
+      lines.push_back(std::move(line));
+    }
+  };
+  add("none", 0);
+  for (int layer = 1; layer <= 4; ++layer) add("fr", layer);
+
+  const Line* source = nullptr;
+  int64_t k = 10;
+  for (const auto& l : lines) {
+    if (l.images) {
+      if (!source) source = &l;
+      k = std::min<int64_t>(k, l.images->shape[1]);
+    }
+  }
+  const int cell = kSide * kScale;
+  const int rows = 1 + int(lines.size());
+  const int width = kLabelWidth + int(k) * (cell + kGap);
+  const int height = kGap + rows * (cell + kGap);
+  std::vector<uint8_t> pixels(std::size_t(width) * std::size_t(height), 255);
+
+  auto draw_letter = [&](int row) {
+    if (row >= 26) return;
+    const std::string text = fmt::format("({})", char('a' + row));
+    const int y0 = kGap + row * (cell + kGap) + (cell - 7 * kGlyphScale) / 2;
+    for (std::size_t i = 0; i < text.size(); ++i) {
+      const auto& glyph = glyphs().at(text[i]);
+      const int x0 = kGap + int(i) * 6 * kGlyphScale;
+      for (int gy = 0; gy < 7 * kGlyphScale; ++gy) {
+        for (int gx = 0; gx < 5 * kGlyphScale; ++gx) {
+          if (glyph[std::size_t(gy / kGlyphScale)][gx / kGlyphScale] != '#') continue;
+          pixels[std::size_t(y0 + gy) * std::size_t(width) + std::size_t(x0 + gx)] = 0;
+        }
+      }
+    }
+  };
+  for (int r = 0; r < rows; ++r) draw_letter(r);
+
+  // Images on [-1, 1] to 0..255, each pixel a kScale x kScale block.
+  auto draw = [&](int row, int col, const float* image) {
+    const int x0 = kLabelWidth + col * (cell + kGap), y0 = kGap + row * (cell + kGap);
+    for (int y = 0; y < cell; ++y) {
+      for (int x = 0; x < cell; ++x) {
+        uint8_t v;
+        if (image) {
+          const float f = image[(y / kScale) * kSide + x / kScale];
+          const double g = std::isfinite(f) ? std::clamp((double(f) + 1) / 2, 0.0, 1.0) : 0.0;
+          v = static_cast<uint8_t>(std::lround(g * 255));
+        } else {
+          v = (x == y || x == cell - 1 - y) ? 128 : 215;  // a grey square crossed out: missing
+        }
+        pixels[std::size_t(y0 + y) * std::size_t(width) + std::size_t(x0 + x)] = v;
+      }
+    }
+  };
+  const std::size_t plane = kSide * kSide;
+  for (int64_t c = 0; c < k; ++c) {
+    draw(0, int(c), source ? source->images->values.data() + std::size_t(c) * plane : nullptr);
+    for (std::size_t r = 0; r < lines.size(); ++r) {
+      const auto& l = lines[r];
+      // Index 1 of the artifact holds the reconstructions, after the shape[1] test images.
+      draw(int(r) + 1, int(c),
+           l.images ? l.images->values.data() +
+                          (std::size_t(l.images->shape[1]) + std::size_t(c)) * plane
+                    : nullptr);
+    }
+  }
+
+  Figure f;
+  f.name = "figure2-" + region_slug(region);
+  f.title = fmt::format("Figure 2: {}", region_title(region));
+  std::string rows_text =
+      fmt::format("(a) the first {} test images{}", k,
+                  source ? fmt::format(" (stored by job {})", source->job->id) : ", none stored");
+  char letter = 'b';
+  for (const auto& l : lines) {
+    rows_text += fmt::format("; ({}) {}", letter++, l.label);
+    rows_text += l.job ? fmt::format(" (seed {}, job {})", l.job->labels.seed, l.job->id)
+                       : fmt::format(": crossed out, {}", l.missing);
+  }
+  f.caption =
+      fmt::format("Test images and their reconstructions, from top to bottom: {}.", rows_text);
+  if (!problems.empty())
+    f.caption += " Unreadable: " + problems.front() +
+                 (problems.size() > 1 ? fmt::format(" (and {} more).", problems.size() - 1) : ".");
+  f.mime = "image/png";
+  f.bytes = encode_png_gray(width, height, pixels);
+  return f;
+}
+
+// ---------------------------------------------------------------- Figures 3, 4
+
+struct Palette {
+  const char* dark;
+  const char* light;
+};
+
+Palette palette(const std::string& ae) {
+  if (ae == "none") return {"#1f4e9c", "#a9c4ec"};
+  if (ae == "cae") return {"#b2182b", "#f4b0b0"};
+  if (ae == "vae") return {"#1b7837", "#acdca6"};
+  return {"#6a3d9a", "#d4c2e6"};
+}
+
+struct Bar {
+  std::string label;
+  std::string ae;
+  bool gap_before = false;
+  int64_t jobs = 0, done = 0, n = 0;          // n: done jobs with per-neuron counts
+  double significant = 0, insignificant = 0;  // means over those n
+};
+
+Bar make_bar(const std::string& label, const std::string& ae,
+             const std::vector<const JobRecord*>& jobs) {
+  Bar b;
+  b.label = label;
+  b.ae = ae;
+  double sig = 0, insig = 0;
+  for (const auto* j : jobs) {
+    ++b.jobs;
+    if (j->state != "done") continue;
+    ++b.done;
+    if (!j->significant || !j->neurons) continue;
+    ++b.n;
+    sig += double(*j->significant);
+    insig += double(*j->neurons - *j->significant);
+  }
+  if (b.n > 0) {
+    b.significant = sig / double(b.n);
+    b.insignificant = insig / double(b.n);
+  }
+  return b;
+}
+
+std::string count_text(double v) {
+  return v == std::floor(v) ? fmt::format("{:.0f}", v) : fmt::format("{:.1f}", v);
+}
+
+// Horizontal stacked bars: significant (dark) then insignificant (light).
+std::string bar_chart_svg(const std::string& title, const std::vector<Bar>& bars) {
+  const double label_w = 210, bar_w = 360, text_w = 250, row_h = 22, top = 56, gap_h = 10;
+  double max_total = 0;
+  for (const auto& b : bars) max_total = std::max(max_total, b.significant + b.insignificant);
+  if (max_total <= 0) max_total = 1;
+  double height = top + 30;
+  for (const auto& b : bars) height += row_h + (b.gap_before ? gap_h : 0);
+  const double width = label_w + bar_w + text_w;
+  std::string s = fmt::format(
+      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{0}\" height=\"{1}\" viewBox=\"0 0 {0} "
+      "{1}\" "
+      "font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"{0}\" height=\"{1}\" "
+      "fill=\"white\"/>\n"
+      "<text x=\"8\" y=\"20\" font-size=\"14\" font-weight=\"bold\">{2}</text>\n",
+      fixed(width), fixed(height), svg_text(title));
+  // Legend: dark = significant, light = insignificant.
+  s += fmt::format(
+      "<rect x=\"8\" y=\"30\" width=\"12\" height=\"12\" fill=\"#555555\"/><text x=\"24\" "
+      "y=\"40\">significant "
+      "(p ≤ 0.05, r &gt; 0)</text>\n<rect x=\"200\" y=\"30\" width=\"12\" height=\"12\" "
+      "fill=\"#cccccc\"/>"
+      "<text x=\"216\" y=\"40\">insignificant; mean over seeds</text>\n");
+  double y = top;
+  for (const auto& b : bars) {
+    if (b.gap_before) y += gap_h;
+    const auto p = palette(b.ae);
+    s += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>\n", fixed(label_w - 8),
+                     fixed(y + row_h * 0.68), svg_text(b.label));
+    std::string text;
+    if (b.n > 0) {
+      const double ws = bar_w * b.significant / max_total, wi = bar_w * b.insignificant / max_total;
+      s += fmt::format("<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"{}\"/>\n",
+                       fixed(label_w), fixed(y + 3), fixed(ws), fixed(row_h - 6), p.dark);
+      s += fmt::format("<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"{}\"/>\n",
+                       fixed(label_w + ws), fixed(y + 3), fixed(wi), fixed(row_h - 6), p.light);
+      text = fmt::format("{} of {} significant (n={}{})", count_text(b.significant),
+                         count_text(b.significant + b.insignificant), b.n,
+                         b.n == b.jobs ? "" : fmt::format(" of {}", b.jobs));
+    } else {
+      text = b.jobs == 0   ? "no job"
+             : b.done == 0 ? fmt::format("0 of {} done", b.jobs)
+                           : "no per-neuron results";
+    }
+    s += fmt::format("<text x=\"{}\" y=\"{}\">{}</text>\n", fixed(label_w + bar_w + 8),
+                     fixed(y + row_h * 0.68), svg_text(text));
+    y += row_h;
+  }
+  s += fmt::format("<line x1=\"{0}\" y1=\"{1}\" x2=\"{0}\" y2=\"{2}\" stroke=\"#333333\"/>\n",
+                   fixed(label_w), fixed(top), fixed(y));
+  s += "</svg>\n";
+  return s;
+}
+
+Figure svg_figure(const std::string& name, const std::string& title, const std::string& caption,
+                  const std::vector<Bar>& bars) {
+  Figure f;
+  f.name = name;
+  f.title = title;
+  f.caption = caption;
+  f.mime = "image/svg+xml";
+  f.bytes = bar_chart_svg(title, bars);
+  return f;
+}
+
+Figure figure3(const JobIndex& index, const std::string& region) {
+  std::vector<Bar> bars;
+  const auto cnn = index.pairs("none", "fr", true), cae = index.pairs("cae", "fr", true);
+  for (int layer = 1; layer <= 4; ++layer) {
+    bool first = layer > 1;
+    for (const auto* family : {&cnn, &cae}) {
+      const std::string ae = family == &cnn ? "none" : "cae";
+      for (const auto& pair : *family) {
+        bars.push_back(make_bar(model_label(ae, "fr", layer, *family, pair), ae,
+                                index.jobs(region, ae, "fr", layer, pair)));
+        bars.back().gap_before = first;
+        first = false;
+      }
+    }
+  }
+  return svg_figure(
+      "figure3-" + region_slug(region), fmt::format("Figure 3: {}", region_title(region)),
+      "Significant (dark) and insignificant (light) neurons of CNN-FR_{i} (blue, no reconstruction "
+      "loss) and CAE-FR_{i} (red), all neurons fitted; mean over finished seeds.",
+      bars);
+}
+
+Figure figure4(const JobIndex& index, const std::string& region) {
+  std::vector<Bar> bars;
+  for (const std::string ro : {"fr", "fc", "fm"}) {
+    bool first = ro != "fr";
+    for (const std::string ae : {"none", "cae", "vae", "vqvae"}) {
+      const auto pairs = index.pairs(ae, ro, true);
+      for (int layer = 1; layer <= 4; ++layer) {
+        for (const auto& pair : pairs) {
+          const auto jobs = index.jobs(region, ae, ro, layer, pair);
+          if (jobs.empty()) continue;  // only models that the region has jobs of
+          bars.push_back(make_bar(model_label(ae, ro, layer, pairs, pair), ae, jobs));
+          bars.back().gap_before = first;
+          first = false;
+        }
+      }
+    }
+  }
+  std::string caption =
+      "Significant (dark) and insignificant (light) neurons of every model with a readout that "
+      "the region has jobs of, all neurons fitted; CNN blue, CAE red, VAE green, VQ-VAE purple; "
+      "mean over finished seeds.";
+  if (bars.empty()) caption += " The region has no job of a model with a readout.";
+  return svg_figure("figure4-" + region_slug(region),
+                    fmt::format("Figure 4: {}", region_title(region)), caption, bars);
+}
+
+// ---------------------------------------------------------------- curves
+
+std::string curve_svg(const JobRecord& job, const std::string& title) {
+  const double w = 420, h = 250, left = 62, right = 12, top = 34, bottom = 36;
+  double xmin = 0, xmax = 0, ymin = 0, ymax = 0;
+  bool any = false;
+  for (const auto& p : job.curve) {
+    for (double v : {p.train_loss, p.val_loss}) {
+      if (!std::isfinite(v)) continue;
+      if (!any) {
+        ymin = ymax = v;
+        xmin = xmax = double(p.step);
+        any = true;
+      }
+      ymin = std::min(ymin, v);
+      ymax = std::max(ymax, v);
+      xmin = std::min(xmin, double(p.step));
+      xmax = std::max(xmax, double(p.step));
+    }
+  }
+  if (ymax == ymin) {
+    ymax += 0.5;
+    ymin -= 0.5;
+  }
+  if (xmax == xmin) xmax = xmin + 1;
+  const double pad = 0.05 * (ymax - ymin);
+  ymin -= pad;
+  ymax += pad;
+  auto X = [&](double step) { return left + (step - xmin) / (xmax - xmin) * (w - left - right); };
+  auto Y = [&](double v) { return top + (ymax - v) / (ymax - ymin) * (h - top - bottom); };
+
+  std::string s = fmt::format(
+      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{0}\" height=\"{1}\" viewBox=\"0 0 {0} "
+      "{1}\" "
+      "font-family=\"sans-serif\" font-size=\"11\">\n<rect width=\"{0}\" height=\"{1}\" "
+      "fill=\"white\"/>\n"
+      "<text x=\"6\" y=\"15\" font-size=\"12\" font-weight=\"bold\">{2}</text>\n",
+      fixed(w), fixed(h), svg_text(title));
+  s += fmt::format(
+      "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"#888888\"/>\n",
+      fixed(left), fixed(top), fixed(w - left - right), fixed(h - top - bottom));
+  // Axis ends: the first and last step, the loss range.
+  s += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n", fixed(left),
+                   fixed(h - bottom + 14), count_text(xmin));
+  s += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n", fixed(w - right),
+                   fixed(h - bottom + 14), count_text(xmax));
+  s += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">step</text>\n",
+                   fixed((left + w - right) / 2), fixed(h - 8));
+  s += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{:.4g}</text>\n", fixed(left - 4),
+                   fixed(top + 4), ymax);
+  s += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{:.4g}</text>\n", fixed(left - 4),
+                   fixed(h - bottom), ymin);
+  // The second phase (after the learning rate is halved) starts at the dotted line.
+  for (std::size_t i = 1; i < job.curve.size(); ++i) {
+    if (job.curve[i].phase != job.curve[i - 1].phase) {
+      const double x = X(double(job.curve[i].step));
+      s += fmt::format(
+          "<line x1=\"{0}\" y1=\"{1}\" x2=\"{0}\" y2=\"{2}\" stroke=\"#999999\" "
+          "stroke-dasharray=\"2,3\"/>\n",
+          fixed(x), fixed(top), fixed(h - bottom));
+    }
+  }
+  auto polyline = [&](bool train, const char* colour, const char* dash) {
+    std::string points;
+    for (const auto& p : job.curve) {
+      const double v = train ? p.train_loss : p.val_loss;
+      if (!std::isfinite(v)) continue;
+      points +=
+          fmt::format("{}{},{}", points.empty() ? "" : " ", fixed(X(double(p.step))), fixed(Y(v)));
+    }
+    if (points.empty()) return;
+    s += fmt::format(
+        "<polyline points=\"{}\" fill=\"none\" stroke=\"{}\" stroke-width=\"1.5\"{}/>\n", points,
+        colour, dash);
+    if (points.find(' ') == std::string::npos) {  // one point: a dot
+      const auto comma = points.find(',');
+      s += fmt::format("<circle cx=\"{}\" cy=\"{}\" r=\"2.5\" fill=\"{}\"/>\n",
+                       points.substr(0, comma), points.substr(comma + 1), colour);
+    }
+  };
+  polyline(true, "#1f77b4", "");
+  polyline(false, "#d62728", " stroke-dasharray=\"5,3\"");
+  s += fmt::format(
+      "<line x1=\"{0}\" y1=\"26\" x2=\"{1}\" y2=\"26\" stroke=\"#1f77b4\" stroke-width=\"1.5\"/>"
+      "<text x=\"{2}\" y=\"29\">train</text>\n"
+      "<line x1=\"{3}\" y1=\"26\" x2=\"{4}\" y2=\"26\" stroke=\"#d62728\" stroke-width=\"1.5\" "
+      "stroke-dasharray=\"5,3\"/><text x=\"{5}\" y=\"29\">validation</text>\n",
+      fixed(w - 190), fixed(w - 170), fixed(w - 166), fixed(w - 120), fixed(w - 100),
+      fixed(w - 96));
+  s += "</svg>\n";
+  return s;
+}
+
+}  // namespace
+
+std::vector<Figure> build_figures(const ReportData& data) {
+  std::vector<Figure> out;
+  const JobIndex index(data);
+  for (const auto& r : index.regions()) out.push_back(figure2(index, r));
+  for (const auto& r : index.regions()) out.push_back(figure3(index, r));
+  for (const auto& r : index.regions()) out.push_back(figure4(index, r));
+  return out;
+}
+
+std::vector<Figure> build_curves(const ReportData& data) {
+  std::vector<Figure> out;
+  for (const auto& j : data.jobs) {
+    if (j.curve.empty()) continue;
+    const auto& l = j.labels;
+    std::string model = model_name(l.autoencoder, l.readout, l.layer);
+    if (l.neurons != "all") model += fmt::format(" ({} neurons)", l.neurons);
+    Figure f;
+    f.name = "curve-" + j.id;
+    f.title = fmt::format("{}, seed {}", model, l.seed);
+    f.caption = fmt::format(
+        "{}, {}, seed {}, job {} ({}): training and validation loss at each "
+        "validation point; the dotted line starts the second phase.",
+        region_title(l.region), pair_text({l.alpha, l.beta}), l.seed, j.id, j.state);
+    f.group = region_title(l.region);
+    f.mime = "image/svg+xml";
+    f.bytes = curve_svg(j, f.title);
+    out.push_back(std::move(f));
+  }
+  return out;
+}
+
+}  // namespace daenr::reports

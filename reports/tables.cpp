@@ -1,0 +1,575 @@
+#include "reports/tables.h"
+
+#include <algorithm>
+#include <cmath>
+#include <fmt/format.h>
+#include <map>
+#include <optional>
+#include <set>
+#include <tuple>
+
+namespace daenr::reports {
+
+namespace {
+
+enum class Metric { kMse, kPsnr, kSsim, kPcc };
+
+struct MetricInfo {
+  const char* key;     // CSV
+  const char* header;  // tables
+  bool lower_is_better;
+};
+
+MetricInfo info(Metric m) {
+  switch (m) {
+    case Metric::kMse:
+      return {"mse", "MSE↓", true};
+    case Metric::kPsnr:
+      return {"psnr", "PSNR↑", false};
+    case Metric::kSsim:
+      return {"ssim", "SSIM↑", false};
+    case Metric::kPcc:
+      return {"pcc", "PCC↑", false};
+  }
+  return {"?", "?", false};
+}
+
+std::optional<double> value_of(const JobRecord& j, Metric m) {
+  switch (m) {
+    case Metric::kMse:
+      return j.mse;
+    case Metric::kPsnr:
+      return j.psnr;
+    case Metric::kSsim:
+      return j.ssim;
+    case Metric::kPcc:
+      return j.mean_r;
+  }
+  return std::nullopt;
+}
+
+constexpr Metric kReconstruction[] = {Metric::kMse, Metric::kPsnr, Metric::kSsim};
+const std::vector<std::string> kAutoencoders = {"cae", "vae", "vqvae"};
+const std::vector<std::string> kReadouts = {"fr", "fc", "fm"};
+
+std::string number(double v) {
+  return fmt::format("{}", v);
+}
+
+std::string describe(const JobRecord& j) {
+  const auto& l = j.labels;
+  std::string subset = l.neurons == "all" ? "" : fmt::format(", {} neurons", l.neurons);
+  return fmt::format("{}, {}{}, {}, seed {} (job {})",
+                     model_name(l.autoencoder, l.readout, l.layer), region_title(l.region), subset,
+                     pair_text({l.alpha, l.beta}), l.seed, j.id);
+}
+
+// Builds one table: its cells, the jobs they rest on (for the footnotes) and
+// the (alpha, beta) of each model row.
+class TableBuilder {
+ public:
+  TableBuilder(const JobIndex& index, Table& table) : index_(index), table_(table) {}
+
+  // A row label: the model's name, with its pair when the model has several.
+  std::string label(const std::string& ae, const std::string& ro, int layer,
+                    const std::vector<std::optional<LossPair>>& pairs,
+                    const std::optional<LossPair>& pair) {
+    // A model's pair is the same in every layer: one note for CAE-FR_i.
+    if (pairs.size() == 1 && pair) weights_[model_name(ae, ro, layer == 0 ? 0 : -1)] = *pair;
+    return model_label(ae, ro, layer, pairs, pair);
+  }
+
+  Cell stat(const std::string& region, const std::string& ae, const std::string& ro, int layer,
+            const std::optional<LossPair>& pair, const std::string& neurons, Metric metric) {
+    Cell c;
+    c.kind = Cell::Kind::kStat;
+    std::vector<double> values;
+    for (const auto* j : index_.jobs(region, ae, ro, layer, pair, neurons)) {
+      used_.insert(j);
+      ++c.jobs;
+      if (j->state == "failed") ++c.failed;
+      if (j->state != "done") continue;
+      ++c.done;
+      if (const auto v = value_of(*j, metric)) values.push_back(*v);
+    }
+    c.stat = summarize(values);
+    c.keys = {region,
+              ae,
+              ro,
+              std::to_string(layer),
+              pair ? number(pair->first) : "",
+              pair ? number(pair->second) : "",
+              neurons,
+              info(metric).key};
+    return c;
+  }
+
+  // The footnotes every table of cells carries, and its tidy CSV.
+  void finish(const std::string& best_rule, bool reconstruction, bool correlation) {
+    auto& notes = table_.notes;
+    notes.insert(
+        notes.begin(),
+        "Each cell: mean ± sample standard deviation (divisor n − 1) over seeds, with n the "
+        "finished jobs that have a value; \"n=2 of 3\": one of the cell's 3 jobs failed or has "
+        "not finished. \"no job\": the database holds none for this cell; \"0 of k done\": none "
+        "of its k jobs finished. Bold: " +
+            best_rule + ".");
+    if (reconstruction) {
+      notes.push_back(
+          "MSE on [-1, 1]; PSNR with R = 2 on [-1, 1]; SSIM with an 11x11 Gaussian window "
+          "(σ 1.5), valid positions only, population covariance, on images mapped to [0, 1] "
+          "(docs/metrics.md).");
+    }
+    if (correlation) {
+      notes.push_back(
+          "PCC: Pearson r between predicted and trial-averaged responses over the test images, the "
+          "unweighted mean over neurons (docs/metrics.md).");
+    }
+    if (!weights_.empty()) {
+      std::string text = "Loss weights of the rows:";
+      bool first = true;
+      for (const auto& [name, p] : weights_) {
+        text += fmt::format("{} {} ({})", first ? "" : ";", name, pair_text(p));
+        first = false;
+      }
+      notes.push_back(text + ".");
+    }
+    add_job_notes(table_, used_);
+    table_.csv_header = {"table", "block", "row",  "column",  "region", "autoencoder", "readout",
+                         "layer", "alpha", "beta", "neurons", "metric", "mean",        "sd",
+                         "n",     "jobs",  "done", "failed",  "best"};
+    for (const auto& block : table_.blocks) {
+      for (const auto& row : block.rows) {
+        for (std::size_t c = 0; c < row.cells.size(); ++c) {
+          const Cell& cell = row.cells[c];
+          if (cell.kind != Cell::Kind::kStat) continue;
+          std::vector<std::string> line = {table_.id, block.subtitle, row.label, block.columns[c]};
+          line.insert(line.end(), cell.keys.begin(), cell.keys.end());
+          line.push_back(cell.stat.n > 0 ? number(cell.stat.mean) : "");
+          line.push_back(cell.stat.n > 1 ? number(cell.stat.sd) : "");
+          line.push_back(std::to_string(cell.stat.n));
+          line.push_back(std::to_string(cell.jobs));
+          line.push_back(std::to_string(cell.done));
+          line.push_back(std::to_string(cell.failed));
+          line.push_back(cell.best ? "1" : "0");
+          table_.csv_rows.push_back(std::move(line));
+        }
+      }
+    }
+  }
+
+  // Failed jobs listed (the first ten) and unfinished ones counted, among the
+  // jobs behind a table.
+  static void add_job_notes(Table& table, const std::set<const JobRecord*>& used) {
+    std::vector<const JobRecord*> failed;
+    int64_t unfinished = 0;
+    // In report order: the set orders by address, and the jobs are one vector in that order.
+    for (const auto* j : used) {
+      if (j->state == "failed")
+        failed.push_back(j);
+      else if (j->state != "done")
+        ++unfinished;
+    }
+    if (used.empty()) table.notes.push_back("The database holds no job for this table.");
+    if (!failed.empty()) {
+      std::string text = fmt::format("Failed jobs: {}.", failed.size());
+      for (std::size_t i = 0; i < failed.size() && i < 10; ++i) {
+        text += fmt::format(
+            " {}: {}{}", describe(*failed[i]),
+            failed[i]->last_error.empty() ? "(no error recorded)" : failed[i]->last_error,
+            i + 1 < failed.size() && i + 1 < 10 ? ";" : ".");
+      }
+      if (failed.size() > 10)
+        text += fmt::format(" And {} more (daenr status).", failed.size() - 10);
+      table.notes.push_back(text);
+    }
+    if (unfinished > 0) {
+      table.notes.push_back(fmt::format("Not finished (pending, running or preempted): {} job{}.",
+                                        unfinished, unfinished == 1 ? "" : "s"));
+    }
+  }
+
+ private:
+  const JobIndex& index_;
+  Table& table_;
+  std::set<const JobRecord*> used_;  // jobs are stored in report order: addresses sort the same way
+  std::map<std::string, LossPair> weights_;
+};
+
+// Marks the best value among cells (lower or higher), as the table shows it:
+// values equal to the decimals shown are all marked, as a reader would.
+void mark_best(const std::vector<Cell*>& cells, bool lower_is_better) {
+  auto shown = [](const Cell* c) { return std::stod(format_number(c->stat.mean, c->decimals)); };
+  auto has_value = [](const Cell* c) {
+    return c->kind == Cell::Kind::kStat && c->stat.n > 0 && std::isfinite(c->stat.mean);
+  };
+  std::optional<double> best;
+  for (const Cell* c : cells) {
+    if (!has_value(c)) continue;
+    const double v = shown(c);
+    if (!best || (lower_is_better ? v < *best : v > *best)) best = v;
+  }
+  if (!best) return;
+  for (Cell* c : cells) {
+    if (has_value(c) && shown(c) == *best) c->best = true;
+  }
+}
+
+// Best of each data column of a block.
+void mark_best_per_column(Block& block, const std::vector<Metric>& column_metrics) {
+  for (std::size_t c = 0; c < block.columns.size(); ++c) {
+    std::vector<Cell*> cells;
+    for (auto& row : block.rows) cells.push_back(&row.cells[c]);
+    mark_best(cells, info(column_metrics[c]).lower_is_better);
+  }
+}
+
+std::string layer_header(int layer) {
+  return fmt::format("h_{{{}}}", layer);
+}
+
+Table table2(const JobIndex& index) {
+  Table t;
+  t.id = "table2";
+  t.name = "Table 2";
+  t.caption = "Image reconstruction with all neurons: CAE and CAE-FR_{i} in each region";
+  TableBuilder b(index, t);
+  Block block;
+  block.stub = "Model";
+  std::vector<Metric> metrics;
+  for (const auto& region : index.regions()) {
+    block.groups.push_back({region_title(region), 3});
+    for (Metric m : kReconstruction) {
+      block.columns.push_back(info(m).header);
+      metrics.push_back(m);
+    }
+  }
+  auto add_rows = [&](const std::string& ro, int layer) {
+    const auto pairs = index.pairs("cae", ro, true);
+    for (const auto& pair : pairs) {
+      Row row{b.label("cae", ro, layer, pairs, pair), {}};
+      for (const auto& region : index.regions()) {
+        for (Metric m : kReconstruction)
+          row.cells.push_back(b.stat(region, "cae", ro, layer, pair, "all", m));
+      }
+      block.rows.push_back(std::move(row));
+    }
+  };
+  add_rows("none", 0);
+  for (int layer = 1; layer <= 4; ++layer) add_rows("fr", layer);
+  mark_best_per_column(block, metrics);
+  t.blocks.push_back(std::move(block));
+  b.finish("the best of each column (lowest MSE, highest PSNR and SSIM)", true, false);
+  return t;
+}
+
+Table table3(const JobIndex& index) {
+  Table t;
+  t.id = "table3";
+  t.name = "Table 3";
+  t.caption =
+      "Image reconstruction with the significant (✓) or insignificant (×) neurons only: CAE-FR_{i}";
+  TableBuilder b(index, t);
+  const std::vector<Metric> order = {Metric::kMse, Metric::kSsim,
+                                     Metric::kPsnr};  // the paper's order
+  const auto pairs = index.pairs("cae", "fr", false);
+  for (const auto& region : index.regions()) {
+    Block block;
+    block.subtitle = region_title(region);
+    block.stub = "Model";
+    std::vector<Metric> metrics;
+    for (Metric m : order) {
+      block.groups.push_back({info(m).header, 2});
+      block.columns.push_back("✓");
+      block.columns.push_back("×");
+      metrics.insert(metrics.end(), {m, m});
+    }
+    for (int layer = 1; layer <= 4; ++layer) {
+      for (const auto& pair : pairs) {
+        Row row{b.label("cae", "fr", layer, pairs, pair), {}};
+        for (Metric m : order) {
+          for (const char* subset : {"significant", "insignificant"}) {
+            row.cells.push_back(b.stat(region, "cae", "fr", layer, pair, subset, m));
+          }
+        }
+        block.rows.push_back(std::move(row));
+      }
+    }
+    mark_best_per_column(block, metrics);
+    t.blocks.push_back(std::move(block));
+  }
+  t.notes.push_back(
+      "Significant neurons: p ≤ 0.05 and r > 0 in the CAE-FR_{i} job fitted to all neurons "
+      "that the subset's job depends on (docs/metrics.md).");
+  b.finish("the best of each column (lowest MSE, highest SSIM and PSNR)", true, false);
+  return t;
+}
+
+Table table4(const JobIndex& index) {
+  Table t;
+  t.id = "table4";
+  t.name = "Table 4";
+  t.caption = "PCC of CNN-FR_{i} (no reconstruction loss) and CAE-FR_{i} in each region";
+  TableBuilder b(index, t);
+  Block block;
+  block.stub = "Region";
+  struct Column {
+    std::string ae;
+    int layer;
+    std::optional<LossPair> pair;
+  };
+  std::vector<Column> columns;
+  const auto cnn = index.pairs("none", "fr", true);
+  const auto cae = index.pairs("cae", "fr", true);
+  for (int layer = 1; layer <= 4; ++layer) {
+    int span = 0;
+    for (const auto* family : {&cnn, &cae}) {
+      const std::string ae = family == &cnn ? "none" : "cae";
+      for (const auto& pair : *family) {
+        block.columns.push_back(b.label(ae, "fr", layer, *family, pair));
+        columns.push_back({ae, layer, pair});
+        ++span;
+      }
+    }
+    block.groups.push_back({layer_header(layer), span});
+  }
+  for (const auto& region : index.regions()) {
+    Row row{region_title(region), {}};
+    for (const auto& c : columns)
+      row.cells.push_back(b.stat(region, c.ae, "fr", c.layer, c.pair, "all", Metric::kPcc));
+    // The paper marks the better of CNN-FR_i and CAE-FR_i in each region.
+    for (int layer = 1; layer <= 4; ++layer) {
+      std::vector<Cell*> group;
+      for (std::size_t i = 0; i < columns.size(); ++i) {
+        if (columns[i].layer == layer) group.push_back(&row.cells[i]);
+      }
+      mark_best(group, false);
+    }
+    block.rows.push_back(std::move(row));
+  }
+  t.blocks.push_back(std::move(block));
+  b.finish("the higher PCC of CNN-FR_{i} and CAE-FR_{i} for each region and layer", false, true);
+  return t;
+}
+
+Table table5(const JobIndex& index) {
+  Table t;
+  t.id = "table5";
+  t.name = "Table 5";
+  t.caption =
+      "Image reconstruction with all neurons: every DAE-NR variant and its autoencoder baseline, "
+      "by layer h_{i}";
+  TableBuilder b(index, t);
+  for (const auto& region : index.regions()) {
+    Block block;
+    block.subtitle = region_title(region);
+    block.stub = "Model";
+    std::vector<Metric> metrics;
+    for (int layer = 1; layer <= 4; ++layer) {
+      block.groups.push_back({layer_header(layer), 3});
+      for (Metric m : kReconstruction) {
+        block.columns.push_back(info(m).header);
+        metrics.push_back(m);
+      }
+    }
+    for (const auto& ae : kAutoencoders) {
+      for (const std::string ro : {"none", "fr", "fc", "fm"}) {
+        const auto pairs = index.pairs(ae, ro, true);
+        for (const auto& pair : pairs) {
+          Row row{b.label(ae, ro, ro == "none" ? 0 : -1, pairs, pair), {}};
+          for (int layer = 1; layer <= 4; ++layer) {
+            // A baseline has no layer: its one value stands in every h_i, as in the paper.
+            for (Metric m : kReconstruction) {
+              row.cells.push_back(b.stat(region, ae, ro, ro == "none" ? 0 : layer, pair, "all", m));
+            }
+          }
+          block.rows.push_back(std::move(row));
+        }
+      }
+    }
+    mark_best_per_column(block, metrics);
+    t.blocks.push_back(std::move(block));
+  }
+  b.finish("the best of each column (lowest MSE, highest PSNR and SSIM)", true, false);
+  return t;
+}
+
+Table table6(const JobIndex& index) {
+  Table t;
+  t.id = "table6";
+  t.name = "Table 6";
+  t.caption = "PCC of every model with a readout, by region and layer h_{i}";
+  TableBuilder b(index, t);
+  Block block;
+  block.stub = "Model";
+  std::vector<Metric> metrics;
+  for (const auto& region : index.regions()) {
+    block.groups.push_back({region_title(region), 4});
+    for (int layer = 1; layer <= 4; ++layer) {
+      block.columns.push_back(layer_header(layer));
+      metrics.push_back(Metric::kPcc);
+    }
+  }
+  for (const auto& ro : kReadouts) {
+    for (const std::string ae : {"none", "cae", "vae", "vqvae"}) {
+      const auto pairs = index.pairs(ae, ro, true);
+      for (const auto& pair : pairs) {
+        Row row{b.label(ae, ro, -1, pairs, pair), {}};
+        for (const auto& region : index.regions()) {
+          for (int layer = 1; layer <= 4; ++layer) {
+            row.cells.push_back(b.stat(region, ae, ro, layer, pair, "all", Metric::kPcc));
+          }
+        }
+        block.rows.push_back(std::move(row));
+      }
+    }
+  }
+  mark_best_per_column(block, metrics);
+  t.blocks.push_back(std::move(block));
+  b.finish("the highest PCC of each column", false, true);
+  return t;
+}
+
+// Per seed, the mean of the done jobs' values (one job per seed unless two
+// sweeps ran the same labels).
+std::map<uint64_t, double> by_seed(const std::vector<const JobRecord*>& jobs, Metric m) {
+  std::map<uint64_t, std::vector<double>> values;
+  for (const auto* j : jobs) {
+    if (j->state != "done") continue;
+    if (const auto v = value_of(*j, m)) values[j->labels.seed].push_back(*v);
+  }
+  std::map<uint64_t, double> out;
+  for (const auto& [seed, v] : values) out[seed] = summarize(v).mean;
+  return out;
+}
+
+Table table7(const JobIndex& index, const ReportData& data) {
+  Table t;
+  t.id = "table7";
+  t.name = "Table 7";
+  t.caption = "(Not in the paper.) Each DAE-NR variant against its baseline, paired over seeds";
+  Block block;
+  block.stub = "Region";
+  block.columns = {"Model", "Baseline", "Metric", "n", "Δ (model − baseline)", "t", "p", "Reading"};
+  t.csv_header = {"table",    "region",         "model",         "autoencoder",
+                  "readout",  "layer",          "alpha",         "beta",
+                  "baseline", "baseline_alpha", "baseline_beta", "metric",
+                  "n",        "mean_diff",      "sd_diff",       "t",
+                  "p",        "reading",        "seeds"};
+  std::set<const JobRecord*> used;
+
+  // The variants present, in report order: (region, ae, ro, layer, pair).
+  std::vector<std::tuple<std::string, std::string, std::string, int, LossPair>> variants;
+  for (const auto& j : data.jobs) {
+    const auto& l = j.labels;
+    if (l.neurons != "all" || l.autoencoder == "none" || l.readout == "none") continue;
+    auto key =
+        std::make_tuple(l.region, l.autoencoder, l.readout, l.layer, LossPair{l.alpha, l.beta});
+    if (variants.empty() || variants.back() != key) variants.push_back(key);
+  }
+
+  for (const auto& [region, ae, ro, layer, pair] : variants) {
+    const auto model_jobs = index.jobs(region, ae, ro, layer, pair, "all");
+    for (const auto* j : model_jobs) used.insert(j);
+    const std::string model = model_label(ae, ro, layer, index.pairs(ae, ro, true), pair);
+
+    struct Baseline {
+      std::string ae, ro;
+      int layer;
+      std::vector<Metric> metrics;
+    };
+    for (const Baseline& base :
+         {Baseline{ae, "none", 0, {Metric::kMse, Metric::kPsnr, Metric::kSsim}},
+          Baseline{"none", ro, layer, {Metric::kPcc}}}) {
+      const auto base_pairs = index.pairs(base.ae, base.ro, true);
+      for (const auto& base_pair : base_pairs) {
+        const auto base_jobs = index.jobs(region, base.ae, base.ro, base.layer, base_pair, "all");
+        for (const auto* j : base_jobs) used.insert(j);
+        const std::string base_name =
+            model_label(base.ae, base.ro, base.layer, base_pairs, base_pair);
+        for (Metric m : base.metrics) {
+          const auto a = by_seed(model_jobs, m), bb = by_seed(base_jobs, m);
+          std::vector<double> x, y;
+          std::string seeds;
+          for (const auto& [seed, v] : a) {
+            const auto it = bb.find(seed);
+            if (it == bb.end()) continue;
+            x.push_back(v);
+            y.push_back(it->second);
+            if (!seeds.empty()) seeds += ' ';
+            seeds += std::to_string(seed);
+          }
+          const PairedTest test = paired_t_test(x, y);
+          const int decimals = m == Metric::kMse ? 4 : 3;
+          std::string diff, reading;
+          if (test.n == 0) {
+            diff = "n/a";
+            reading = base_jobs.empty() ? "no baseline job" : "no seed finished by both";
+          } else {
+            diff = format_number(test.mean_diff, decimals);
+            if (test.n > 1) diff += " ± " + format_number(test.sd_diff, decimals);
+            if (test.n < 2) {
+              reading = "n/a (one seed)";
+            } else if (std::isnan(test.t)) {
+              reading = "n/a (no spread)";
+            } else if (test.p <= 0.05) {
+              const bool better = info(m).lower_is_better ? test.mean_diff < 0 : test.mean_diff > 0;
+              reading = better ? "better (p ≤ 0.05)" : "worse (p ≤ 0.05)";
+            } else {
+              reading = "no evidence (p > 0.05)";
+            }
+          }
+          const std::string t_text = std::isnan(test.t) ? "n/a" : format_number(test.t, 2);
+          const std::string p_text = std::isnan(test.p) ? "n/a"
+                                     : test.p < 0.001   ? fmt::format("{:.1e}", test.p)
+                                                        : format_number(test.p, 3);
+          Row row{
+              region_title(region),
+              {Cell::text_cell(model), Cell::text_cell(base_name), Cell::text_cell(info(m).header),
+               Cell::text_cell(std::to_string(test.n)), Cell::text_cell(diff),
+               Cell::text_cell(t_text), Cell::text_cell(p_text), Cell::text_cell(reading)}};
+          block.rows.push_back(std::move(row));
+          auto opt = [](double v) { return std::isnan(v) ? std::string() : number(v); };
+          t.csv_rows.push_back(
+              {t.id, region, model_name(ae, ro, layer), ae, ro, std::to_string(layer),
+               number(pair.first), number(pair.second), model_name(base.ae, base.ro, base.layer),
+               base_pair ? number(base_pair->first) : "",
+               base_pair ? number(base_pair->second) : "", info(m).key, std::to_string(test.n),
+               opt(test.mean_diff), opt(test.sd_diff), opt(test.t), opt(test.p), reading, seeds});
+        }
+      }
+    }
+  }
+  t.blocks.push_back(std::move(block));
+  t.notes.push_back(
+      "For each DAE-NR variant (a DAE with a readout, α > 0 and β > 0): against its autoencoder "
+      "baseline (the same DAE without a readout) on MSE, PSNR and SSIM, and against its neural "
+      "baseline (CNN with the same readout and layer, no reconstruction loss) on PCC, in the same "
+      "region. Δ: mean ± sample sd of the per-seed differences model − baseline over the n seeds "
+      "that both finished (pairing by seed: the same seed gives both the same validation split); "
+      "t = mean / (sd / √n); p: two-sided, Student's t with n − 1 degrees of freedom.");
+  t.notes.push_back(
+      "Reading: \"better\" or \"worse\" when p ≤ 0.05, by the metric's direction (lower MSE, "
+      "higher PSNR, SSIM and PCC are better); \"no evidence\" when p > 0.05. Without two paired "
+      "seeds, or with identical differences, there is no test.");
+  TableBuilder::add_job_notes(t, used);
+  return t;
+}
+
+}  // namespace
+
+std::string format_number(double value, int decimals) {
+  if (std::isnan(value)) return "nan";
+  if (std::isinf(value)) return value > 0 ? "inf" : "-inf";
+  std::string s = fmt::format("{:.{}f}", value, decimals);
+  if (s[0] == '-' && s.find_first_not_of("-0.") == std::string::npos) s.erase(0, 1);
+  return s;
+}
+
+std::vector<Table> build_tables(const ReportData& data) {
+  const JobIndex index(data);
+  return {table2(index), table3(index), table4(index),
+          table5(index), table6(index), table7(index, data)};
+}
+
+}  // namespace daenr::reports

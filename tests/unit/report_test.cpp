@@ -1,0 +1,889 @@
+// The report: statistics against hand-computed values, tables and figures of a
+// fixture database with known results (a missing cell, a failed job, an
+// unfinished one), golden files for every text output, determinism, and
+// one-line errors for databases a report cannot read.
+//
+// Golden files live in tests/data/reports/. After an intended change of the
+// output, regenerate them and review the diff:
+//   DAENR_UPDATE_GOLDEN=1 build/tests/daenr_unit_tests --gtest_filter='ReportGolden.*'
+
+#include "reports/report.h"
+
+#include <cmath>
+#include <cstdlib>
+#include <fmt/format.h>
+#include <fstream>
+#include <gtest/gtest.h>
+#include <map>
+#include <png.h>
+#include <sstream>
+
+#include "reports/figures.h"
+#include "reports/render.h"
+#include "reports/stats.h"
+#include "reports/tables.h"
+#include "storage/store.h"
+#include "tests/support/temp_dir.h"
+
+namespace daenr::reports {
+namespace {
+
+namespace fs = std::filesystem;
+using daenr::testing::TempDir;
+
+std::string read_bytes(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// ------------------------------------------------------------ statistics
+
+TEST(ReportStats, MeanAndSampleStandardDeviation) {
+  // Sum of squared deviations from the mean 5 is 32; sample sd = sqrt(32 / 7).
+  const Summary s = summarize({2, 4, 4, 4, 5, 5, 7, 9});
+  EXPECT_EQ(s.n, 8);
+  EXPECT_DOUBLE_EQ(s.mean, 5.0);
+  EXPECT_NEAR(s.sd, std::sqrt(32.0 / 7.0), 1e-12);
+  const Summary two = summarize({0.042, 0.044});
+  EXPECT_NEAR(two.mean, 0.043, 1e-15);
+  EXPECT_NEAR(two.sd, 0.002 / std::sqrt(2.0), 1e-15);
+}
+
+TEST(ReportStats, TooFewValuesHaveNoSpread) {
+  const Summary one = summarize({0.3});
+  EXPECT_EQ(one.n, 1);
+  EXPECT_DOUBLE_EQ(one.mean, 0.3);
+  EXPECT_TRUE(std::isnan(one.sd));
+  const Summary none = summarize({});
+  EXPECT_EQ(none.n, 0);
+  EXPECT_TRUE(std::isnan(none.mean));
+}
+
+TEST(ReportStats, StudentTTwoSidedPMatchesClosedForms) {
+  // df = 1 is the Cauchy distribution: p = 1 - (2 / pi) atan|t|.
+  EXPECT_NEAR(students_t_two_sided_p(1.0, 1), 0.5, 1e-12);
+  EXPECT_NEAR(students_t_two_sided_p(-2.0, 1), 1 - 2 / M_PI * std::atan(2.0), 1e-12);
+  // df = 2: p = 1 - |t| / sqrt(2 + t^2).
+  EXPECT_NEAR(students_t_two_sided_p(1.0, 2), 1 - 1 / std::sqrt(3.0), 1e-12);
+  EXPECT_NEAR(students_t_two_sided_p(3.0, 2), 1 - 3 / std::sqrt(11.0), 1e-12);
+  // Large df: the normal distribution's 1.96.
+  EXPECT_NEAR(students_t_two_sided_p(1.959963984540054, 1e9), 0.05, 1e-6);
+  EXPECT_DOUBLE_EQ(students_t_two_sided_p(0.0, 5), 1.0);
+}
+
+TEST(ReportStats, PairedTTestOfHandComputedDifferences) {
+  // d = (1, 2, 3): mean 2, sd 1, t = 2 / (1 / sqrt 3) = 2 sqrt 3, df 2,
+  // p = 1 - t / sqrt(2 + t^2) = 1 - sqrt(12 / 14).
+  const PairedTest t = paired_t_test({11, 22, 33}, {10, 20, 30});
+  EXPECT_EQ(t.n, 3);
+  EXPECT_DOUBLE_EQ(t.mean_diff, 2.0);
+  EXPECT_DOUBLE_EQ(t.sd_diff, 1.0);
+  EXPECT_NEAR(t.t, 2 * std::sqrt(3.0), 1e-12);
+  EXPECT_NEAR(t.p, 1 - std::sqrt(12.0 / 14.0), 1e-12);
+  // The sign follows a - b; p does not.
+  const PairedTest r = paired_t_test({10, 20, 30}, {11, 22, 33});
+  EXPECT_NEAR(r.t, -2 * std::sqrt(3.0), 1e-12);
+  EXPECT_NEAR(r.p, t.p, 1e-15);
+}
+
+TEST(ReportStats, PairedTTestWithoutATest) {
+  const PairedTest one = paired_t_test({1.0}, {0.5});
+  EXPECT_EQ(one.n, 1);
+  EXPECT_DOUBLE_EQ(one.mean_diff, 0.5);
+  EXPECT_TRUE(std::isnan(one.t));
+  EXPECT_TRUE(std::isnan(one.p));
+  const PairedTest same = paired_t_test({2, 3, 4}, {1, 2, 3});  // identical differences: no spread
+  EXPECT_DOUBLE_EQ(same.mean_diff, 1.0);
+  EXPECT_DOUBLE_EQ(same.sd_diff, 0.0);
+  EXPECT_TRUE(std::isnan(same.p));
+  EXPECT_THROW(paired_t_test({1, 2}, {1}), std::invalid_argument);
+}
+
+// ------------------------------------------------------------ fixture
+
+// A job of the fixture and what became of it.
+struct Planned {
+  std::string id, region, ae, ro;
+  int layer = 0;
+  double alpha = 0, beta = 0;
+  int seed = 0;
+  std::string neurons = "all";
+  enum { kDone, kFailed, kPending } outcome = kDone;
+  std::optional<double> mse, psnr, ssim, pcc;
+  std::vector<double> r, p;  // per neuron; empty: only n_significant / neurons
+  int64_t n_significant = 0, neurons_total = 0;
+  bool curve = false;
+  std::string
+      artifact;  // "write": a .npy in the fixture folder; "missing": a path that does not exist
+};
+
+Planned job(std::string id, std::string region, std::string ae, std::string ro, int layer,
+            double alpha, double beta, int seed, std::string neurons = "all") {
+  Planned j;
+  j.id = std::move(id);
+  j.region = std::move(region);
+  j.ae = std::move(ae);
+  j.ro = std::move(ro);
+  j.layer = layer;
+  j.alpha = alpha;
+  j.beta = beta;
+  j.seed = seed;
+  j.neurons = std::move(neurons);
+  return j;
+}
+
+std::string labels_json(const Planned& j) {
+  return fmt::format(
+      R"({{"region":"{}","layer":{},"autoencoder":"{}","readout":"{}","alpha":{},"beta":{},"seed":{},"neurons":"{}"}})",
+      j.region, j.layer, j.ae, j.ro, j.alpha, j.beta, j.seed, j.neurons);
+}
+
+// Test images: a horizontal ramp from -1 to 1; reconstructions: 0.5 everywhere.
+void write_reconstructions(const fs::path& path, int k) {
+  std::string header =
+      fmt::format("{{'descr': '<f4', 'fortran_order': False, 'shape': (2, {}, 1, 32, 32), }}", k);
+  while ((10 + header.size() + 1) % 64 != 0) header += ' ';
+  header += '\n';
+  std::ofstream out(path, std::ios::binary);
+  out.write("\x93NUMPY\x01\x00", 8);
+  const uint16_t len = static_cast<uint16_t>(header.size());
+  out.put(char(len & 0xff));
+  out.put(char(len >> 8));
+  out << header;
+  for (int half = 0; half < 2; ++half) {
+    for (int i = 0; i < k * 32 * 32; ++i) {
+      const float v = half == 0 ? float(i % 32) / 31.0f * 2 - 1 : 0.5f;
+      out.write(reinterpret_cast<const char*>(&v), 4);
+    }
+  }
+}
+
+const std::vector<double> kR = {0.5, 0.3, -0.4, 0.1, 0.28};
+const std::vector<double> kP = {0.001, 0.04, 0.01, 0.5,
+                                0.05};  // significant: neurons 0, 1 and 4 (p = 0.05 counts)
+
+std::vector<Planned> fixture_jobs() {
+  std::vector<Planned> jobs;
+  auto add = [&](Planned j) { jobs.push_back(std::move(j)); };
+  const std::string r3 = "virtual:3", r1 = "virtual:1";
+  // Region 3. The CAE baseline: MSE 0.080, 0.082, 0.084 (mean 0.082, sd 0.002).
+  for (int s = 0; s < 3; ++s) {
+    Planned j = job(fmt::format("r3-cae-s{}", s), r3, "cae", "none", 0, 1, 0, s);
+    j.mse = 0.080 + 0.002 * s;
+    j.psnr = 17.0 + 0.2 * s;
+    j.ssim = 0.56 + 0.01 * s;
+    if (s == 0) j.artifact = "write";
+    add(j);
+  }
+  // CAE-FR_1: PCC 0.25, 0.26, 0.27 against CNN-FR_1's 0.24: differences 0.01, 0.02, 0.03.
+  for (int s = 0; s < 3; ++s) {
+    Planned j = job(fmt::format("r3-cae-fr1-s{}", s), r3, "cae", "fr", 1, 1, 1, s);
+    j.mse = 0.044 + 0.001 * s;
+    j.psnr = 19.7 + 0.1 * s;
+    j.ssim = 0.76 + 0.01 * s;
+    j.pcc = 0.25 + 0.01 * s;
+    j.r = kR;
+    j.p = kP;
+    j.curve = true;
+    if (s == 0) j.artifact = "write";
+    add(j);
+  }
+  // CAE-FR_2: seeds 0 and 1 done, seed 2 failed.
+  for (int s = 0; s < 3; ++s) {
+    Planned j = job(fmt::format("r3-cae-fr2-s{}", s), r3, "cae", "fr", 2, 1, 1, s);
+    if (s == 2) {
+      j.outcome = Planned::kFailed;
+    } else {
+      j.mse = 0.042 + 0.002 * s;
+      j.psnr = 19.9 - 0.2 * s;
+      j.ssim = 0.77 - 0.01 * s;
+      j.pcc = 0.38 + 0.02 * s;
+      j.r = kR;
+      j.p = kP;
+      if (s == 0) j.artifact = "missing";
+    }
+    add(j);
+  }
+  for (int s = 0; s < 3; ++s) {
+    Planned j = job(fmt::format("r3-cae-fr3-s{}", s), r3, "cae", "fr", 3, 1, 1, s);
+    j.mse = 0.043;
+    j.psnr = 19.8;
+    j.ssim = 0.761;
+    j.pcc = 0.40;
+    j.r = kR;
+    j.p = kP;
+    add(j);
+  }
+  {
+    Planned j = job("r3-cae-fr4-s0", r3, "cae", "fr", 4, 1, 1, 0);  // one seed: no spread
+    j.mse = 0.059;
+    j.psnr = 18.462;
+    j.ssim = 0.668;
+    j.pcc = 0.393;
+    j.r = kR;
+    j.p = kP;
+    add(j);
+  }
+  // CNN-FR_i: no decoder. CNN-FR_2 stores no per-neuron results (its counts
+  // come from the results row); CNN-FR_3 is still pending; CNN-FR_4 has no job.
+  for (int s = 0; s < 3; ++s) {
+    Planned j = job(fmt::format("r3-cnn-fr1-s{}", s), r3, "none", "fr", 1, 0, 1, s);
+    j.pcc = 0.24;
+    j.r = {0.5, -0.3, 0.1, 0.1, 0.1};
+    j.p = {0.001, 0.04, 0.5, 0.5, 0.5};
+    add(j);
+  }
+  for (int s = 0; s < 3; ++s) {
+    Planned j = job(fmt::format("r3-cnn-fr2-s{}", s), r3, "none", "fr", 2, 0, 1, s);
+    j.pcc = s < 2 ? 0.37 : 0.36;
+    j.n_significant = 2;
+    j.neurons_total = 5;
+    add(j);
+  }
+  {
+    Planned j = job("r3-cnn-fr3-s0", r3, "none", "fr", 3, 0, 1, 0);
+    j.outcome = Planned::kPending;
+    add(j);
+  }
+  // The VAE and VAE-FC_2, for Tables 5 and 7.
+  for (int s = 0; s < 2; ++s) {
+    Planned j = job(fmt::format("r3-vae-s{}", s), r3, "vae", "none", 0, 1, 0, s);
+    j.mse = 0.104;
+    j.psnr = 15.983;
+    j.ssim = 0.402;
+    add(j);
+    Planned v = job(fmt::format("r3-vae-fc2-s{}", s), r3, "vae", "fc", 2, 1, 1, s);
+    v.mse = 0.101 - 0.001 * s;
+    v.psnr = 16.094 + 0.01 * s;
+    v.ssim = 0.412;
+    v.pcc = 0.29;
+    v.r = kR;
+    v.p = kP;
+    add(v);
+  }
+  // Table 3: CAE-FR_2 on the significant and insignificant neurons.
+  for (int s = 0; s < 2; ++s) {
+    for (const char* subset : {"significant", "insignificant"}) {
+      const bool sig = std::string(subset) == "significant";
+      Planned j = job(fmt::format("r3-cae-fr2-{}-s{}", sig ? "sig" : "insig", s), r3, "cae", "fr",
+                      2, 1, 1, s, subset);
+      j.mse = sig ? 0.047 : 0.082;
+      j.psnr = sig ? 19.467 : 16.970;
+      j.ssim = sig ? 0.743 : 0.547;
+      j.pcc = sig ? 0.45 : 0.05;
+      add(j);
+    }
+  }
+  // Region 1: CAE and CAE-FR_1 with two seeds; CAE-FR_4's only job failed;
+  // no CAE-FR_2, CAE-FR_3 or CNN jobs.
+  for (int s = 0; s < 2; ++s) {
+    Planned c = job(fmt::format("r1-cae-s{}", s), r1, "cae", "none", 0, 1, 0, s);
+    c.mse = 0.022;
+    c.psnr = 23.709;
+    c.ssim = 0.771;
+    add(c);
+    Planned f = job(fmt::format("r1-cae-fr1-s{}", s), r1, "cae", "fr", 1, 1, 1, s);
+    f.mse = 0.021;
+    f.psnr = 23.829 + 0.002 * s;
+    f.ssim = 0.776;
+    f.pcc = 0.346;
+    f.r = kR;
+    f.p = kP;
+    add(f);
+  }
+  {
+    Planned j = job("r1-cae-fr4-s0", r1, "cae", "fr", 4, 1, 1, 0);
+    j.outcome = Planned::kFailed;
+    add(j);
+  }
+  return jobs;
+}
+
+// Writes the fixture database through storage::Store, as a sweep would.
+fs::path make_fixture(const fs::path& dir) {
+  const fs::path db = dir / "fixture.sqlite";
+  storage::Store store(db);
+  const auto sweep = store.insert_sweep("fixture", "fixture spec", 1000);
+  const auto planned = fixture_jobs();
+  std::map<std::string, const Planned*> by_id;
+  std::vector<storage::NewJob> run_now, later;
+  for (const auto& j : planned) {
+    by_id[j.id] = &j;
+    (j.outcome == Planned::kPending ? later : run_now).push_back({j.id, "{}", labels_json(j), ""});
+  }
+  // A job another tool inserted, without a report's labels: left out, counted.
+  run_now.push_back({"foreign-job", "{}", R"({"note":"not from a sweep"})", ""});
+  store.insert_jobs(sweep, run_now, 1000);
+  double now = 1001;
+  while (auto leased = store.lease_next(sweep, "tester", now, 60, 1)) {
+    now += 1;
+    const auto it = by_id.find(leased->id);
+    if (it == by_id.end()) {
+      store.record_failure(leased->id, "tester", "not a report job", now);
+      continue;
+    }
+    const Planned& j = *it->second;
+    if (j.outcome == Planned::kFailed) {
+      store.record_failure(j.id, "tester", "training diverged: NaN loss at step 40", now);
+      continue;
+    }
+    storage::ResultRecord r;
+    r.job_id = j.id;
+    r.metrics = "{}";
+    r.mse = j.mse;
+    r.psnr = j.psnr;
+    r.ssim = j.ssim;
+    r.mean_r = j.pcc;
+    r.r = j.r;
+    r.p = j.p;
+    r.neurons = j.r.empty() ? j.neurons_total : int64_t(j.r.size());
+    if (j.ro != "none")
+      r.n_significant = j.r.empty() ? j.n_significant : 99;  // per-neuron rows win
+    r.steps = 30;
+    if (j.curve)
+      r.curve = {{10, 0, 1e-3, 2.0, 2.4}, {20, 0, 1e-3, 1.5, 2.1}, {30, 1, 5e-4, 1.2, 2.0}};
+    store.record_result(r, "tester", now);
+    if (j.artifact == "write") {
+      const auto file = dir / (j.id + "-reconstructions.npy");
+      write_reconstructions(file, 3);
+      store.add_artifact(j.id, "reconstructions", file.string());
+    } else if (j.artifact == "missing") {
+      store.add_artifact(j.id, "reconstructions",
+                         "/nonexistent/daenr/" + j.id + "-reconstructions.npy");
+    }
+  }
+  store.insert_jobs(sweep, later, now);
+  return db;
+}
+
+const Table& find_table(const std::vector<Table>& tables, const std::string& id) {
+  for (const auto& t : tables) {
+    if (t.id == id) return t;
+  }
+  throw std::runtime_error("no table " + id);
+}
+
+const Row& find_row(const Block& block, const std::string& label) {
+  for (const auto& r : block.rows) {
+    if (r.label == label) return r;
+  }
+  throw std::runtime_error("no row " + label);
+}
+
+const Cell& cell_at(const Block& block, const std::string& row, const std::string& group,
+                    const std::string& column) {
+  std::size_t c = 0;
+  for (const auto& g : block.groups) {
+    if (g.label == group || group.empty()) {
+      for (int k = 0; k < g.span; ++k) {
+        if (block.columns[c + k] == column) return find_row(block, row).cells[c + k];
+      }
+    }
+    c += g.span;
+  }
+  if (block.groups.empty()) {
+    for (std::size_t i = 0; i < block.columns.size(); ++i) {
+      if (block.columns[i] == column) return find_row(block, row).cells[i];
+    }
+  }
+  throw std::runtime_error("no column " + group + " " + column);
+}
+
+class ReportFixture : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new TempDir;
+    db_ = new fs::path(make_fixture(dir_->path()));
+  }
+  static void TearDownTestSuite() {
+    delete db_;
+    delete dir_;
+  }
+  static TempDir* dir_;
+  static fs::path* db_;
+};
+TempDir* ReportFixture::dir_ = nullptr;
+fs::path* ReportFixture::db_ = nullptr;
+
+using ReportTables = ReportFixture;
+using ReportFigures = ReportFixture;
+using ReportGolden = ReportFixture;
+
+// ------------------------------------------------------------ data
+
+TEST_F(ReportTables, LoadsEveryLabelledJobInReportOrder) {
+  const auto data = load_report_data(*db_);
+  EXPECT_EQ(data.source, "fixture.sqlite");
+  EXPECT_EQ(data.unlabelled, 1);
+  ASSERT_EQ(data.jobs.size(), fixture_jobs().size());
+  // Regions by number, region 1 first; then autoencoder, readout, layer, seed.
+  EXPECT_EQ(data.jobs.front().id, "r1-cae-s0");
+  EXPECT_EQ(data.jobs.back().id, "r3-cae-fr2-insig-s1");
+  // Significance from the per-neuron rows (p <= 0.05 and r > 0: 3 of 5), not
+  // the results row's 99; without per-neuron rows, the results row.
+  for (const auto& j : data.jobs) {
+    if (j.id == "r3-cae-fr1-s0") {
+      EXPECT_EQ(j.significant, 3);
+      EXPECT_EQ(j.neurons, 5);
+      EXPECT_EQ(j.curve.size(), 3u);
+    }
+    if (j.id == "r3-cnn-fr2-s0") {
+      EXPECT_EQ(j.significant, 2);
+    }
+    if (j.id == "r3-cae-fr2-s2") {
+      EXPECT_EQ(j.state, "failed");
+      EXPECT_EQ(j.last_error, "training diverged: NaN loss at step 40");
+    }
+  }
+}
+
+TEST_F(ReportTables, RestrictsToOneSweepByNameOrId) {
+  EXPECT_EQ(load_report_data(*db_, "fixture").jobs.size(), fixture_jobs().size());
+  try {
+    load_report_data(*db_, "nope");
+    FAIL() << "no error for an unknown sweep";
+  } catch (const ReportError& e) {
+    EXPECT_EQ(std::string(e.what()),
+              db_->string() + ": no sweep named 'nope' (give a sweep's name or id)");
+  }
+}
+
+// ------------------------------------------------------------ tables
+
+TEST_F(ReportTables, Table2CellsAreMeanSdAndNOverSeeds) {
+  const auto tables = build_tables(load_report_data(*db_));
+  const Table& t = find_table(tables, "table2");
+  ASSERT_EQ(t.blocks.size(), 1u);
+  const Block& b = t.blocks[0];
+  ASSERT_EQ(b.groups.size(), 2u);
+  EXPECT_EQ(b.groups[0].label, "Region 1 (virtual)");
+  EXPECT_EQ(b.groups[1].label, "Region 3 (virtual)");
+  const Cell& cae = cell_at(b, "CAE", "Region 3 (virtual)", "MSE↓");
+  EXPECT_EQ(cae.stat.n, 3);
+  EXPECT_NEAR(cae.stat.mean, 0.082, 1e-12);
+  EXPECT_NEAR(cae.stat.sd, 0.002, 1e-12);
+  EXPECT_EQ(markdown_cell(cae), "0.082 ± 0.002 (n=3)");
+  // A failed seed: n=2 of 3, and the failure is in the footnotes.
+  const Cell& fr2 = cell_at(b, "CAE-FR_{2}", "Region 3 (virtual)", "MSE↓");
+  EXPECT_EQ(fr2.stat.n, 2);
+  EXPECT_EQ(fr2.jobs, 3);
+  EXPECT_EQ(fr2.failed, 1);
+  EXPECT_NEAR(fr2.stat.mean, 0.043, 1e-12);
+  EXPECT_EQ(markdown_cell(fr2), "**0.043** ± 0.001 (n=2 of 3)");
+  // The best MSE of region 3's column is CAE-FR_2's 0.043, in bold; CAE-FR_3
+  // shows 0.043 too, and a tie at the decimals shown is marked twice.
+  EXPECT_TRUE(fr2.best);
+  EXPECT_TRUE(cell_at(b, "CAE-FR_{3}", "Region 3 (virtual)", "MSE↓").best);
+  EXPECT_FALSE(cae.best);
+  EXPECT_EQ(markdown_cell(cell_at(b, "CAE-FR_{3}", "Region 3 (virtual)", "MSE↓")),
+            "**0.043** ± 0.000 (n=3)");
+  // One seed: no spread.
+  EXPECT_EQ(markdown_cell(cell_at(b, "CAE-FR_{4}", "Region 3 (virtual)", "SSIM↑")), "0.668 (n=1)");
+  // No job, and jobs none of which finished: said so, never 0.
+  EXPECT_EQ(markdown_cell(cell_at(b, "CAE-FR_{2}", "Region 1 (virtual)", "MSE↓")), "n/a (no job)");
+  EXPECT_EQ(markdown_cell(cell_at(b, "CAE-FR_{4}", "Region 1 (virtual)", "MSE↓")),
+            "n/a (0 of 1 done)");
+  bool noted = false;
+  for (const auto& n : t.notes) {
+    if (n.rfind("Failed jobs: 2.", 0) == 0) {
+      noted = true;
+      EXPECT_NE(n.find("CAE-FR_{2}, Region 3 (virtual), α=1, β=1, seed 2 (job r3-cae-fr2-s2): "
+                       "training diverged"),
+                std::string::npos)
+          << n;
+    }
+  }
+  EXPECT_TRUE(noted);
+}
+
+TEST_F(ReportTables, Table3SplitsSignificantAndInsignificantNeurons) {
+  const auto tables = build_tables(load_report_data(*db_));
+  const Table& t = find_table(tables, "table3");
+  ASSERT_EQ(t.blocks.size(), 2u);
+  const Block& r3 = t.blocks[1];
+  EXPECT_EQ(r3.subtitle, "Region 3 (virtual)");
+  const Cell& sig = cell_at(r3, "CAE-FR_{2}", "MSE↓", "✓");
+  const Cell& insig = cell_at(r3, "CAE-FR_{2}", "MSE↓", "×");
+  EXPECT_NEAR(sig.stat.mean, 0.047, 1e-12);
+  EXPECT_NEAR(insig.stat.mean, 0.082, 1e-12);
+  EXPECT_EQ(markdown_cell(cell_at(r3, "CAE-FR_{1}", "MSE↓", "✓")), "n/a (no job)");
+}
+
+TEST_F(ReportTables, Table4MarksTheBetterOfCnnAndCaeInEachLayer) {
+  const auto tables = build_tables(load_report_data(*db_));
+  const Block& b = find_table(tables, "table4").blocks[0];
+  const Cell& cnn = cell_at(b, "Region 3 (virtual)", "h_{1}", "CNN-FR_{1}");
+  const Cell& cae = cell_at(b, "Region 3 (virtual)", "h_{1}", "CAE-FR_{1}");
+  EXPECT_NEAR(cnn.stat.mean, 0.24, 1e-12);
+  EXPECT_NEAR(cae.stat.mean, 0.26, 1e-12);
+  EXPECT_TRUE(cae.best);
+  EXPECT_FALSE(cnn.best);
+  EXPECT_EQ(markdown_cell(cell_at(b, "Region 3 (virtual)", "h_{3}", "CNN-FR_{3}")),
+            "n/a (0 of 1 done)");
+  EXPECT_EQ(markdown_cell(cell_at(b, "Region 3 (virtual)", "h_{4}", "CNN-FR_{4}")), "n/a (no job)");
+  // With no CNN-FR_4 value, CAE-FR_4 is the best of its pair.
+  EXPECT_TRUE(cell_at(b, "Region 3 (virtual)", "h_{4}", "CAE-FR_{4}").best);
+}
+
+TEST_F(ReportTables, Table5RepeatsTheBaselineInEveryLayer) {
+  const auto tables = build_tables(load_report_data(*db_));
+  const Table& t = find_table(tables, "table5");
+  const Block& r3 = t.blocks[1];
+  ASSERT_EQ(r3.rows.size(), 12u);  // {CAE, VAE, VQ-VAE} x {baseline, FR, FC, FM}
+  for (int layer = 1; layer <= 4; ++layer) {
+    EXPECT_NEAR(cell_at(r3, "VAE", fmt::format("h_{{{}}}", layer), "MSE↓").stat.mean, 0.104, 1e-12);
+  }
+  EXPECT_NEAR(cell_at(r3, "VAE-FC_{i}", "h_{2}", "MSE↓").stat.mean, 0.1005, 1e-12);
+  EXPECT_EQ(markdown_cell(cell_at(r3, "VQ-VAE-FM_{i}", "h_{1}", "PSNR↑")), "n/a (no job)");
+}
+
+TEST_F(ReportTables, Table6HasEveryReadoutModelByRegionAndLayer) {
+  const auto tables = build_tables(load_report_data(*db_));
+  const Block& b = find_table(tables, "table6").blocks[0];
+  ASSERT_EQ(b.rows.size(), 12u);
+  EXPECT_EQ(b.rows[0].label, "CNN-FR_{i}");
+  EXPECT_EQ(b.rows[3].label, "VQ-VAE-FR_{i}");
+  EXPECT_NEAR(cell_at(b, "CAE-FR_{i}", "Region 3 (virtual)", "h_{2}").stat.mean, 0.39, 1e-12);
+  EXPECT_TRUE(cell_at(b, "CAE-FR_{i}", "Region 3 (virtual)", "h_{2}").best);
+}
+
+TEST_F(ReportTables, Table7PairsEachVariantWithItsBaselineBySeed) {
+  const auto tables = build_tables(load_report_data(*db_));
+  const Table& t = find_table(tables, "table7");
+  // CSV columns: ... metric(11) n(12) mean_diff(13) sd_diff(14) t(15) p(16) reading(17) seeds(18).
+  auto row = [&](const std::string& region, const std::string& model, const std::string& metric) {
+    for (const auto& r : t.csv_rows) {
+      if (r[1] == region && r[2] == model && r[11] == metric) return r;
+    }
+    throw std::runtime_error("no comparison " + model + " " + metric);
+  };
+  // CAE-FR_1 vs CNN-FR_1 (PCC): differences 0.01, 0.02, 0.03: t = 2 sqrt 3, df 2.
+  const auto pcc = row("virtual:3", "CAE-FR_{1}", "pcc");
+  EXPECT_EQ(pcc[8], "CNN-FR_{1}");
+  EXPECT_EQ(pcc[12], "3");
+  EXPECT_NEAR(std::stod(pcc[13]), 0.02, 1e-12);
+  EXPECT_NEAR(std::stod(pcc[14]), 0.01, 1e-12);
+  EXPECT_NEAR(std::stod(pcc[15]), 2 * std::sqrt(3.0), 1e-9);
+  EXPECT_NEAR(std::stod(pcc[16]), 1 - std::sqrt(12.0 / 14.0), 1e-9);
+  EXPECT_EQ(pcc[17], "no evidence (p > 0.05)");
+  EXPECT_EQ(pcc[18], "0 1 2");
+  // CAE-FR_2 vs CNN-FR_2: seed 2 of CAE-FR_2 failed, so seeds 0 and 1 pair:
+  // differences 0.01, 0.03, t = 2 with df 1, p = 1 - (2 / pi) atan 2.
+  const auto pcc2 = row("virtual:3", "CAE-FR_{2}", "pcc");
+  EXPECT_EQ(pcc2[18], "0 1");
+  EXPECT_NEAR(std::stod(pcc2[15]), 2.0, 1e-9);
+  EXPECT_NEAR(std::stod(pcc2[16]), 1 - 2 / M_PI * std::atan(2.0), 1e-9);
+  // CAE-FR_1 vs the CAE on MSE: differences -0.036, -0.037, -0.038: far from noise.
+  const auto mse = row("virtual:3", "CAE-FR_{1}", "mse");
+  EXPECT_EQ(mse[8], "CAE");
+  EXPECT_NEAR(std::stod(mse[13]), -0.037, 1e-12);
+  EXPECT_EQ(mse[17], "better (p ≤ 0.05)");
+  // CAE-FR_4: one seed; region 1's CAE-FR_1 has no CNN baseline.
+  EXPECT_EQ(row("virtual:3", "CAE-FR_{4}", "mse")[17], "n/a (one seed)");
+  EXPECT_EQ(row("virtual:1", "CAE-FR_{1}", "pcc")[17], "no baseline job");
+  // CNN-FR_3's only job is pending: no seed to pair.
+  EXPECT_EQ(row("virtual:3", "CAE-FR_{3}", "pcc")[17], "no seed finished by both");
+}
+
+TEST(ReportTablesPairs, AVariantWithSeveralLossWeightsGetsOneRowPerPair) {
+  TempDir dir;
+  const auto db = dir.path() / "pairs.sqlite";
+  {
+    storage::Store store(db);
+    const auto sweep = store.insert_sweep("pairs", "spec", 0);
+    std::vector<storage::NewJob> jobs;
+    for (double beta : {1.0, 0.5}) {
+      Planned j = job(fmt::format("b{}", beta), "virtual:3", "cae", "fr", 2, 1, beta, 0);
+      jobs.push_back({j.id, "{}", labels_json(j), ""});
+    }
+    store.insert_jobs(sweep, jobs, 0);
+    while (auto leased = store.lease_next(sweep, "t", 1, 60, 1)) {
+      storage::ResultRecord r;
+      r.job_id = leased->id;
+      r.metrics = "{}";
+      r.mse = leased->id == "b1" ? 0.05 : 0.04;
+      r.neurons = 1;
+      store.record_result(r, "t", 2);
+    }
+  }
+  const auto tables = build_tables(load_report_data(db));
+  const Block& b = find_table(tables, "table2").blocks[0];
+  EXPECT_NEAR(cell_at(b, "CAE-FR_{2} (α=1, β=0.5)", "", "MSE↓").stat.mean, 0.04, 1e-12);
+  EXPECT_NEAR(cell_at(b, "CAE-FR_{2} (α=1, β=1)", "", "MSE↓").stat.mean, 0.05, 1e-12);
+  EXPECT_EQ(markdown_cell(cell_at(b, "CAE-FR_{1} (α=1, β=1)", "", "MSE↓")), "n/a (no job)");
+  EXPECT_EQ(markdown_cell(cell_at(b, "CAE", "", "MSE↓")), "n/a (no job)");
+}
+
+// ------------------------------------------------------------ formats
+
+TEST(ReportRender, MarkupInEachFormat) {
+  EXPECT_EQ(plain_text("CAE-FR_{2} h_{i}"), "CAE-FR_2 h_i");
+  EXPECT_EQ(latex_text("CAE-FR_{2}: 50% & α≤1"), "CAE-FR$_{2}$: 50\\% \\& $\\alpha$$\\leq$1");
+  EXPECT_EQ(html_text("VAE-FC_{1} <x> & y"), "VAE-FC<sub>1</sub> &lt;x&gt; &amp; y");
+  EXPECT_EQ(format_number(-0.0001, 3), "0.000");
+  EXPECT_EQ(format_number(0.0445, 3), "0.044");  // binary 0.0445 is just below the half
+  EXPECT_EQ(format_number(0.0425, 3), "0.043");  // and 0.0425 just above
+}
+
+TEST(ReportRender, CsvQuotesWhatNeedsIt) {
+  Table t;
+  t.csv_header = {"a", "b"};
+  t.csv_rows = {{"x,y", "say \"hi\""}, {"CAE-FR_{1}", "plain"}};
+  EXPECT_EQ(render_csv(t), "a,b\n\"x,y\",\"say \"\"hi\"\"\"\nCAE-FR_1,plain\n");
+}
+
+TEST(ReportRender, Base64) {
+  EXPECT_EQ(base64(""), "");
+  EXPECT_EQ(base64("f"), "Zg==");
+  EXPECT_EQ(base64("fo"), "Zm8=");
+  EXPECT_EQ(base64("foo"), "Zm9v");
+  EXPECT_EQ(base64("foobar"), "Zm9vYmFy");
+}
+
+// ------------------------------------------------------------ figures
+
+struct Decoded {
+  int width = 0, height = 0;
+  std::vector<uint8_t> pixels;
+};
+
+Decoded decode_png(const std::string& bytes) {
+  png_image image{};
+  image.version = PNG_IMAGE_VERSION;
+  if (!png_image_begin_read_from_memory(&image, bytes.data(), bytes.size())) {
+    throw std::runtime_error(std::string("not a PNG: ") + image.message);
+  }
+  image.format = PNG_FORMAT_GRAY;
+  Decoded d;
+  d.width = int(image.width);
+  d.height = int(image.height);
+  d.pixels.resize(PNG_IMAGE_SIZE(image));
+  if (!png_image_finish_read(&image, nullptr, d.pixels.data(), 0, nullptr)) {
+    throw std::runtime_error(std::string("bad PNG: ") + image.message);
+  }
+  return d;
+}
+
+TEST_F(ReportFigures, Figure2IsAGridOfTestImagesAndReconstructions) {
+  const auto figures = build_figures(load_report_data(*db_));
+  ASSERT_EQ(figures.size(), 6u);  // Figures 2, 3, 4 for two regions
+  const Figure& f = figures[1];
+  EXPECT_EQ(f.name, "figure2-virtual-3");
+  EXPECT_EQ(f.mime, "image/png");
+  const Decoded png = decode_png(f.bytes);
+  // A 62 px column of row letters, then 3 images of 96 px with 4 px gaps;
+  // rows: test images, CAE, CAE-FR_1..4.
+  const int x0 = 62;
+  EXPECT_EQ(png.width, x0 + 3 * 100);
+  EXPECT_EQ(png.height, 4 + 6 * 100);
+  auto at = [&](int x, int y) {
+    return png.pixels[std::size_t(y) * std::size_t(png.width) + std::size_t(x)];
+  };
+  EXPECT_EQ(at(x0, 4), 0);                // test image: the ramp starts at -1
+  EXPECT_EQ(at(x0 + 95, 4), 255);         // and ends at 1
+  EXPECT_EQ(at(x0, 104 + 10), 191);       // CAE's reconstruction: 0.5 -> 191
+  EXPECT_EQ(at(x0, 204 + 10), 191);       // CAE-FR_1's
+  EXPECT_EQ(at(x0 + 10, 304 + 10), 128);  // CAE-FR_2: its artifact is missing: crossed out
+  EXPECT_EQ(at(x0 + 10, 304 + 11), 215);
+  EXPECT_EQ(at(x0 - 2, 4), 255);  // the margin
+  // "(a)": the "(" glyph's top stroke, rows centred in the 96 px image row.
+  const int glyph_top = 4 + (96 - 21) / 2;
+  EXPECT_EQ(at(4 + 3 * 3, glyph_top), 0);
+  EXPECT_EQ(at(4, glyph_top), 255);
+  EXPECT_NE(f.caption.find("(b) CAE (seed 0, job r3-cae-s0)"), std::string::npos) << f.caption;
+  EXPECT_NE(f.caption.find("(d) CAE-FR_{2}: crossed out, no readable reconstructions"),
+            std::string::npos)
+      << f.caption;
+  EXPECT_NE(f.caption.find("(f) CAE-FR_{4}: crossed out, no reconstructions stored"),
+            std::string::npos);
+  EXPECT_NE(f.caption.find("/nonexistent/daenr/r3-cae-fr2-s0-reconstructions.npy: cannot open"),
+            std::string::npos);
+}
+
+TEST_F(ReportFigures, Figures3And4CountSignificantNeurons) {
+  const auto figures = build_figures(load_report_data(*db_));
+  const Figure& f3 = figures[3];
+  EXPECT_EQ(f3.name, "figure3-virtual-3");
+  EXPECT_EQ(f3.mime, "image/svg+xml");
+  EXPECT_NE(f3.bytes.find("3 of 5 significant (n=3)"), std::string::npos);       // CAE-FR_1
+  EXPECT_NE(f3.bytes.find("1 of 5 significant (n=3)"), std::string::npos);       // CNN-FR_1
+  EXPECT_NE(f3.bytes.find("3 of 5 significant (n=2 of 3)"), std::string::npos);  // CAE-FR_2
+  EXPECT_NE(f3.bytes.find("0 of 1 done"), std::string::npos);                    // CNN-FR_3
+  EXPECT_NE(f3.bytes.find(">no job<"), std::string::npos);                       // CNN-FR_4
+  const Figure& f4 = figures[5];
+  EXPECT_EQ(f4.name, "figure4-virtual-3");
+  EXPECT_NE(f4.bytes.find("VAE-FC<tspan baseline-shift=\"sub\" font-size=\"75%\">2</tspan>"),
+            std::string::npos);
+  EXPECT_EQ(f4.bytes.find("VQ-VAE"), std::string::npos);  // no job of it in the region: no bar
+}
+
+TEST(ReportNpy, ReadsFloat32AndRejectsOtherFiles) {
+  TempDir dir;
+  write_reconstructions(dir.path() / "a.npy", 2);
+  const auto a = read_npy_floats(dir.path() / "a.npy");
+  EXPECT_EQ(a.shape, (std::vector<int64_t>{2, 2, 1, 32, 32}));
+  ASSERT_EQ(a.values.size(), 2u * 2 * 32 * 32);
+  EXPECT_FLOAT_EQ(a.values[0], -1.0f);
+  EXPECT_FLOAT_EQ(a.values[31], 1.0f);
+  EXPECT_FLOAT_EQ(a.values.back(), 0.5f);
+  std::ofstream(dir.path() / "b.npy") << "hello";
+  try {
+    read_npy_floats(dir.path() / "b.npy");
+    FAIL();
+  } catch (const ReportError& e) {
+    EXPECT_EQ(std::string(e.what()), (dir.path() / "b.npy").string() + ": not a .npy file");
+  }
+}
+
+TEST_F(ReportFigures, HtmlIsSelfContained) {
+  TempDir out;
+  ReportOptions options;
+  options.out_dir = out.path() / "r";
+  const auto result = write_report(*db_, options);
+  EXPECT_EQ(result.html, out.path() / "r" / "report.html");
+  const std::string html = read_bytes(result.html);
+  std::size_t images = 0, pos = 0;
+  while ((pos = html.find("<img src=\"", pos)) != std::string::npos) {
+    pos += 10;
+    EXPECT_EQ(html.compare(pos, 5, "data:"), 0) << "an image that is not inlined";
+    ++images;
+  }
+  EXPECT_EQ(images, 6u + 3u);  // Figures 2-4 for two regions; the curves of CAE-FR_1's three seeds
+  EXPECT_EQ(html.find("src=\"http"), std::string::npos);
+  EXPECT_EQ(html.find("href=\"http"), std::string::npos);
+  EXPECT_NE(html.find("data-broken-images"), std::string::npos);
+  for (const char* id :
+       {"table2", "table3", "table4", "table5", "table6", "table7", "figures", "curves"}) {
+    EXPECT_NE(html.find(fmt::format("id=\"{}\"", id)), std::string::npos) << id;
+  }
+}
+
+// ------------------------------------------------------------ outputs
+
+TEST_F(ReportGolden, SameDatabaseGivesByteIdenticalFiles) {
+  TempDir out;
+  ReportOptions a, b;
+  a.out_dir = out.path() / "a";
+  b.out_dir = out.path() / "b";
+  const auto first = write_report(*db_, a);
+  const auto second = write_report(*db_, b);
+  ASSERT_EQ(first.files.size(), second.files.size());
+  for (std::size_t i = 0; i < first.files.size(); ++i) {
+    EXPECT_EQ(fs::relative(first.files[i], a.out_dir), fs::relative(second.files[i], b.out_dir));
+    EXPECT_EQ(read_bytes(first.files[i]), read_bytes(second.files[i])) << first.files[i];
+  }
+  EXPECT_EQ(first.markdown, second.markdown);
+}
+
+void expect_golden(const fs::path& produced, const std::string& name) {
+  const fs::path golden = fs::path(DAENR_SOURCE_DIR) / "tests" / "data" / "reports" / name;
+  const std::string actual = read_bytes(produced);
+  if (std::getenv("DAENR_UPDATE_GOLDEN") != nullptr) {
+    fs::create_directories(golden.parent_path());
+    std::ofstream(golden, std::ios::binary) << actual;
+    return;
+  }
+  ASSERT_TRUE(fs::exists(golden)) << golden << " is missing; create it with DAENR_UPDATE_GOLDEN=1";
+  EXPECT_EQ(actual, read_bytes(golden))
+      << name << " differs from its golden file; if the change is intended, "
+      << "regenerate with DAENR_UPDATE_GOLDEN=1 (see the top of this file)";
+}
+
+TEST_F(ReportGolden, TextOutputsMatchTheGoldenFiles) {
+  TempDir out;
+  ReportOptions options;
+  options.out_dir = out.path() / "r";
+  const auto result = write_report(*db_, options);
+  for (const char* name : {"tables.md", "tables.tex", "table2.csv", "table3.csv", "table4.csv",
+                           "table5.csv", "table6.csv", "table7.csv"}) {
+    expect_golden(result.out_dir / name, name);
+  }
+  expect_golden(result.out_dir / "figures" / "figure3-virtual-3.svg", "figure3-virtual-3.svg");
+  expect_golden(result.out_dir / "figures" / "figure4-virtual-3.svg", "figure4-virtual-3.svg");
+  expect_golden(result.out_dir / "curves" / "curve-r3-cae-fr1-s0.svg", "curve-r3-cae-fr1-s0.svg");
+}
+
+TEST_F(ReportGolden, FormatsCanBeLeftOut) {
+  TempDir out;
+  ReportOptions options;
+  options.out_dir = out.path() / "r";
+  options.latex = options.csv = false;
+  options.html = out.path() / "elsewhere" / "x.html";
+  const auto result = write_report(*db_, options);
+  EXPECT_TRUE(fs::exists(options.out_dir / "tables.md"));
+  EXPECT_FALSE(fs::exists(options.out_dir / "tables.tex"));
+  EXPECT_FALSE(fs::exists(options.out_dir / "table2.csv"));
+  EXPECT_FALSE(fs::exists(options.out_dir / "report.html"));
+  EXPECT_TRUE(fs::exists(options.html));
+  EXPECT_EQ(result.files.back(), options.html);
+}
+
+// ------------------------------------------------------------ bad databases
+
+std::string error_of(const fs::path& db) {
+  try {
+    load_report_data(db);
+  } catch (const ReportError& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+TEST(ReportErrors, OneLineForADatabaseThatCannotBeRead) {
+  TempDir dir;
+  EXPECT_EQ(error_of(dir.path() / "absent.sqlite"),
+            (dir.path() / "absent.sqlite").string() + ": no such database");
+  std::ofstream(dir.path() / "notes.txt")
+      << "not a database at all, just text that is long enough to be a header";
+  EXPECT_EQ(
+      error_of(dir.path() / "notes.txt"),
+      (dir.path() / "notes.txt").string() + ": not an SQLite database (file is not a database)");
+  {
+    storage::Database db(dir.path() / "other.sqlite", storage::Database::Mode::kCreate);
+    db.exec("CREATE TABLE t (x INTEGER)");
+  }
+  EXPECT_EQ(error_of(dir.path() / "other.sqlite"),
+            (dir.path() / "other.sqlite").string() + ": not a daenr database");
+  {
+    storage::Database db(dir.path() / "newer.sqlite", storage::Database::Mode::kCreate);
+    db.exec("PRAGMA user_version = 99");
+  }
+  EXPECT_EQ(error_of(dir.path() / "newer.sqlite"),
+            (dir.path() / "newer.sqlite").string() +
+                ": written by a newer daenr (schema version 99; this build knows up to 1)");
+}
+
+TEST(ReportErrors, AnEmptyDatabaseStillGivesEveryTable) {
+  TempDir dir;
+  { storage::Store store(dir.path() / "empty.sqlite"); }
+  ReportOptions options;
+  const auto result = write_report(dir.path() / "empty.sqlite", options);
+  EXPECT_EQ(result.out_dir, fs::path(dir.path().string() + "/empty.sqlite.report"));
+  for (const char* name :
+       {"## Table 2:", "## Table 3:", "## Table 6:", "## Table 7:", "0 jobs: 0 done"}) {
+    EXPECT_NE(result.markdown.find(name), std::string::npos) << name;
+  }
+  EXPECT_NE(result.markdown.find("The database holds no job for this table."), std::string::npos);
+}
+
+TEST(ReportErrors, AnOutputFolderThatCannotBeMadeIsOneLine) {
+  TempDir dir;
+  { storage::Store store(dir.path() / "x.sqlite"); }
+  std::ofstream(dir.path() / "file") << "x";
+  ReportOptions options;
+  options.out_dir = dir.path() / "file" / "sub";
+  try {
+    write_report(dir.path() / "x.sqlite", options);
+    FAIL();
+  } catch (const ReportError& e) {
+    EXPECT_EQ(std::string(e.what()).rfind(
+                  (dir.path() / "file" / "sub").string() + ": cannot create the output folder", 0),
+              0u)
+        << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace daenr::reports
