@@ -11,15 +11,22 @@ scripts/setup.sh
 scripts/build.sh >/dev/null
 db=${DAENR_DB:-results.sqlite}
 echo "daenr: running examples/quick-sweep.toml into $db ..." >&2
-build/app/daenr sweep run examples/quick-sweep.toml --db "$db" "$@"
+# A sweep that ends with failed jobs (exit 5) or was stopped (4) still has
+# results to show: report them, then exit with the sweep's code.
+rc=0
+build/app/daenr sweep run examples/quick-sweep.toml --db "$db" "$@" || rc=$?
 build/app/daenr status --db "$db"
+na() { echo "CASE WHEN $1 IS NULL THEN '-' ELSE printf('$2', $1) END"; }
 sqlite3 -header -column "$db" "
-  SELECT json_extract(j.labels, '$.autoencoder') || '-' || json_extract(j.labels, '$.readout') ||
-           '_' || json_extract(j.labels, '$.layer') AS model,
+  SELECT upper(json_extract(j.labels, '$.autoencoder')) ||
+           CASE json_extract(j.labels, '$.readout') WHEN 'none' THEN ''
+             ELSE '-' || upper(json_extract(j.labels, '$.readout')) || '_' || json_extract(j.labels, '$.layer') END
+           AS model,
          json_extract(j.labels, '$.seed') AS seed,
-         printf('%.4f', r.mse) AS mse, printf('%.2f', r.psnr) AS psnr_db,
-         printf('%.3f', r.ssim) AS ssim, printf('%.3f', r.mean_r) AS mean_r,
-         r.n_significant || '/' || r.neurons AS significant
+         $(na r.mse %.4f) AS mse, $(na r.psnr %.2f) AS psnr_db, $(na r.ssim %.3f) AS ssim,
+         $(na r.mean_r %.3f) AS mean_r,
+         CASE WHEN r.n_significant IS NULL THEN '-' ELSE r.n_significant || '/' || r.neurons END AS significant
   FROM results r JOIN jobs j ON j.id = r.job_id
   ORDER BY model, seed"
 build/app/daenr report --db "$db"
+exit "$rc"

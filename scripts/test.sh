@@ -2,7 +2,7 @@
 # Installs what is missing, builds, and runs every test (ctest).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+scripts/setup.sh test
 scripts/build.sh
 # Each test process gets one intra-op thread: ctest already runs two at once
 # on a 2-core machine, and more threads would only oversubscribe it.

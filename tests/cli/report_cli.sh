@@ -70,7 +70,7 @@ expect_error "^daenr: error: $db: no sweep named 'other'" --db "$db" --sweep oth
 
 # Headless Chromium: the page renders, and every image decodes.
 if ! command -v chromium >/dev/null; then
-  fail "chromium is not installed (scripts/setup.sh installs it)"
+  fail "chromium is not installed (scripts/setup.sh test installs it)"
 else
   chrome=(timeout 120 chromium --headless --no-sandbox --disable-gpu --disable-background-networking
           --user-data-dir="$tmp/chrome" --virtual-time-budget=10000)
