@@ -1,7 +1,6 @@
 #include "sweeps/expand.h"
 
 #include <fmt/format.h>
-
 #include <set>
 #include <unordered_set>
 
@@ -20,7 +19,9 @@ const std::string& FingerprintCache::get(const std::string& source, std::uint64_
   if (it != cache_.end()) return it->second;
   std::string fp;
   if (source.rfind("virtual:", 0) == 0) {
-    fp = models::sha256_hex(fmt::format("{} data_seed {} code {}", source, data_seed, kModelCodeVersion)).substr(0, 16);
+    fp = models::sha256_hex(
+             fmt::format("{} data_seed {} code {}", source, data_seed, kModelCodeVersion))
+             .substr(0, 16);
   } else {
     // Loading checks the files (missing, shapes, NaN/Inf) before anything
     // runs; the DataError names the file.
@@ -29,7 +30,9 @@ const std::string& FingerprintCache::get(const std::string& source, std::uint64_
   return cache_.emplace(key, std::move(fp)).first->second;
 }
 
-std::string canonical_json(const worker::JobConfig& config) { return worker::to_json(config).dump(); }
+std::string canonical_json(const worker::JobConfig& config) {
+  return worker::to_json(config).dump();
+}
 
 namespace {
 
@@ -40,7 +43,9 @@ struct Usage {
   std::set<std::uint64_t> seeds;
 };
 
-std::string loss_key(double a, double b) { return fmt::format("[{}, {}]", a, b); }
+std::string loss_key(double a, double b) {
+  return fmt::format("[{}, {}]", a, b);
+}
 
 // A combination that is a model of the paper (see expand.h).
 bool is_model(const Labels& l) {
@@ -62,7 +67,8 @@ std::vector<JobSpec> expand(const SweepSpec& spec) {
 
 std::vector<JobSpec> expand(const SweepSpec& spec, FingerprintCache& fingerprints) {
   if (spec.overrides.size() > 63) {
-    throw SpecError(fmt::format("{}: override: {} overrides; at most 63 are supported", spec.source, spec.overrides.size()));
+    throw SpecError(fmt::format("{}: override: {} overrides; at most 63 are supported", spec.source,
+                                spec.overrides.size()));
   }
   // The base configuration of each set of matching overrides, parsed once.
   std::map<std::uint64_t, worker::JobConfig> bases;
@@ -81,15 +87,23 @@ std::vector<JobSpec> expand(const SweepSpec& spec, FingerprintCache& fingerprint
   };
   auto override_matches = [](const Override& o, const Labels& l) {
     switch (o.axis) {
-      case Axis::kRegion: return l.region == o.value;
+      case Axis::kRegion:
+        return l.region == o.value;
       // A model without a readout has no layer (see expand.h).
-      case Axis::kLayer: return l.readout != ReadoutKind::kNone && std::to_string(l.layer) == o.value;
-      case Axis::kAutoencoder: return models::to_string(l.autoencoder) == o.value;
-      case Axis::kReadout: return models::to_string(l.readout) == o.value;
-      case Axis::kAlpha: return fmt::format("{}", l.alpha) == o.value;
-      case Axis::kBeta: return fmt::format("{}", l.beta) == o.value;
-      case Axis::kSeed: return std::to_string(l.seed) == o.value;
-      case Axis::kNeurons: return to_string(l.neurons) == o.value;
+      case Axis::kLayer:
+        return l.readout != ReadoutKind::kNone && std::to_string(l.layer) == o.value;
+      case Axis::kAutoencoder:
+        return models::to_string(l.autoencoder) == o.value;
+      case Axis::kReadout:
+        return models::to_string(l.readout) == o.value;
+      case Axis::kAlpha:
+        return fmt::format("{}", l.alpha) == o.value;
+      case Axis::kBeta:
+        return fmt::format("{}", l.beta) == o.value;
+      case Axis::kSeed:
+        return std::to_string(l.seed) == o.value;
+      case Axis::kNeurons:
+        return to_string(l.neurons) == o.value;
     }
     return false;
   };
@@ -106,7 +120,8 @@ std::vector<JobSpec> expand(const SweepSpec& spec, FingerprintCache& fingerprint
   // Neuron subsets come last for each model, after the job they depend on.
   std::vector<Neurons> neuron_order;
   for (Neurons n : {Neurons::kAll, Neurons::kSignificant, Neurons::kInsignificant}) {
-    if (std::find(spec.neurons.begin(), spec.neurons.end(), n) != spec.neurons.end()) neuron_order.push_back(n);
+    if (std::find(spec.neurons.begin(), spec.neurons.end(), n) != spec.neurons.end())
+      neuron_order.push_back(n);
   }
 
   for (std::size_t r = 0; r < spec.regions.size(); ++r) {
@@ -120,10 +135,12 @@ std::vector<JobSpec> expand(const SweepSpec& spec, FingerprintCache& fingerprint
                 Labels l{spec.regions[r], layer, ae, ro, alpha, beta, seed, neurons};
                 if (!is_model(l)) continue;
                 if (!spec.include.empty() &&
-                    std::none_of(spec.include.begin(), spec.include.end(), [&](const Match& m) { return m.matches(l); })) {
+                    std::none_of(spec.include.begin(), spec.include.end(),
+                                 [&](const Match& m) { return m.matches(l); })) {
                   continue;
                 }
-                if (std::any_of(spec.exclude.begin(), spec.exclude.end(), [&](const Match& m) { return m.matches(l); })) {
+                if (std::any_of(spec.exclude.begin(), spec.exclude.end(),
+                                [&](const Match& m) { return m.matches(l); })) {
                   continue;
                 }
                 std::uint64_t mask = 0;
@@ -162,21 +179,27 @@ std::vector<JobSpec> expand(const SweepSpec& spec, FingerprintCache& fingerprint
 
                 // A data folder enters the id by its content, not its path.
                 auto canonical = worker::to_json(c);
-                if (c.data.rfind("virtual:", 0) != 0) canonical["data"] = "folder:" + job.data_fingerprint;
+                if (c.data.rfind("virtual:", 0) != 0)
+                  canonical["data"] = "folder:" + job.data_fingerprint;
                 std::string subset = "all";
                 if (neurons != Neurons::kAll) {
                   if (all_id.empty()) {
-                    throw SpecError(fmt::format(
-                        "{}: axes.neurons: the {} job of {}-{}_{} {} seed {} needs the same model fitted to all "
-                        "neurons, which the spec excludes",
-                        spec.source, to_string(neurons), models::to_string(ae), models::to_string(ro), layer,
-                        l.region, seed));
+                    throw SpecError(
+                        fmt::format("{}: axes.neurons: the {} job of {}-{}_{} {} seed {} needs the "
+                                    "same model fitted to all "
+                                    "neurons, which the spec excludes",
+                                    spec.source, to_string(neurons), models::to_string(ae),
+                                    models::to_string(ro), layer, l.region, seed));
                   }
                   job.depends_on = all_id;
                   subset = fmt::format("{} of {}", to_string(neurons), all_id);
                 }
                 models::Sha256 h;
-                h.update(canonical.dump()).update("\n").update(job.data_fingerprint).update("\n").update(subset);
+                h.update(canonical.dump())
+                    .update("\n")
+                    .update(job.data_fingerprint)
+                    .update("\n")
+                    .update(subset);
                 h.update("\n").update(kModelCodeVersion);
                 job.id = h.hex().substr(0, 20);
                 if (neurons == Neurons::kAll) all_id = job.id;
@@ -192,8 +215,10 @@ std::vector<JobSpec> expand(const SweepSpec& spec, FingerprintCache& fingerprint
 
   // Name an axis value that ended in no job, and why it probably did.
   const std::string why =
-      "it is excluded, or incompatible with every other axis value (autoencoder \"none\" needs alpha = 0 and "
-      "alpha = 0 needs autoencoder \"none\"; readout \"none\" needs beta = 0 and beta = 0 needs readout \"none\")";
+      "it is excluded, or incompatible with every other axis value (autoencoder \"none\" needs "
+      "alpha = 0 and "
+      "alpha = 0 needs autoencoder \"none\"; readout \"none\" needs beta = 0 and beta = 0 needs "
+      "readout \"none\")";
   auto unused = [&](const std::string& axis, const std::string& value) {
     throw SpecError(fmt::format("{}: axes.{}: {} is in no job: {}", spec.source, axis, value, why));
   };
@@ -204,10 +229,12 @@ std::vector<JobSpec> expand(const SweepSpec& spec, FingerprintCache& fingerprint
     if (!used.layers.count(v)) unused("layer", std::to_string(v));
   }
   for (auto v : spec.autoencoders) {
-    if (!used.autoencoders.count(models::to_string(v))) unused("autoencoder", "\"" + models::to_string(v) + "\"");
+    if (!used.autoencoders.count(models::to_string(v)))
+      unused("autoencoder", "\"" + models::to_string(v) + "\"");
   }
   for (auto v : spec.readouts) {
-    if (!used.readouts.count(models::to_string(v))) unused("readout", "\"" + models::to_string(v) + "\"");
+    if (!used.readouts.count(models::to_string(v)))
+      unused("readout", "\"" + models::to_string(v) + "\"");
   }
   for (const auto& [a, b] : spec.losses) {
     if (!used.losses.count(loss_key(a, b))) unused("loss", loss_key(a, b));

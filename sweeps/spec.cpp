@@ -1,8 +1,7 @@
 #include "sweeps/spec.h"
 
-#include <fmt/format.h>
-
 #include <cmath>
+#include <fmt/format.h>
 #include <fstream>
 #include <map>
 #include <set>
@@ -18,23 +17,34 @@ using worker::TableReader;
 
 std::string to_string(Neurons n) {
   switch (n) {
-    case Neurons::kAll: return "all";
-    case Neurons::kSignificant: return "significant";
-    case Neurons::kInsignificant: return "insignificant";
+    case Neurons::kAll:
+      return "all";
+    case Neurons::kSignificant:
+      return "significant";
+    case Neurons::kInsignificant:
+      return "insignificant";
   }
   return "?";
 }
 
 std::string to_string(Axis a) {
   switch (a) {
-    case Axis::kRegion: return "region";
-    case Axis::kLayer: return "layer";
-    case Axis::kAutoencoder: return "autoencoder";
-    case Axis::kReadout: return "readout";
-    case Axis::kAlpha: return "alpha";
-    case Axis::kBeta: return "beta";
-    case Axis::kSeed: return "seed";
-    case Axis::kNeurons: return "neurons";
+    case Axis::kRegion:
+      return "region";
+    case Axis::kLayer:
+      return "layer";
+    case Axis::kAutoencoder:
+      return "autoencoder";
+    case Axis::kReadout:
+      return "readout";
+    case Axis::kAlpha:
+      return "alpha";
+    case Axis::kBeta:
+      return "beta";
+    case Axis::kSeed:
+      return "seed";
+    case Axis::kNeurons:
+      return "neurons";
   }
   return "?";
 }
@@ -44,8 +54,9 @@ namespace {
 const std::vector<std::string> kAutoencoders = {"cae", "vae", "vqvae", "none"};
 const std::vector<std::string> kReadouts = {"fr", "fc", "fm", "none"};
 const std::vector<std::string> kNeuronSets = {"all", "significant", "insignificant"};
-const std::vector<Axis> kAllAxes = {Axis::kRegion, Axis::kLayer, Axis::kAutoencoder, Axis::kReadout,
-                                    Axis::kAlpha,  Axis::kBeta,  Axis::kSeed,        Axis::kNeurons};
+const std::vector<Axis> kAllAxes = {Axis::kRegion,  Axis::kLayer,  Axis::kAutoencoder,
+                                    Axis::kReadout, Axis::kAlpha,  Axis::kBeta,
+                                    Axis::kSeed,    Axis::kNeurons};
 
 // " (did you mean 'x'?)" for the nearest of `names`, or nothing.
 std::string suggest(const std::string& word, const std::vector<std::string>& names) {
@@ -58,7 +69,9 @@ std::string suggest(const std::string& word, const std::vector<std::string>& nam
   return best.empty() ? "" : fmt::format(" (did you mean '{}'?)", best);
 }
 
-std::string format_number(double v) { return fmt::format("{}", v); }
+std::string format_number(double v) {
+  return fmt::format("{}", v);
+}
 
 Neurons parse_neurons(const std::string& s) {
   if (s == "all") return Neurons::kAll;
@@ -69,12 +82,15 @@ Neurons parse_neurons(const std::string& s) {
 // Everything the parse needs to say where a problem is.
 class Parser {
  public:
-  Parser(std::string source, fs::path base_dir) : source_(std::move(source)), base_dir_(std::move(base_dir)) {}
+  Parser(std::string source, fs::path base_dir)
+      : source_(std::move(source)), base_dir_(std::move(base_dir)) {}
 
-  [[noreturn]] void fail(const toml::node& node, const std::string& key, const std::string& what) const {
+  [[noreturn]] void fail(const toml::node& node, const std::string& key,
+                         const std::string& what) const {
     throw SpecError(fmt::format("{}: {}: {}", worker::where(node.source(), source_), key, what));
   }
-  [[noreturn]] void fail_at(const toml::source_region& src, const std::string& key, const std::string& what) const {
+  [[noreturn]] void fail_at(const toml::source_region& src, const std::string& key,
+                            const std::string& what) const {
     throw SpecError(fmt::format("{}: {}: {}", worker::where(src, source_), key, what));
   }
 
@@ -87,22 +103,27 @@ class Parser {
     if (!node) return;
     const std::string dotted = r.prefix() + key;
     const auto* array = node->as_array();
-    if (!array) fail(*node, dotted, fmt::format("expected an array, got {}", TableReader::type_name(*node)));
-    if (array->empty()) fail(*node, dotted, "is empty: give at least one value, or leave the key out for its default");
+    if (!array)
+      fail(*node, dotted, fmt::format("expected an array, got {}", TableReader::type_name(*node)));
+    if (array->empty())
+      fail(*node, dotted,
+           "is empty: give at least one value, or leave the key out for its default");
     std::set<std::string> seen;
     for (const auto& element : *array) {
       const std::string canonical = each(element, dotted);
-      if (!seen.insert(canonical).second) fail(element, dotted, fmt::format("duplicate value {}", canonical));
+      if (!seen.insert(canonical).second)
+        fail(element, dotted, fmt::format("duplicate value {}", canonical));
     }
   }
 
-  std::string read_string(const toml::node& node, const std::string& key, const std::vector<std::string>& names,
-                          const std::string& what) const {
+  std::string read_string(const toml::node& node, const std::string& key,
+                          const std::vector<std::string>& names, const std::string& what) const {
     const auto v = node.value<std::string>();
     if (!v) fail(node, key, fmt::format("expected a string, got {}", TableReader::type_name(node)));
     if (!names.empty() && std::find(names.begin(), names.end(), *v) == names.end()) {
-      fail(node, key, fmt::format("unknown {} '{}'{}; expected one of {}", what, *v, suggest(*v, names),
-                                  fmt::join(names, ", ")));
+      fail(node, key,
+           fmt::format("unknown {} '{}'{}; expected one of {}", what, *v, suggest(*v, names),
+                       fmt::join(names, ", ")));
     }
     return *v;
   }
@@ -113,7 +134,8 @@ class Parser {
       return static_cast<int>(*i);
     }
     if (auto s = node.value<std::string>()) {
-      if (s->size() == 2 && (*s)[0] == 'h' && (*s)[1] >= '1' && (*s)[1] <= '4') return (*s)[1] - '0';
+      if (s->size() == 2 && (*s)[0] == 'h' && (*s)[1] >= '1' && (*s)[1] <= '4')
+        return (*s)[1] - '0';
       fail(node, key, fmt::format("unknown layer '{}'; expected 1..4 or \"h1\"..\"h4\"", *s));
     }
     fail(node, key, fmt::format("expected a layer (1..4), got {}", TableReader::type_name(node)));
@@ -121,7 +143,8 @@ class Parser {
 
   double read_weight(const toml::node& node, const std::string& key, const char* name) const {
     if (!node.is_integer() && !node.is_floating_point()) {
-      fail(node, key, fmt::format("{} must be a number, got {}", name, TableReader::type_name(node)));
+      fail(node, key,
+           fmt::format("{} must be a number, got {}", name, TableReader::type_name(node)));
     }
     const double v = *node.value<double>();
     if (!std::isfinite(v)) fail(node, key, fmt::format("{} must be finite, got {}", name, v));
@@ -131,17 +154,22 @@ class Parser {
 
   std::uint64_t read_seed(const toml::node& node, const std::string& key) const {
     const auto v = node.value_exact<int64_t>();
-    if (!v) fail(node, key, fmt::format("expected an integer seed, got {}", TableReader::type_name(node)));
+    if (!v)
+      fail(node, key,
+           fmt::format("expected an integer seed, got {}", TableReader::type_name(node)));
     if (*v < 0) fail(node, key, fmt::format("seed must not be negative, got {}", *v));
     return static_cast<std::uint64_t>(*v);
   }
 
   // "virtual:K", or a folder (relative to the spec) that must exist.
-  std::string resolve_region(const toml::node& node, const std::string& key, const std::string& region) const {
+  std::string resolve_region(const toml::node& node, const std::string& key,
+                             const std::string& region) const {
     if (region.rfind("virtual:", 0) == 0) {
       const std::string k = region.substr(8);
       if (k != "1" && k != "2" && k != "3") {
-        fail(node, key, fmt::format("unknown virtual region '{}'; expected virtual:1, virtual:2 or virtual:3", region));
+        fail(node, key,
+             fmt::format("unknown virtual region '{}'; expected virtual:1, virtual:2 or virtual:3",
+                         region));
       }
       return region;
     }
@@ -149,35 +177,50 @@ class Parser {
     if (p.is_relative()) p = base_dir_ / p;
     std::error_code ec;
     if (!fs::exists(p, ec)) {
-      fail(node, key, fmt::format("data folder '{}' does not exist{}", p.string(),
-                                  region.find(':') != std::string::npos ? " (virtual regions are virtual:1..3)" : ""));
+      fail(node, key,
+           fmt::format(
+               "data folder '{}' does not exist{}", p.string(),
+               region.find(':') != std::string::npos ? " (virtual regions are virtual:1..3)" : ""));
     }
-    if (!fs::is_directory(p, ec)) fail(node, key, fmt::format("'{}' is not a folder (a region in the Antolík layout)", p.string()));
+    if (!fs::is_directory(p, ec))
+      fail(node, key,
+           fmt::format("'{}' is not a folder (a region in the Antolík layout)", p.string()));
     return fs::weakly_canonical(p).string();
   }
 
   // The canonical string of one match value of `axis`, checked against the
   // values the axes take so that a typo in a rule is caught, not ignored.
-  std::string match_value(const SweepSpec& spec, Axis axis, const toml::node& node, const std::string& key) const {
+  std::string match_value(const SweepSpec& spec, Axis axis, const toml::node& node,
+                          const std::string& key) const {
     switch (axis) {
       case Axis::kRegion: {
         const auto v = read_string(node, key, spec.regions, "region (not in data.regions)");
         return v;
       }
-      case Axis::kLayer: return std::to_string(read_layer(node, key));
-      case Axis::kAutoencoder: return read_string(node, key, kAutoencoders, "autoencoder");
-      case Axis::kReadout: return read_string(node, key, kReadouts, "readout");
-      case Axis::kAlpha: return format_number(read_weight(node, key, "alpha"));
-      case Axis::kBeta: return format_number(read_weight(node, key, "beta"));
-      case Axis::kSeed: return std::to_string(read_seed(node, key));
-      case Axis::kNeurons: return read_string(node, key, kNeuronSets, "neuron set");
+      case Axis::kLayer:
+        return std::to_string(read_layer(node, key));
+      case Axis::kAutoencoder:
+        return read_string(node, key, kAutoencoders, "autoencoder");
+      case Axis::kReadout:
+        return read_string(node, key, kReadouts, "readout");
+      case Axis::kAlpha:
+        return format_number(read_weight(node, key, "alpha"));
+      case Axis::kBeta:
+        return format_number(read_weight(node, key, "beta"));
+      case Axis::kSeed:
+        return std::to_string(read_seed(node, key));
+      case Axis::kNeurons:
+        return read_string(node, key, kNeuronSets, "neuron set");
     }
     return "";
   }
 
   Match read_match(const SweepSpec& spec, const toml::node& node, const std::string& key) const {
     const auto* table = node.as_table();
-    if (!table) fail(node, key, fmt::format("expected a table of axis = value(s), got {}", TableReader::type_name(node)));
+    if (!table)
+      fail(
+          node, key,
+          fmt::format("expected a table of axis = value(s), got {}", TableReader::type_name(node)));
     if (table->empty()) fail(node, key, "is empty: it would match every job");
     std::vector<std::string> axis_names;
     for (Axis a : kAllAxes) axis_names.push_back(to_string(a));
@@ -187,8 +230,9 @@ class Parser {
       const std::string dotted = key + "." + name;
       auto it = std::find(axis_names.begin(), axis_names.end(), name);
       if (it == axis_names.end()) {
-        fail_at(k.source(), dotted, fmt::format("unknown axis{}; expected one of {}", suggest(name, axis_names),
-                                                fmt::join(axis_names, ", ")));
+        fail_at(k.source(), dotted,
+                fmt::format("unknown axis{}; expected one of {}", suggest(name, axis_names),
+                            fmt::join(axis_names, ", ")));
       }
       const Axis axis = kAllAxes[static_cast<std::size_t>(it - axis_names.begin())];
       std::vector<std::string> values;
@@ -214,8 +258,12 @@ class Parser {
 // things at once.
 void reject_axis_keys(const Parser& p, const toml::table& job, const std::string& where_prefix) {
   const std::vector<std::pair<std::string, std::string>> keys = {
-      {"data", "data.regions"},      {"seed", "axes.seeds"},        {"model.autoencoder", "axes.autoencoder"},
-      {"model.readout", "axes.readout"}, {"model.layer", "axes.layer"}, {"loss.alpha", "axes.loss"},
+      {"data", "data.regions"},
+      {"seed", "axes.seeds"},
+      {"model.autoencoder", "axes.autoencoder"},
+      {"model.readout", "axes.readout"},
+      {"model.layer", "axes.layer"},
+      {"loss.alpha", "axes.loss"},
       {"loss.beta", "axes.loss"}};
   for (const auto& [dotted, axis] : keys) {
     const auto dot = dotted.find('.');
@@ -225,12 +273,15 @@ void reject_axis_keys(const Parser& p, const toml::table& job, const std::string
     } else if (const auto* t = job.get_as<toml::table>(dotted.substr(0, dot))) {
       node = t->get(dotted.substr(dot + 1));
     }
-    if (node) p.fail(*node, where_prefix + dotted, fmt::format("is set by the sweep's {}; remove it here", axis));
+    if (node)
+      p.fail(*node, where_prefix + dotted,
+             fmt::format("is set by the sweep's {}; remove it here", axis));
   }
 }
 
 // Dotted key -> value text of every leaf of a settings table.
-void flatten(const toml::table& t, const std::string& prefix, std::map<std::string, std::string>& out) {
+void flatten(const toml::table& t, const std::string& prefix,
+             std::map<std::string, std::string>& out) {
   for (const auto& [k, v] : t) {
     const std::string key = prefix + std::string(k.str());
     if (const auto* sub = v.as_table()) {
@@ -259,21 +310,38 @@ bool Match::matches(const Labels& l) const {
   for (const auto& [axis, values] : conditions) {
     std::string v;
     switch (axis) {
-      case Axis::kRegion: v = l.region; break;
-      case Axis::kLayer: v = std::to_string(l.layer); break;
-      case Axis::kAutoencoder: v = models::to_string(l.autoencoder); break;
-      case Axis::kReadout: v = models::to_string(l.readout); break;
-      case Axis::kAlpha: v = format_number(l.alpha); break;
-      case Axis::kBeta: v = format_number(l.beta); break;
-      case Axis::kSeed: v = std::to_string(l.seed); break;
-      case Axis::kNeurons: v = to_string(l.neurons); break;
+      case Axis::kRegion:
+        v = l.region;
+        break;
+      case Axis::kLayer:
+        v = std::to_string(l.layer);
+        break;
+      case Axis::kAutoencoder:
+        v = models::to_string(l.autoencoder);
+        break;
+      case Axis::kReadout:
+        v = models::to_string(l.readout);
+        break;
+      case Axis::kAlpha:
+        v = format_number(l.alpha);
+        break;
+      case Axis::kBeta:
+        v = format_number(l.beta);
+        break;
+      case Axis::kSeed:
+        v = std::to_string(l.seed);
+        break;
+      case Axis::kNeurons:
+        v = to_string(l.neurons);
+        break;
     }
     if (std::find(values.begin(), values.end(), v) == values.end()) return false;
   }
   return true;
 }
 
-SweepSpec parse_sweep_spec(const std::string& text, const std::string& source, const fs::path& base_dir) {
+SweepSpec parse_sweep_spec(const std::string& text, const std::string& source,
+                           const fs::path& base_dir) {
   toml::table root;
   try {
     root = worker::parse_toml(text, source);
@@ -295,7 +363,9 @@ SweepSpec parse_sweep_spec(const std::string& text, const std::string& source, c
 
     // [data]
     const toml::table* data = top.sub_table("data");
-    if (!data) throw SpecError(fmt::format("{}: data: missing: a sweep names its regions in [data] regions = [...]", source));
+    if (!data)
+      throw SpecError(fmt::format(
+          "{}: data: missing: a sweep names its regions in [data] regions = [...]", source));
     {
       TableReader r(*data, "data.", source, none);
       p.read_axis(r, "regions", [&](const toml::node& e, const std::string& key) {
@@ -305,8 +375,9 @@ SweepSpec parse_sweep_spec(const std::string& text, const std::string& source, c
         return region;
       });
       if (spec.regions.empty()) {
-        throw SpecError(fmt::format("{}: data.regions: missing: list at least one region (\"virtual:1\" or a folder)",
-                                    worker::where(data->source(), source)));
+        throw SpecError(fmt::format(
+            "{}: data.regions: missing: list at least one region (\"virtual:1\" or a folder)",
+            worker::where(data->source(), source)));
       }
       r.read("data_seed", spec.data_seed);
       r.reject_unknown();
@@ -332,7 +403,9 @@ SweepSpec parse_sweep_spec(const std::string& text, const std::string& source, c
       p.read_axis(r, "loss", [&](const toml::node& e, const std::string& key) {
         const auto* pair = e.as_array();
         if (!pair || pair->size() != 2) {
-          p.fail(e, key, fmt::format("each loss is a pair [alpha, beta], got {}", TableReader::type_name(e)));
+          p.fail(
+              e, key,
+              fmt::format("each loss is a pair [alpha, beta], got {}", TableReader::type_name(e)));
         }
         const double alpha = p.read_weight(*pair->get(0), key, "alpha");
         const double beta = p.read_weight(*pair->get(1), key, "beta");
@@ -358,10 +431,13 @@ SweepSpec parse_sweep_spec(const std::string& text, const std::string& source, c
     if (spec.losses.empty()) spec.losses = {{1.0, 1.0}};
     if (spec.seeds.empty()) spec.seeds = {0};
     if (spec.neurons.empty()) spec.neurons = {Neurons::kAll};
-    const bool subsets = std::any_of(spec.neurons.begin(), spec.neurons.end(), [](Neurons n) { return n != Neurons::kAll; });
-    if (subsets && std::find(spec.neurons.begin(), spec.neurons.end(), Neurons::kAll) == spec.neurons.end()) {
+    const bool subsets = std::any_of(spec.neurons.begin(), spec.neurons.end(),
+                                     [](Neurons n) { return n != Neurons::kAll; });
+    if (subsets &&
+        std::find(spec.neurons.begin(), spec.neurons.end(), Neurons::kAll) == spec.neurons.end()) {
       p.fail(*root.get_as<toml::table>("axes")->get("neurons"), "axes.neurons",
-             "a neuron subset needs \"all\" too: the subset comes from the model fitted to all neurons");
+             "a neuron subset needs \"all\" too: the subset comes from the model fitted to all "
+             "neurons");
     }
 
     // [[include]] / [[exclude]]
@@ -390,12 +466,17 @@ SweepSpec parse_sweep_spec(const std::string& text, const std::string& source, c
 
     // [override.<value>] or [override.<axis>.<value>]
     if (const toml::table* overrides = top.sub_table("override")) {
-      const std::vector<std::string> short_names = {"cae", "vae", "vqvae", "fr", "fc", "fm", "h1", "h2", "h3", "h4"};
+      const std::vector<std::string> short_names = {"cae", "vae", "vqvae", "fr", "fc",
+                                                    "fm",  "h1",  "h2",    "h3", "h4"};
       std::vector<std::string> names = short_names;
       for (Axis a : kAllAxes) names.push_back(to_string(a));
-      auto add = [&](Axis axis, const std::string& value, const toml::node& settings, const std::string& name) {
+      auto add = [&](Axis axis, const std::string& value, const toml::node& settings,
+                     const std::string& name) {
         const auto* t = settings.as_table();
-        if (!t) p.fail(settings, name, fmt::format("expected a table of job settings, got {}", TableReader::type_name(settings)));
+        if (!t)
+          p.fail(settings, name,
+                 fmt::format("expected a table of job settings, got {}",
+                             TableReader::type_name(settings)));
         Override o{axis, value, name, *t};
         reject_axis_keys(p, o.settings, name + ".");
         toml::table merged = spec.base;
@@ -413,9 +494,13 @@ SweepSpec parse_sweep_spec(const std::string& text, const std::string& source, c
         } else if (key.size() == 2 && key[0] == 'h' && key[1] >= '1' && key[1] <= '4') {
           add(Axis::kLayer, key.substr(1), node, name);
         } else {
-          auto it = std::find_if(kAllAxes.begin(), kAllAxes.end(), [&](Axis a) { return to_string(a) == key; });
+          auto it = std::find_if(kAllAxes.begin(), kAllAxes.end(),
+                                 [&](Axis a) { return to_string(a) == key; });
           if (it == kAllAxes.end()) {
-            p.fail_at(k.source(), name, fmt::format("unknown override target{}; expected an axis value such as vae, fc, h2, or an axis table such as override.region", suggest(key, names)));
+            p.fail_at(k.source(), name,
+                      fmt::format("unknown override target{}; expected an axis value such as vae, "
+                                  "fc, h2, or an axis table such as override.region",
+                                  suggest(key, names)));
           }
           const auto* by_value = node.as_table();
           if (!by_value) p.fail(node, name, "expected a table keyed by the axis value");
@@ -424,7 +509,8 @@ SweepSpec parse_sweep_spec(const std::string& text, const std::string& source, c
             // The value as the axis spells it, checked like a match value.
             toml::value<std::string> as_string{std::string(vk.str())};
             std::string value;
-            if (*it == Axis::kLayer || *it == Axis::kSeed || *it == Axis::kAlpha || *it == Axis::kBeta) {
+            if (*it == Axis::kLayer || *it == Axis::kSeed || *it == Axis::kAlpha ||
+                *it == Axis::kBeta) {
               // Keys are strings in TOML; read the number they spell.
               try {
                 const auto parsed = toml::parse(fmt::format("v = {}", vk.str()));
@@ -451,8 +537,9 @@ SweepSpec parse_sweep_spec(const std::string& text, const std::string& source, c
           for (const auto& [key, value] : fa) {
             const auto other = fb.find(key);
             if (other != fb.end() && other->second != value) {
-              throw SpecError(fmt::format("{}: {} and {} both set {} ({} vs {}) for the jobs they share", source, a.name,
-                                          b.name, key, value, other->second));
+              throw SpecError(
+                  fmt::format("{}: {} and {} both set {} ({} vs {}) for the jobs they share",
+                              source, a.name, b.name, key, value, other->second));
             }
           }
         }
@@ -470,7 +557,8 @@ SweepSpec load_sweep_spec(const fs::path& path) {
   if (!in) throw SpecError(fmt::format("{}: cannot open the sweep spec", path.string()));
   std::stringstream ss;
   ss << in.rdbuf();
-  return parse_sweep_spec(ss.str(), path.string(), path.parent_path().empty() ? fs::path(".") : path.parent_path());
+  return parse_sweep_spec(ss.str(), path.string(),
+                          path.parent_path().empty() ? fs::path(".") : path.parent_path());
 }
 
 }  // namespace daenr::sweeps

@@ -10,10 +10,9 @@
 #include <filesystem>
 #include <stdexcept>
 #include <string>
+#include <toml++/toml.h>
 #include <utility>
 #include <vector>
-
-#include <toml++/toml.h>
 
 #include "models/network.h"
 
@@ -63,8 +62,8 @@ struct Override {
 
 struct SweepSpec {
   std::string name;
-  std::string source;  ///< the file, for messages
-  std::string text;    ///< the file's text, stored with the sweep
+  std::string source;                     ///< the file, for messages
+  std::string text;                       ///< the file's text, stored with the sweep
   std::vector<std::string> regions;       ///< as written
   std::vector<std::string> region_paths;  ///< resolved: "virtual:K" or an absolute folder
   std::uint64_t data_seed = 1;
