@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <stdexcept>
 #include <string>
 #include <toml++/toml.h>
@@ -58,6 +59,7 @@ struct Override {
   std::string value;
   std::string name;  ///< "override.vae", for messages
   toml::table settings;
+  std::string at;  ///< "file:line:col" of its table, for errors found by expansion
 };
 
 struct SweepSpec {
@@ -79,6 +81,11 @@ struct SweepSpec {
   /// and [train] tables, as in a job file (docs/job-config.md), without the
   /// keys the axes set.
   toml::table base;
+  /// Where each axis value is written ("file:line:col"), keyed by the axis's
+  /// key and the value's canonical text ("axes.layer=2", "axes.loss=[1, 0]",
+  /// "data.regions=" and the resolved region): expansion finds some mistakes
+  /// (a value in no job) and must still point at a line.
+  std::map<std::string, std::string> written_at;
 };
 
 /// Reads and checks a spec file; relative data paths are relative to it.
