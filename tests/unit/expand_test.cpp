@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 #include <fstream>
 #include <gtest/gtest.h>
+#include <iterator>
 #include <set>
 #include <string>
 #include <vector>
@@ -533,6 +534,31 @@ TEST(Expand, ValuesInNoJobAreErrorsThatSayWhy) {
   EXPECT_EQ(error_of(r + "neurons = [\"all\", \"significant\"]\n[[exclude]]\nneurons = \"all\"\n"),
             "s.toml:4:19: axes.neurons: the significant job of cae-fr_1 virtual:1 seed 0 needs "
             "the same model fitted to all neurons, which the spec excludes");
+}
+
+// docs/sweep-spec.md ends with a complete example and the count of its jobs.
+TEST(Expand, TheDocumentedExampleHasTheJobsItCounts) {
+  std::ifstream in(fs::path(DAENR_SOURCE_DIR) / "docs/sweep-spec.md");
+  const std::string doc((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const auto section = doc.find("## A complete example");
+  ASSERT_NE(section, std::string::npos);
+  const auto begin = doc.find("```toml\n", section);
+  ASSERT_NE(begin, std::string::npos);
+  const auto end = doc.find("```", begin + 8);
+  const auto jobs = jobs_of(doc.substr(begin + 8, end - begin - 8));
+  EXPECT_EQ(jobs.size(), 522u);
+  EXPECT_NE(doc.find("522 jobs for three regions", end), std::string::npos);
+  for (const auto& j : jobs) {
+    SCOPED_TRACE(label(j));
+    EXPECT_DOUBLE_EQ(j.config.loss.kl_weight,
+                     j.labels.autoencoder == AutoencoderKind::kVae ? 0.0005 : 1.0 / 1024);
+    EXPECT_DOUBLE_EQ(j.config.model.fc_l2, j.labels.readout == ReadoutKind::kFc ? 0.02 : 0.01);
+    EXPECT_EQ(j.config.data_seed, j.labels.region == "virtual:3" ? 7u : 1u);
+    EXPECT_FALSE(j.labels.readout == ReadoutKind::kFm && j.labels.layer == 4);
+    if (j.labels.neurons == Neurons::kSignificant) {
+      EXPECT_EQ(j.labels.autoencoder, AutoencoderKind::kCae);
+    }
+  }
 }
 
 TEST(Expand, TheKillSweepHas24Jobs) {
