@@ -112,6 +112,16 @@ TEST(Expand, TheDefaultSpecIsOneJobWithTheJobFileDefaults) {
   EXPECT_EQ(jobs[0].id.find_first_not_of("0123456789abcdef"), std::string::npos);
 }
 
+// Ids are SHA-256 as everyone computes it (FIPS 180-2's test vectors), so that
+// any tool can recompute one.
+TEST(Expand, IdsUseStandardSha256) {
+  EXPECT_EQ(models::sha256_hex("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  EXPECT_EQ(models::Sha256().update("a").update("bc").hex(), models::sha256_hex("abc"));
+  EXPECT_EQ(models::sha256_hex(""),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+}
+
 TEST(Expand, TheIdHashesConfigFingerprintNeuronSetAndCodeVersion) {
   const auto jobs = jobs_of("[data]\nregions = [\"virtual:2\"]\ndata_seed = 5\n");
   ASSERT_EQ(jobs.size(), 1u);
