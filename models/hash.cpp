@@ -1,6 +1,5 @@
 #include "models/hash.h"
 
-#include <fmt/format.h>
 #include <openssl/evp.h>
 
 #include <stdexcept>
@@ -32,9 +31,14 @@ std::string Sha256::hex() {
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
   if (EVP_DigestFinal_ex(ctx_->md, digest, &len) != 1) throw std::runtime_error("OpenSSL: SHA-256 final failed");
-  std::string out;
-  out.reserve(2 * len);
-  for (unsigned int i = 0; i < len; ++i) out += fmt::format("{:02x}", digest[i]);
+  // By table, not fmt: a sweep hashes every job's configuration, and 32
+  // formatted bytes per hash were a third of the time of expanding one.
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out(2 * len, '0');
+  for (unsigned int i = 0; i < len; ++i) {
+    out[2 * i] = kDigits[digest[i] >> 4];
+    out[2 * i + 1] = kDigits[digest[i] & 0xf];
+  }
   return out;
 }
 

@@ -1,8 +1,10 @@
 #include "sweeps/expand.h"
 
 #include <fmt/format.h>
-
-#include <set>
+#include <iterator>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <tuple>
 #include <unordered_set>
 
 #include "models/data.h"
@@ -20,7 +22,9 @@ const std::string& FingerprintCache::get(const std::string& source, std::uint64_
   if (it != cache_.end()) return it->second;
   std::string fp;
   if (source.rfind("virtual:", 0) == 0) {
-    fp = models::sha256_hex(fmt::format("{} data_seed {} code {}", source, data_seed, kModelCodeVersion)).substr(0, 16);
+    fp = models::sha256_hex(
+             fmt::format("{} data_seed {} code {}", source, data_seed, kModelCodeVersion))
+             .substr(0, 16);
   } else {
     // Loading checks the files (missing, shapes, NaN/Inf) before anything
     // runs; the DataError names the file.
@@ -29,18 +33,11 @@ const std::string& FingerprintCache::get(const std::string& source, std::uint64_
   return cache_.emplace(key, std::move(fp)).first->second;
 }
 
-std::string canonical_json(const worker::JobConfig& config) { return worker::to_json(config).dump(); }
+std::string canonical_json(const worker::JobConfig& config) {
+  return worker::to_json(config).dump();
+}
 
 namespace {
-
-// Which axis values ended in at least one job, to name the ones that did not.
-struct Usage {
-  std::set<std::string> regions, autoencoders, readouts, losses, neurons;
-  std::set<int> layers;
-  std::set<std::uint64_t> seeds;
-};
-
-std::string loss_key(double a, double b) { return fmt::format("[{}, {}]", a, b); }
 
 // A combination that is a model of the paper (see expand.h).
 bool is_model(const Labels& l) {
@@ -53,6 +50,123 @@ bool is_model(const Labels& l) {
   return true;
 }
 
+// The canonical JSON (worker::to_json(config).dump()) of configurations that
+// differ from one base only in the keys the axes set, made by splicing those
+// values into the base's text: building and freeing nlohmann's tree of ~35
+// nodes per job took most of the 2 s that expanding 100,000 jobs took. The
+// first text spliced is compared with worker::to_json's, so that a change to
+// its layout makes this fall back to it rather than change ids.
+class CanonicalTemplate {
+ public:
+  explicit CanonicalTemplate(const worker::JobConfig& base) {
+    auto j = worker::to_json(base);
+    const std::vector<std::pair<std::string, std::string>> keys = {
+        {"", "data"},         {"", "data_seed"},  {"", "seed"},      {"model", "autoencoder"},
+        {"model", "readout"}, {"model", "layer"}, {"loss", "alpha"}, {"loss", "beta"}};
+    for (std::size_t k = 0; k < keys.size(); ++k) {
+      auto& table = keys[k].first.empty() ? j : j[keys[k].first];
+      table[keys[k].second] = marker(k);
+    }
+    const std::string text = j.dump();
+    std::size_t from = 0;
+    for (std::size_t k = 0; k < keys.size(); ++k) {
+      const std::string m = nlohmann::ordered_json(marker(k)).dump();
+      const auto at = text.find(m, from);
+      if (at == std::string::npos) {
+        usable_ = false;
+        return;
+      }
+      segments_.push_back(text.substr(from, at - from));
+      from = at + m.size();
+    }
+    segments_.push_back(text.substr(from));
+    size_ = text.size();
+  }
+
+  /// The canonical JSON of `c`, with `data` in place of c.data.
+  std::string render(const worker::JobConfig& c, const std::string& data) {
+    if (!usable_) return full(c, data);
+    const std::string* values[] = {&text(data),
+                                   &text(c.data_seed),
+                                   &text(c.seed),
+                                   &text(models::to_string(c.model.autoencoder)),
+                                   &text(models::to_string(c.model.readout)),
+                                   &text(static_cast<std::uint64_t>(c.model.layer)),
+                                   &text(c.loss.alpha),
+                                   &text(c.loss.beta)};
+    std::string out;
+    out.reserve(size_ + 128);
+    out.append(segments_[0]);
+    for (std::size_t k = 0; k < std::size(values); ++k) {
+      out.append(*values[k]).append(segments_[k + 1]);
+    }
+    if (!checked_) {
+      checked_ = true;
+      usable_ = out == full(c, data);
+      if (!usable_) return full(c, data);
+    }
+    return out;
+  }
+
+ private:
+  static std::string marker(std::size_t k) { return fmt::format("@@daenr-canonical-{}@@", k); }
+  static std::string full(const worker::JobConfig& c, const std::string& data) {
+    auto j = worker::to_json(c);
+    j["data"] = data;
+    return j.dump();
+  }
+
+  // A value's JSON text, as nlohmann writes it, made once: a sweep has few
+  // distinct values and dumping one costs an allocation or two.
+  template <typename T>
+  const std::string& text(const T& value) {
+    auto& memo = std::get<std::map<T, std::string>>(texts_);
+    auto it = memo.find(value);
+    if (it == memo.end()) it = memo.emplace(value, nlohmann::ordered_json(value).dump()).first;
+    return it->second;
+  }
+
+  std::vector<std::string> segments_;
+  std::size_t size_ = 0;
+  bool usable_ = true, checked_ = false;
+  std::tuple<std::map<std::string, std::string>, std::map<std::uint64_t, std::string>,
+             std::map<double, std::string>>
+      texts_;
+};
+
+// Which values of each axis (by index) occur in at least one combination.
+struct Usage {
+  std::vector<bool> regions, layers, autoencoders, readouts, losses, seeds, neurons;
+  explicit Usage(const SweepSpec& s)
+      : regions(s.regions.size()),
+        layers(s.layers.size()),
+        autoencoders(s.autoencoders.size()),
+        readouts(s.readouts.size()),
+        losses(s.losses.size()),
+        seeds(s.seeds.size()),
+        neurons(3) {}
+};
+
+// Why a value of an axis is in no model at all, by the built-in rules. Losses
+// are checked first, so that the reasons given for the other axes hold.
+std::string loss_reason(const SweepSpec& spec, double alpha, double beta) {
+  auto has = [](const auto& values, auto value) {
+    return std::find(values.begin(), values.end(), value) != values.end();
+  };
+  const bool ae_none = has(spec.autoencoders, AutoencoderKind::kNone);
+  const bool ae_some = std::any_of(spec.autoencoders.begin(), spec.autoencoders.end(),
+                                   [](AutoencoderKind k) { return k != AutoencoderKind::kNone; });
+  const bool ro_none = has(spec.readouts, ReadoutKind::kNone);
+  const bool ro_some = std::any_of(spec.readouts.begin(), spec.readouts.end(),
+                                   [](ReadoutKind k) { return k != ReadoutKind::kNone; });
+  std::vector<std::string> parts;
+  if (alpha == 0 && !ae_none) parts.push_back("alpha = 0 needs autoencoder \"none\"");
+  if (alpha != 0 && !ae_some) parts.push_back("alpha > 0 needs an autoencoder other than \"none\"");
+  if (beta == 0 && !ro_none) parts.push_back("beta = 0 needs readout \"none\"");
+  if (beta != 0 && !ro_some) parts.push_back("beta > 0 needs a readout other than \"none\"");
+  return fmt::format("{}", fmt::join(parts, "; "));
+}
+
 }  // namespace
 
 std::vector<JobSpec> expand(const SweepSpec& spec) {
@@ -62,11 +176,16 @@ std::vector<JobSpec> expand(const SweepSpec& spec) {
 
 std::vector<JobSpec> expand(const SweepSpec& spec, FingerprintCache& fingerprints) {
   if (spec.overrides.size() > 63) {
-    throw SpecError(fmt::format("{}: override: {} overrides; at most 63 are supported", spec.source, spec.overrides.size()));
+    throw SpecError(fmt::format("{}: {}: the 64th override; at most 63 are supported",
+                                spec.overrides[63].at, spec.overrides[63].name));
   }
   // The base configuration of each set of matching overrides, parsed once.
-  std::map<std::uint64_t, worker::JobConfig> bases;
-  auto base_for = [&](std::uint64_t mask) -> const worker::JobConfig& {
+  struct Base {
+    worker::JobConfig config;
+    CanonicalTemplate canonical;
+  };
+  std::map<std::uint64_t, Base> bases;
+  auto base_for = [&](std::uint64_t mask) -> Base& {
     auto it = bases.find(mask);
     if (it != bases.end()) return it->second;
     toml::table merged = spec.base;
@@ -74,24 +193,39 @@ std::vector<JobSpec> expand(const SweepSpec& spec, FingerprintCache& fingerprint
       if (mask & (std::uint64_t{1} << i)) worker::merge(merged, spec.overrides[i].settings);
     }
     try {
-      return bases.emplace(mask, worker::job_config_from_table(merged, spec.source)).first->second;
+      auto config = worker::job_config_from_table(merged, spec.source);
+      CanonicalTemplate canonical(config);
+      return bases.emplace(mask, Base{std::move(config), std::move(canonical)}).first->second;
     } catch (const worker::ConfigError& e) {
       throw SpecError(e.what());
     }
   };
   auto override_matches = [](const Override& o, const Labels& l) {
     switch (o.axis) {
-      case Axis::kRegion: return l.region == o.value;
+      case Axis::kRegion:
+        return l.region == o.value;
       // A model without a readout has no layer (see expand.h).
-      case Axis::kLayer: return l.readout != ReadoutKind::kNone && std::to_string(l.layer) == o.value;
-      case Axis::kAutoencoder: return models::to_string(l.autoencoder) == o.value;
-      case Axis::kReadout: return models::to_string(l.readout) == o.value;
-      case Axis::kAlpha: return fmt::format("{}", l.alpha) == o.value;
-      case Axis::kBeta: return fmt::format("{}", l.beta) == o.value;
-      case Axis::kSeed: return std::to_string(l.seed) == o.value;
-      case Axis::kNeurons: return to_string(l.neurons) == o.value;
+      case Axis::kLayer:
+        return l.readout != ReadoutKind::kNone && std::to_string(l.layer) == o.value;
+      case Axis::kAutoencoder:
+        return models::to_string(l.autoencoder) == o.value;
+      case Axis::kReadout:
+        return models::to_string(l.readout) == o.value;
+      case Axis::kAlpha:
+        return fmt::format("{}", l.alpha) == o.value;
+      case Axis::kBeta:
+        return fmt::format("{}", l.beta) == o.value;
+      case Axis::kSeed:
+        return std::to_string(l.seed) == o.value;
+      case Axis::kNeurons:
+        return to_string(l.neurons) == o.value;
     }
     return false;
+  };
+  // "file:line:col" of an axis value, or the file for a default.
+  auto written_at = [&](const std::string& key, const std::string& value) {
+    const auto it = spec.written_at.find(key + "=" + value);
+    return it != spec.written_at.end() ? it->second : spec.source;
   };
 
   // Overrides that set the data seed (per region, say) win over [data].
@@ -102,44 +236,58 @@ std::vector<JobSpec> expand(const SweepSpec& spec, FingerprintCache& fingerprint
 
   std::vector<JobSpec> jobs;
   std::unordered_set<std::string> ids;
-  Usage used;
+  // Values in some model, and values in some job (after [[include]] and
+  // [[exclude]]): a value in neither is named below with the reason.
+  Usage possible(spec), used(spec);
+  auto mark = [](Usage& u, std::size_t r, std::size_t li, std::size_t ai, std::size_t ri,
+                 std::size_t wi, std::size_t si, Neurons n) {
+    u.regions[r] = u.layers[li] = u.autoencoders[ai] = u.readouts[ri] = true;
+    u.losses[wi] = u.seeds[si] = u.neurons[static_cast<std::size_t>(n)] = true;
+  };
+  std::uint64_t overrides_used = 0;
   // Neuron subsets come last for each model, after the job they depend on.
   std::vector<Neurons> neuron_order;
   for (Neurons n : {Neurons::kAll, Neurons::kSignificant, Neurons::kInsignificant}) {
-    if (std::find(spec.neurons.begin(), spec.neurons.end(), n) != spec.neurons.end()) neuron_order.push_back(n);
+    if (std::find(spec.neurons.begin(), spec.neurons.end(), n) != spec.neurons.end()) {
+      neuron_order.push_back(n);
+    }
   }
 
   for (std::size_t r = 0; r < spec.regions.size(); ++r) {
-    for (int layer : spec.layers) {
-      for (AutoencoderKind ae : spec.autoencoders) {
-        for (ReadoutKind ro : spec.readouts) {
-          for (const auto& [alpha, beta] : spec.losses) {
-            for (std::uint64_t seed : spec.seeds) {
+    for (std::size_t li = 0; li < spec.layers.size(); ++li) {
+      const int layer = spec.layers[li];
+      for (std::size_t ai = 0; ai < spec.autoencoders.size(); ++ai) {
+        const AutoencoderKind ae = spec.autoencoders[ai];
+        for (std::size_t ri = 0; ri < spec.readouts.size(); ++ri) {
+          const ReadoutKind ro = spec.readouts[ri];
+          for (std::size_t wi = 0; wi < spec.losses.size(); ++wi) {
+            const auto [alpha, beta] = spec.losses[wi];
+            for (std::size_t si = 0; si < spec.seeds.size(); ++si) {
+              const std::uint64_t seed = spec.seeds[si];
               std::string all_id;  // the "all" job of this model, if kept
               for (Neurons neurons : neuron_order) {
                 Labels l{spec.regions[r], layer, ae, ro, alpha, beta, seed, neurons};
                 if (!is_model(l)) continue;
+                mark(possible, r, li, ai, ri, wi, si, neurons);
                 if (!spec.include.empty() &&
-                    std::none_of(spec.include.begin(), spec.include.end(), [&](const Match& m) { return m.matches(l); })) {
+                    std::none_of(spec.include.begin(), spec.include.end(),
+                                 [&](const Match& m) { return m.matches(l); })) {
                   continue;
                 }
-                if (std::any_of(spec.exclude.begin(), spec.exclude.end(), [&](const Match& m) { return m.matches(l); })) {
+                if (std::any_of(spec.exclude.begin(), spec.exclude.end(),
+                                [&](const Match& m) { return m.matches(l); })) {
                   continue;
                 }
+                mark(used, r, li, ai, ri, wi, si, neurons);
                 std::uint64_t mask = 0;
                 for (std::size_t i = 0; i < spec.overrides.size(); ++i) {
                   if (override_matches(spec.overrides[i], l)) mask |= std::uint64_t{1} << i;
                 }
-                used.regions.insert(l.region);
-                used.layers.insert(layer);
-                used.autoencoders.insert(models::to_string(ae));
-                used.readouts.insert(models::to_string(ro));
-                used.losses.insert(loss_key(alpha, beta));
-                used.seeds.insert(seed);
-                used.neurons.insert(to_string(neurons));
+                overrides_used |= mask;
 
+                Base& base = base_for(mask);
                 JobSpec job;
-                job.config = base_for(mask);
+                job.config = base.config;
                 auto& c = job.config;
                 c.data = spec.region_paths[r];
                 if (!(mask & seeds_data)) c.data_seed = spec.data_seed;
@@ -161,27 +309,32 @@ std::vector<JobSpec> expand(const SweepSpec& spec, FingerprintCache& fingerprint
                 job.data_fingerprint = fingerprints.get(c.data, c.data_seed);
 
                 // A data folder enters the id by its content, not its path.
-                auto canonical = worker::to_json(c);
-                if (c.data.rfind("virtual:", 0) != 0) canonical["data"] = "folder:" + job.data_fingerprint;
+                const std::string canonical = base.canonical.render(
+                    c,
+                    c.data.rfind("virtual:", 0) == 0 ? c.data : "folder:" + job.data_fingerprint);
                 std::string subset = "all";
                 if (neurons != Neurons::kAll) {
                   if (all_id.empty()) {
                     throw SpecError(fmt::format(
-                        "{}: axes.neurons: the {} job of {}-{}_{} {} seed {} needs the same model fitted to all "
-                        "neurons, which the spec excludes",
-                        spec.source, to_string(neurons), models::to_string(ae), models::to_string(ro), layer,
-                        l.region, seed));
+                        "{}: axes.neurons: the {} job of {}-{}_{} {} seed {} needs the same "
+                        "model fitted to all neurons, which the spec excludes",
+                        written_at("axes.neurons", to_string(neurons)), to_string(neurons),
+                        models::to_string(ae), models::to_string(ro), layer, l.region, seed));
                   }
                   job.depends_on = all_id;
                   subset = fmt::format("{} of {}", to_string(neurons), all_id);
                 }
                 models::Sha256 h;
-                h.update(canonical.dump()).update("\n").update(job.data_fingerprint).update("\n").update(subset);
+                h.update(canonical)
+                    .update("\n")
+                    .update(job.data_fingerprint)
+                    .update("\n")
+                    .update(subset);
                 h.update("\n").update(kModelCodeVersion);
                 job.id = h.hex().substr(0, 20);
                 if (neurons == Neurons::kAll) all_id = job.id;
-                if (!ids.insert(job.id).second) continue;  // a baseline met again on another layer
-                jobs.push_back(std::move(job));
+                // A baseline (no readout) met again on another layer.
+                if (ids.insert(job.id).second) jobs.push_back(std::move(job));
               }
             }
           }
@@ -190,33 +343,69 @@ std::vector<JobSpec> expand(const SweepSpec& spec, FingerprintCache& fingerprint
     }
   }
 
-  // Name an axis value that ended in no job, and why it probably did.
-  const std::string why =
-      "it is excluded, or incompatible with every other axis value (autoencoder \"none\" needs alpha = 0 and "
-      "alpha = 0 needs autoencoder \"none\"; readout \"none\" needs beta = 0 and beta = 0 needs readout \"none\")";
-  auto unused = [&](const std::string& axis, const std::string& value) {
-    throw SpecError(fmt::format("{}: axes.{}: {} is in no job: {}", spec.source, axis, value, why));
+  // Name an axis value that ended in no job, and why: a built-in rule, or the
+  // spec's rules. Losses first: once each loss has a model, the reasons given
+  // for the other axes are the whole story.
+  const std::string excluded = "every job with it is excluded by [[include]] / [[exclude]]";
+  auto in_no_job = [&](const std::string& key, const std::string& value, const std::string& shown,
+                       const std::string& why) {
+    throw SpecError(
+        fmt::format("{}: {}: {} is in no job: {}", written_at(key, value), key, shown, why));
   };
-  for (const auto& v : spec.regions) {
-    if (!used.regions.count(v)) unused("region", v);
+  for (std::size_t i = 0; i < spec.losses.size(); ++i) {
+    const auto [a, b] = spec.losses[i];
+    const std::string v = fmt::format("[{}, {}]", a, b);
+    if (!used.losses[i])
+      in_no_job("axes.loss", v, v, possible.losses[i] ? excluded : loss_reason(spec, a, b));
   }
-  for (int v : spec.layers) {
-    if (!used.layers.count(v)) unused("layer", std::to_string(v));
+  for (std::size_t i = 0; i < spec.autoencoders.size(); ++i) {
+    const auto v = models::to_string(spec.autoencoders[i]);
+    const std::string why = spec.autoencoders[i] == AutoencoderKind::kNone
+                                ? "autoencoder \"none\" (the readout-only baseline) needs a loss "
+                                  "with alpha = 0"
+                                : "autoencoder \"" + v + "\" needs a loss with alpha > 0";
+    if (!used.autoencoders[i]) {
+      in_no_job("axes.autoencoder", v, "\"" + v + "\"", possible.autoencoders[i] ? excluded : why);
+    }
   }
-  for (auto v : spec.autoencoders) {
-    if (!used.autoencoders.count(models::to_string(v))) unused("autoencoder", "\"" + models::to_string(v) + "\"");
+  for (std::size_t i = 0; i < spec.readouts.size(); ++i) {
+    const auto v = models::to_string(spec.readouts[i]);
+    const std::string why = spec.readouts[i] == ReadoutKind::kNone
+                                ? "readout \"none\" (the autoencoder-only baseline) needs a loss "
+                                  "with beta = 0"
+                                : "readout \"" + v + "\" needs a loss with beta > 0";
+    if (!used.readouts[i]) {
+      in_no_job("axes.readout", v, "\"" + v + "\"", possible.readouts[i] ? excluded : why);
+    }
   }
-  for (auto v : spec.readouts) {
-    if (!used.readouts.count(models::to_string(v))) unused("readout", "\"" + models::to_string(v) + "\"");
+  for (Neurons n : spec.neurons) {
+    const auto i = static_cast<std::size_t>(n);
+    if (!used.neurons[i]) {
+      in_no_job("axes.neurons", to_string(n), "\"" + to_string(n) + "\"",
+                possible.neurons[i] ? excluded : "a neuron subset needs a model with a readout");
+    }
   }
-  for (const auto& [a, b] : spec.losses) {
-    if (!used.losses.count(loss_key(a, b))) unused("loss", loss_key(a, b));
+  for (std::size_t i = 0; i < spec.regions.size(); ++i) {
+    if (!used.regions[i])
+      in_no_job("data.regions", spec.region_paths[i], spec.regions[i], excluded);
   }
-  for (auto v : spec.seeds) {
-    if (!used.seeds.count(v)) unused("seeds", std::to_string(v));
+  for (std::size_t i = 0; i < spec.layers.size(); ++i) {
+    const auto v = std::to_string(spec.layers[i]);
+    if (!used.layers[i]) in_no_job("axes.layer", v, v, excluded);
   }
-  for (auto v : spec.neurons) {
-    if (!used.neurons.count(to_string(v))) unused("neurons", "\"" + to_string(v) + "\"");
+  for (std::size_t i = 0; i < spec.seeds.size(); ++i) {
+    const auto v = std::to_string(spec.seeds[i]);
+    if (!used.seeds[i]) in_no_job("axes.seeds", v, v, excluded);
+  }
+  // Every override value is on its axis (checked by the parse) and so in some
+  // job, but a layer override reaches only models with a readout.
+  for (std::size_t i = 0; i < spec.overrides.size(); ++i) {
+    const auto& o = spec.overrides[i];
+    if (!(overrides_used & (std::uint64_t{1} << i))) {
+      throw SpecError(
+          fmt::format("{}: {}: matches no job{}", o.at, o.name,
+                      o.axis == Axis::kLayer ? " (a model without a readout has no layer)" : ""));
+    }
   }
   return jobs;
 }

@@ -8,12 +8,12 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <stdexcept>
 #include <string>
+#include <toml++/toml.h>
 #include <utility>
 #include <vector>
-
-#include <toml++/toml.h>
 
 #include "models/network.h"
 
@@ -59,12 +59,13 @@ struct Override {
   std::string value;
   std::string name;  ///< "override.vae", for messages
   toml::table settings;
+  std::string at;  ///< "file:line:col" of its table, for errors found by expansion
 };
 
 struct SweepSpec {
   std::string name;
-  std::string source;  ///< the file, for messages
-  std::string text;    ///< the file's text, stored with the sweep
+  std::string source;                     ///< the file, for messages
+  std::string text;                       ///< the file's text, stored with the sweep
   std::vector<std::string> regions;       ///< as written
   std::vector<std::string> region_paths;  ///< resolved: "virtual:K" or an absolute folder
   std::uint64_t data_seed = 1;
@@ -80,6 +81,11 @@ struct SweepSpec {
   /// and [train] tables, as in a job file (docs/job-config.md), without the
   /// keys the axes set.
   toml::table base;
+  /// Where each axis value is written ("file:line:col"), keyed by the axis's
+  /// key and the value's canonical text ("axes.layer=2", "axes.loss=[1, 0]",
+  /// "data.regions=" and the resolved region): expansion finds some mistakes
+  /// (a value in no job) and must still point at a line.
+  std::map<std::string, std::string> written_at;
 };
 
 /// Reads and checks a spec file; relative data paths are relative to it.
