@@ -128,7 +128,7 @@ int main(int argc, char** argv) {
   sweep->require_subcommand(1);
   std::string spec_path, db_path;
   int max_attempts = 2;
-  int ranks_per_job = 1;
+  int ranks_per_job = 0;  // 0: the spec's ranks_per_job
   auto* plan = sweep->add_subcommand("plan", "what a run would do: total, new, done, failed, stale");
   plan->add_option("spec", spec_path, "sweep spec (TOML)")->required()->check(CLI::ExistingFile);
   plan->add_option("--db", db_path, "sweep database (SQLite)")->required();
@@ -138,7 +138,8 @@ int main(int argc, char** argv) {
   run->add_option("--max-attempts", max_attempts, "attempts per job before it stays failed")
       ->check(CLI::Range(1, 100));
   run->add_option("--ranks-per-job", ranks_per_job,
-                  "under mpirun: ranks that train one job together, data-parallel (rank 0 orchestrates)")
+                  "under mpirun: ranks that train one job together, data-parallel (default: the spec's "
+                  "ranks_per_job, else 1)")
       ->check(CLI::Range(1, 1 << 20));
   auto* status = app.add_subcommand("status", "progress of a sweep database");
   status->add_option("--db", db_path, "sweep database (SQLite)")->required()->check(CLI::ExistingFile);
@@ -200,7 +201,7 @@ int main(int argc, char** argv) {
           s = daenr::orchestrator::run_sweep_mpi(spec_path, db_path, options, mpi_options);
         }
       } else {
-        if (ranks_per_job != 1) {
+        if (ranks_per_job > 1) {
           throw daenr::worker::ConfigError(fmt::format(
               "--ranks-per-job {}: needs a run under mpirun with 1 + a multiple of {} ranks", ranks_per_job,
               ranks_per_job));

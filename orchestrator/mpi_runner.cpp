@@ -287,11 +287,13 @@ RunSummary run_sweep_mpi(const fs::path& spec_path, const fs::path& db_path, con
   int rank = 0, size = 1;
   MPI_Comm_rank(world, &rank);
   MPI_Comm_size(world, &size);
-  const int rpj = mpi_options.ranks_per_job;
+  // Every rank reads the same file: a bad spec fails alike everywhere.
+  const bool from_flag = mpi_options.ranks_per_job > 0;
+  const int rpj = from_flag ? mpi_options.ranks_per_job : sweeps::load_sweep_spec(spec_path).ranks_per_job;
   if (size < 2 || rpj < 1 || (size - 1) % rpj != 0) {
     throw worker::ConfigError(fmt::format(
-        "--ranks-per-job {}: the {} worker ranks (world size {}; rank 0 orchestrates) do not form groups of {}",
-        rpj, size - 1, size, rpj));
+        "{} {}: the {} worker ranks (world size {}; rank 0 orchestrates) do not form groups of {}",
+        from_flag ? "--ranks-per-job" : spec_path.string() + ": ranks_per_job =", rpj, size - 1, size, rpj));
   }
   const int groups = (size - 1) / rpj;
 

@@ -13,7 +13,8 @@
 namespace daenr::orchestrator {
 
 struct MpiOptions {
-  int ranks_per_job = 1;
+  /// Ranks per worker group; 0: the spec's ranks_per_job (default 1).
+  int ranks_per_job = 0;
   /// Minimum seconds between a worker group's heartbeats to rank 0.
   double heartbeat_s = 5;
   /// Replaces training (benchmarks of the orchestration alone): given a job,

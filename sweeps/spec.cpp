@@ -555,6 +555,8 @@ SweepSpec parse_sweep_spec(const std::string& text, const std::string& source,
     if (spec.name.empty()) p.fail(*root.get("name"), "name", "must not be empty");
     std::string description;
     top.read("description", description);
+    top.read("ranks_per_job", spec.ranks_per_job);
+    top.require_range("ranks_per_job", spec.ranks_per_job, 1, 1 << 20);
 
     // [data]
     const toml::table* data = top.sub_table("data");

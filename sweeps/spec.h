@@ -69,6 +69,10 @@ struct SweepSpec {
   std::vector<std::string> regions;       ///< as written
   std::vector<std::string> region_paths;  ///< resolved: "virtual:K" or an absolute folder
   std::uint64_t data_seed = 1;
+  /// Under mpirun: ranks that train one job together, data-parallel
+  /// (`--ranks-per-job` overrides it). Not part of any job id: it changes how
+  /// a job is computed, not what.
+  int ranks_per_job = 1;
   std::vector<int> layers;
   std::vector<models::AutoencoderKind> autoencoders;
   std::vector<models::ReadoutKind> readouts;
