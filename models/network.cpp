@@ -148,13 +148,19 @@ torch::Tensor SyncBatchNorm2dImpl::forward_group(const torch::Tensor& x) {
   // Sums in float64, like LibTorch's CPU kernel accumulates: the variance is taken as
   // E[x^2] - E[x]^2, which float32 would round badly where the mean dominates.
   auto xd = x.to(torch::kDouble);
-  auto count = torch::full({1}, static_cast<double>(x.numel() / c), xd.options());
+  const int64_t local_count = x.numel() / c;
+  auto count = torch::full({1}, static_cast<double>(local_count), xd.options());
   auto local = torch::cat({xd.sum(dims), xd.square().sum(dims), count});
   auto total = GroupSumFunction::apply(local, group_sum_.get());
-  const double n = total[2 * c].item<double>();
-  if (n < 2) {
-    throw ModelError(fmt::format(
-        "SyncBatchNorm2d: {} value(s) per channel over the group; at least 2 are needed", n));
+  // The group's count stays on the device (no host synchronisation on a GPU); it is read
+  // only where this share alone could leave it under 2, and then on every rank alike.
+  auto n = total.slice(0, 2 * c, 2 * c + 1).detach();
+  if (local_count < 2) {
+    const double all = n.item<double>();
+    if (all < 2) {
+      throw ModelError(fmt::format(
+          "SyncBatchNorm2d: {} value(s) per channel over the group; at least 2 are needed", all));
+    }
   }
   auto mean = total.slice(0, 0, c) / n;
   auto var = (total.slice(0, c, 2 * c) / n - mean.square()).clamp_min(0);
@@ -169,7 +175,7 @@ torch::Tensor SyncBatchNorm2dImpl::forward_group(const torch::Tensor& x) {
   const double f =
       options.momentum() ? *options.momentum() : 1.0 / num_batches_tracked.item<double>();
   running_mean.mul_(1 - f).add_(mean.detach().to(running_mean.scalar_type()), f);
-  running_var.mul_(1 - f).add_((var.detach() * (n / (n - 1))).to(running_var.scalar_type()), f);
+  running_var.mul_(1 - f).add_((var.detach() * n / (n - 1)).to(running_var.scalar_type()), f);
   return y;
 }
 
