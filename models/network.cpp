@@ -54,12 +54,12 @@ namespace {
 
 nn::Sequential conv_block(int in, int out) {
   return nn::Sequential(nn::Conv2d(nn::Conv2dOptions(in, out, 3).stride(2).padding(1)),
-                        nn::BatchNorm2d(out), nn::ELU());
+                        SyncBatchNorm2d(out), nn::ELU());
 }
 
 // Upsamples by 2: ConvTranspose k3 s2 p1 output_padding 1 -> BN -> ELU.
 nn::Sequential deconv_block(int in, int out) {
-  return nn::Sequential(UpConv(in, out), nn::BatchNorm2d(out), nn::ELU());
+  return nn::Sequential(UpConv(in, out), SyncBatchNorm2d(out), nn::ELU());
 }
 
 // softplus^-1(r) = log(exp(r) - 1), so that the readout starts at each neuron's
@@ -70,6 +70,130 @@ torch::Tensor inverse_softplus(const torch::Tensor& rates) {
 }
 
 }  // namespace
+
+namespace {
+
+// The sum over a data-parallel group as an autograd function. Every process's loss depends on
+// the group's sum, so the gradient reaching one process's summand is the sum of the gradients
+// that all processes' losses send to the result: its backward is the same all-reduce.
+struct GroupSumFunction : public torch::autograd::Function<GroupSumFunction> {
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& local,
+                               const GroupSum* sum) {
+    // saved_data holds IValues only; the module keeps the function alive until the backward
+    // pass (set_batchnorm_group is not called between a forward and its backward).
+    ctx->saved_data["sum"] = reinterpret_cast<int64_t>(sum);
+    auto total = local.clone();
+    (*sum)(total);
+    return total;
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto* sum = reinterpret_cast<const GroupSum*>(ctx->saved_data["sum"].toInt());
+    auto g = grads[0].contiguous().clone();
+    (*sum)(g);
+    return {g, torch::Tensor()};
+  }
+};
+
+}  // namespace
+
+SyncBatchNorm2dImpl::SyncBatchNorm2dImpl(int64_t features) : options(features) {
+  reset();
+}
+
+void SyncBatchNorm2dImpl::reset() {
+  // BatchNorm2d's registrations, in its order (the optimizer's state follows parameter order).
+  const int64_t c = options.num_features();
+  weight = register_parameter("weight", torch::ones({c}));
+  bias = register_parameter("bias", torch::zeros({c}));
+  running_mean = register_buffer("running_mean", torch::zeros({c}));
+  running_var = register_buffer("running_var", torch::ones({c}));
+  num_batches_tracked = register_buffer("num_batches_tracked", torch::tensor(0, torch::kLong));
+}
+
+void SyncBatchNorm2dImpl::pretty_print(std::ostream& stream) const {
+  stream << "daenr::models::SyncBatchNorm2d(" << options.num_features() << ", eps=" << options.eps()
+         << ", momentum=";
+  if (options.momentum()) {
+    stream << *options.momentum();
+  } else {
+    stream << "None";
+  }
+  stream << (group_sum_ ? ", group)" : ")");
+}
+
+torch::Tensor SyncBatchNorm2dImpl::forward(const torch::Tensor& x) {
+  if (x.dim() != 4) {
+    throw ModelError(fmt::format("SyncBatchNorm2d: expected a 4-D input, got {}-D", x.dim()));
+  }
+  if (is_training() && group_sum_) return forward_group(x);
+  // BatchNorm2d's forward (LibTorch 1.13 and 2.x alike), on the same ATen kernel.
+  double factor = options.momentum().value_or(0.0);
+  if (is_training()) {
+    if (x.numel() / x.size(1) < 2) {
+      throw ModelError(
+          fmt::format("SyncBatchNorm2d: {} value(s) per channel; at least 2 are needed",
+                      x.numel() / x.size(1)));
+    }
+    num_batches_tracked += 1;
+    if (!options.momentum()) factor = 1.0 / num_batches_tracked.item<double>();
+  }
+  return torch::batch_norm(x, weight, bias, running_mean, running_var, is_training(), factor,
+                           options.eps(), at::globalContext().userEnabledCuDNN());
+}
+
+torch::Tensor SyncBatchNorm2dImpl::forward_group(const torch::Tensor& x) {
+  const int64_t c = x.size(1);
+  const std::vector<int64_t> dims = {0, 2, 3};
+  // Sums in float64, like LibTorch's CPU kernel accumulates: the variance is taken as
+  // E[x^2] - E[x]^2, which float32 would round badly where the mean dominates.
+  auto xd = x.to(torch::kDouble);
+  const int64_t local_count = x.numel() / c;
+  auto count = torch::full({1}, static_cast<double>(local_count), xd.options());
+  auto local = torch::cat({xd.sum(dims), xd.square().sum(dims), count});
+  auto total = GroupSumFunction::apply(local, group_sum_.get());
+  // The group's count stays on the device (no host synchronisation on a GPU); it is read
+  // only where this share alone could leave it under 2, and then on every rank alike.
+  auto n = total.slice(0, 2 * c, 2 * c + 1).detach();
+  if (local_count < 2) {
+    const double all = n.item<double>();
+    if (all < 2) {
+      throw ModelError(fmt::format(
+          "SyncBatchNorm2d: {} value(s) per channel over the group; at least 2 are needed", all));
+    }
+  }
+  auto mean = total.slice(0, 0, c) / n;
+  auto var = (total.slice(0, c, 2 * c) / n - mean.square()).clamp_min(0);
+  auto scale = weight * torch::rsqrt(var + options.eps()).to(x.scalar_type());
+  auto shift = bias - mean.to(x.scalar_type()) * scale;
+  auto y = torch::addcmul(shift.view({1, c, 1, 1}), x, scale.view({1, c, 1, 1}));
+
+  // As BatchNorm2d: an exponential average (or a cumulative one without momentum) of the
+  // batch mean and the unbiased batch variance, here of the group's batch.
+  torch::NoGradGuard no_grad;
+  num_batches_tracked += 1;
+  const double f =
+      options.momentum() ? *options.momentum() : 1.0 / num_batches_tracked.item<double>();
+  running_mean.mul_(1 - f).add_(mean.detach().to(running_mean.scalar_type()), f);
+  running_var.mul_(1 - f).add_((var.detach() * n / (n - 1)).to(running_var.scalar_type()), f);
+  return y;
+}
+
+int set_batchnorm_group(torch::nn::Module& model, const GroupSum& sum) {
+  auto shared = sum ? std::make_shared<const GroupSum>(sum) : nullptr;
+  int n = 0;
+  if (auto* self = dynamic_cast<SyncBatchNorm2dImpl*>(&model)) {
+    self->set_group(shared);
+    ++n;
+  }
+  for (const auto& m : model.modules(/*include_self=*/false)) {
+    if (auto bn = std::dynamic_pointer_cast<SyncBatchNorm2dImpl>(m)) {
+      bn->set_group(shared);
+      ++n;
+    }
+  }
+  return n;
+}
 
 UpConvImpl::UpConvImpl(int in, int out) {
   // Take ConvTranspose2d's own initialisation, so that the model is the same

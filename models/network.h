@@ -10,6 +10,8 @@
 // encoder stops at h_i); with readout "none" there is no readout (the DAE
 // baselines).
 
+#include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -54,6 +56,45 @@ struct ModelOutput {
   torch::Tensor vq_loss;         ///< VQ-VAE: codebook + commitment * commitment loss
   torch::Tensor perplexity;      ///< VQ-VAE: codebook perplexity of this batch
 };
+
+/// Sums a tensor in place over the processes of a data-parallel group. models/ knows no MPI:
+/// the worker makes one from its GradientReducer. Every process of the group must call it
+/// in the same order with tensors of the same shape.
+using GroupSum = std::function<void(torch::Tensor&)>;
+
+/// BatchNorm2d (affine, with running statistics) whose training statistics can span a
+/// data-parallel group (synchronised batch normalisation). Without a group, and in eval mode,
+/// it computes what torch::nn::BatchNorm2d computes, with the same native kernel. With a
+/// group, training batches are normalised by the mean and variance of the whole group's
+/// batch: each process sums x and x^2 per channel (in float64) and the sums are added over the
+/// group by a differentiable all-reduce, whose backward all-reduces the sums' gradients. R
+/// processes with a share each thus compute the forward and backward pass of one process with
+/// the whole batch. Parameters and buffers are BatchNorm2d's, under its names and in its order
+/// (weight, bias; running_mean, running_var, num_batches_tracked), so checkpoints do not
+/// depend on which of the two wrote them. (It does not derive from BatchNorm2dImpl: LibTorch
+/// does not export all of that class's members.)
+class SyncBatchNorm2dImpl : public torch::nn::Cloneable<SyncBatchNorm2dImpl> {
+ public:
+  explicit SyncBatchNorm2dImpl(int64_t features);
+  void reset() override;
+  void pretty_print(std::ostream& stream) const override;
+  torch::Tensor forward(const torch::Tensor& x);
+  /// Null: no group (the native path).
+  void set_group(std::shared_ptr<const GroupSum> sum) { group_sum_ = std::move(sum); }
+  bool has_group() const { return group_sum_ != nullptr; }
+
+  torch::nn::BatchNorm2dOptions options;
+  torch::Tensor weight, bias, running_mean, running_var, num_batches_tracked;
+
+ private:
+  torch::Tensor forward_group(const torch::Tensor& x);
+  std::shared_ptr<const GroupSum> group_sum_;
+};
+TORCH_MODULE(SyncBatchNorm2d);
+
+/// Gives every SyncBatchNorm2d inside `model` the group `sum` (empty: none, the native path).
+/// Returns how many there were. Set it between steps, never between a forward and its backward.
+int set_batchnorm_group(torch::nn::Module& model, const GroupSum& sum);
 
 /// Conv k3 s2 p1 -> BatchNorm -> ELU, four times. forward(x, depth) returns
 /// h1..h_depth.

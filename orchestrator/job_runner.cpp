@@ -5,6 +5,7 @@
 #include "models/error.h"
 #include "models/npy.h"
 #include "orchestrator/sweep_runner.h"
+#include "worker/gradient_reducer.h"
 #include "worker/trainer.h"
 
 namespace daenr::orchestrator {
@@ -83,8 +84,8 @@ Outcome execute_job(const sweeps::JobSpec& job, const std::vector<int64_t>& neur
   run.checkpoint = paths.checkpoint_dir / (job.id + ".ckpt");
   run.should_stop = should_stop;
   run.neurons = neurons;
-  // run.reducer = reducer;  (data-parallel trainer: merged next)
-  const bool writer = reducer == nullptr;  // || reducer->rank() == 0 once merged
+  run.reducer = reducer;
+  const bool writer = reducer == nullptr || reducer->rank() == 0;
   try {
     const auto result = worker::run_job(job.config, run);
     if (result.status == worker::JobResult::Status::kStopped) {

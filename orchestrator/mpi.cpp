@@ -46,8 +46,13 @@ bool launched_by_mpi() {
 
 Session::Session(int* argc, char*** argv) {
   int provided = 0;
-  // FUNNELED: LibTorch's intra-op threads never call MPI; only the main thread does.
-  check(MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided), "MPI_Init_thread");
+  // SERIALIZED: MPI is called by one thread at a time, but not always the
+  // main one: with CUDA tensors and no NCCL, the synchronised BatchNorm's
+  // all-reduce runs in LibTorch's backward thread (worker/gradient_reducer.h).
+  check(MPI_Init_thread(argc, argv, MPI_THREAD_SERIALIZED, &provided), "MPI_Init_thread");
+  if (provided < MPI_THREAD_SERIALIZED) {
+    throw MpiError("MPI_Init_thread: this MPI library does not provide MPI_THREAD_SERIALIZED");
+  }
   // Errors come back as return codes (turned into exceptions by `check`),
   // not as an abort of the whole world.
   MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);

@@ -48,6 +48,7 @@
 #include "models/error.h"
 #include "sweeps/expand.h"
 #include "sweeps/spec.h"
+#include "worker/gradient_reducer.h"
 #include "worker/job_config.h"
 
 namespace daenr::orchestrator {
@@ -273,7 +274,16 @@ void work(const std::vector<sweeps::JobSpec>& jobs, const JobPaths& paths, const
         }
         return local_stop() || remote_stop;
       };
-      outcome = execute_job(*found->second, a.at("neurons").get<std::vector<int64_t>>(), paths, should_stop);
+      // A group of several ranks trains the job data-parallel; the reducer is
+      // collective over the group and lives for this job only. The trainer
+      // maps "cuda" to this rank's own GPU (its local rank) itself.
+      std::unique_ptr<worker::GradientReducer> reducer;
+      if (group.size() > 1) {
+        const torch::Device device(worker::device_for_local_rank(found->second->config.train.device));
+        reducer = worker::make_reducer(group.get(), device);
+      }
+      outcome = execute_job(*found->second, a.at("neurons").get<std::vector<int64_t>>(), paths, should_stop,
+                            reducer.get());
     }
     if (leader) pending_outcome = to_json(outcome).dump();
   }

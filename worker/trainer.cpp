@@ -8,10 +8,12 @@
 
 #include <chrono>
 #include <cmath>
+#include <exception>
 #include <limits>
 
 #include "models/error.h"
 #include "models/metrics.h"
+#include "worker/gradient_reducer.h"
 
 namespace daenr::worker {
 
@@ -27,7 +29,50 @@ std::uint64_t mix(std::uint64_t seed, std::uint64_t counter, std::uint64_t strea
 }
 
 // Independent random streams of one job.
-enum Stream : std::uint64_t { kInit = 1, kEpoch = 2, kStep = 3 };
+enum Stream : std::uint64_t { kInit = 1, kEpoch = 2, kStep = 3, kRank = 4 };
+
+// The seed of step `step`'s draws (dropout, VAE noise) on group rank `rank`. Rank 0's is the
+// single-process seed; the other ranks' draws are independent of it, so that ranks do not
+// repeat each other's noise on their shares.
+std::uint64_t step_seed(std::uint64_t seed, int step, int rank) {
+  const auto s = mix(seed, static_cast<std::uint64_t>(step), kStep);
+  return rank == 0 ? s : mix(s, static_cast<std::uint64_t>(rank), kRank);
+}
+
+// Runs `fn`; if it throws on any rank of `group`, every rank throws (its own error, or
+// CheckpointError(`elsewhere`) where `fn` succeeded), so that no rank is left waiting in a
+// collective that the failed one will never join.
+template <class Fn>
+void collectively(GradientReducer* group, Fn&& fn, const std::string& elsewhere) {
+  std::exception_ptr error;
+  try {
+    fn();
+  } catch (...) {
+    error = std::current_exception();
+  }
+  const bool failed_somewhere = group != nullptr ? group->any(error != nullptr) : error != nullptr;
+  if (error) std::rethrow_exception(error);
+  if (failed_somewhere) throw CheckpointError(elsewhere);
+}
+
+// BatchNorm statistics span the group for the duration of one train() call, however it ends.
+class BatchNormGroup {
+ public:
+  BatchNormGroup(models::DaeNr& model, GradientReducer* group) : model_(model), on_(group) {
+    if (on_) {
+      models::set_batchnorm_group(*model_, [group](torch::Tensor& t) { group->all_reduce_sum(t); });
+    }
+  }
+  ~BatchNormGroup() {
+    if (on_) models::set_batchnorm_group(*model_, {});
+  }
+  BatchNormGroup(const BatchNormGroup&) = delete;
+  BatchNormGroup& operator=(const BatchNormGroup&) = delete;
+
+ private:
+  models::DaeNr& model_;
+  bool on_;
+};
 
 // fsync a path (file or directory), so that a rename is durable.
 void fsync_path(const std::filesystem::path& path, bool directory) {
@@ -54,7 +99,7 @@ void configure_threads(int n) {
 }
 
 Trainer::Trainer(const JobConfig& config, const models::Dataset& data)
-    : config_(config), device_(config.train.device) {
+    : config_(config), device_(device_for_local_rank(config.train.device)) {
   if (device_.is_cuda() && !torch::cuda::is_available()) {
     throw ConfigError(fmt::format("train.device: \"{}\" requested but no CUDA device is available "
                                   "(this build: {})",
@@ -118,6 +163,29 @@ torch::Tensor Trainer::batch_indices(int step) {
   return torch::tensor(idx, torch::kLong).to(device_);
 }
 
+void Trainer::reduce_gradients(GradientReducer& group) {
+  std::vector<torch::Tensor> grads;
+  for (auto& p : model_->parameters()) {
+    // Every rank must hand over the same list: a gradient that backward left undefined on this
+    // rank (a parameter its share did not reach) is a zero one.
+    if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
+    grads.push_back(p.grad());
+  }
+  group.all_reduce_mean(grads);
+}
+
+void Trainer::broadcast_from_rank0(GradientReducer& group) {
+  // Ranks build the same initial model from the same seed; taking rank 0's parameters and
+  // buffers (x + 0 + ... + 0 is exact) makes that a guarantee rather than an assumption.
+  torch::NoGradGuard no_grad;
+  auto send = [&](torch::Tensor t) {
+    if (group.rank() != 0) t.zero_();
+    group.all_reduce_sum(t);
+  };
+  for (auto& p : model_->parameters()) send(p);
+  for (auto& b : model_->buffers()) send(b);
+}
+
 void Trainer::snapshot_best() {
   torch::NoGradGuard no_grad;
   best_state_.clear();
@@ -161,10 +229,39 @@ double Trainer::validation_loss() {
 }
 
 bool Trainer::train(const RunOptions& options) {
-  if (!options.checkpoint.empty() && std::filesystem::exists(options.checkpoint)) {
-    load_checkpoint(options.checkpoint);
-  }
   const auto& tc = config_.train;
+  // A group of one has nothing to synchronise: it takes the single-process path exactly.
+  GradientReducer* group =
+      options.reducer != nullptr && options.reducer->size() > 1 ? options.reducer : nullptr;
+  const int rank = group != nullptr ? group->rank() : 0;
+  const int ranks = group != nullptr ? group->size() : 1;
+  if (tc.batch_size < ranks) {
+    throw ConfigError(
+        fmt::format("train.batch_size: {} is smaller than the data-parallel group "
+                    "({} ranks), which needs a sample per rank",
+                    tc.batch_size, ranks));
+  }
+  const auto& path = options.checkpoint;
+  if (!path.empty()) {
+    const bool here = std::filesystem::exists(path);
+    if (group != nullptr) {
+      const bool somewhere = group->any(here), missing_somewhere = group->any(!here);
+      if (somewhere && missing_somewhere) {
+        throw CheckpointError(fmt::format(
+            "{}: exists for some ranks of the data-parallel group only (it must be on a file "
+            "system that all ranks share)",
+            path.string()));
+      }
+    }
+    if (here) {
+      collectively(
+          group, [&] { load_checkpoint(path); },
+          fmt::format("{}: another rank of the data-parallel group could not resume from it",
+                      path.string()));
+    }
+  }
+  BatchNormGroup batchnorm_group(model_, group);
+  if (group != nullptr) broadcast_from_rank0(*group);
   const models::LossWeights weights = config_.loss;
   model_->train();
   auto started = std::chrono::steady_clock::now();
@@ -174,8 +271,10 @@ bool Trainer::train(const RunOptions& options) {
 
   while (!finished_) {
     // One optimisation step; its random draws are seeded by (seed, step).
-    torch::manual_seed(mix(config_.seed, step_, kStep));
+    torch::manual_seed(step_seed(config_.seed, step_, rank));
     auto idx = batch_indices(step_);
+    // Data parallel: this rank's share of the batch is every R-th sample from its rank on.
+    if (group != nullptr) idx = idx.slice(0, rank, tc.batch_size, ranks);
     auto x = train_x_.index_select(0, idx);
     auto s = train_s_.index_select(0, idx);
     // Drop the gradients instead of filling them with zeros: backward then
@@ -184,19 +283,41 @@ bool Trainer::train(const RunOptions& options) {
     model_->zero_grad(/*set_to_none=*/true);
     auto out = model_->forward(x);
     auto terms = models::compute_loss(model_, out, x, s, weights);
-    terms.total.backward();
+    if (group == nullptr) {
+      terms.total.backward();
+      running += terms.total.detach();
+    } else {
+      // The loss is a mean over this rank's share. Weighted by share * R / B, the ranks' losses
+      // average to the whole batch's mean loss, and their gradients (through the group's
+      // BatchNorm statistics too) average, in all_reduce_mean, to its gradient.
+      const double share = static_cast<double>(idx.size(0)) / tc.batch_size;
+      (terms.total * (share * ranks)).backward();
+      reduce_gradients(*group);
+      running += terms.total.detach() * share;
+    }
     optimizer_->step();
-    running += terms.total.detach();
     ++since_point;
     ++step_;
 
     const bool at_cap = step_ >= tc.max_steps;
     if (step_ % tc.validate_every != 0 && !at_cap) continue;
 
-    const double train_loss = scalar(running) / since_point;
+    double train_sum = scalar(running);
+    double val = validation_loss();
+    if (group != nullptr) {
+      // The training loss is the group's (each rank summed its share's); the validation loss
+      // is rank 0's, so that all ranks take the same schedule decisions even if their own
+      // evaluations were to round differently.
+      auto both = torch::tensor({train_sum, rank == 0 ? val : 0.0},
+                                torch::TensorOptions().dtype(torch::kDouble).device(device_));
+      group->all_reduce_sum(both);
+      both = both.cpu();
+      train_sum = both[0].item<double>();
+      val = both[1].item<double>();
+    }
+    const double train_loss = train_sum / since_point;
     running.zero_();
     since_point = 0;
-    const double val = validation_loss();
     if (!std::isfinite(train_loss) || !std::isfinite(val)) {
       throw TrainingDiverged(fmt::format("loss diverged at step {} (train {}, validation {})",
                                          step_, train_loss, val));
@@ -222,12 +343,21 @@ bool Trainer::train(const RunOptions& options) {
       finished_ = true;
     }
     ++validations;
-    const bool stop = !finished_ && options.should_stop && options.should_stop(step_);
+    bool stop = false;
+    if (!finished_) {
+      stop = options.should_stop && options.should_stop(step_);
+      if (group != nullptr) stop = group->any(stop);
+    }
     const bool periodic = tc.checkpoint_every > 0 && validations % tc.checkpoint_every == 0;
-    if (!options.checkpoint.empty() && (stop || periodic || finished_)) {
+    if (!path.empty() && (stop || periodic || finished_)) {
       train_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
       started = std::chrono::steady_clock::now();
-      save_checkpoint(options.checkpoint);
+      collectively(
+          group,
+          [&] {
+            if (rank == 0) save_checkpoint(path);
+          },
+          fmt::format("{}: rank 0 of the data-parallel group could not write it", path.string()));
     }
     if (stop) return false;
   }

@@ -13,6 +13,10 @@
 // comes from generators seeded by (seed, s), so a run resumed from a checkpoint
 // at step s continues exactly as an uninterrupted one, and the same seed, data
 // and thread count give bit-identical results on CPU.
+//
+// Data parallelism (RunOptions::reducer, docs/parallel.md): the R ranks of a group hold the
+// same parameters, each takes a rank-strided share of every batch, BatchNorm statistics span
+// the group, gradients are averaged, and every decision (schedule, stop) is taken alike on all.
 
 #include <cstdint>
 #include <filesystem>
@@ -30,6 +34,8 @@
 #include "worker/job_config.h"
 
 namespace daenr::worker {
+
+class GradientReducer;
 
 /// The loss became NaN or infinite: an expected failure, recorded with its step.
 class TrainingDiverged : public std::runtime_error {
@@ -92,11 +98,18 @@ struct RunOptions {
   std::function<bool(int step)> should_stop;
   /// Fit only these neurons (column indices); empty: all of them.
   std::vector<int64_t> neurons;
+  /// The data-parallel group this rank trains the job with; it must outlive train(). Every
+  /// rank of the group calls train() (or run_job) with the same job. Group rank 0 alone writes
+  /// the checkpoint; all ranks read it to resume, so it must be at a path they all see.
+  /// `should_stop` is asked on every rank and the group stops when any rank's answer is true.
+  /// A group of one is the single-process path, bit for bit.
+  GradientReducer* reducer = nullptr;  ///< data-parallel group; null: this rank alone
 };
 
 class Trainer {
  public:
-  /// `data` must outlive the trainer; it is moved to the configured device.
+  /// `data` must outlive the trainer; it is moved to the configured device ("cuda": the GPU
+  /// of this process's local rank, see device_for_local_rank).
   Trainer(const JobConfig& config, const models::Dataset& data);
 
   /// Trains until the schedule ends (returns true) or `should_stop` asks to
@@ -117,6 +130,8 @@ class Trainer {
 
  private:
   torch::Tensor batch_indices(int step);
+  void reduce_gradients(GradientReducer& group);
+  void broadcast_from_rank0(GradientReducer& group);
   void snapshot_best();
   void restore_best();
   void reset_optimizer(double lr);

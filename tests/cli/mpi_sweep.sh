@@ -50,6 +50,23 @@ rows = db.execute("SELECT count(*) FROM results").fetchone()[0]
 assert rows == 24
 PY
 
+# A worker group of two ranks (ranks_per_job in the spec) trains each job
+# data-parallel: the same jobs as in one process, with results equal up to
+# float32 rounding (tests/mpi checks the parameters themselves).
+printf 'name = "dp"\nranks_per_job = 2\n[data]\nregions = ["virtual:2"]\n[axes]\nlayer = [2]\nreadout = ["fr", "none"]\nloss = [[1.0, 1.0], [1.0, 0.0]]\n[model]\nwidth = 4\nlatent = 8\n[train]\nbatch_size = 16\nvalidate_every = 5\npatience = 10\nmax_steps = 40\n' >"$tmp/dp.toml"
+out=$("${mpirun[@]}" -n 3 "$daenr" sweep run "$tmp/dp.toml" --db "$tmp/dp.sqlite" 2>&1) || fail "group of 2: $out"
+"$daenr" sweep run "$tmp/dp.toml" --db "$tmp/dp1.sqlite" >/dev/null || fail "dp spec in one process"
+python3 - "$tmp/dp.sqlite" "$tmp/dp1.sqlite" <<'PY' || fail "a group of 2 ranks does not reproduce the single-process results"
+import sqlite3, sys
+q = "SELECT job_id, mse, mean_r FROM results ORDER BY job_id"
+a = sqlite3.connect(sys.argv[1]).execute(q).fetchall()
+b = sqlite3.connect(sys.argv[2]).execute(q).fetchall()
+assert len(a) == 2 and [r[0] for r in a] == [r[0] for r in b], (a, b)
+for x, y in zip(a, b):
+    assert abs(x[1] - y[1]) < 1e-3, (x, y)
+    assert (x[2] is None) == (y[2] is None) and (x[2] is None or abs(x[2] - y[2]) < 1e-3), (x, y)
+PY
+
 # A job that throws in a worker (its device does not exist) is recorded with
 # its message; that worker goes on and the sweep completes: exit 5.
 printf 'name = "f"\n[data]\nregions = ["virtual:2"]\n[axes]\nlayer = [1, 2]\nreadout = ["fr", "fc"]\n[override.fc]\ntrain.device = "cuda:99"\n[model]\nwidth = 4\nlatent = 8\n[train]\nbatch_size = 16\nvalidate_every = 5\npatience = 10\nmax_steps = 10\n' >"$tmp/f.toml"
