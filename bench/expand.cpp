@@ -17,6 +17,7 @@
 #include <unistd.h>
 #include <vector>
 
+#include "orchestrator/sweep_runner.h"
 #include "storage/store.h"
 #include "sweeps/spec.h"
 
@@ -51,18 +52,6 @@ train.batch_size = 32
                      seed_list);
 }
 
-// As orchestrator/sweep_runner.cpp stores a job's labels.
-std::string labels_json(const sweeps::Labels& l) {
-  return nlohmann::ordered_json{{"region", l.region},
-                                {"layer", l.layer},
-                                {"autoencoder", models::to_string(l.autoencoder)},
-                                {"readout", models::to_string(l.readout)},
-                                {"alpha", l.alpha},
-                                {"beta", l.beta},
-                                {"seed", l.seed},
-                                {"neurons", sweeps::to_string(l.neurons)}}
-      .dump();
-}
 
 }  // namespace
 
@@ -94,7 +83,8 @@ int main(int argc, char** argv) {
   std::vector<storage::NewJob> rows;
   rows.reserve(jobs.size());
   for (const auto& j : jobs) {
-    rows.push_back({j.id, sweeps::canonical_json(j.config), labels_json(j.labels), j.depends_on});
+    rows.push_back(
+        {j.id, sweeps::canonical_json(j.config), daenr::orchestrator::labels_json(j.labels).dump(), j.depends_on});
   }
   const double rows_s = seconds(t0);
 

@@ -11,8 +11,10 @@
 //     leaders talk to rank 0.
 //  3. An idle leader sends kRequest ("" or "stopping": a signal reached it);
 //     after its first job, the outcome of step 6 is its request.
-//  4. Rank 0 leases the next runnable job to that group (lease owner
-//     "<host:pid>/g<group>") and answers kAssign {"id", "neurons"}; or
+//  4. Rank 0 leases the next runnable jobs to that group (lease owner
+//     "<host:pid>/g<group>") and answers kAssign {"jobs": [{"id", "neurons"}]}:
+//     one job, or more for a one-rank group whose jobs take under 20 ms each
+//     (doubling up to 64 while they stay that short); or
 //     {"wait": true} when nothing is runnable yet but jobs are in flight (a
 //     neuron-subset job waits for its all-neurons job); or {"exit": true} when
 //     nothing is left or the run is stopping.
@@ -20,8 +22,8 @@
 //     job data-parallel. At validation points the leader sends kHeartbeat (at
 //     most every heartbeat_s; rank 0 extends the group's lease and its own run
 //     lock) and looks for kStop from rank 0.
-//  6. The leader sends kOutcome {"outcome": done with all metrics / failed
-//     with its message / preempted, "stopping"}; rank 0 records it and, as
+//  6. The leader sends kOutcome {"outcomes": [done with all metrics / failed
+//     with its message / preempted], "stopping"}; rank 0 records them and, as
 //     for a request, answers with step 4. Messages that arrive together are
 //     handled in one database transaction.
 //  7. A stop (SIGTERM, SIGINT or SIGUSR1, which mpirun forwards to every
@@ -97,7 +99,18 @@ RunSummary orchestrate(PreparedSweep& sweep, const RunnerOptions& options, int g
 
   RunSummary summary;
   summary.total = static_cast<int64_t>(sweep.jobs.size());
-  std::map<int, std::string> busy;  // leader rank -> job id
+  std::map<int, std::vector<std::string>> busy;  // leader rank -> the jobs it holds
+  // Jobs per assignment, per group: 1 for real training (the best balance),
+  // growing while a group's jobs take under kShortJob each (no-op or failing
+  // jobs), so that messages and commits are shared by many of them. Only for
+  // groups of one rank: a group trains its jobs in lockstep, one at a time.
+  struct Pace {
+    int batch = 1;
+    std::chrono::steady_clock::time_point assigned;
+  };
+  std::map<int, Pace> pace;
+  constexpr auto kShortJob = std::chrono::milliseconds(20);
+  constexpr int kMaxBatch = 64;
   int live = groups;
   bool stopping = false;
   auto last_refresh = std::chrono::steady_clock::now();
@@ -106,11 +119,11 @@ RunSummary orchestrate(PreparedSweep& sweep, const RunnerOptions& options, int g
   auto begin_stop = [&] {
     if (stopping) return;
     stopping = true;
-    for (const auto& [leader, id] : busy) mpi::send_text("", leader, kStop, world);
+    for (const auto& [leader, ids] : busy) mpi::send_text("", leader, kStop, world);
   };
   const nlohmann::json exit_msg{{"exit", true}}, wait_msg{{"wait", true}};
 
-  // Step 4: the next job for the group led by `source`, or wait, or exit.
+  // Step 4: the next jobs for the group led by `source`, or wait, or exit.
   auto assign = [&](int source, bool source_stopping) {
     if (source_stopping) begin_stop();
     if (stopping) {
@@ -118,18 +131,12 @@ RunSummary orchestrate(PreparedSweep& sweep, const RunnerOptions& options, int g
       --live;
       return;
     }
-    for (;;) {
+    const std::size_t want = ranks_per_job == 1 ? static_cast<std::size_t>(pace[source].batch) : 1;
+    nlohmann::json jobs = nlohmann::json::array();
+    while (jobs.size() < want) {
       const auto leased =
           store.lease_next(sweep.sweep_id, owner_of(source), unix_now(), options.lease_s, options.max_attempts);
-      if (!leased) {
-        if (busy.empty()) {
-          mpi::send_text(exit_msg.dump(), source, kAssign, world);
-          --live;
-        } else {
-          mpi::send_text(wait_msg.dump(), source, kAssign, world);
-        }
-        return;
-      }
+      if (!leased) break;
       const auto& job = sweep.job(leased->id);
       ++summary.ran;
       std::vector<int64_t> neurons;
@@ -142,10 +149,20 @@ RunSummary orchestrate(PreparedSweep& sweep, const RunnerOptions& options, int g
         record_outcome(store, owner_of(source), failed, summary);
         continue;  // lease the next one for this group
       }
-      mpi::send_text(nlohmann::json{{"id", job.id}, {"neurons", neurons}}.dump(), source, kAssign, world);
-      busy[source] = job.id;
+      jobs.push_back({{"id", job.id}, {"neurons", neurons}});
+      busy[source].push_back(job.id);
+    }
+    if (jobs.empty()) {
+      if (busy.empty()) {
+        mpi::send_text(exit_msg.dump(), source, kAssign, world);
+        --live;
+      } else {
+        mpi::send_text(wait_msg.dump(), source, kAssign, world);
+      }
       return;
     }
+    pace[source].assigned = std::chrono::steady_clock::now();
+    mpi::send_text(nlohmann::json{{"jobs", jobs}}.dump(), source, kAssign, world);
   };
 
   // One message of steps 3, 5 and 6; outcomes recorded go to `recorded`.
@@ -164,12 +181,18 @@ RunSummary orchestrate(PreparedSweep& sweep, const RunnerOptions& options, int g
         return;
       }
       case kOutcome: {
-        // An outcome is also the group's request for its next job (step 3).
+        // Outcomes are also the group's request for its next jobs (step 3).
         const auto message = nlohmann::json::parse(text);
-        auto outcome = outcome_from_json(message.at("outcome"));
-        record_outcome(store, owner_of(source), outcome, summary);
+        const auto& outcomes = message.at("outcomes");
+        for (const auto& o : outcomes) {
+          auto outcome = outcome_from_json(o);
+          record_outcome(store, owner_of(source), outcome, summary);
+          recorded.push_back(std::move(outcome));
+        }
         busy.erase(source);
-        recorded.push_back(std::move(outcome));
+        auto& p = pace[source];
+        const auto per_job = (std::chrono::steady_clock::now() - p.assigned) / std::max<std::size_t>(outcomes.size(), 1);
+        p.batch = per_job < kShortJob ? std::min(p.batch * 2, kMaxBatch) : 1;
         assign(source, message.at("stopping").get<bool>());
         return;
       }
@@ -223,7 +246,7 @@ void work(const std::vector<sweeps::JobSpec>& jobs, const JobPaths& paths, const
   auto last_heartbeat = std::chrono::steady_clock::now();
 
   // The first request is kRequest; later ones ride on kOutcome (step 6).
-  std::string pending_outcome;
+  nlohmann::json pending_outcomes;  // null: none
   for (;;) {
     std::string assignment;
     if (leader) {
@@ -233,11 +256,10 @@ void work(const std::vector<sweeps::JobSpec>& jobs, const JobPaths& paths, const
           remote_stop = true;
         }
         const bool stopping = local_stop() || remote_stop;
-        if (!pending_outcome.empty()) {
-          mpi::send_text(
-              nlohmann::json{{"outcome", nlohmann::json::parse(pending_outcome)}, {"stopping", stopping}}.dump(), 0,
-              kOutcome, world);
-          pending_outcome.clear();
+        if (!pending_outcomes.is_null()) {
+          mpi::send_text(nlohmann::json{{"outcomes", pending_outcomes}, {"stopping", stopping}}.dump(), 0, kOutcome,
+                         world);
+          pending_outcomes = nullptr;
         } else {
           mpi::send_text(stopping ? "stopping" : "", 0, kRequest, world);
         }
@@ -252,40 +274,52 @@ void work(const std::vector<sweeps::JobSpec>& jobs, const JobPaths& paths, const
     }
     mpi::broadcast_text(assignment, 0, group.get());
     if (assignment.empty()) return;  // exit
-    const auto a = nlohmann::json::parse(assignment);
-    const auto found = by_id.find(a.at("id").get<std::string>());
-    Outcome outcome;
-    if (found == by_id.end()) {
-      outcome.job_id = a.at("id").get<std::string>();
-      outcome.error = "this worker's expansion of the spec lacks the job";
-    } else if (mpi_options.execute_override) {
-      outcome = mpi_options.execute_override(*found->second);
-    } else {
-      auto should_stop = [&](int) {
-        if (!leader) return local_stop();
-        const auto now = std::chrono::steady_clock::now();
-        if (now - last_heartbeat > std::chrono::duration<double>(mpi_options.heartbeat_s)) {
-          mpi::send_text(found->first, 0, kHeartbeat, world);
-          last_heartbeat = now;
-        }
-        if (!remote_stop && mpi::poll(world, kStop)) {
-          mpi::recv_text_politely(0, kStop, world);
-          remote_stop = true;
-        }
-        return local_stop() || remote_stop;
-      };
-      // A group of several ranks trains the job data-parallel; the reducer is
-      // collective over the group and lives for this job only. The trainer
-      // maps "cuda" to this rank's own GPU (its local rank) itself.
-      std::unique_ptr<worker::GradientReducer> reducer;
-      if (group.size() > 1) {
-        const torch::Device device(worker::device_for_local_rank(found->second->config.train.device));
-        reducer = worker::make_reducer(group.get(), device);
+    nlohmann::json outcomes = nlohmann::json::array();
+    const auto batch = nlohmann::json::parse(assignment);  // named: the loop below refers into it
+    for (const auto& a : batch.at("jobs")) {
+      const auto id = a.at("id").get<std::string>();
+      const auto found = by_id.find(id);
+      if (leader && !remote_stop && mpi::poll(world, kStop)) {
+        mpi::recv_text_politely(0, kStop, world);
+        remote_stop = true;
       }
-      outcome = execute_job(*found->second, a.at("neurons").get<std::vector<int64_t>>(), paths, should_stop,
-                            reducer.get());
+      Outcome outcome;
+      outcome.job_id = id;
+      if (found == by_id.end()) {
+        outcome.error = "this worker's expansion of the spec lacks the job";
+      } else if (group.size() == 1 && (local_stop() || remote_stop)) {
+        // The rest of a batch after a stop: back to the queue, never started.
+        outcome.kind = Outcome::Kind::kPreempted;
+      } else if (mpi_options.execute_override) {
+        outcome = mpi_options.execute_override(*found->second);
+      } else {
+        auto should_stop = [&](int) {
+          if (!leader) return local_stop();
+          const auto now = std::chrono::steady_clock::now();
+          if (now - last_heartbeat > std::chrono::duration<double>(mpi_options.heartbeat_s)) {
+            mpi::send_text(found->first, 0, kHeartbeat, world);
+            last_heartbeat = now;
+          }
+          if (!remote_stop && mpi::poll(world, kStop)) {
+            mpi::recv_text_politely(0, kStop, world);
+            remote_stop = true;
+          }
+          return local_stop() || remote_stop;
+        };
+        // A group of several ranks trains the job data-parallel; the reducer is
+        // collective over the group and lives for this job only. The trainer
+        // maps "cuda" to this rank's own GPU (its local rank) itself.
+        std::unique_ptr<worker::GradientReducer> reducer;
+        if (group.size() > 1) {
+          const torch::Device device(worker::device_for_local_rank(found->second->config.train.device));
+          reducer = worker::make_reducer(group.get(), device);
+        }
+        outcome = execute_job(*found->second, a.at("neurons").get<std::vector<int64_t>>(), paths, should_stop,
+                              reducer.get());
+      }
+      if (leader) outcomes.push_back(to_json(outcome));
     }
-    if (leader) pending_outcome = to_json(outcome).dump();
+    if (leader) pending_outcomes = std::move(outcomes);
   }
 }
 

@@ -120,7 +120,7 @@ std::string pad(const std::string& s, std::size_t w) {
 
 std::string markdown_block(const Block& block) {
   std::vector<std::vector<std::string>> grid;
-  std::vector<std::string> header = {markdown_escape(plain_text(block.stub))};
+  std::vector<std::string> header = {markdown_escape(plain_text(block.row_header))};
   // Markdown has one header row: a group's label goes before each of its columns.
   std::vector<std::string> group_of(block.columns.size());
   std::size_t c = 0;
@@ -267,7 +267,7 @@ std::string render_latex(const std::vector<Table>& tables, const std::string& so
         }
         out += " \\\\\n" + rules.substr(1) + "\n";
       }
-      out += latex_text(block.stub);
+      out += latex_text(block.row_header);
       for (const auto& c : block.columns) out += " & " + latex_text(c);
       out += " \\\\\n\\midrule\n";
       for (const auto& row : block.rows) {
@@ -315,7 +315,7 @@ std::string render_html_table(const Table& t) {
         out += fmt::format("<th colspan=\"{}\">{}</th>", g.span, html_text(g.label));
       out += "</tr>\n";
     }
-    out += "<tr><th>" + html_text(block.stub) + "</th>";
+    out += "<tr><th>" + html_text(block.row_header) + "</th>";
     for (const auto& c : block.columns) out += "<th>" + html_text(c) + "</th>";
     out += "</tr>\n</thead>\n<tbody>\n";
     for (const auto& row : block.rows) {

@@ -235,7 +235,7 @@ Table table2(const JobIndex& index) {
   t.caption = "Image reconstruction with all neurons: CAE and CAE-FR_{i} in each region";
   TableBuilder b(index, t);
   Block block;
-  block.stub = "Model";
+  block.row_header = "Model";
   std::vector<Metric> metrics;
   for (const auto& region : index.regions()) {
     block.groups.push_back({region_title(region), 3});
@@ -276,7 +276,7 @@ Table table3(const JobIndex& index) {
   for (const auto& region : index.regions()) {
     Block block;
     block.subtitle = region_title(region);
-    block.stub = "Model";
+    block.row_header = "Model";
     std::vector<Metric> metrics;
     for (Metric m : order) {
       block.groups.push_back({info(m).header, 2});
@@ -312,7 +312,7 @@ Table table4(const JobIndex& index) {
   t.caption = "PCC of CNN-FR_{i} (no reconstruction loss) and CAE-FR_{i} in each region";
   TableBuilder b(index, t);
   Block block;
-  block.stub = "Region";
+  block.row_header = "Region";
   struct Column {
     std::string ae;
     int layer;
@@ -363,7 +363,7 @@ Table table5(const JobIndex& index) {
   for (const auto& region : index.regions()) {
     Block block;
     block.subtitle = region_title(region);
-    block.stub = "Model";
+    block.row_header = "Model";
     std::vector<Metric> metrics;
     for (int layer = 1; layer <= 4; ++layer) {
       block.groups.push_back({layer_header(layer), 3});
@@ -401,7 +401,7 @@ Table table6(const JobIndex& index) {
   t.caption = "PCC of every model with a readout, by region and layer h_{i}";
   TableBuilder b(index, t);
   Block block;
-  block.stub = "Model";
+  block.row_header = "Model";
   std::vector<Metric> metrics;
   for (const auto& region : index.regions()) {
     block.groups.push_back({region_title(region), 4});
@@ -449,7 +449,7 @@ Table table7(const JobIndex& index, const ReportData& data) {
   t.name = "Table 7";
   t.caption = "(Not in the paper.) Each DAE-NR variant against its baseline, paired over seeds";
   Block block;
-  block.stub = "Region";
+  block.row_header = "Region";
   block.columns = {"Model", "Baseline", "Metric", "n", "Δ (model − baseline)", "t", "p", "Reading"};
   t.csv_header = {"table",    "region",         "model",         "autoencoder",
                   "readout",  "layer",          "alpha",         "beta",

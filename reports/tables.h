@@ -54,7 +54,7 @@ struct Row {
 /// One grid of a table; Tables 3 and 5 have one block per region.
 struct Block {
   std::string subtitle;             ///< e.g. "Region 3 (virtual)"; empty for a one-block table
-  std::string stub;                 ///< header of the label column
+  std::string row_header;                 ///< header of the label column
   std::vector<HeaderGroup> groups;  ///< optional header row above `columns`
   std::vector<std::string> columns;
   std::vector<Row> rows;
