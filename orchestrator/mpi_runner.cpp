@@ -230,7 +230,9 @@ RunSummary orchestrate(PreparedSweep& sweep, const RunnerOptions& options, int g
     batch.commit();
     for (const auto& o : recorded) remove_spent_checkpoint(sweep.paths, o);
   }
-  if (stop_requested()) summary.stopped = true;
+  // A stop that came after the last job is no reason to run again.
+  if (stop_requested() && sweep.work_left(options.max_attempts)) summary.stopped = true;
+  sweep.finish(summary);
   return summary;
 }
 

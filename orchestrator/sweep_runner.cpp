@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cerrno>
 #include <cstdlib>
 
@@ -28,7 +29,35 @@ namespace fs = std::filesystem;
 std::string process_owner() {
   char host[256] = {0};
   ::gethostname(host, sizeof(host) - 1);
-  return fmt::format("{}:{}", host, ::getpid());
+  const SlurmContext slurm = slurm_context();
+  if (slurm.job_id.empty()) return fmt::format("{}:{}", host, ::getpid());
+  return fmt::format("{}:{} (slurm job {})", host, ::getpid(), slurm.job_id);
+}
+
+SlurmContext slurm_context() {
+  SlurmContext c;
+  if (const char* id = std::getenv("SLURM_JOB_ID")) c.job_id = id;
+  if (const char* restart = std::getenv("SLURM_RESTART_COUNT")) c.restart = std::atoi(restart);
+  return c;
+}
+
+OwnerName parse_owner(const std::string& owner) {
+  OwnerName out;
+  const auto colon = owner.find(':');
+  if (colon == std::string::npos) return out;
+  out.host = owner.substr(0, colon);
+  std::size_t pos = colon + 1;
+  while (pos < owner.size() && std::isdigit(static_cast<unsigned char>(owner[pos]))) {
+    out.pid = out.pid * 10 + (owner[pos] - '0');
+    ++pos;
+  }
+  static constexpr std::string_view kSlurm = " (slurm job ";
+  if (owner.compare(pos, kSlurm.size(), kSlurm) == 0 && owner.back() == ')') {
+    out.slurm_job = owner.substr(pos + kSlurm.size(), owner.size() - 1 - pos - kSlurm.size());
+  } else if (pos != owner.size()) {
+    out.pid = 0;  // not a name this build writes
+  }
+  return out;
 }
 
 double unix_now() {
@@ -60,20 +89,18 @@ nlohmann::ordered_json labels_json(const sweeps::Labels& l) {
 namespace {
 
 // A lock held by a process of this host that no longer exists (killed, or
-// crashed) is stale at once; a holder on another host is judged by its
-// heartbeat alone.
-bool holder_is_dead(storage::Store& store) {
+// crashed) is stale at once, and so is one held by an earlier incarnation of
+// this very Slurm job (Slurm runs one at a time: a requeued allocation starts
+// only after the previous one ended, perhaps by SIGKILL). Any other holder is
+// judged by its heartbeat alone.
+bool holder_is_gone(storage::Store& store) {
   storage::Statement s(store.database(), "SELECT owner FROM run_lock WHERE id = 1");
   if (!s.step()) return false;
-  const std::string holder = s.column_text(0);
-  const auto colon = holder.rfind(':');
-  if (colon == std::string::npos) return false;
-  const std::string me = process_owner();
-  if (holder.substr(0, colon) != me.substr(0, me.rfind(':'))) return false;
-  char* end = nullptr;
-  const long pid = std::strtol(holder.c_str() + colon + 1, &end, 10);
-  if (pid <= 0 || *end != '\0') return false;
-  return ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH;
+  const OwnerName holder = parse_owner(s.column_text(0));
+  const OwnerName me = parse_owner(process_owner());
+  if (!me.slurm_job.empty() && holder.slurm_job == me.slurm_job) return true;
+  if (holder.host != me.host || holder.pid <= 0) return false;
+  return ::kill(static_cast<pid_t>(holder.pid), 0) != 0 && errno == ESRCH;
 }
 
 std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
@@ -92,8 +119,10 @@ PreparedSweep::PreparedSweep(const fs::path& spec_path, const fs::path& db, cons
       store(db),
       owner(process_owner()) {
   for (const auto& j : jobs) by_id[j.id] = &j;
-  store.acquire_run_lock(owner, unix_now(), holder_is_dead(store) ? 0.0 : options.lock_stale_s);
+  store.acquire_run_lock(owner, unix_now(), holder_is_gone(store) ? 0.0 : options.lock_stale_s);
   try {
+    const SlurmContext slurm = slurm_context();
+    run_id_ = store.begin_run(owner, slurm.job_id, slurm.restart, unix_now());
     // The model-code version is part of the sweep's identity too: after a
     // change that alters results, the same spec is a new sweep with new ids.
     sweep_id = store.insert_sweep(
@@ -120,9 +149,28 @@ PreparedSweep::PreparedSweep(const fs::path& spec_path, const fs::path& db, cons
 
 PreparedSweep::~PreparedSweep() { release(); }
 
+bool PreparedSweep::work_left(int max_attempts) {
+  storage::Statement s(store.database(),
+                       "SELECT count(*) FROM jobs j JOIN sweep_jobs w ON w.job_id = j.id WHERE w.sweep_id = :sweep "
+                       "AND (j.state IN ('pending', 'leased', 'preempted') OR (j.state = 'failed' AND "
+                       "j.attempts < :max))");
+  s.bind(":sweep", sweep_id).bind(":max", max_attempts);
+  s.step();
+  return s.column_int(0) > 0;
+}
+
+void PreparedSweep::finish(const RunSummary& summary) {
+  outcome_ = summary.stopped ? "stopped" : summary.failed > 0 ? "failed jobs" : "complete";
+}
+
 void PreparedSweep::release() noexcept {
   if (released_) return;
   released_ = true;
+  try {
+    // No outcome: an exception ended the run (a database error, a lost lock).
+    if (run_id_ > 0) store.end_run(run_id_, outcome_.empty() ? "error" : outcome_, unix_now());
+  } catch (...) {
+  }
   try {
     store.release_run_lock(owner);
   } catch (...) {
@@ -187,7 +235,9 @@ RunSummary run_sweep(const fs::path& spec_path, const fs::path& db_path, const R
     if (outcome.kind == Outcome::Kind::kPreempted) break;
   }
   if (options.progress) std::fprintf(stderr, "\r\033[K");
-  if (stop_requested()) summary.stopped = true;
+  // A stop that came after the last job is no reason to run again.
+  if (stop_requested() && sweep.work_left(options.max_attempts)) summary.stopped = true;
+  sweep.finish(summary);
   return summary;
 }
 

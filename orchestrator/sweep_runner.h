@@ -74,6 +74,12 @@ class PreparedSweep {
   PreparedSweep(const PreparedSweep&) = delete;
   PreparedSweep& operator=(const PreparedSweep&) = delete;
 
+  /// Whether any job of the sweep is still to run: pending, leased,
+  /// preempted, or failed with attempts left.
+  bool work_left(int max_attempts);
+  /// Records the run's outcome in the runs table (written on release).
+  void finish(const RunSummary& summary);
+
   /// The expanded job of a leased id; a StorageError if the database holds an
   /// id this spec does not produce.
   const sweeps::JobSpec& job(const std::string& id) const;
@@ -89,6 +95,8 @@ class PreparedSweep {
   void release() noexcept;
   std::map<std::string, const sweeps::JobSpec*> by_id;
   bool released_ = false;
+  int64_t run_id_ = 0;
+  std::string outcome_;
 };
 
 /// The axis values of a job as stored in jobs.labels.
@@ -101,8 +109,24 @@ Plan plan_sweep(const std::filesystem::path& spec, const std::filesystem::path& 
 /// their age, the run lock, the last errors.
 std::string status_report(const std::filesystem::path& db, double now);
 
-/// "host:pid" of this process, the owner name in leases and the run lock.
+/// The Slurm allocation this process runs in, if any (SLURM_JOB_ID and
+/// SLURM_RESTART_COUNT, which counts requeues).
+struct SlurmContext {
+  std::string job_id;  ///< empty outside Slurm
+  int restart = 0;
+};
+SlurmContext slurm_context();
+
+/// "host:pid" of this process, or "host:pid (slurm job N)" inside Slurm: the
+/// owner name in leases, the run lock and the runs table.
 std::string process_owner();
+
+/// The parts of an owner name; pid 0 for a name this build does not write.
+struct OwnerName {
+  std::string host, slurm_job;
+  long pid = 0;
+};
+OwnerName parse_owner(const std::string& owner);
 
 /// Unix time in seconds.
 double unix_now();

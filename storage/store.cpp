@@ -84,6 +84,28 @@ CREATE TABLE run_lock (
 );
 )sql";
 
+// Version 2: the Slurm allocations submitted for a database, and every run
+// that drove it (in or out of Slurm), so that status can name them and a
+// requeued allocation can be told from a second one.
+constexpr const char* kSchemaV2 = R"sql(
+CREATE TABLE slurm_jobs (
+  slurm_job_id TEXT PRIMARY KEY,
+  sweep_name   TEXT NOT NULL,
+  spec_path    TEXT NOT NULL,
+  script_path  TEXT NOT NULL,
+  submitted_at REAL NOT NULL
+);
+CREATE TABLE runs (
+  id            INTEGER PRIMARY KEY,
+  owner         TEXT NOT NULL,
+  slurm_job_id  TEXT,
+  slurm_restart INTEGER,
+  started_at    REAL NOT NULL,
+  ended_at      REAL,
+  outcome       TEXT
+);
+)sql";
+
 std::string sha256_hex(const std::string& text) {
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
@@ -161,6 +183,7 @@ void Store::migrate() {
   if (version == kSchemaVersion) return;
   Transaction tx(db_);
   if (version < 1) db_.exec(kSchemaV1);
+  if (version < 2) db_.exec(kSchemaV2);
   db_.exec(fmt::format("PRAGMA user_version = {}", kSchemaVersion));
   tx.commit();
 }
@@ -356,6 +379,34 @@ void Store::release_run_lock(const std::string& owner) {
   w.bind(":owner", owner).run();
 }
 
+void Store::record_slurm_job(const SlurmJobRecord& job) {
+  Statement w(db_,
+              "INSERT OR REPLACE INTO slurm_jobs (slurm_job_id, sweep_name, spec_path, script_path, "
+              "submitted_at) VALUES (:id, :name, :spec, :script, :at)");
+  w.bind(":id", job.slurm_job_id).bind(":name", job.sweep_name).bind(":spec", job.spec_path)
+      .bind(":script", job.script_path).bind(":at", job.submitted_at).run();
+}
+
+int64_t Store::begin_run(const std::string& owner, const std::string& slurm_job_id, int slurm_restart,
+                         double now) {
+  Statement w(db_,
+              "INSERT INTO runs (owner, slurm_job_id, slurm_restart, started_at) "
+              "VALUES (:owner, :job, :restart, :now)");
+  w.bind(":owner", owner).bind(":now", now);
+  if (slurm_job_id.empty()) {
+    w.bind_null(":job").bind_null(":restart");
+  } else {
+    w.bind(":job", slurm_job_id).bind(":restart", static_cast<int64_t>(slurm_restart));
+  }
+  w.run();
+  return db_.last_insert_rowid();
+}
+
+void Store::end_run(int64_t run_id, const std::string& outcome, double now) {
+  Statement w(db_, "UPDATE runs SET ended_at = :now, outcome = :outcome WHERE id = :id");
+  w.bind(":now", now).bind(":outcome", outcome).bind(":id", run_id).run();
+}
+
 void Store::add_artifact(const std::string& job_id, const std::string& kind, const std::string& path) {
   Statement w(db_, "INSERT OR REPLACE INTO artifacts (job_id, kind, path) VALUES (:job, :kind, :path)");
   w.bind(":job", job_id).bind(":kind", kind).bind(":path", path).run();
@@ -410,6 +461,50 @@ std::optional<std::tuple<std::string, double, double>> Reader::run_lock() {
   Statement s(db_, "SELECT owner, acquired_at, heartbeat_at FROM run_lock WHERE id = 1");
   if (!s.step()) return std::nullopt;
   return std::make_tuple(s.column_text(0), s.column_double(1), s.column_double(2));
+}
+
+namespace {
+
+bool has_table(Database& db, const char* name) {
+  Statement s(db, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = :name");
+  s.bind(":name", name);
+  return s.step();
+}
+
+}  // namespace
+
+std::vector<SlurmJobRecord> Reader::slurm_jobs() {
+  // A version-1 file opened read-only is not migrated: it has none.
+  if (!has_table(db_, "slurm_jobs")) return {};
+  Statement s(db_,
+              "SELECT slurm_job_id, sweep_name, spec_path, script_path, submitted_at FROM slurm_jobs "
+              "ORDER BY submitted_at, slurm_job_id");
+  std::vector<SlurmJobRecord> out;
+  while (s.step()) {
+    out.push_back({s.column_text(0), s.column_text(1), s.column_text(2), s.column_text(3), s.column_double(4)});
+  }
+  return out;
+}
+
+std::vector<RunRecord> Reader::runs(int limit) {
+  if (!has_table(db_, "runs")) return {};
+  Statement s(db_,
+              "SELECT id, owner, slurm_job_id, slurm_restart, started_at, ended_at, outcome FROM runs "
+              "ORDER BY id DESC LIMIT :limit");
+  s.bind(":limit", limit);
+  std::vector<RunRecord> out;
+  while (s.step()) {
+    RunRecord r;
+    r.id = s.column_int(0);
+    r.owner = s.column_text(1);
+    if (!s.column_is_null(2)) r.slurm_job_id = s.column_text(2);
+    r.slurm_restart = static_cast<int>(s.column_int(3));
+    r.started_at = s.column_double(4);
+    r.ended_at = s.column_optional_double(5);
+    if (!s.column_is_null(6)) r.outcome = s.column_text(6);
+    out.push_back(std::move(r));
+  }
+  return out;
 }
 
 }  // namespace daenr::storage

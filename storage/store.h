@@ -62,6 +62,23 @@ struct ResultRecord {
   std::vector<CurveRow> curve;
 };
 
+/// A Slurm allocation submitted to drive the database (`daenr slurm submit`).
+struct SlurmJobRecord {
+  std::string slurm_job_id, sweep_name, spec_path, script_path;
+  double submitted_at = 0;
+};
+
+/// One run of a sweep (a process, or rank 0 of an MPI world) that held the
+/// run lock; inside Slurm, the allocation and how often it was requeued.
+struct RunRecord {
+  int64_t id = 0;
+  std::string owner, slurm_job_id;  ///< slurm_job_id empty outside Slurm
+  int slurm_restart = 0;
+  double started_at = 0;
+  std::optional<double> ended_at;
+  std::string outcome;  ///< "complete", "stopped", "failed jobs"; empty while running or if it died
+};
+
 struct StateCounts {
   int64_t total = 0, pending = 0, leased = 0, done = 0, failed = 0, preempted = 0;
 };
@@ -71,7 +88,7 @@ struct StateCounts {
 /// cannot be written is a StorageError that changes nothing.
 class Store {
  public:
-  static constexpr int kSchemaVersion = 1;
+  static constexpr int kSchemaVersion = 2;
 
   explicit Store(const std::filesystem::path& path);
 
@@ -109,6 +126,12 @@ class Store {
 
   void add_artifact(const std::string& job_id, const std::string& kind, const std::string& path);
 
+  /// Records a submitted allocation (idempotent per Slurm job id).
+  void record_slurm_job(const SlurmJobRecord& job);
+  /// A run starts (after taking the run lock); returns its row id for end_run.
+  int64_t begin_run(const std::string& owner, const std::string& slurm_job_id, int slurm_restart, double now);
+  void end_run(int64_t run_id, const std::string& outcome, double now);
+
   Database& database() { return db_; }
 
  private:
@@ -130,6 +153,10 @@ class Reader {
   std::vector<std::pair<std::string, std::string>> last_errors(int limit);
   /// (owner, acquired_at, heartbeat_at) of the run lock, if held.
   std::optional<std::tuple<std::string, double, double>> run_lock();
+  /// Submitted allocations, oldest first (none in a version-1 database).
+  std::vector<SlurmJobRecord> slurm_jobs();
+  /// The most recent runs, newest first.
+  std::vector<RunRecord> runs(int limit);
   Database& database() { return db_; }
 
  private:

@@ -852,7 +852,7 @@ TEST(ReportErrors, OneLineForADatabaseThatCannotBeRead) {
   }
   EXPECT_EQ(error_of(dir.path() / "newer.sqlite"),
             (dir.path() / "newer.sqlite").string() +
-                ": written by a newer daenr (schema version 99; this build knows up to 1)");
+                ": written by a newer daenr (schema version 99; this build knows up to 2)");
 }
 
 TEST(ReportErrors, AnEmptyDatabaseStillGivesEveryTable) {

@@ -177,7 +177,7 @@ TEST(Store, RefusesWhatItCannotUseAndChangesNothing) {
   } catch (const StorageError& e) {
     EXPECT_EQ(std::string(e.what()), newer.string() +
                                          ": written by a newer daenr (schema version 99; this build "
-                                         "knows up to 1); nothing was changed");
+                                         "knows up to 2); nothing was changed");
   }
   EXPECT_EQ(bytes_of(newer), before);
 
@@ -203,6 +203,64 @@ TEST(Store, RefusesWhatItCannotUseAndChangesNothing) {
   }
   EXPECT_THROW(Reader{dir.path() / "absent.sqlite"}, StorageError);
   EXPECT_FALSE(std::filesystem::exists(dir.path() / "absent.sqlite"));
+}
+
+TEST(Store, MigratesAVersionOneDatabaseKeepingItsJobs) {
+  TempDir dir;
+  const auto path = dir.path() / "v1.sqlite";
+  {
+    // A version-1 file: today's schema less what version 2 added.
+    Store store(path);
+    const auto sweep = store.insert_sweep("s", "spec", 1.0);
+    store.insert_jobs(sweep, jobs(2), 1.0);
+    store.database().exec("DROP TABLE slurm_jobs; DROP TABLE runs; PRAGMA user_version = 1");
+  }
+  {
+    Reader old(path);  // read-only: not migrated, and no Slurm rows
+    EXPECT_TRUE(old.slurm_jobs().empty());
+    EXPECT_TRUE(old.runs(10).empty());
+    EXPECT_EQ(old.counts().total, 2);
+  }
+  Store store(path);
+  EXPECT_EQ(count(store.database(), "PRAGMA user_version"), 2);
+  EXPECT_EQ(count(store.database(), "SELECT count(*) FROM jobs"), 2);
+  store.record_slurm_job({"4242", "s", "/x/spec.toml", "/x/db.slurm/s.sbatch", 5.0});
+  Reader reader(path);
+  ASSERT_EQ(reader.slurm_jobs().size(), 1u);
+  EXPECT_EQ(reader.slurm_jobs()[0].slurm_job_id, "4242");
+}
+
+TEST(Store, RecordsSlurmJobsAndRuns) {
+  TempDir dir;
+  const auto path = dir.path() / "x.sqlite";
+  Store store(path);
+  store.record_slurm_job({"17", "quick", "/a/q.toml", "/a/x.sqlite.slurm/quick-17.sbatch", 3.0});
+  store.record_slurm_job({"9", "quick", "/a/q.toml", "/a/x.sqlite.slurm/quick-9.sbatch", 2.0});
+  store.record_slurm_job({"17", "quick", "/a/q.toml", "/a/x.sqlite.slurm/quick-17.sbatch", 3.0});  // again
+  const auto first = store.begin_run("n1:10 (slurm job 17)", "17", 0, 10.0);
+  store.end_run(first, "stopped", 20.0);
+  const auto second = store.begin_run("n1:11 (slurm job 17)", "17", 1, 30.0);
+  const auto local = store.begin_run("laptop:12", "", 0, 40.0);
+  EXPECT_NE(first, second);
+
+  Reader reader(path);
+  const auto submitted = reader.slurm_jobs();
+  ASSERT_EQ(submitted.size(), 2u);  // one row per Slurm job, oldest first
+  EXPECT_EQ(submitted[0].slurm_job_id, "9");
+  EXPECT_EQ(submitted[1].slurm_job_id, "17");
+  EXPECT_EQ(submitted[1].script_path, "/a/x.sqlite.slurm/quick-17.sbatch");
+
+  const auto runs = reader.runs(10);
+  ASSERT_EQ(runs.size(), 3u);  // newest first
+  EXPECT_EQ(runs[0].id, local);
+  EXPECT_EQ(runs[0].slurm_job_id, "");
+  EXPECT_FALSE(runs[0].ended_at.has_value());
+  EXPECT_EQ(runs[1].id, second);
+  EXPECT_EQ(runs[1].slurm_restart, 1);
+  EXPECT_EQ(runs[1].outcome, "");
+  EXPECT_EQ(runs[2].outcome, "stopped");
+  EXPECT_DOUBLE_EQ(*runs[2].ended_at, 20.0);
+  EXPECT_EQ(reader.runs(1).size(), 1u);
 }
 
 }  // namespace
