@@ -23,6 +23,7 @@
 #include "orchestrator/mpi_runner.h"
 #include "orchestrator/sweep_runner.h"
 #include "reports/report.h"
+#include "slurm/submit.h"
 #include "storage/store.h"
 #include "sweeps/spec.h"
 #include "models/synth.h"
@@ -156,6 +157,45 @@ int main(int argc, char** argv) {
   report->add_option("--html", report_html, "the self-contained HTML report (default: <out>/report.html)");
   report->add_option("--sweep", report_sweep, "only this sweep's jobs (its name or id; default: every job)");
 
+  auto* slurm = app.add_subcommand("slurm", "submit a sweep to Slurm and follow it (docs/slurm.md)");
+  slurm->require_subcommand(1);
+  auto* slurm_submit = slurm->add_subcommand(
+      "submit", "write an sbatch script for a sweep and submit it; the allocation requeues itself until done");
+  daenr::slurm::SubmitRequest request;
+  daenr::slurm::Allocation& alloc = request.command_line;
+  std::string profile_file;
+  // Flags left unset fall back to the cluster profile, then to the defaults;
+  // CLI11 fills a std::optional only when the flag is given.
+  slurm_submit->add_option("spec", spec_path, "sweep spec (TOML)")->required()->check(CLI::ExistingFile);
+  slurm_submit->add_option("--db", db_path, "sweep database (SQLite; created if missing)")->required();
+  slurm_submit->add_option("--nodes", alloc.nodes, "nodes (default 1)")->check(CLI::Range(1, 1 << 20));
+  slurm_submit->add_option("--ntasks-per-node", alloc.ntasks_per_node, "MPI ranks per node (default 1)")
+      ->check(CLI::Range(1, 1 << 20));
+  slurm_submit->add_option("--gpus-per-node", alloc.gpus_per_node, "GPUs per node (default none)")
+      ->check(CLI::Range(0, 1 << 10));
+  slurm_submit->add_option("--cpus-per-task", alloc.cpus_per_task, "CPUs per rank (default 1)")
+      ->check(CLI::Range(1, 1 << 20));
+  slurm_submit->add_option("--time", alloc.time, "time limit per allocation, Slurm's format (default: the partition's)");
+  slurm_submit->add_option("--grace", alloc.grace_s,
+                           "seconds before the time limit at which the run is told to checkpoint and requeue "
+                           "(default 120)");
+  slurm_submit->add_option("--partition", alloc.partition, "partition");
+  slurm_submit->add_option("--account", alloc.account, "account to charge");
+  slurm_submit->add_option("--launcher", alloc.launcher, "how ranks start: srun (default) or mpirun")
+      ->check(CLI::IsMember({"srun", "mpirun"}));
+  slurm_submit->add_option("--cluster", request.cluster, "cluster profile to use (default: the file's default)");
+  slurm_submit->add_option("--profiles", profile_file,
+                           "cluster profiles file (default $DAENR_CLUSTERS, else ~/.config/daenr/clusters.toml)");
+  slurm_submit->add_option("--ranks-per-job", request.ranks_per_job,
+                           "ranks that train one job together (default: the spec's ranks_per_job, else 1)")
+      ->check(CLI::Range(1, 1 << 20));
+  slurm_submit->add_option("--max-attempts", request.max_attempts, "attempts per job before it stays failed")
+      ->check(CLI::Range(1, 100));
+  slurm_submit->add_flag("--dry-run", request.dry_run, "print the batch script; submit and write nothing");
+  auto* slurm_status = slurm->add_subcommand(
+      "status", "a sweep database's progress and its Slurm jobs' state (one squeue call)");
+  slurm_status->add_option("--db", db_path, "sweep database (SQLite)")->required()->check(CLI::ExistingFile);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -239,6 +279,23 @@ int main(int argc, char** argv) {
                                out.html.string());
       return 0;
     }
+    if (slurm_submit->parsed()) {
+      request.spec = spec_path;
+      request.db = db_path;
+      request.profile_file = profile_file;
+      const auto submitted = daenr::slurm::submit(request);
+      if (request.dry_run) {
+        std::cout << submitted.script;
+        return 0;
+      }
+      std::cout << fmt::format("submitted slurm job {} ({}); follow it with: daenr slurm status --db {}\n",
+                               submitted.slurm_job_id, submitted.script_path.string(), db_path);
+      return 0;
+    }
+    if (slurm_status->parsed()) {
+      std::cout << daenr::slurm::status(db_path);
+      return 0;
+    }
     if (synth->parsed()) {
       daenr::models::write_virtual_regions(out_dir, seed);
       std::cout << fmt::format("wrote virtual regions 1-3 (seed {}) to {}\n", seed, out_dir);
@@ -261,6 +318,9 @@ int main(int argc, char** argv) {
     return kExitBadInput;
   } catch (const daenr::storage::StorageError& e) {
     if (g_rank == 0) std::cerr << "daenr: error: " << e.what() << "\n";
+    return kExitBadInput;
+  } catch (const daenr::slurm::SlurmError& e) {
+    std::cerr << "daenr: error: " << e.what() << "\n";
     return kExitBadInput;
   } catch (const daenr::reports::ReportError& e) {
     std::cerr << "daenr: error: " << e.what() << "\n";
