@@ -1,0 +1,189 @@
+// slurm/: time limits, cluster profiles, the batch script, running a command,
+// and the owner names that let a requeued allocation take over its own lock.
+// The end-to-end checks against a real Slurm are tests/cli/slurm_e2e.sh.
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "orchestrator/sweep_runner.h"
+#include "slurm/command.h"
+#include "slurm/submit.h"
+#include "tests/support/temp_dir.h"
+
+namespace daenr::slurm {
+namespace {
+
+using daenr::testing::TempDir;
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const SlurmError& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+TEST(SlurmTime, ParsesEverySlurmForm) {
+  EXPECT_EQ(parse_slurm_time("30", "--time"), 30 * 60);  // bare minutes
+  EXPECT_EQ(parse_slurm_time("5:30", "--time"), 5 * 60 + 30);
+  EXPECT_EQ(parse_slurm_time("1:02:03", "--time"), 3723);
+  EXPECT_EQ(parse_slurm_time("2-0", "--time"), 2 * 86400);
+  EXPECT_EQ(parse_slurm_time("2-12:30", "--time"), 2 * 86400 + 12 * 3600 + 30 * 60);
+  EXPECT_EQ(parse_slurm_time("1-00:00:10", "--time"), 86410);
+  EXPECT_FALSE(parse_slurm_time("UNLIMITED", "--time").has_value());
+  EXPECT_EQ(error_of([] { parse_slurm_time("1h", "--time"); }),
+            "--time '1h': not a Slurm time limit (minutes, M:S, H:M:S, D-H, D-H:M or D-H:M:S)");
+  EXPECT_EQ(error_of([] { parse_slurm_time("0", "--time"); }).substr(0, 14), "--time '0': no");
+  EXPECT_EQ(error_of([] { parse_slurm_time("1:2:3:4", "x"); }).substr(0, 13), "x '1:2:3:4': ");
+}
+
+TEST(SlurmProfile, LayersCommandLineOverProfileOverDefaults) {
+  TempDir dir;
+  const auto file = dir.path() / "clusters.toml";
+  std::ofstream(file) << "default = \"big\"\n"
+                         "[big]\npartition = \"gpu\"\naccount = \"lab7\"\ngpus_per_node = 4\n"
+                         "ntasks_per_node = 4\ntime = \"1-00:00:00\"\nsetup = [\"module load openmpi\"]\n"
+                         "sbatch = [\"--qos=long\"]\n"
+                         "[small]\npartition = \"debug\"\n";
+  const Allocation big = load_profile(file, "");
+  EXPECT_EQ(*big.partition, "gpu");
+  EXPECT_EQ(*big.gpus_per_node, 4);
+  Allocation flags;
+  flags.partition = "short";
+  flags.sbatch = {"--mail-type=END"};
+  const Allocation a = overlay(flags, overlay(big, defaults()));
+  EXPECT_EQ(*a.partition, "short");    // the flag wins
+  EXPECT_EQ(*a.account, "lab7");       // the profile fills what the flags leave
+  EXPECT_EQ(*a.ntasks_per_node, 4);
+  EXPECT_EQ(*a.nodes, 1);              // the default fills the rest
+  EXPECT_EQ(*a.grace_s, 120);
+  EXPECT_EQ(*a.launcher, "srun");
+  EXPECT_EQ(a.sbatch, (std::vector<std::string>{"--qos=long", "--mail-type=END"}));
+  EXPECT_EQ(*load_profile(file, "small").partition, "debug");
+  EXPECT_FALSE(load_profile(file, "small").account.has_value());
+  // No file and no name asked for: no profile. A name with no file: an error.
+  EXPECT_FALSE(load_profile(dir.path() / "none.toml", "").partition.has_value());
+  EXPECT_EQ(error_of([&] { load_profile(dir.path() / "none.toml", "big"); }),
+            "--cluster big: no profile file " + (dir.path() / "none.toml").string() + " (see docs/slurm.md)");
+}
+
+TEST(SlurmProfile, BadProfilesNameFileLineAndKey) {
+  TempDir dir;
+  const auto file = dir.path() / "c.toml";
+  auto bad = [&](const std::string& text, const std::string& name) {
+    std::ofstream(file) << text;
+    return error_of([&] { load_profile(file, name); });
+  };
+  const std::string f = file.string();
+  EXPECT_EQ(bad("[a]\npartiton = \"x\"\n", "a"),
+            f + ":2:1: a.partiton: unknown key (known: nodes, ntasks_per_node, gpus_per_node, cpus_per_task, "
+                "time, grace, partition, account, launcher, srun_mpi, daenr, sbatch, setup)");
+  EXPECT_EQ(bad("[a]\nnodes = 0\n", "a"), f + ":2:9: a.nodes: expected an integer >= 1");
+  EXPECT_EQ(bad("[a]\nnodes = \"2\"\n", "a"), f + ":2:9: a.nodes: expected an integer >= 1");
+  EXPECT_EQ(bad("[a]\ntime = \"2h\"\n", "a"),
+            f + ":2:8: a.time '2h': not a Slurm time limit (minutes, M:S, H:M:S, D-H, D-H:M or D-H:M:S)");
+  EXPECT_EQ(bad("[a]\nlauncher = \"ssh\"\n", "a"), f + ":2:12: a.launcher: expected \"srun\" or \"mpirun\", got \"ssh\"");
+  EXPECT_EQ(bad("[a]\nsetup = \"module load x\"\n", "a"), f + ":2:9: a.setup: expected an array of strings");
+  EXPECT_EQ(bad("[a]\nnodes = 1\n", "b"), f + ": no cluster profile [b] (profiles: a)");
+  EXPECT_EQ(bad("default = \"b\"\n[a]\n", ""), f + ": no cluster profile [b] (profiles: a)");
+  EXPECT_EQ(bad("nodes = 2\n", ""), f + ":1:1: nodes: expected a table [nodes] of settings or `default = \"name\"`");
+  EXPECT_EQ(bad("[a\n", "a").substr(0, f.size() + 6), f + ":1:3: ");
+}
+
+BatchJob job_for_script() {
+  BatchJob job;
+  job.allocation = defaults();
+  job.allocation.daenr = "/opt/daenr/bin/daenr";
+  job.spec = "/home/ana/my sweeps/t2.toml";  // a space: the script must quote it
+  job.db = "/scratch/ana/it's.sqlite";       // and a quote
+  job.log_dir = "/scratch/ana/it's.sqlite.slurm";
+  job.sweep_name = "table 2";
+  return job;
+}
+
+TEST(SlurmScript, AsksForRequeueAndTheWarningSignalAndQuotesPaths) {
+  BatchJob job = job_for_script();
+  job.allocation.time = "2:00:00";
+  job.allocation.partition = "gpu";
+  job.allocation.gpus_per_node = 2;
+  job.allocation.ntasks_per_node = 3;
+  job.allocation.grace_s = 300;
+  job.allocation.setup = {"module load openmpi/4.1"};
+  job.allocation.sbatch = {"--qos=long"};
+  job.ranks_per_job = 2;
+  const std::string s = render_script(job);
+  auto has = [&](const std::string& line) { return s.find(line + "\n") != std::string::npos; };
+  EXPECT_EQ(s.rfind("#!/bin/bash\n", 0), 0u);
+  EXPECT_TRUE(has("#SBATCH --job-name=daenr-table_2"));
+  EXPECT_TRUE(has("#SBATCH --ntasks-per-node=3"));
+  EXPECT_TRUE(has("#SBATCH --gpus-per-node=2"));
+  EXPECT_TRUE(has("#SBATCH --time=2:00:00"));
+  EXPECT_TRUE(has("#SBATCH --partition=gpu"));
+  EXPECT_FALSE(s.find("--account") != std::string::npos);  // unset: not asked for
+  EXPECT_TRUE(has("#SBATCH --requeue"));
+  EXPECT_TRUE(has("#SBATCH --signal=B:USR1@300"));
+  EXPECT_TRUE(has("#SBATCH --qos=long"));
+  EXPECT_TRUE(has("#SBATCH --output=/scratch/ana/it's.sqlite.slurm/%x-%j.out"));
+  EXPECT_TRUE(has("module load openmpi/4.1"));
+  EXPECT_TRUE(has("spec='/home/ana/my sweeps/t2.toml'"));
+  EXPECT_TRUE(has("db='/scratch/ana/it'\\''s.sqlite'"));
+  EXPECT_TRUE(has("srun --mpi=pmix --kill-on-bad-exit=1 \"$daenr\" sweep run \"$spec\" --db \"$db\" "
+                  "--max-attempts 2 --ranks-per-job 2 &"));
+  EXPECT_TRUE(has("trap 'on_signal USR1' USR1"));
+  EXPECT_TRUE(has("      scontrol requeue \"$SLURM_JOB_ID\""));
+  // Every #SBATCH line comes before the first command, or sbatch ignores it.
+  EXPECT_LT(s.rfind("#SBATCH"), s.find("set -u"));
+
+  job.allocation.launcher = "mpirun";
+  EXPECT_NE(render_script(job).find("\nmpirun \"$daenr\" sweep run"), std::string::npos);
+}
+
+TEST(SlurmScript, IsValidBash) {
+  TempDir dir;
+  const auto path = dir.path() / "job.sbatch";
+  std::ofstream(path) << render_script(job_for_script());
+  const auto r = run_command({"bash", "-n", path.string()});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+}
+
+TEST(SlurmCommand, CapturesOutputErrorsExitCodeAndInput) {
+  const auto r = run_command({"sh", "-c", "cat; echo out; echo err >&2; exit 3"}, "from stdin\n");
+  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_EQ(r.out, "from stdin\nout\n");
+  EXPECT_EQ(r.err, "err\n");
+  // Output larger than a pipe's buffer on both streams does not deadlock.
+  const auto big = run_command({"sh", "-c", "head -c 200000 /dev/zero; head -c 200000 /dev/zero >&2"});
+  EXPECT_EQ(big.out.size(), 200000u);
+  EXPECT_EQ(big.err.size(), 200000u);
+  EXPECT_EQ(run_command({"sh", "-c", "kill -TERM $$"}).exit_code, 128 + 15);
+  EXPECT_EQ(error_of([] { run_command({"no-such-program-daenr"}); }),
+            "no-such-program-daenr: cannot run it (No such file or directory); is Slurm installed and on PATH?");
+}
+
+TEST(OwnerName, ParsesWhatProcessOwnerWrites) {
+  auto o = orchestrator::parse_owner("node7:4242");
+  EXPECT_EQ(o.host, "node7");
+  EXPECT_EQ(o.pid, 4242);
+  EXPECT_EQ(o.slurm_job, "");
+  o = orchestrator::parse_owner("node7:4242 (slurm job 123)");
+  EXPECT_EQ(o.host, "node7");
+  EXPECT_EQ(o.pid, 4242);
+  EXPECT_EQ(o.slurm_job, "123");
+  EXPECT_EQ(orchestrator::parse_owner("node7:42x").pid, 0);  // not ours: never judged dead
+  EXPECT_EQ(orchestrator::parse_owner("nonsense").host, "");
+
+  ::setenv("SLURM_JOB_ID", "987", 1);
+  ::setenv("SLURM_RESTART_COUNT", "3", 1);
+  const auto me = orchestrator::parse_owner(orchestrator::process_owner());
+  EXPECT_EQ(me.slurm_job, "987");
+  EXPECT_EQ(me.pid, ::getpid());
+  EXPECT_EQ(orchestrator::slurm_context().restart, 3);
+  ::unsetenv("SLURM_JOB_ID");
+  ::unsetenv("SLURM_RESTART_COUNT");
+  EXPECT_EQ(orchestrator::parse_owner(orchestrator::process_owner()).slurm_job, "");
+}
+
+}  // namespace
+}  // namespace daenr::slurm
