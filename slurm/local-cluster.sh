@@ -196,7 +196,10 @@ SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
-AuthInfo=socket=$munge_sock
+# cred_expire also sets how long a requeued job waits (as BeginTime) after
+# it finished completing before it may run again: cred_expire+1 s, 121 s by
+# default, which would stall every requeue test by two minutes.
+AuthInfo=socket=$munge_sock,cred_expire=10
 StateSaveLocation=$dir/state
 SlurmdSpoolDir=$dir/spool
 SlurmctldPidFile=$run/slurmctld.pid

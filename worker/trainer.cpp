@@ -258,6 +258,7 @@ bool Trainer::train(const RunOptions& options) {
           group, [&] { load_checkpoint(path); },
           fmt::format("{}: another rank of the data-parallel group could not resume from it",
                       path.string()));
+      resumed_from_step_ = step_;
     }
   }
   BatchNormGroup batchnorm_group(model_, group);
@@ -459,6 +460,7 @@ JobResult Trainer::evaluate() {
   JobResult result;
   result.steps = step_;
   result.phases_completed = phase_;
+  result.resumed_from_step = resumed_from_step_;
   result.best_val_loss = best_val_;
   result.train_seconds = train_seconds_;
   result.curve = curve_;
@@ -504,6 +506,7 @@ nlohmann::ordered_json to_json(const JobResult& r, bool per_neuron) {
   j["status"] = r.status == JobResult::Status::kDone ? "done" : "stopped";
   j["steps"] = r.steps;
   j["phases_completed"] = r.phases_completed;
+  j["resumed_from_step"] = r.resumed_from_step;
   j["best_val_loss"] = r.best_val_loss;
   opt("mse", r.mse);
   opt("psnr", r.psnr);

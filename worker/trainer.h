@@ -63,6 +63,8 @@ struct JobResult {
   Status status = Status::kDone;
   int steps = 0;
   int phases_completed = 0;
+  /// The step of the checkpoint this run resumed from (0: trained from scratch).
+  int resumed_from_step = 0;
   double best_val_loss = 0;
   double train_seconds = 0;
   // Reconstruction of the test images (models with a decoder).
@@ -155,6 +157,7 @@ class Trainer {
   bool finished_ = false;
   std::vector<CurvePoint> curve_;
   double train_seconds_ = 0;
+  int resumed_from_step_ = 0;  // provenance, not schedule state: not checkpointed
 
   int64_t perm_epoch_ = -1;  // cache of the current epoch's permutation
   torch::Tensor perm_;

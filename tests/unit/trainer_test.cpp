@@ -79,6 +79,9 @@ TEST(Trainer, ResumingFromACheckpointEndsInTheUninterruptedState) {
     options.should_stop = nullptr;
     ASSERT_TRUE(last.train(options));
     expect_same_parameters(whole.model(), last.model());
+    // The result says where it resumed from; the uninterrupted one, that it did not.
+    EXPECT_EQ(last.evaluate().resumed_from_step, 40) << ae;
+    EXPECT_EQ(whole.evaluate().resumed_from_step, 0) << ae;
     ASSERT_EQ(whole.curve().size(), last.curve().size()) << ae;
     for (std::size_t i = 0; i < whole.curve().size(); ++i) {
       EXPECT_EQ(whole.curve()[i].val_loss, last.curve()[i].val_loss) << ae << " point " << i;
