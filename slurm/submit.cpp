@@ -260,12 +260,20 @@ echo "daenr: slurm job ${SLURM_JOB_ID} (restart ${SLURM_RESTART_COUNT:-0}) on $(
 # Slurm sends USR1 to this shell alone (the B: of --signal) before the time
 # limit, and SIGTERM to every process on scancel, requeue, preemption and at
 # the limit. Both tell the run to stop: it checkpoints the jobs in flight,
-# marks them preempted and exits 4.
+# marks them preempted and exits 4. On SIGTERM, what Slurm says of the job at
+# that moment tells why (it may not answer later): its Restarts count already
+# raised means Slurm requeues the job itself; Reason=None with the count
+# unchanged means a person cancelled it; anything else (TimeLimit, Preempted)
+# means we requeue it.
 signal=""
 run_pid=""
+job_info=""
 on_signal() {
   signal=$1
   if [ -n "$run_pid" ]; then kill -s "$1" "$run_pid" 2>/dev/null || true; fi
+  if [ "$1" = TERM ] && [ -z "$job_info" ]; then
+    job_info=$(scontrol show job "$SLURM_JOB_ID" 2>/dev/null || scontrol show job "$SLURM_JOB_ID" 2>/dev/null)
+  fi
 }
 trap 'on_signal USR1' USR1
 trap 'on_signal TERM' TERM
@@ -286,15 +294,25 @@ wait "$run_pid"
 rc=$?
 
 # Requeue until the sweep is complete, unless a person cancelled the job.
+requeue() {
+  echo "daenr: stopped on $1 with jobs left; requeueing slurm job $SLURM_JOB_ID"
+  scontrol requeue "$SLURM_JOB_ID"
+}
 case "$rc" in
   0) echo "daenr: the sweep is complete" ;;
   4)
-    state=$(scontrol show job "$SLURM_JOB_ID" 2>/dev/null | grep -o 'JobState=[A-Z_]*' | head -n 1)
-    if [ "$state" = "JobState=CANCELLED" ]; then
-      echo "daenr: stopped on $signal; cancelled, so not requeued (daenr slurm status --db $db)"
+    restarts=$(grep -o 'Restarts=[0-9]*' <<<"$job_info" | head -n 1 | cut -d= -f2)
+    reason=$(grep -o 'Reason=[^ ]*' <<<"$job_info" | head -n 1 | cut -d= -f2)
+    if [ "$signal" = USR1 ]; then
+      requeue "the time-limit warning (USR1)"
+    elif [ -z "$job_info" ]; then
+      echo "daenr: stopped on SIGTERM; Slurm did not say why, so not requeued (daenr slurm status --db $db)"
+    elif [ "${restarts:-0}" -gt "${SLURM_RESTART_COUNT:-0}" ]; then
+      echo "daenr: stopped on SIGTERM; Slurm requeues slurm job $SLURM_JOB_ID itself"
+    elif [ "$reason" = None ]; then
+      echo "daenr: stopped on SIGTERM; cancelled, so not requeued (submit again to go on)"
     else
-      echo "daenr: stopped on ${signal:-SIGTERM} with jobs left; requeueing slurm job $SLURM_JOB_ID"
-      scontrol requeue "$SLURM_JOB_ID"
+      requeue "SIGTERM (${reason})"
     fi
     ;;
   5) echo "daenr: the sweep finished with failed jobs; not requeued (daenr status --db $db)" ;;
@@ -423,6 +441,15 @@ SubmitResult submit(const SubmitRequest& request) {
     out << result.script;
     if (!out) throw SlurmError(fmt::format("{}: cannot write the batch script", result.script_path.string()));
   }
+  // A script that was not submitted is not left behind to be mistaken for one that was.
+  struct RemoveUnlessSubmitted {
+    const fs::path& path;
+    bool submitted = false;
+    ~RemoveUnlessSubmitted() {
+      std::error_code ec;
+      if (!submitted) fs::remove(path, ec);
+    }
+  } cleanup{result.script_path};
   const auto r = run_command({"sbatch", "--parsable", result.script_path.string()});
   if (r.exit_code != 0) {
     throw SlurmError(fmt::format("sbatch {} failed (exit {}): {}", result.script_path.string(), r.exit_code,
@@ -434,6 +461,7 @@ SubmitResult submit(const SubmitRequest& request) {
       result.slurm_job_id.find_first_not_of("0123456789") != std::string::npos) {
     throw SlurmError(fmt::format("sbatch printed '{}', not a job id", r.out));
   }
+  cleanup.submitted = true;
   store.record_slurm_job(
       {result.slurm_job_id, job.sweep_name, job.spec.string(), result.script_path.string(), orchestrator::unix_now()});
   return result;

@@ -132,7 +132,7 @@ TEST(SlurmScript, AsksForRequeueAndTheWarningSignalAndQuotesPaths) {
   EXPECT_TRUE(has("srun --mpi=pmix --kill-on-bad-exit=1 \"$daenr\" sweep run \"$spec\" --db \"$db\" "
                   "--max-attempts 2 --ranks-per-job 2 &"));
   EXPECT_TRUE(has("trap 'on_signal USR1' USR1"));
-  EXPECT_TRUE(has("      scontrol requeue \"$SLURM_JOB_ID\""));
+  EXPECT_TRUE(has("  scontrol requeue \"$SLURM_JOB_ID\""));  // tests/cli/slurm_script.sh runs it
   // Every #SBATCH line comes before the first command, or sbatch ignores it.
   EXPECT_LT(s.rfind("#SBATCH"), s.find("set -u"));
 

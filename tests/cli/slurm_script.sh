@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# The generated batch script's decisions, run without Slurm: fake `srun`,
+# `scontrol` and run (a stand-in for `daenr sweep run` that exits 4 when
+# signalled, like the real one) put first on PATH. Every way an allocation
+# ends: complete, failed jobs, the time-limit warning (USR1), and SIGTERM for
+# a requeue by Slurm, a time limit and a cancel, which only Slurm's answer to
+# `scontrol show job` tells apart. The real Slurm runs the same script in
+# tests/cli/slurm_e2e.sh; this pins each branch, which a real cluster cannot
+# be made to take on demand.
+set -uo pipefail
+daenr=$1
+here=$(cd "$(dirname "$0")" && pwd)
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+failures=0
+fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+
+mkdir "$tmp/bin"
+# srun: drop its own options, run the command.
+cat >"$tmp/bin/srun" <<'EOF'
+#!/usr/bin/env bash
+echo "srun $*" >>"$FAKE_LOG"
+while [[ $1 == --* ]]; do shift; done
+exec "$@"
+EOF
+# scontrol: `show job` answers what the case says; `requeue` is logged.
+cat >"$tmp/bin/scontrol" <<'EOF'
+#!/usr/bin/env bash
+echo "scontrol $*" >>"$FAKE_LOG"
+if [ "$1" = show ]; then printf '%s\n' "$FAKE_JOB_INFO"; fi
+EOF
+# The run: exits 4 on USR1 or TERM (after the shell forwarded it), else
+# $FAKE_RC after a while.
+cat >"$tmp/bin/fake-daenr" <<'EOF'
+#!/usr/bin/env bash
+echo "run $*" >>"$FAKE_LOG"
+trap 'echo "run got USR1" >>"$FAKE_LOG"; exit 4' USR1
+trap 'echo "run got TERM" >>"$FAKE_LOG"; exit 4' TERM
+for _ in $(seq 30); do sleep 0.1; done
+exit "$FAKE_RC"
+EOF
+chmod +x "$tmp/bin/"*
+printf 'default = "fake"\n[fake]\ndaenr = "%s"\n' "$tmp/bin/fake-daenr" >"$tmp/clusters.toml"
+"$daenr" slurm submit "$here/../data/kill-sweep.toml" --db "$tmp/x.sqlite" --profiles "$tmp/clusters.toml" \
+  --dry-run >"$tmp/job.sbatch" || fail "dry run failed"
+[ ! -e "$tmp/x.sqlite" ] && [ ! -e "$tmp/x.sqlite.slurm" ] || fail "--dry-run wrote files"
+
+# run_case NAME RC SIGNAL JOB_INFO: runs the script, sends SIGNAL (or none)
+# once the run started, and leaves its output in $tmp/NAME.out, the log of
+# fake commands in $tmp/NAME.log.
+run_case() {
+  local name=$1 pid
+  export FAKE_RC=$2 FAKE_JOB_INFO=$4 FAKE_LOG=$tmp/$1.log
+  : >"$FAKE_LOG"
+  SLURM_JOB_ID=77 SLURM_RESTART_COUNT=1 PATH="$tmp/bin:$PATH" bash "$tmp/job.sbatch" >"$tmp/$name.out" 2>&1 &
+  pid=$!
+  if [ "$3" != none ]; then
+    for _ in $(seq 100); do grep -q '^run ' "$FAKE_LOG" && break; sleep 0.05; done
+    kill -s "$3" "$pid"
+  fi
+  wait "$pid"
+  echo $? >"$tmp/$name.rc"
+}
+requeued() { grep -qx "scontrol requeue 77" "$tmp/$1.log"; }
+
+run_case complete 0 none ""
+[ "$(cat "$tmp/complete.rc")" = 0 ] && ! requeued complete || fail "complete: $(cat "$tmp/complete.out")"
+grep -q "srun --mpi=pmix --kill-on-bad-exit=1 $tmp/bin/fake-daenr sweep run .*kill-sweep.toml --db $tmp/x.sqlite" \
+  "$tmp/complete.log" || fail "the run's command line: $(cat "$tmp/complete.log")"
+grep -q "^daenr: slurm job 77 (restart 1) on " "$tmp/complete.out" || fail "no start line: $(cat "$tmp/complete.out")"
+
+run_case failed 5 none ""
+[ "$(cat "$tmp/failed.rc")" = 5 ] && ! requeued failed || fail "failed jobs: $(cat "$tmp/failed.out")"
+
+run_case warning 0 USR1 ""
+requeued warning && grep -q "run got USR1" "$tmp/warning.log" || fail "USR1: $(cat "$tmp/warning.log")"
+grep -q "stopped on the time-limit warning (USR1) with jobs left; requeueing slurm job 77" "$tmp/warning.out" ||
+  fail "USR1: $(cat "$tmp/warning.out")"
+
+run_case timelimit 0 TERM "JobId=77 JobName=x JobState=COMPLETING Reason=TimeLimit Dependency=(null) Requeue=1 Restarts=1"
+requeued timelimit && grep -q "run got TERM" "$tmp/timelimit.log" || fail "time limit: $(cat "$tmp/timelimit.log")"
+
+run_case requeue 0 TERM "JobId=77 JobName=x JobState=COMPLETING Reason=None Dependency=(null) Requeue=1 Restarts=2"
+! requeued requeue && grep -q "Slurm requeues slurm job 77 itself" "$tmp/requeue.out" ||
+  fail "requeue by Slurm: $(cat "$tmp/requeue.out")"
+
+run_case cancel 0 TERM "JobId=77 JobName=x JobState=COMPLETING Reason=None Dependency=(null) Requeue=1 Restarts=1"
+! requeued cancel && grep -q "cancelled, so not requeued" "$tmp/cancel.out" || fail "cancel: $(cat "$tmp/cancel.out")"
+[ "$(cat "$tmp/cancel.rc")" = 4 ] || fail "cancel: exit $(cat "$tmp/cancel.rc")"
+
+run_case unknown 0 TERM ""
+! requeued unknown && grep -q "Slurm did not say why, so not requeued" "$tmp/unknown.out" ||
+  fail "no answer from scontrol: $(cat "$tmp/unknown.out")"
+
+# The launcher can be mpirun instead of srun.
+"$daenr" slurm submit "$here/../data/kill-sweep.toml" --db "$tmp/x.sqlite" --profiles "$tmp/clusters.toml" \
+  --launcher mpirun --ntasks-per-node 3 --dry-run | grep -q '^mpirun "$daenr" sweep run' || fail "--launcher mpirun"
+
+# Bad input: one line naming what is wrong, exit 2, nothing written.
+bad() {  # expected-message args...
+  local expected=$1 out rc
+  shift
+  out=$("$daenr" slurm submit "$@" 2>&1 >/dev/null)
+  rc=$?
+  [ "$rc" -eq 2 ] && [ "$(wc -l <<<"$out")" -eq 1 ] && grep -qF -- "$expected" <<<"$out" ||
+    fail "slurm submit $*: exit $rc, '$out' (expected '$expected')"
+}
+spec=$here/../data/kill-sweep.toml
+bad "--time '90m': not a Slurm time limit" "$spec" --db "$tmp/x.sqlite" --time 90m
+bad "--grace 60: must be shorter than the time limit --time 1 (60 s)" "$spec" --db "$tmp/x.sqlite" --time 1 --grace 60
+bad "--ranks-per-job 2: needs 1 + a multiple of 2 tasks; the allocation has 2" "$spec" --db "$tmp/x.sqlite" \
+  --ntasks-per-node 2 --ranks-per-job 2
+bad "--db $tmp/none/x.sqlite: folder $tmp/none does not exist" "$spec" --db "$tmp/none/x.sqlite"
+bad "--cluster big: no profile file $tmp/nope.toml" "$spec" --db "$tmp/x.sqlite" --profiles "$tmp/nope.toml" --cluster big
+bad "$tmp/clusters.toml: no cluster profile [big] (profiles: fake)" "$spec" --db "$tmp/x.sqlite" \
+  --profiles "$tmp/clusters.toml" --cluster big
+printf 'name = "x"\n[data]\nregions = ["virtual:1"]\n[axes]\nlayr = [1]\n' >"$tmp/bad.toml"
+bad "bad.toml:5:1: axes.layr" "$tmp/bad.toml" --db "$tmp/x.sqlite"
+# No Slurm on PATH: one line that says so, and no batch script left behind.
+mkdir "$tmp/empty"
+out=$(PATH=$tmp/empty "$daenr" slurm submit "$spec" --db "$tmp/x.sqlite" --profiles "$tmp/clusters.toml" 2>&1)
+[ $? -eq 2 ] && [ "$out" = "daenr: error: sbatch: cannot run it (No such file or directory); is Slurm installed and on PATH?" ] ||
+  fail "no sbatch: $out"
+[ -z "$(ls "$tmp/x.sqlite.slurm")" ] || fail "a failed submit left $(ls "$tmp/x.sqlite.slurm")"
+[ ! -e "$tmp/none" ] || fail "a bad submit created files"
+
+if [ "$failures" -eq 0 ]; then echo "slurm_script: all checks passed"; else echo "slurm_script: $failures failed"; exit 1; fi
