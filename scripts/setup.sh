@@ -17,12 +17,13 @@ packages=(
   libpng-dev              # reports: Figure 2 as PNG
 )
 # Extra groups, asked for by name: `scripts/setup.sh test` adds what only the
-# tests need (Chromium, to check the HTML report renders; a large download the
-# main command does without), `scripts/setup.sh bench` adds PyTorch for the
+# tests need (Chromium, to check the HTML report renders, a large download the
+# main command does without; Slurm and munge, for a one-node Slurm that the
+# end-to-end tests submit to), `scripts/setup.sh bench` adds PyTorch for the
 # Python side of the training benchmark.
 for extra in "$@"; do
   case "$extra" in
-    test) packages+=(chromium) ;;
+    test) packages+=(chromium slurm-wlm munge) ;;
     bench) packages+=(python3-torch python3-numpy) ;;
     *) echo "setup.sh: unknown extra '$extra' (known: test, bench)" >&2; exit 2 ;;
   esac
