@@ -253,7 +253,8 @@ std::string render_script(const BatchJob& job) {
   for (const auto& extra : a.sbatch) s += fmt::format("#SBATCH {}\n", extra);
   s += "set -u\n";
   for (const auto& line : a.setup) s += line + "\n";
-  s += fmt::format("daenr={}\nspec={}\ndb={}\n", quote(*a.daenr), quote(job.spec.string()), quote(job.db.string()));
+  s += fmt::format("daenr={}\nspec={}\ndb={}\nlauncher={}\n", quote(*a.daenr), quote(job.spec.string()),
+                   quote(job.db.string()), *a.launcher);
   s += R"sh(
 echo "daenr: slurm job ${SLURM_JOB_ID} (restart ${SLURM_RESTART_COUNT:-0}) on $(hostname) at $(date -u +%FT%TZ)"
 
@@ -283,6 +284,10 @@ export OMP_NUM_THREADS="${SLURM_CPUS_PER_TASK:-1}"
   std::string run = fmt::format("\"$daenr\" sweep run \"$spec\" --db \"$db\" --max-attempts {}", job.max_attempts);
   if (job.ranks_per_job > 0) run += fmt::format(" --ranks-per-job {}", job.ranks_per_job);
   if (*a.launcher == "mpirun") {
+    // mpirun forwards SIGTERM to the ranks but kills them
+    // odls_base_sigkill_timeout seconds later (1 by default): give them most
+    // of Slurm's KillWait (30 s by default) to checkpoint.
+    s += "export OMPI_MCA_odls_base_sigkill_timeout=\"${OMPI_MCA_odls_base_sigkill_timeout:-25}\"\n";
     s += fmt::format("mpirun {} &\n", run);
   } else {
     s += fmt::format("srun --mpi={} --kill-on-bad-exit=1 {} &\n", *a.srun_mpi, run);
@@ -298,6 +303,9 @@ requeue() {
   echo "daenr: stopped on $1 with jobs left; requeueing slurm job $SLURM_JOB_ID"
   scontrol requeue "$SLURM_JOB_ID"
 }
+# mpirun exits 1 after a SIGTERM whatever its ranks returned (they stopped
+# gracefully and the database says so): a signal received is a stop.
+if [ "$rc" = 1 ] && [ -n "$signal" ] && [ "$launcher" = mpirun ]; then rc=4; fi
 case "$rc" in
   0) echo "daenr: the sweep is complete" ;;
   4)

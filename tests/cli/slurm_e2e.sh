@@ -9,7 +9,8 @@
 #      twice and resumes them mid-training; a second allocation started by hand
 #      on the same database exits at once naming the holder;
 #   C. an allocation with a 1-minute limit that hits it and comes back until done;
-#   D. scancel: the run stops gracefully and is not requeued.
+#   D. scancel: the run stops gracefully and is not requeued;
+#   E. the mpirun launcher, requeued mid-sweep.
 # If Slurm cannot start here the test fails with the reason; it never passes
 # without having run.
 set -uo pipefail
@@ -186,6 +187,25 @@ if [ -n "$id" ]; then
   sleep 13
   [ -z "$(squeue -h -j "$id" -t PENDING,RUNNING -o %T 2>/dev/null)" ] || fail "D: a cancelled job was requeued"
   [ "$(sqlite3 "$db" "SELECT count(*) FROM runs")" = 1 ] || fail "D: runs $(runs_of "$db")"
+fi
+
+echo "E: starts at ${SECONDS} s"
+# E. The mpirun launcher (rank 0 and one worker), requeued mid-sweep: mpirun
+# is given time to let the ranks checkpoint, and the allocation comes back.
+slow_spec 300 "[1, 2]" >"$tmp/e.toml"
+db=$tmp/e.sqlite
+id=$(submit "$db" "$tmp/e.toml" --launcher mpirun --ntasks-per-node 2 --time 10)
+if [ -n "$id" ]; then
+  wait_sql "$db" "SELECT count(*) > 0 FROM jobs WHERE state = 'done'" 1 120
+  wait_sql "$db" "SELECT count(*) FROM jobs WHERE state = 'leased'" 1 30
+  sleep 1
+  scontrol requeue "$id"
+  wait_sql "$db" "SELECT count(*) FROM runs WHERE slurm_restart = 1" 1 90
+  wait_gone "$id" 240
+  check_once "$db" 6 || fail "E: not every job done exactly once"
+  [ "$(runs_of "$db")" = "0:stopped 1:complete" ] || fail "E: runs $(runs_of "$db")"
+  [ "$(resumed "$db")" -ge 1 ] || fail "E: no job resumed from a checkpoint"
+  log_of "$db" "$id" | grep -q "^rank 0 (orchestrator): " || fail "E: not an MPI run: $(log_of "$db" "$id")"
 fi
 
 if [ "$failures" -eq 0 ]; then echo "slurm_e2e: all checks passed"; else echo "slurm_e2e: $failures failed"; exit 1; fi

@@ -92,9 +92,21 @@ run_case unknown 0 TERM ""
 ! requeued unknown && grep -q "Slurm did not say why, so not requeued" "$tmp/unknown.out" ||
   fail "no answer from scontrol: $(cat "$tmp/unknown.out")"
 
-# The launcher can be mpirun instead of srun.
+# The launcher can be mpirun instead of srun. mpirun exits 1 after a SIGTERM
+# whatever its ranks returned: with a signal received, that is a stop.
+cat >"$tmp/bin/mpirun" <<'EOF'
+#!/usr/bin/env bash
+echo "mpirun $* sigkill_timeout=$OMPI_MCA_odls_base_sigkill_timeout" >>"$FAKE_LOG"
+echo "run (by mpirun)" >>"$FAKE_LOG"
+trap 'echo "run got TERM" >>"$FAKE_LOG"; exit 1' TERM
+for _ in $(seq 30); do sleep 0.1; done
+EOF
+chmod +x "$tmp/bin/mpirun"
 "$daenr" slurm submit "$here/../data/kill-sweep.toml" --db "$tmp/x.sqlite" --profiles "$tmp/clusters.toml" \
-  --launcher mpirun --ntasks-per-node 3 --dry-run | grep -q '^mpirun "$daenr" sweep run' || fail "--launcher mpirun"
+  --launcher mpirun --ntasks-per-node 3 --dry-run >"$tmp/job.sbatch" || fail "--launcher mpirun"
+run_case mpirun 0 TERM "JobId=77 JobName=x JobState=COMPLETING Reason=TimeLimit Dependency=(null) Requeue=1 Restarts=1"
+grep -q "sweep run .* sigkill_timeout=25" "$tmp/mpirun.log" && requeued mpirun ||
+  fail "mpirun: $(cat "$tmp/mpirun.log") $(cat "$tmp/mpirun.out")"
 
 # Bad input: one line naming what is wrong, exit 2, nothing written.
 bad() {  # expected-message args...
