@@ -15,22 +15,8 @@ fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
 mpirun=(mpirun --oversubscribe --bind-to none)
 
-# Every job of the sweep done exactly once, each after one attempt, with one
-# result row, and the database whole.
-check_once() {  # db expected_jobs
-  python3 - "$1" "$2" <<'PY'
-import sqlite3, sys
-db = sqlite3.connect(sys.argv[1])
-n = int(sys.argv[2])
-states = dict(db.execute("SELECT state, count(*) FROM jobs GROUP BY state").fetchall())
-assert states == {"done": n}, states
-assert db.execute("SELECT count(*), count(DISTINCT job_id) FROM results").fetchone() == (n, n)
-assert db.execute("SELECT max(attempts) FROM jobs").fetchone()[0] == 1
-assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-owners = {r[0] for r in db.execute("SELECT lease_owner FROM jobs")}
-assert all(o is None for o in owners), owners  # no lease left behind
-PY
-}
+# Every job of the sweep done exactly once (tests/support/done_once.py).
+check_once() { python3 "$here/../support/done_once.py" "$@"; }
 
 for n in 3 4; do
   db=$tmp/w$n.sqlite
@@ -117,19 +103,7 @@ grep -q "stopped, rerun to resume" "$tmp/run" || fail "SIGTERM: no graceful stop
 # preempted jobs' checkpoints are spent (that a resume ends where an
 # uninterrupted run does is the Trainer tests' and sweep_kill.sh's to check).
 out=$("${mpirun[@]}" -n 3 "$daenr" sweep run "$tmp/slow.toml" --db "$db" 2>&1) || fail "resume: $out"
-check_once_resumed() {
-  python3 - "$db" <<'PY'
-import sqlite3, sys
-db = sqlite3.connect(sys.argv[1])
-states = dict(db.execute("SELECT state, count(*) FROM jobs GROUP BY state").fetchall())
-assert states == {"done": 12}, states
-assert db.execute("SELECT count(*), count(DISTINCT job_id) FROM results").fetchone() == (12, 12)
-assert db.execute("SELECT max(attempts) FROM jobs").fetchone()[0] == 1
-assert db.execute("SELECT max(steps) FROM results").fetchone()[0] <= 300
-assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-PY
-}
-check_once_resumed || fail "after the resume: not every job done exactly once"
+check_once "$db" 12 300 || fail "after the resume: not every job done exactly once"
 [ -z "$(ls "$db.checkpoints")" ] || fail "checkpoints left after the resume: $(ls "$db.checkpoints")"
 
 if [ "$failures" -eq 0 ]; then echo "mpi_sweep: all checks passed"; else echo "mpi_sweep: $failures failed"; exit 1; fi

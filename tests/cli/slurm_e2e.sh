@@ -67,22 +67,8 @@ wait_sql() {
   return 1
 }
 log_of() { cat "$1".slurm/*-"$2".out 2>/dev/null; }
-# Every job done exactly once: one result each, no attempt beyond the first
-# (a preempted run is not an attempt), no lease or checkpoint left behind.
-check_once() {  # db jobs
-  python3 - "$1" "$2" <<'PY'
-import os, sqlite3, sys
-db = sqlite3.connect(sys.argv[1])
-n = int(sys.argv[2])
-states = dict(db.execute("SELECT state, count(*) FROM jobs GROUP BY state").fetchall())
-assert states == {"done": n}, states
-assert db.execute("SELECT count(*), count(DISTINCT job_id) FROM results").fetchone() == (n, n)
-assert db.execute("SELECT max(attempts) FROM jobs").fetchone()[0] == 1
-assert db.execute("SELECT count(*) FROM jobs WHERE lease_owner IS NOT NULL").fetchone()[0] == 0
-assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-assert os.listdir(sys.argv[1] + ".checkpoints") == [], os.listdir(sys.argv[1] + ".checkpoints")
-PY
-}
+# Every job done exactly once (tests/support/done_once.py).
+check_once() { python3 "$here/../support/done_once.py" "$@"; }
 runs_of() {  # db: "restart:outcome" per run, oldest first
   sqlite3 "$1" "SELECT slurm_restart || ':' || coalesce(outcome, '-') FROM runs ORDER BY id" | paste -sd' '
 }
