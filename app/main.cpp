@@ -288,6 +288,11 @@ int main(int argc, char** argv) {
         std::cout << submitted.script;
         return 0;
       }
+      if (submitted.slurm_job_id.empty()) {
+        std::cout << fmt::format("nothing to submit: all {} jobs of the sweep are done in {}\n",
+                                 submitted.jobs_total, db_path);
+        return 0;
+      }
       std::cout << fmt::format("submitted slurm job {} ({}); follow it with: daenr slurm status --db {}\n",
                                submitted.slurm_job_id, submitted.script_path.string(), db_path);
       return 0;

@@ -86,6 +86,21 @@ nlohmann::ordered_json labels_json(const sweeps::Labels& l) {
           {"neurons", sweeps::to_string(l.neurons)}};
 }
 
+std::string register_sweep(storage::Store& store, const fs::path& spec_path, const sweeps::SweepSpec& spec,
+                           const std::vector<sweeps::JobSpec>& jobs) {
+  // The model-code version is part of the sweep's identity too: after a
+  // change that alters results, the same spec is a new sweep with new ids.
+  const std::string sweep_id = store.insert_sweep(
+      spec.name, fmt::format("{}\n# model code {}\n", read_text(spec_path), sweeps::kModelCodeVersion), unix_now());
+  std::vector<storage::NewJob> rows;
+  rows.reserve(jobs.size());
+  for (const auto& j : jobs) {
+    rows.push_back({j.id, sweeps::canonical_json(j.config), labels_json(j.labels).dump(), j.depends_on});
+  }
+  store.insert_jobs(sweep_id, rows, unix_now());
+  return sweep_id;
+}
+
 namespace {
 
 // A lock held by a process of this host that no longer exists (killed, or
@@ -123,17 +138,7 @@ PreparedSweep::PreparedSweep(const fs::path& spec_path, const fs::path& db, cons
   try {
     const SlurmContext slurm = slurm_context();
     run_id_ = store.begin_run(owner, slurm.job_id, slurm.restart, unix_now());
-    // The model-code version is part of the sweep's identity too: after a
-    // change that alters results, the same spec is a new sweep with new ids.
-    sweep_id = store.insert_sweep(
-        spec.name, fmt::format("{}\n# model code {}\n", read_text(spec_path), sweeps::kModelCodeVersion),
-        unix_now());
-    std::vector<storage::NewJob> rows;
-    rows.reserve(jobs.size());
-    for (const auto& j : jobs) {
-      rows.push_back({j.id, sweeps::canonical_json(j.config), labels_json(j.labels).dump(), j.depends_on});
-    }
-    store.insert_jobs(sweep_id, rows, unix_now());
+    sweep_id = register_sweep(store, spec_path, spec, jobs);
     // We hold the lock: anything still leased belongs to a run that died.
     store.reconcile_stale(std::numeric_limits<double>::infinity());
     paths.checkpoint_dir =

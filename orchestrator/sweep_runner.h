@@ -99,6 +99,12 @@ class PreparedSweep {
   std::string outcome_;
 };
 
+/// Step 2 alone: inserts the sweep and its jobs (idempotent); returns the
+/// sweep's id. `daenr slurm submit` uses it so that status counts the jobs
+/// before the first allocation starts.
+std::string register_sweep(storage::Store& store, const std::filesystem::path& spec_path,
+                           const sweeps::SweepSpec& spec, const std::vector<sweeps::JobSpec>& jobs);
+
 /// The axis values of a job as stored in jobs.labels.
 nlohmann::ordered_json labels_json(const sweeps::Labels& labels);
 

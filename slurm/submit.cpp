@@ -393,7 +393,7 @@ SubmitResult submit(const SubmitRequest& request) {
   const int tasks = *a.nodes * *a.ntasks_per_node;
   // The spec is checked here, not an hour later in the queue.
   const auto spec = sweeps::load_sweep_spec(absolute_clean(request.spec));
-  sweeps::expand(spec);
+  const auto jobs = sweeps::expand(spec);
   const int rpj = request.ranks_per_job > 0 ? request.ranks_per_job : spec.ranks_per_job;
   if (rpj > 1 && (tasks < 1 + rpj || (tasks - 1) % rpj != 0)) {
     throw SlurmError(fmt::format("{} {}: needs 1 + a multiple of {} tasks; the allocation has {} "
@@ -439,6 +439,12 @@ SubmitResult submit(const SubmitRequest& request) {
     }
   }
 
+  // A sweep already complete is not worth a place in the queue.
+  const auto plan = orchestrator::plan_sweep(job.spec, job.db);
+  result.jobs_done = plan.done;
+  result.jobs_total = plan.total;
+  if (plan.total > 0 && plan.done == plan.total) return result;
+
   // Opening the store first creates or migrates the database, so a file this
   // build cannot write fails before anything is queued.
   storage::Store store(job.db);
@@ -470,6 +476,7 @@ SubmitResult submit(const SubmitRequest& request) {
     throw SlurmError(fmt::format("sbatch printed '{}', not a job id", r.out));
   }
   cleanup.submitted = true;
+  orchestrator::register_sweep(store, job.spec, spec, jobs);
   store.record_slurm_job(
       {result.slurm_job_id, job.sweep_name, job.spec.string(), result.script_path.string(), orchestrator::unix_now()});
   return result;
@@ -482,7 +489,15 @@ std::string status(const fs::path& db) {
   const auto submitted = reader.slurm_jobs();
   std::vector<std::string> ids;
   for (const auto& j : submitted) ids.push_back(j.slurm_job_id);
-  const auto states = queue_states(ids);
+  // Progress is worth printing even where Slurm cannot be asked (a laptop
+  // holding a copy of the database): say so instead of failing.
+  std::map<std::string, std::string> states;
+  std::string unknown;
+  try {
+    states = queue_states(ids);
+  } catch (const SlurmError& e) {
+    unknown = e.what();
+  }
   std::map<std::string, std::pair<int, std::string>> last_run;  // slurm job -> (restarts, outcome)
   for (const auto& run : reader.runs(1000)) {
     if (!run.slurm_job_id.empty() && last_run.count(run.slurm_job_id) == 0) {
@@ -491,7 +506,7 @@ std::string status(const fs::path& db) {
   }
   if (submitted.empty()) out += "slurm: no jobs submitted for this database\n";
   for (const auto& j : submitted) {
-    std::string state = "finished (no longer in the queue)";
+    std::string state = unknown.empty() ? "finished (no longer in the queue)" : "state unknown (" + unknown + ")";
     if (auto found = states.find(j.slurm_job_id); found != states.end()) {
       std::vector<std::string> f;
       std::istringstream parts(found->second);

@@ -13,6 +13,7 @@
 // same code serves any Slurm version that has them and tests run against a
 // real one-node Slurm (slurm/local-cluster.sh).
 
+#include <cstdint>
 #include <filesystem>
 #include <optional>
 #include <stdexcept>
@@ -88,7 +89,8 @@ struct SubmitRequest {
 struct SubmitResult {
   std::string script;  ///< the script's text
   std::filesystem::path script_path;  ///< where it was written (empty for a dry run)
-  std::string slurm_job_id;           ///< empty for a dry run
+  std::string slurm_job_id;           ///< empty for a dry run or when nothing is left to run
+  int64_t jobs_done = 0, jobs_total = 0;  ///< the database's count before submitting
 };
 
 /// Checks, writes the script, submits it and records the job; with dry_run

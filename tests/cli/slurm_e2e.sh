@@ -101,6 +101,10 @@ if [ -n "$id" ]; then
     fail "A: the Slurm job id is not recorded"
   "$daenr" slurm status --db "$db" | grep -q "^slurm job $id: .*requeued 0 times, last run complete" ||
     fail "status after: $("$daenr" slurm status --db "$db")"
+  # Nothing left to run: nothing is queued.
+  out=$("$daenr" slurm submit "$here/../data/kill-sweep.toml" --db "$db" 2>&1)
+  [ "$out" = "nothing to submit: all 24 jobs of the sweep are done in $db" ] || fail "A: submit when done: $out"
+  [ "$(sqlite3 "$db" "SELECT count(*) FROM slurm_jobs")" = 1 ] || fail "A: a complete sweep was submitted again"
 fi
 
 echo "B: starts at ${SECONDS} s"

@@ -108,6 +108,42 @@ run_case mpirun 0 TERM "JobId=77 JobName=x JobState=COMPLETING Reason=TimeLimit 
 grep -q "sweep run .* sigkill_timeout=25" "$tmp/mpirun.log" && requeued mpirun ||
   fail "mpirun: $(cat "$tmp/mpirun.log") $(cat "$tmp/mpirun.out")"
 
+# Submit and status with fake sbatch and squeue: the job id recorded, the
+# script kept, one squeue call for the status, a second submit refused.
+cat >"$tmp/bin/sbatch" <<'EOF'
+#!/usr/bin/env bash
+echo "sbatch $*" >>"$FAKE_LOG"
+echo "4242;cluster1"
+EOF
+cat >"$tmp/bin/squeue" <<'EOF'
+#!/usr/bin/env bash
+echo "squeue $*" >>"$FAKE_LOG"
+echo "4242|RUNNING|1:23|10:00|node1"
+EOF
+chmod +x "$tmp/bin/sbatch" "$tmp/bin/squeue"
+export FAKE_LOG=$tmp/submit.log
+db=$tmp/s.sqlite
+out=$(PATH="$tmp/bin:$PATH" "$daenr" slurm submit "$here/../data/kill-sweep.toml" --db "$db" --time 10 2>&1)
+[[ $out =~ ^submitted\ slurm\ job\ 4242\ \($tmp/s.sqlite.slurm/daenr-kill-test-.*\.sbatch\)\;\ follow\ it\ with:\ daenr\ slurm\ status\ --db\ $db$ ]] ||
+  fail "submit: $out"
+script=$(sqlite3 "$db" "SELECT script_path FROM slurm_jobs WHERE slurm_job_id = '4242'")
+[ -f "$script" ] && grep -q "^#SBATCH --time=10$" "$script" || fail "the recorded script: '$script'"
+grep -qx "sbatch --parsable $script" "$FAKE_LOG" || fail "sbatch call: $(cat "$FAKE_LOG")"
+out=$(PATH="$tmp/bin:$PATH" "$daenr" slurm status --db "$db")
+grep -q "^$db: 24 jobs: 0 done, 24 pending" <<<"$out" &&
+  grep -qx "slurm job 4242: RUNNING (elapsed 1:23, limit 10:00, node1); no run yet; submitted [0-9]* s ago" <<<"$out" ||
+  fail "status: $out"
+[ "$(grep -c '^squeue' "$FAKE_LOG")" = 1 ] && grep -q "^squeue .*--jobs=4242" "$FAKE_LOG" ||
+  fail "status must ask squeue once: $(cat "$FAKE_LOG")"
+out=$(PATH="$tmp/bin:$PATH" "$daenr" slurm submit "$here/../data/kill-sweep.toml" --db "$db" 2>&1)
+[ $? -eq 2 ] && [ "$out" = "daenr: error: $db: slurm job 4242 (RUNNING) already drives this database; wait for it or scancel 4242" ] ||
+  fail "a second submit: $out"
+[ "$(grep -c '^sbatch' "$FAKE_LOG")" = 1 ] || fail "a refused submit called sbatch"
+# Where squeue cannot run, the progress is still printed.
+mkdir "$tmp/nosqueue"
+out=$(PATH=$tmp/nosqueue "$daenr" slurm status --db "$db")
+[ $? -eq 0 ] && grep -q "^slurm job 4242: state unknown (squeue: cannot run it" <<<"$out" || fail "status without squeue: $out"
+
 # Bad input: one line naming what is wrong, exit 2, nothing written.
 bad() {  # expected-message args...
   local expected=$1 out rc
