@@ -255,6 +255,8 @@ EOF
 
 do_start() {
   local i state
+  # slurmd starts every job as its owner, which only root can do.
+  [[ $(id -u) -eq 0 ]] || die "must run as root (slurmd runs jobs as their users); CI runs as root"
   command -v munged >/dev/null || die "munged not found (apt-get install munge)"
   command -v slurmctld >/dev/null || die "slurmctld not found (apt-get install slurm-wlm)"
 
