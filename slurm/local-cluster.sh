@@ -174,7 +174,13 @@ node_state() {
 
 write_conf() {
   local cpus mem_mb margin real_mem
-  cpus=$(nproc)
+  # GNU nproc takes OMP_NUM_THREADS as a limit, and the test command sets it to 1.
+  cpus=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)
+  # The tests run two one-CPU tasks at once (rank 0 and a worker; or an
+  # allocation and a second one that must find the database held): declare at
+  # least 2 CPUs (config_overrides: slurmd believes slurm.conf) and let a
+  # 1-CPU machine time-share them.
+  ((cpus >= 2)) || cpus=2
   mem_mb=$(($(awk '/^MemTotal:/ {print $2}' /proc/meminfo) / 1024))
   # Leave room for the OS and the test harness: 10%, at least 256 MB.
   margin=$((mem_mb / 10 > 256 ? mem_mb / 10 : 256))
@@ -248,6 +254,7 @@ SlurmdTimeout=30
 BatchStartTimeout=10
 UnkillableStepTimeout=60
 
+SlurmdParameters=config_overrides
 NodeName=$node NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$real_mem State=UNKNOWN
 PartitionName=debug Nodes=$node Default=YES MaxTime=INFINITE State=UP
 EOF
