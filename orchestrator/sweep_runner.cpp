@@ -247,8 +247,10 @@ RunSummary run_sweep(const fs::path& spec_path, const fs::path& db_path, const R
 }
 
 Plan plan_sweep(const fs::path& spec_path, const fs::path& db_path) {
-  const auto spec = sweeps::load_sweep_spec(spec_path);
-  const auto jobs = sweeps::expand(spec);
+  return plan_jobs(sweeps::expand(sweeps::load_sweep_spec(spec_path)), db_path);
+}
+
+Plan plan_jobs(const std::vector<sweeps::JobSpec>& jobs, const fs::path& db_path) {
   Plan plan;
   plan.total = static_cast<int64_t>(jobs.size());
   std::optional<storage::Reader> reader;

@@ -110,6 +110,8 @@ nlohmann::ordered_json labels_json(const sweeps::Labels& labels);
 
 /// What `run_sweep` would do, without writing anything.
 Plan plan_sweep(const std::filesystem::path& spec, const std::filesystem::path& db);
+/// The same for jobs already expanded.
+Plan plan_jobs(const std::vector<sweeps::JobSpec>& jobs, const std::filesystem::path& db);
 
 /// Human-readable status of a database: counts per state, running jobs and
 /// their age, the run lock, the last errors.

@@ -1,9 +1,7 @@
 #include "slurm/submit.h"
 
 #include <fmt/format.h>
-#include <unistd.h>
-
-#include <chrono>
+#include <cctype>
 #include <cstdlib>
 #include <ctime>
 #include <fstream>
@@ -387,12 +385,12 @@ SubmitResult submit(const SubmitRequest& request) {
     throw SlurmError(fmt::format("--grace {}: must be shorter than the time limit --time {} ({} s)", *a.grace_s,
                                  *a.time, *limit));
   }
-  if (*a.launcher != "srun" && *a.launcher != "mpirun") {
-    throw SlurmError(fmt::format("--launcher {}: expected srun or mpirun", *a.launcher));
-  }
   const int tasks = *a.nodes * *a.ntasks_per_node;
+  BatchJob job;
+  job.spec = absolute_clean(request.spec);
+  job.db = absolute_clean(request.db);
   // The spec is checked here, not an hour later in the queue.
-  const auto spec = sweeps::load_sweep_spec(absolute_clean(request.spec));
+  const auto spec = sweeps::load_sweep_spec(job.spec);
   const auto jobs = sweeps::expand(spec);
   const int rpj = request.ranks_per_job > 0 ? request.ranks_per_job : spec.ranks_per_job;
   if (rpj > 1 && (tasks < 1 + rpj || (tasks - 1) % rpj != 0)) {
@@ -401,9 +399,6 @@ SubmitResult submit(const SubmitRequest& request) {
                                  request.ranks_per_job > 0 ? "--ranks-per-job" : "ranks_per_job =", rpj, rpj,
                                  tasks, *a.nodes, *a.ntasks_per_node));
   }
-  BatchJob job;
-  job.spec = absolute_clean(request.spec);
-  job.db = absolute_clean(request.db);
   job.log_dir = fs::path(job.db.string() + ".slurm");
   job.ranks_per_job = request.ranks_per_job;
   job.max_attempts = request.max_attempts;
@@ -424,7 +419,9 @@ SubmitResult submit(const SubmitRequest& request) {
   if (fs::exists(job.db)) {
     storage::Reader reader(job.db);
     const double now = orchestrator::unix_now();
-    if (auto lock = reader.run_lock(); lock && now - std::get<2>(*lock) < 120) {
+    // Fresh by the same measure as `sweep run` uses to take a lock over.
+    const double stale_s = orchestrator::RunnerOptions{}.lock_stale_s;
+    if (auto lock = reader.run_lock(); lock && now - std::get<2>(*lock) < stale_s) {
       throw storage::LockHeld(fmt::format("{}: another run is using this database: {} (last heartbeat {:.0f} s ago)",
                                           job.db.string(), std::get<0>(*lock), now - std::get<2>(*lock)));
     }
@@ -440,7 +437,7 @@ SubmitResult submit(const SubmitRequest& request) {
   }
 
   // A sweep already complete is not worth a place in the queue.
-  const auto plan = orchestrator::plan_sweep(job.spec, job.db);
+  const auto plan = orchestrator::plan_jobs(jobs, job.db);
   result.jobs_done = plan.done;
   result.jobs_total = plan.total;
   if (plan.total > 0 && plan.done == plan.total) return result;

@@ -155,6 +155,7 @@ bad() {  # expected-message args...
 }
 spec=$here/../data/kill-sweep.toml
 bad "--time '90m': not a Slurm time limit" "$spec" --db "$tmp/x.sqlite" --time 90m
+bad "--grace 0: expected 1 to 65535 seconds" "$spec" --db "$tmp/x.sqlite" --grace 0
 bad "--grace 60: must be shorter than the time limit --time 1 (60 s)" "$spec" --db "$tmp/x.sqlite" --time 1 --grace 60
 bad "--ranks-per-job 2: needs 1 + a multiple of 2 tasks; the allocation has 2" "$spec" --db "$tmp/x.sqlite" \
   --ntasks-per-node 2 --ranks-per-job 2
