@@ -36,6 +36,16 @@ torch::Tensor load_checked(const fs::path& file, int64_t rank) {
   return t;
 }
 
+// Responses are spike counts or rates: the Poisson loss s_hat - s log s_hat has no minimum for
+// s < 0, so such a file would train on nonsense without a word.
+void require_non_negative(const fs::path& file, const torch::Tensor& t) {
+  const auto negative = (t < 0).sum().item<int64_t>();
+  if (negative > 0) {
+    fail(file, fmt::format("{} negative response{} (of {}); responses must be >= 0 for the Poisson loss",
+                           negative, negative == 1 ? "" : "s", t.numel()));
+  }
+}
+
 }  // namespace
 
 RawRegion load_antolik_region(const fs::path& dir) {
@@ -57,6 +67,13 @@ RawRegion load_antolik_region(const fs::path& dir) {
   r.test_responses = load_checked(dir / "validation_set.npy", 2);
   if (fs::exists(dir / "raw_validation_set.npy")) r.test_raw = load_checked(dir / "raw_validation_set.npy", 3);
   if (fs::exists(dir / "rf_centres.npy")) r.rf_centres = load_checked(dir / "rf_centres.npy", 2);
+  if (fs::exists(dir / "noiseless_validation_set.npy")) {
+    r.test_expected = load_checked(dir / "noiseless_validation_set.npy", 2);
+  }
+  if (fs::exists(dir / "rf_filters.npy")) r.rf_filters = load_checked(dir / "rf_filters.npy", 3);
+  require_non_negative(dir / "training_set.npy", r.train_responses);
+  require_non_negative(dir / "validation_set.npy", r.test_responses);
+  if (r.test_raw.defined()) require_non_negative(dir / "raw_validation_set.npy", r.test_raw);
 
   if (r.train_inputs.size(1) != kPixels) {
     fail(train_inputs, fmt::format("expected {} columns (31x31 images), found shape {}", kPixels,
@@ -87,6 +104,17 @@ RawRegion load_antolik_region(const fs::path& dir) {
     fail(dir / "rf_centres.npy",
          fmt::format("shape {} does not match ({}, 2)", shape_str(r.rf_centres), neurons));
   }
+  if (r.test_expected.defined() && (r.test_expected.size(0) != r.test_inputs.size(0) ||
+                                    r.test_expected.size(1) != neurons)) {
+    fail(dir / "noiseless_validation_set.npy",
+         fmt::format("shape {} does not match {} test images and {} neurons", shape_str(r.test_expected),
+                     r.test_inputs.size(0), neurons));
+  }
+  if (r.rf_filters.defined() &&
+      (r.rf_filters.size(0) != neurons || r.rf_filters.size(1) != 2 || r.rf_filters.size(2) != kPixels)) {
+    fail(dir / "rf_filters.npy",
+         fmt::format("shape {} does not match ({}, 2, {})", shape_str(r.rf_filters), neurons, kPixels));
+  }
   return r;
 }
 
@@ -116,6 +144,8 @@ RawRegion select_neurons(const RawRegion& region, const std::vector<int64_t>& ne
   out.test_responses = region.test_responses.index_select(1, idx);
   if (region.test_raw.defined()) out.test_raw = region.test_raw.index_select(2, idx);
   if (region.rf_centres.defined()) out.rf_centres = region.rf_centres.index_select(0, idx);
+  if (region.test_expected.defined()) out.test_expected = region.test_expected.index_select(1, idx);
+  if (region.rf_filters.defined()) out.rf_filters = region.rf_filters.index_select(0, idx);
   return out;
 }
 
@@ -136,6 +166,9 @@ std::string fingerprint(const RawRegion& region) {
   add("test_inputs", region.test_inputs);
   add("test_responses", region.test_responses);
   add("test_raw", region.test_raw);
+  // The ground truth of a simulated region's folder enters only where it exists, so that the
+  // fingerprints (and job ids) of recordings stay what they were before it could be read.
+  if (region.test_expected.defined()) add("test_expected", region.test_expected);
   return h.hex().substr(0, 16);
 }
 
@@ -182,6 +215,7 @@ Dataset prepare(const RawRegion& raw, std::uint64_t split_seed, double val_fract
   d.test_responses = raw.test_responses.to(torch::kFloat);
   if (raw.test_raw.defined()) d.test_raw = raw.test_raw.to(torch::kFloat);
   d.rf_centres = raw.rf_centres;
+  if (raw.test_expected.defined()) d.test_expected = raw.test_expected.to(torch::kDouble);
   return d;
 }
 

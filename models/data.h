@@ -18,11 +18,16 @@ struct RawRegion {
   torch::Tensor test_responses;   ///< (T, M) trial-averaged responses.
   torch::Tensor test_raw;         ///< (R, T, M) single trials; undefined if absent.
   torch::Tensor rf_centres;       ///< (M, 2) true (row, col) at 31x31; simulated regions only.
+  // Ground truth, known for simulated regions only (undefined for recordings):
+  torch::Tensor test_expected;    ///< (T, M) each neuron's noiseless expected response E[trial]
+  torch::Tensor rf_filters;       ///< (M, 2, 961) each neuron's true filter pair (see synth.h)
 };
 
 /// Loads `dir`/{training_inputs,training_set,validation_inputs,validation_set}.npy
-/// and, when present, raw_validation_set.npy and rf_centres.npy. Checks shapes
-/// (961 columns, matching row and neuron counts) and finiteness. Every error is a
+/// and, when present, raw_validation_set.npy and the ground truth that `daenr data synth`
+/// writes (rf_centres.npy, noiseless_validation_set.npy, rf_filters.npy). Checks shapes
+/// (961 columns, matching row and neuron counts), finiteness, and that responses are >= 0
+/// (the Poisson loss assumes s >= 0). Every error is a
 /// DataError naming the file; a missing training_inputs.npy says that the partial
 /// copy of the real data lacks it and where the full set comes from.
 RawRegion load_antolik_region(const std::filesystem::path& dir);
@@ -50,6 +55,7 @@ struct Dataset {
   torch::Tensor test_raw;                       ///< (R, T, M) float32 or undefined
   torch::Tensor train_images31;  ///< (n, 31, 31) float32, the training split before resizing
   torch::Tensor rf_centres;      ///< copied from RawRegion (may be undefined)
+  torch::Tensor test_expected;   ///< (T, M) float64 noiseless test responses, or undefined
   double pixel_min = 0, pixel_max = 0;  ///< the training range mapped to [-1, 1]
 };
 

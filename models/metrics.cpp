@@ -3,6 +3,7 @@
 #include <boost/math/distributions/students_t.hpp>
 #include <cmath>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <limits>
 #include <string>
 #include <vector>
@@ -292,6 +293,36 @@ torch::Tensor estimate_rf_centres(const torch::Tensor& images, const torch::Tens
   return torch::stack({torch::div(flat, w, "floor"), flat.remainder(w)}, 1)
       .to(torch::kLong)
       .contiguous();
+}
+
+torch::Tensor readout_peak_centres(const torch::Tensor& masks, int layer) {
+  if (layer < 1 || layer > 4) throw ModelError(fmt::format("readout_peak_centres: layer {} is not 1..4", layer));
+  const int64_t side = 32 >> layer;
+  if (masks.dim() != 2 || masks.size(1) != side * side) {
+    throw ModelError(fmt::format("readout_peak_centres: masks of shape ({}) for h{} (expected (N, {}))",
+                                 fmt::join(masks.sizes(), ", "), layer, side * side));
+  }
+  const auto peak = masks.detach().to(torch::kCPU).to(torch::kDouble).argmax(1);
+  const auto row = torch::div(peak, side, "floor").to(torch::kDouble);
+  const auto col = torch::remainder(peak, side).to(torch::kDouble);
+  const double stride = static_cast<double>(1 << layer);
+  auto to31 = [&](const torch::Tensor& j) { return (stride * j + 0.5) * (31.0 / 32.0) - 0.5; };
+  return torch::stack({to31(row), to31(col)}, 1).contiguous();
+}
+
+RfRecovery rf_recovery(const torch::Tensor& recovered, const torch::Tensor& truth) {
+  if (recovered.dim() != 2 || recovered.size(1) != 2 || !recovered.sizes().equals(truth.sizes())) {
+    throw ModelError(fmt::format("rf_recovery: shapes ({}) and ({}) (expected equal (N, 2))",
+                                 fmt::join(recovered.sizes(), ", "), fmt::join(truth.sizes(), ", ")));
+  }
+  RfRecovery out;
+  const auto d = recovered.to(torch::kCPU).to(torch::kDouble) - truth.to(torch::kCPU).to(torch::kDouble);
+  out.distance = d.pow(2).sum(1).sqrt().contiguous();
+  if (out.distance.numel() > 0) {
+    out.mean_distance = out.distance.mean().item<double>();
+    out.within_2px = (out.distance <= 2.0).to(torch::kDouble).mean().item<double>();
+  }
+  return out;
 }
 
 }  // namespace daenr::models

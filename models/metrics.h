@@ -67,4 +67,20 @@ torch::Tensor feve(const torch::Tensor& pred, const torch::Tensor& raw);
 torch::Tensor estimate_rf_centres(const torch::Tensor& images, const torch::Tensor& responses,
                                   double sigma = 5.0);
 
+/// Where each neuron's spatial readout mask (N, S*S) peaks, mapped back to the 31x31 image grid
+/// (row, col), for a readout on h_`layer` (S = 32 / 2^layer). Unit j of h_i (Conv k3 s2 p1,
+/// i times) is centred on pixel 2^i j of the 32x32 input, whose centre lies at (2^i j + 0.5)
+/// 31/32 - 0.5 on the 31x31 image (the bilinear resize, align_corners = false). Argmax, the
+/// first on ties. Returns (N, 2) float64.
+torch::Tensor readout_peak_centres(const torch::Tensor& masks, int layer);
+
+/// Receptive-field recovery: the distance in image pixels between recovered and true centres
+/// (both (N, 2) on the 31x31 grid).
+struct RfRecovery {
+  torch::Tensor distance;    ///< (N) float64, pixels
+  double mean_distance = 0;  ///< mean over neurons
+  double within_2px = 0;     ///< share of neurons with distance <= 2
+};
+RfRecovery rf_recovery(const torch::Tensor& recovered, const torch::Tensor& truth);
+
 }  // namespace daenr::models

@@ -459,6 +459,20 @@ torch::Tensor poisson_loss(const torch::Tensor& prediction, const torch::Tensor&
   return (prediction - target * torch::log(prediction + 1e-5)).sum(1).mean();
 }
 
+Reduction parse_reduction(const std::string& name) {
+  if (name == "sum") return Reduction::kSum;
+  if (name == "mean") return Reduction::kMean;
+  throw ModelError(fmt::format("unknown reduction '{}' (expected sum or mean)", name));
+}
+
+std::string to_string(Reduction reduction) { return reduction == Reduction::kSum ? "sum" : "mean"; }
+
+double reconstruction_scale(const LossWeights& weights, const torch::Tensor& images) {
+  if (weights.reconstruction == Reduction::kMean) return 1.0;
+  // Pixels of one image: every dimension but the batch's.
+  return static_cast<double>(images.numel() / std::max<int64_t>(1, images.size(0)));
+}
+
 LossTerms compute_loss(DaeNr& model, const ModelOutput& out, const torch::Tensor& images,
                        const torch::Tensor& responses, const LossWeights& weights) {
   LossTerms terms;
@@ -468,7 +482,7 @@ LossTerms compute_loss(DaeNr& model, const ModelOutput& out, const torch::Tensor
     auto ae = terms.reconstruction;
     if (out.kl.defined()) ae = ae + weights.kl_weight * out.kl;
     if (out.vq_loss.defined()) ae = ae + out.vq_loss;
-    terms.total = terms.total + weights.alpha * ae;
+    terms.total = terms.total + weights.alpha * reconstruction_scale(weights, images) * ae;
   }
   if (out.prediction.defined()) {
     terms.poisson = poisson_loss(out.prediction, responses);

@@ -197,11 +197,25 @@ torch::Tensor rf_centres_to_positions(const torch::Tensor& centres31, int layer)
 /// Mean over the batch of sum over neurons of (s_hat - s log(s_hat + 1e-5)).
 torch::Tensor poisson_loss(const torch::Tensor& prediction, const torch::Tensor& target);
 
+/// How the reconstruction term reduces over an image's pixels. The paper's Eq. 4 and 7 write a
+/// squared L2 norm, the sum over the pixels (kSum, the default); kMean is the per-pixel mean,
+/// which weights reconstruction 1/(pixels) as much at the same alpha (1/1024 for 32x32).
+enum class Reduction { kSum, kMean };
+/// "sum", "mean" <-> Reduction; throws ModelError on others.
+Reduction parse_reduction(const std::string& name);
+std::string to_string(Reduction reduction);
+
 struct LossWeights {
-  double alpha = 1.0;              ///< reconstruction (MSE)
+  double alpha = 1.0;              ///< reconstruction
   double beta = 1.0;               ///< Poisson
-  double kl_weight = 1.0 / 1024;   ///< VAE KL, relative to alpha (see docs/models.md)
+  double kl_weight = 1.0 / 1024;   ///< VAE KL, relative to the per-pixel MSE (see docs/models.md)
+  Reduction reconstruction = Reduction::kSum;
 };
+
+/// The factor that turns the per-pixel mean squared error of (B, 1, H, W) images into the
+/// configured reduction: H * W for kSum, 1 for kMean. The whole autoencoder term (MSE, KL,
+/// VQ) is multiplied by it, so the ratios inside that term do not depend on the reduction.
+double reconstruction_scale(const LossWeights& weights, const torch::Tensor& images);
 
 struct LossTerms {
   torch::Tensor total;           ///< what is minimised
@@ -209,9 +223,10 @@ struct LossTerms {
   torch::Tensor poisson;         ///< undefined without a readout
 };
 
-/// total = alpha * (MSE + kl_weight * KL + vq_loss) + beta * (Poisson + readout
-/// regulariser). The autoencoder's own terms scale with alpha and the
-/// readout's with beta, so that a weight of 0 switches a whole head off.
+/// total = alpha * scale * (MSE + kl_weight * KL + vq_loss) + beta * (Poisson + readout
+/// regulariser), scale = reconstruction_scale (the pixels per image for the paper's sum).
+/// The autoencoder's own terms scale with alpha and the readout's with beta, so that a weight
+/// of 0 switches a whole head off. LossTerms::reconstruction stays the per-pixel MSE.
 LossTerms compute_loss(DaeNr& model, const ModelOutput& out, const torch::Tensor& images,
                        const torch::Tensor& responses, const LossWeights& weights);
 

@@ -1,6 +1,8 @@
 #include "models/synth.h"
 
+#include <boost/math/distributions/gamma.hpp>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <cmath>
 #include <numbers>
@@ -131,22 +133,29 @@ VirtualRegionSpec virtual_region_spec(int region) {
   return s;
 }
 
-RawRegion simulate_region(const VirtualRegionSpec& spec, std::uint64_t seed) {
+namespace {
+
+void check_sizes(const VirtualRegionSpec& spec) {
   if (spec.neurons < 1 || spec.train_images < 1 || spec.test_images < 1 || spec.repeats < 1) {
     throw ModelError(fmt::format("virtual region sizes must be positive (neurons {}, train images {}, "
                                  "test images {}, repeats {})",
                                  spec.neurons, spec.train_images, spec.test_images, spec.repeats));
   }
-  RawRegion r;
-  {
-    auto rng = stream(seed, spec.region, kTrainImages);
-    r.train_inputs = dead_leaves(spec.train_images, rng);
-  }
-  {
-    auto rng = stream(seed, spec.region, kTestImages);
-    r.test_inputs = dead_leaves(spec.test_images, rng);
-  }
+}
 
+torch::Tensor train_images(const VirtualRegionSpec& spec, std::uint64_t seed) {
+  auto rng = stream(seed, spec.region, kTrainImages);
+  return dead_leaves(spec.train_images, rng);
+}
+
+// Standard normal density and distribution function.
+double phi(double z) { return std::exp(-0.5 * z * z) / std::sqrt(2 * std::numbers::pi); }
+double Phi(double z) { return 0.5 * std::erfc(-z / std::numbers::sqrt2); }
+
+}  // namespace
+
+VirtualNeurons::VirtualNeurons(const VirtualRegionSpec& spec, std::uint64_t seed) : region_(spec.region) {
+  check_sizes(spec);
   // Receptive fields. Centres stay in the central 17x17 pixels so that the
   // Gabor envelope (sigma 2-4 px) lies mostly inside the image.
   const int m = spec.neurons;
@@ -154,74 +163,134 @@ RawRegion simulate_region(const VirtualRegionSpec& spec, std::uint64_t seed) {
   std::uniform_real_distribution<double> unit(0.0, 1.0);
   auto uniform = [&](double lo, double hi) { return lo + (hi - lo) * unit(rng); };
   std::normal_distribution<double> normal(0.0, 1.0);
-  std::vector<std::vector<double>> even(m), odd(m);
-  r.rf_centres = torch::empty({m, 2}, torch::kDouble);
-  auto centres_a = r.rf_centres.accessor<double, 2>();
-  std::vector<bool> complex_cell(m);
-  std::vector<double> amplitude(m);
+  even_.resize(m), odd_.resize(m), complex_.resize(m), amplitude_.resize(m);
+  centres_ = torch::empty({m, 2}, torch::kDouble);
+  auto centres_a = centres_.accessor<double, 2>();
   for (int n = 0; n < m; ++n) {
     const double cy = uniform(7, 23), cx = uniform(7, 23);
     const double sigma = uniform(2, 4), wavelength = uniform(2.5, 4) * sigma;
     const double theta = uniform(0, std::numbers::pi), phase = uniform(0, 2 * std::numbers::pi);
     const double aspect = uniform(0.6, 1.0);
-    complex_cell[n] = unit(rng) < spec.complex_fraction;
-    amplitude[n] = 0.9 * std::exp(0.35 * normal(rng));  // neurons differ in gain
-    even[n] = gabor(cy, cx, sigma, wavelength, theta, phase, aspect);
-    odd[n] = gabor(cy, cx, sigma, wavelength, theta, phase + std::numbers::pi / 2, aspect);
+    complex_[n] = unit(rng) < spec.complex_fraction;
+    amplitude_[n] = 0.9 * std::exp(0.35 * normal(rng));  // neurons differ in gain
+    even_[n] = gabor(cy, cx, sigma, wavelength, theta, phase, aspect);
+    odd_[n] = gabor(cy, cx, sigma, wavelength, theta, phase + std::numbers::pi / 2, aspect);
     centres_a[n][0] = cy;
     centres_a[n][1] = cx;
   }
-
-  // Drive on images in contrast units (grey / 255 - 0.5). Simple cells:
-  // linear filter; complex cells: energy of a quadrature pair. Each drive is
-  // standardised over the training images so that one threshold and gain
-  // shape every neuron's rate: rate = A * relu(z)^1.2.
-  // Plain loops in a fixed order, not LibTorch's parallel kernels: the data
-  // must not depend on the thread count of the process that simulates it.
-  auto drive = [&](const torch::Tensor& rows) {
-    const int64_t count = rows.size(0);
-    const auto* x = rows.data_ptr<double>();
-    std::vector<double> out(static_cast<std::size_t>(count) * m);
-    std::vector<double> c(kPixels);
-    for (int64_t i = 0; i < count; ++i) {
-      for (int p = 0; p < kPixels; ++p) c[p] = x[i * kPixels + p] * (1e6 / 255.0) - 0.5;
-      for (int n = 0; n < m; ++n) {
-        double lin = 0, quad = 0;
-        for (int p = 0; p < kPixels; ++p) {
-          lin += c[p] * even[n][p];
-          quad += c[p] * odd[n][p];
-        }
-        out[i * m + n] = complex_cell[n] ? std::sqrt(lin * lin + quad * quad) : lin;
-      }
-    }
-    return out;
-  };
-  const auto train_drive = drive(r.train_inputs);
-  const auto test_drive = drive(r.test_inputs);
   // Simple cells keep their zero point (the sign of the linear drive matters);
   // complex cells are centred on their mean energy. Both are scaled by their
   // standard deviation over the training images.
-  std::vector<double> centre(m, 0.0), scale(m, 0.0);
+  const auto train_drive = drive(train_images(spec, seed));
+  centre_.assign(m, 0.0), scale_.assign(m, 0.0);
   const int64_t n_train = spec.train_images;
   for (int n = 0; n < m; ++n) {
     double sum = 0, sum_sq = 0;
     for (int64_t i = 0; i < n_train; ++i) sum += train_drive[i * m + n];
     const double mean = sum / n_train;
     for (int64_t i = 0; i < n_train; ++i) sum_sq += (train_drive[i * m + n] - mean) * (train_drive[i * m + n] - mean);
-    centre[n] = complex_cell[n] ? mean : 0.0;
-    scale[n] = std::max(std::sqrt(sum_sq / std::max<int64_t>(1, n_train - 1)), 1e-12);
+    centre_[n] = complex_[n] ? mean : 0.0;
+    scale_[n] = std::max(std::sqrt(sum_sq / std::max<int64_t>(1, n_train - 1)), 1e-12);
   }
-  auto rate = [&](const std::vector<double>& d) {
-    auto out = torch::empty({static_cast<int64_t>(d.size()) / m, m}, torch::kDouble);
-    auto* o = out.data_ptr<double>();
-    for (std::size_t k = 0; k < d.size(); ++k) {
-      const int n = static_cast<int>(k % m);
-      o[k] = amplitude[n] * std::pow(std::max(0.0, (d[k] - centre[n]) / scale[n]), 1.2);
+}
+
+// Drive on images in contrast units (grey / 255 - 0.5). Simple cells: linear
+// filter; complex cells: energy of a quadrature pair. Plain loops in a fixed
+// order, not LibTorch's parallel kernels: the data must not depend on the
+// thread count of the process that simulates it.
+std::vector<double> VirtualNeurons::drive(const torch::Tensor& images) const {
+  if (images.dim() != 2 || images.size(1) != kPixels) {
+    throw ModelError(fmt::format("virtual neurons: expected images of shape (n, {}), got ({})", kPixels,
+                                 fmt::join(images.sizes(), ", ")));
+  }
+  const auto rows = images.to(torch::kDouble).contiguous();
+  const int m = size();
+  const int64_t count = rows.size(0);
+  const auto* x = rows.data_ptr<double>();
+  std::vector<double> out(static_cast<std::size_t>(count) * m);
+  std::vector<double> c(kPixels);
+  for (int64_t i = 0; i < count; ++i) {
+    for (int p = 0; p < kPixels; ++p) c[p] = x[i * kPixels + p] * (1e6 / 255.0) - 0.5;
+    for (int n = 0; n < m; ++n) {
+      double lin = 0, quad = 0;
+      for (int p = 0; p < kPixels; ++p) {
+        lin += c[p] * even_[n][p];
+        quad += c[p] * odd_[n][p];
+      }
+      out[i * m + n] = complex_[n] ? std::sqrt(lin * lin + quad * quad) : lin;
     }
-    return out;
-  };
-  const auto train_rate = rate(train_drive);
-  const auto test_rate = rate(test_drive);
+  }
+  return out;
+}
+
+// Each drive is standardised over the training images so that one threshold
+// and gain shape every neuron's rate: rate = A * relu(z)^1.2.
+torch::Tensor VirtualNeurons::rate_from_drive(const std::vector<double>& d) const {
+  const int m = size();
+  auto out = torch::empty({static_cast<int64_t>(d.size()) / m, m}, torch::kDouble);
+  auto* o = out.data_ptr<double>();
+  for (std::size_t k = 0; k < d.size(); ++k) {
+    const int n = static_cast<int>(k % m);
+    o[k] = amplitude_[n] * std::pow(std::max(0.0, (d[k] - centre_[n]) / scale_[n]), 1.2);
+  }
+  return out;
+}
+
+torch::Tensor VirtualNeurons::rates(const torch::Tensor& images) const { return rate_from_drive(drive(images)); }
+
+torch::Tensor VirtualNeurons::expected(const torch::Tensor& images) const {
+  const NoiseModel noise = noise_for(region_);
+  // Quantiles of the gain G ~ Gamma(k, 1/k) at the midpoints of 512 equal-probability bins.
+  constexpr int kBins = 512;
+  boost::math::gamma_distribution<double> gain(noise.gain_shape, 1.0 / noise.gain_shape);
+  std::vector<double> g(kBins);
+  for (int b = 0; b < kBins; ++b) g[b] = boost::math::quantile(gain, (b + 0.5) / kBins);
+  auto out = rates(images);
+  auto* o = out.data_ptr<double>();
+  const double sd = noise.additive;
+  for (int64_t k = 0; k < out.numel(); ++k) {
+    // Given G = g the trial is relu(mu + sd eps) with mu = rate g - 0.3, whose mean is
+    // mu Phi(mu / sd) + sd phi(mu / sd).
+    double sum = 0;
+    for (double gb : g) {
+      const double mu = o[k] * gb - 0.3;
+      sum += mu * Phi(mu / sd) + sd * phi(mu / sd);
+    }
+    o[k] = sum / kBins;
+  }
+  return out;
+}
+
+torch::Tensor VirtualNeurons::filters() const {
+  const int m = size();
+  auto out = torch::empty({m, 2, kPixels}, torch::kDouble);
+  auto a = out.accessor<double, 3>();
+  for (int n = 0; n < m; ++n) {
+    for (int p = 0; p < kPixels; ++p) a[n][0][p] = even_[n][p], a[n][1][p] = odd_[n][p];
+  }
+  return out;
+}
+
+torch::Tensor VirtualNeurons::complex_cells() const {
+  auto out = torch::empty({size()}, torch::kBool);
+  for (int n = 0; n < size(); ++n) out[n] = static_cast<bool>(complex_[n]);
+  return out;
+}
+
+RawRegion simulate_region(const VirtualRegionSpec& spec, std::uint64_t seed) {
+  check_sizes(spec);
+  const VirtualNeurons neurons(spec, seed);
+  RawRegion r;
+  r.train_inputs = train_images(spec, seed);
+  {
+    auto rng = stream(seed, spec.region, kTestImages);
+    r.test_inputs = dead_leaves(spec.test_images, rng);
+  }
+  r.rf_centres = neurons.centres().clone();
+  r.rf_filters = neurons.filters();
+  const auto train_rate = neurons.rates(r.train_inputs);
+  const auto test_rate = neurons.rates(r.test_inputs);
+  r.test_expected = neurons.expected(r.test_inputs);
 
   // One trial: relu(rate * G + sd * eps - 0.3), G ~ Gamma(k, 1/k), eps ~ N(0, 1).
   // The offset makes weak drive silent: about half of all responses are 0.
@@ -237,6 +306,7 @@ RawRegion simulate_region(const VirtualRegionSpec& spec, std::uint64_t seed) {
     }
     return out;
   };
+  const int m = spec.neurons;
   {
     auto trial_rng = stream(seed, spec.region, kTrainTrials);
     r.train_responses = trials(train_rate, trial_rng);
@@ -266,6 +336,10 @@ void write_virtual_regions(const std::filesystem::path& out, std::uint64_t seed)
     write_npy(dir / "validation_set.npy", r.test_responses);
     write_npy(dir / "raw_validation_set.npy", r.test_raw);
     write_npy(dir / "rf_centres.npy", r.rf_centres);
+    write_npy(dir / "noiseless_validation_set.npy", r.test_expected);
+    write_npy(dir / "rf_filters.npy", r.rf_filters);
+    write_npy(dir / "complex_cells.npy",
+              VirtualNeurons(virtual_region_spec(region), seed).complex_cells().to(torch::kDouble));
   }
 }
 

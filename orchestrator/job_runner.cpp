@@ -21,6 +21,12 @@ storage::ResultRecord to_record(const std::string& id, const worker::JobResult& 
   storage::ResultRecord rec;
   rec.job_id = id;
   auto metrics = worker::to_json(r, false);
+  // The receptive-field centres, true and recovered, for the report's figure (small: 4 numbers
+  // a neuron); the rest of the per-neuron results go to neuron_results.
+  if (!r.rf_recovered.empty()) {
+    metrics["rf_recovered"] = r.rf_recovered;
+    metrics["rf_true"] = r.rf_true;
+  }
   metrics["config"] = worker::to_json(config);
   rec.metrics = metrics.dump();
   rec.mse = r.mse;

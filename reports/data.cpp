@@ -75,6 +75,31 @@ std::optional<JobLabels> parse_labels(const std::string& text) {
   }
 }
 
+// The ground-truth metrics of a job's metrics JSON; a job without them (a recording, an
+// older daenr) keeps them empty, and so does one whose JSON a report cannot read.
+void read_ground_truth(const std::string& text, JobRecord& j) {
+  const auto m = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!m.is_object()) return;
+  auto number = [&](const char* key) -> std::optional<double> {
+    const auto it = m.find(key);
+    if (it == m.end() || !it->is_number()) return std::nullopt;
+    return it->get<double>();
+  };
+  j.true_r = number("true_r");
+  j.data_true_r = number("data_true_r");
+  j.rf_error = number("rf_error");
+  j.rf_within_2px = number("rf_within_2px");
+  try {
+    if (m.contains("rf_true") && m.contains("rf_recovered")) {
+      auto t = m.at("rf_true").get<std::vector<std::array<double, 2>>>();
+      auto r = m.at("rf_recovered").get<std::vector<std::array<double, 2>>>();
+      if (t.size() == r.size()) j.rf_true = std::move(t), j.rf_recovered = std::move(r);
+    }
+  } catch (const nlohmann::json::exception&) {
+    j.rf_true.clear(), j.rf_recovered.clear();
+  }
+}
+
 auto order_key(const JobRecord& j) {
   const auto& l = j.labels;
   return std::make_tuple(region_number(l.region), l.region, neurons_rank(l.neurons),
@@ -153,7 +178,7 @@ ReportData load_report_data(const fs::path& db_path, const std::string& sweep) {
       storage::Statement s(
           db,
           "SELECT j.id, j.labels, j.state, coalesce(j.last_error, ''), r.mse, r.psnr, r.ssim, "
-          "r.mean_r, r.n_significant, r.neurons FROM jobs j LEFT JOIN results r ON r.job_id = j.id"
+          "r.mean_r, r.n_significant, r.neurons, r.metrics FROM jobs j LEFT JOIN results r ON r.job_id = j.id"
           " WHERE :sweep = '' OR EXISTS (SELECT 1 FROM sweep_jobs w WHERE w.sweep_id = :sweep AND "
           "w.job_id = j.id)");
       s.bind(":sweep", sweep_id);
@@ -175,6 +200,7 @@ ReportData load_report_data(const fs::path& db_path, const std::string& sweep) {
           j.mean_r = s.column_optional_double(7);
           j.significant = s.column_optional_int(8);
           if (!s.column_is_null(9)) j.neurons = s.column_int(9);
+          if (!s.column_is_null(10)) read_ground_truth(s.column_text(10), j);
         }
         data.jobs.push_back(std::move(j));
       }

@@ -4,6 +4,7 @@
 // per-neuron results, its training curve and its reconstruction artifact.
 // Read-only, through storage::Reader.
 
+#include <array>
 #include <cstdint>
 #include <filesystem>
 #include <optional>
@@ -46,6 +47,11 @@ struct JobRecord {
   /// Neurons with p <= 0.05 and r > 0, and all neurons predicted: from the
   /// per-neuron results where the job has them, else from its results row.
   std::optional<int64_t> significant, neurons;
+  /// Ground truth of a simulated region (docs/metrics.md), from the results' metrics JSON:
+  /// mean r against the noiseless responses (the model's, and the trial average's), and for
+  /// FR / FM readouts the receptive-field recovery and each neuron's true and recovered centre.
+  std::optional<double> true_r, data_true_r, rf_error, rf_within_2px;
+  std::vector<std::array<double, 2>> rf_true, rf_recovered;
   std::filesystem::path reconstructions;  ///< the artifact's .npy, or empty
   std::vector<CurvePoint> curve;
 };

@@ -14,6 +14,7 @@
 
 #include "reports/index.h"
 #include "reports/render.h"
+#include "reports/stats.h"
 
 namespace daenr::reports {
 
@@ -484,6 +485,226 @@ Figure figure4(const JobIndex& index, const std::string& region) {
                     fmt::format("Figure 4: {}", region_title(region)), caption, bars);
 }
 
+
+// ---------------------------------------------------------------- Figure 5: RF centres
+
+// The finished job with the lowest seed that has both true and recovered centres.
+const JobRecord* first_with_centres(const std::vector<const JobRecord*>& jobs) {
+  for (const auto* j : jobs) {
+    if (j->state == "done" && !j->rf_true.empty()) return j;
+  }
+  return nullptr;
+}
+
+// Figure 5 (not in the paper): for each model with an FR or FM readout in a region with ground
+// truth, each neuron's true receptive-field centre (black dot) joined to the centre its readout
+// mask recovered (red dot), on the 31x31 image. Null when the region has no such job.
+std::optional<Figure> figure5(const JobIndex& index, const std::string& region) {
+  struct Panel {
+    std::string label;
+    const JobRecord* job;
+  };
+  std::vector<Panel> panels;
+  for (const std::string ro : {"fr", "fm"}) {
+    for (const std::string ae : {"none", "cae", "vae", "vqvae"}) {
+      const auto pairs = index.pairs(ae, ro, true);
+      for (int layer = 1; layer <= 4; ++layer) {
+        for (const auto& pair : pairs) {
+          if (const auto* j = first_with_centres(index.jobs(region, ae, ro, layer, pair))) {
+            panels.push_back({model_label(ae, ro, layer, pairs, pair), j});
+          }
+        }
+      }
+    }
+  }
+  if (panels.empty()) return std::nullopt;
+  const double cell = 6, side = 31 * cell, pad = 14, head = 34, label_h = 30;
+  const int per_row = 4;
+  const int rows = (static_cast<int>(panels.size()) + per_row - 1) / per_row;
+  const double width = pad + per_row * (side + pad);
+  const double height = head + rows * (side + label_h + pad);
+  std::string s = fmt::format(
+      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{0}\" height=\"{1}\" viewBox=\"0 0 {0} {1}\" "
+      "font-family=\"sans-serif\" font-size=\"11\">\n<rect width=\"{0}\" height=\"{1}\" fill=\"white\"/>\n"
+      "<text x=\"8\" y=\"18\" font-size=\"13\" font-weight=\"bold\">{2}</text>\n"
+      "<circle cx=\"{3}\" cy=\"14\" r=\"3\" fill=\"#000000\"/><text x=\"{4}\" y=\"18\">true centre</text>"
+      "<circle cx=\"{5}\" cy=\"14\" r=\"3\" fill=\"#d62728\"/><text x=\"{6}\" y=\"18\">recovered (readout peak)</text>\n",
+      fixed(width), fixed(height), svg_text(fmt::format("Figure 5: {}", region_title(region))),
+      fixed(width - 290), fixed(width - 283), fixed(width - 200), fixed(width - 193));
+  std::string caption =
+      "Receptive-field centres of the simulated neurons (black) and the peaks of the readout masks "
+      "mapped back to the 31x31 image (red), joined by a line; one finished job per model (the lowest "
+      "seed):";
+  for (std::size_t i = 0; i < panels.size(); ++i) {
+    const auto& p = panels[i];
+    const double x0 = pad + static_cast<double>(i % per_row) * (side + pad);
+    const double y0 = head + static_cast<double>(i / per_row) * (side + label_h + pad);
+    s += fmt::format("<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"#f4f4f4\" stroke=\"#888888\"/>\n",
+                     fixed(x0), fixed(y0), fixed(side), fixed(side));
+    auto X = [&](double col) { return x0 + (col + 0.5) * cell; };
+    auto Y = [&](double row) { return y0 + (row + 0.5) * cell; };
+    const auto& t = p.job->rf_true;
+    const auto& r = p.job->rf_recovered;
+    for (std::size_t n = 0; n < t.size(); ++n) {
+      s += fmt::format("<line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"#d62728\" stroke-opacity=\"0.5\"/>\n",
+                       fixed(X(t[n][1])), fixed(Y(t[n][0])), fixed(X(r[n][1])), fixed(Y(r[n][0])));
+    }
+    for (std::size_t n = 0; n < t.size(); ++n) {
+      s += fmt::format("<circle cx=\"{}\" cy=\"{}\" r=\"1.8\" fill=\"#000000\"/>\n", fixed(X(t[n][1])),
+                       fixed(Y(t[n][0])));
+      s += fmt::format("<circle cx=\"{}\" cy=\"{}\" r=\"1.8\" fill=\"#d62728\"/>\n", fixed(X(r[n][1])),
+                       fixed(Y(r[n][0])));
+    }
+    const std::string error = p.job->rf_error ? fmt::format("{:.2f} px", *p.job->rf_error) : "n/a";
+    s += fmt::format("<text x=\"{}\" y=\"{}\">{}</text>\n", fixed(x0), fixed(y0 + side + 13), svg_text(p.label));
+    s += fmt::format("<text x=\"{}\" y=\"{}\" fill=\"#555555\">seed {}, mean error {}</text>\n", fixed(x0),
+                     fixed(y0 + side + 26), p.job->labels.seed, error);
+    caption += fmt::format("{} {} (seed {}, job {}, mean error {})", i == 0 ? "" : ";", p.label,
+                           p.job->labels.seed, p.job->id, error);
+  }
+  s += "</svg>\n";
+  Figure f;
+  f.name = "figure5-" + region_slug(region);
+  f.title = fmt::format("Figure 5: {}", region_title(region));
+  f.caption = caption + ".";
+  f.mime = "image/svg+xml";
+  f.bytes = s;
+  return f;
+}
+
+// ---------------------------------------------------------------- Figure 6: the trade-off
+
+// Figure 6 (not in the paper): for each model with a readout and a decoder that has jobs at more
+// than one beta / alpha in a region, MSE and PCC against beta / alpha (log axis), mean ± sd over
+// finished seeds, with its two baselines (the autoencoder alone, beta = 0, and the CNN with the
+// same readout and layer, alpha = 0) as dashed lines. Null when no model has such a sweep.
+std::optional<Figure> figure6(const JobIndex& index, const std::string& region) {
+  struct Point {
+    double ratio, mean, sd;
+    int64_t n;
+  };
+  auto summary = [](const std::vector<const JobRecord*>& jobs, bool pcc) -> std::optional<Point> {
+    std::vector<double> v;
+    for (const auto* j : jobs) {
+      if (j->state != "done") continue;
+      const auto x = pcc ? j->mean_r : j->mse;
+      if (x && std::isfinite(*x)) v.push_back(*x);
+    }
+    if (v.empty()) return std::nullopt;
+    const auto s = summarize(v);
+    return Point{0, s.mean, s.n > 1 ? s.sd : 0.0, s.n};
+  };
+  struct Curve {
+    std::string label;
+    std::vector<Point> mse, pcc;
+    std::optional<Point> ae_base, cnn_base;
+  };
+  std::vector<Curve> curves;
+  for (const std::string ae : {"cae", "vae", "vqvae"}) {
+    for (const std::string ro : {"fr", "fc", "fm"}) {
+      const auto pairs = index.pairs(ae, ro, true);
+      for (int layer = 1; layer <= 4; ++layer) {
+        Curve c;
+        c.label = model_name(ae, ro, layer);
+        for (const auto& pair : pairs) {
+          if (!pair || pair->first <= 0) continue;
+          const auto jobs = index.jobs(region, ae, ro, layer, pair);
+          const double ratio = pair->second / pair->first;
+          if (auto m = summary(jobs, false)) m->ratio = ratio, c.mse.push_back(*m);
+          if (auto m = summary(jobs, true)) m->ratio = ratio, c.pcc.push_back(*m);
+        }
+        if (c.mse.size() < 2 && c.pcc.size() < 2) continue;
+        for (const auto& pair : index.pairs(ae, "none", true)) {
+          if (!c.ae_base) c.ae_base = summary(index.jobs(region, ae, "none", 0, pair), false);
+        }
+        for (const auto& pair : index.pairs("none", ro, true)) {
+          if (!c.cnn_base) c.cnn_base = summary(index.jobs(region, "none", ro, layer, pair), true);
+        }
+        curves.push_back(std::move(c));
+      }
+    }
+  }
+  if (curves.empty()) return std::nullopt;
+  const double pw = 330, ph = 200, left = 58, gap = 70, top = 40, bottom = 44, row_gap = 30;
+  const double width = left + 2 * pw + gap + 20;
+  const double height = top + static_cast<double>(curves.size()) * (ph + bottom + row_gap);
+  std::string s = fmt::format(
+      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{0}\" height=\"{1}\" viewBox=\"0 0 {0} {1}\" "
+      "font-family=\"sans-serif\" font-size=\"11\">\n<rect width=\"{0}\" height=\"{1}\" fill=\"white\"/>\n"
+      "<text x=\"8\" y=\"18\" font-size=\"13\" font-weight=\"bold\">{2}</text>\n",
+      fixed(width), fixed(height), svg_text(fmt::format("Figure 6: {}", region_title(region))));
+  std::string caption =
+      "The α/β trade-off: test MSE (left) and PCC (right) against β/α on a log axis, mean ± sample sd "
+      "over finished seeds (n beside each point); dashed: the autoencoder alone (β = 0, left) and the "
+      "CNN with the same readout and layer (α = 0, right). Models:";
+  for (std::size_t ci = 0; ci < curves.size(); ++ci) {
+    const auto& c = curves[ci];
+    const double y0 = top + static_cast<double>(ci) * (ph + bottom + row_gap);
+    caption += fmt::format("{} {}", ci == 0 ? "" : ",", c.label);
+    for (int panel = 0; panel < 2; ++panel) {
+      const auto& pts = panel == 0 ? c.mse : c.pcc;
+      const auto& base = panel == 0 ? c.ae_base : c.cnn_base;
+      const double x0 = left + panel * (pw + gap);
+      double lo = 0, hi = 0, rmin = 0, rmax = 0;
+      bool any = false;
+      auto extend = [&](double v) {
+        if (!any) lo = hi = v, any = true;
+        lo = std::min(lo, v), hi = std::max(hi, v);
+      };
+      for (std::size_t i = 0; i < pts.size(); ++i) {
+        extend(pts[i].mean - pts[i].sd), extend(pts[i].mean + pts[i].sd);
+        const double lr = std::log10(pts[i].ratio);
+        if (i == 0) rmin = rmax = lr;
+        rmin = std::min(rmin, lr), rmax = std::max(rmax, lr);
+      }
+      if (base) extend(base->mean);
+      if (!any || pts.empty()) continue;
+      if (hi == lo) hi += 0.5, lo -= 0.5;
+      const double padv = 0.08 * (hi - lo);
+      lo -= padv, hi += padv;
+      if (rmax == rmin) rmax += 0.5, rmin -= 0.5;
+      auto X = [&](double ratio) { return x0 + 10 + (std::log10(ratio) - rmin) / (rmax - rmin) * (pw - 20); };
+      auto Y = [&](double v) { return y0 + (hi - v) / (hi - lo) * ph; };
+      s += fmt::format("<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"#888888\"/>\n",
+                       fixed(x0), fixed(y0), fixed(pw), fixed(ph));
+      s += fmt::format("<text x=\"{}\" y=\"{}\" font-weight=\"bold\">{} {}</text>\n", fixed(x0), fixed(y0 - 6),
+                       svg_text(c.label), panel == 0 ? "MSE↓" : "PCC↑");
+      s += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{:.4g}</text>\n", fixed(x0 - 4),
+                       fixed(y0 + 8), hi);
+      s += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{:.4g}</text>\n", fixed(x0 - 4),
+                       fixed(y0 + ph), lo);
+      s += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">β/α</text>\n", fixed(x0 + pw / 2),
+                       fixed(y0 + ph + 32));
+      if (base) {
+        s += fmt::format(
+            "<line x1=\"{0}\" y1=\"{2}\" x2=\"{1}\" y2=\"{2}\" stroke=\"#555555\" stroke-dasharray=\"5,3\"/>"
+            "<text x=\"{3}\" y=\"{4}\" fill=\"#555555\" text-anchor=\"end\">{5} (n={6})</text>\n",
+            fixed(x0), fixed(x0 + pw), fixed(Y(base->mean)), fixed(x0 + pw - 4), fixed(Y(base->mean) - 4),
+            panel == 0 ? "autoencoder alone" : "CNN alone", base->n);
+      }
+      std::string line;
+      for (const auto& p : pts) {
+        line += fmt::format("{}{},{}", line.empty() ? "" : " ", fixed(X(p.ratio)), fixed(Y(p.mean)));
+        s += fmt::format("<line x1=\"{0}\" y1=\"{1}\" x2=\"{0}\" y2=\"{2}\" stroke=\"#d62728\"/>\n",
+                         fixed(X(p.ratio)), fixed(Y(p.mean - p.sd)), fixed(Y(p.mean + p.sd)));
+        s += fmt::format("<circle cx=\"{}\" cy=\"{}\" r=\"3\" fill=\"#d62728\"/>\n", fixed(X(p.ratio)),
+                         fixed(Y(p.mean)));
+        s += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{:g}</text>\n", fixed(X(p.ratio)),
+                         fixed(y0 + ph + 14), p.ratio);
+      }
+      s += fmt::format("<polyline points=\"{}\" fill=\"none\" stroke=\"#d62728\" stroke-width=\"1.5\"/>\n", line);
+    }
+  }
+  s += "</svg>\n";
+  Figure f;
+  f.name = "figure6-" + region_slug(region);
+  f.title = fmt::format("Figure 6: {}", region_title(region));
+  f.caption = caption + ".";
+  f.mime = "image/svg+xml";
+  f.bytes = s;
+  return f;
+}
+
 // ---------------------------------------------------------------- curves
 
 std::string curve_svg(const JobRecord& job, const std::string& title) {
@@ -585,6 +806,13 @@ std::vector<Figure> build_figures(const ReportData& data) {
   for (const auto& r : index.regions()) out.push_back(figure2(index, r));
   for (const auto& r : index.regions()) out.push_back(figure3(index, r));
   for (const auto& r : index.regions()) out.push_back(figure4(index, r));
+  // Only where they have something to show: ground truth, and a sweep over beta / alpha.
+  for (const auto& r : index.regions()) {
+    if (auto f = figure5(index, r)) out.push_back(std::move(*f));
+  }
+  for (const auto& r : index.regions()) {
+    if (auto f = figure6(index, r)) out.push_back(std::move(*f));
+  }
   return out;
 }
 

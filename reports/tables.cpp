@@ -12,7 +12,7 @@ namespace daenr::reports {
 
 namespace {
 
-enum class Metric { kMse, kPsnr, kSsim, kPcc };
+enum class Metric { kMse, kPsnr, kSsim, kPcc, kTrueR, kDataTrueR, kRfError, kRfWithin2 };
 
 struct MetricInfo {
   const char* key;     // CSV
@@ -30,6 +30,14 @@ MetricInfo info(Metric m) {
       return {"ssim", "SSIM↑", false};
     case Metric::kPcc:
       return {"pcc", "PCC↑", false};
+    case Metric::kTrueR:
+      return {"true_r", "true r↑", false};
+    case Metric::kDataTrueR:
+      return {"data_true_r", "data's true r", false};
+    case Metric::kRfError:
+      return {"rf_error", "RF error (px)↓", true};
+    case Metric::kRfWithin2:
+      return {"rf_within_2px", "RF ≤ 2 px↑", false};
   }
   return {"?", "?", false};
 }
@@ -44,6 +52,14 @@ std::optional<double> value_of(const JobRecord& j, Metric m) {
       return j.ssim;
     case Metric::kPcc:
       return j.mean_r;
+    case Metric::kTrueR:
+      return j.true_r;
+    case Metric::kDataTrueR:
+      return j.data_true_r;
+    case Metric::kRfError:
+      return j.rf_error;
+    case Metric::kRfWithin2:
+      return j.rf_within_2px;
   }
   return std::nullopt;
 }
@@ -558,6 +574,74 @@ Table table7(const JobIndex& index, const ReportData& data) {
 
 }  // namespace
 
+// Table 8 (not in the paper): what only a simulation can show. A block per region whose jobs
+// carry ground truth (virtual regions); a row per model with a readout that has jobs there.
+Table table8(const JobIndex& index, const ReportData& data) {
+  Table t;
+  t.id = "table8";
+  t.name = "Table 8";
+  t.caption =
+      "Ground truth on the virtual regions: predictions against the neurons' noiseless responses, "
+      "and receptive-field centres recovered by FR / FM readouts";
+  TableBuilder b(index, t);
+  std::set<std::string> with_truth;
+  for (const auto& j : data.jobs) {
+    if (j.true_r || j.data_true_r) with_truth.insert(j.labels.region);
+  }
+  const std::vector<Metric> metrics = {Metric::kTrueR, Metric::kDataTrueR, Metric::kPcc, Metric::kRfError,
+                                       Metric::kRfWithin2};
+  for (const auto& region : index.regions()) {
+    if (!with_truth.count(region)) continue;
+    Block block;
+    block.subtitle = region_title(region);
+    block.row_header = "Model";
+    for (auto m : metrics) block.columns.push_back(info(m).header);
+    for (const auto& ro : kReadouts) {
+      for (const std::string ae : {"none", "cae", "vae", "vqvae"}) {
+        const auto pairs = index.pairs(ae, ro, true);
+        for (int layer = 1; layer <= 4; ++layer) {
+          for (const auto& pair : pairs) {
+            if (index.jobs(region, ae, ro, layer, pair).empty()) continue;
+            Row row{b.label(ae, ro, layer, pairs, pair), {}};
+            for (auto m : metrics) {
+              row.cells.push_back(b.stat(region, ae, ro, layer, pair, "all", m));
+              // An FC readout has no spatial mask: its RF cells are empty by design.
+              if ((m == Metric::kRfError || m == Metric::kRfWithin2) && ro == "fc") {
+                row.cells.back() = Cell::text_cell("n/a (no mask)");
+              }
+            }
+            block.rows.push_back(std::move(row));
+          }
+        }
+      }
+    }
+    std::vector<Metric> best_of = metrics;
+    mark_best_per_column(block, best_of);
+    // The data's own true r is the same for every model of a region: no best.
+    const auto data_col = static_cast<std::size_t>(
+        std::find(metrics.begin(), metrics.end(), Metric::kDataTrueR) - metrics.begin());
+    for (auto& row : block.rows) row.cells[data_col].best = false;
+    t.blocks.push_back(std::move(block));
+  }
+  if (t.blocks.empty()) {
+    t.notes.push_back("No job in the database has ground truth: it exists for the simulated (virtual) "
+                      "regions only.");
+  }
+  t.notes.push_back(
+      "true r: Pearson r between a model's predicted responses and the simulated neurons' noiseless "
+      "expected responses over the test images, the mean over neurons; data's true r: the same for "
+      "the trial-averaged responses the models are scored against (how far the data themselves are "
+      "from the truth with this many repeats). A model whose true r exceeds the data's has averaged "
+      "out more noise than the repeats did.");
+  t.notes.push_back(
+      "RF error: distance in image pixels (31x31 grid) between the peak of a neuron's spatial "
+      "readout mask, mapped back to the image through h_{i}'s stride, and its true receptive-field "
+      "centre, the mean over neurons; RF ≤ 2 px: the share of neurons within 2 pixels. The mapping's "
+      "resolution is the stride 2^i of h_{i} (docs/metrics.md).");
+  b.finish("the best of each column", false, true);
+  return t;
+}
+
 std::string format_number(double value, int decimals) {
   if (std::isnan(value)) return "nan";
   if (std::isinf(value)) return value > 0 ? "inf" : "-inf";
@@ -569,7 +653,7 @@ std::string format_number(double value, int decimals) {
 std::vector<Table> build_tables(const ReportData& data) {
   const JobIndex index(data);
   return {table2(index), table3(index), table4(index),
-          table5(index), table6(index), table7(index, data)};
+          table5(index), table6(index), table7(index, data), table8(index, data)};
 }
 
 }  // namespace daenr::reports

@@ -180,9 +180,14 @@ std::vector<JobSpec> expand(const SweepSpec& spec, FingerprintCache& fingerprint
                                 spec.overrides[63].at, spec.overrides[63].name));
   }
   // The base configuration of each set of matching overrides, parsed once.
+  // Two templates per base: the canonical form of a model with a decoder can hold a key that
+  // one without lacks (loss.reconstruction, see worker::to_json), so they differ in layout.
   struct Base {
     worker::JobConfig config;
-    CanonicalTemplate canonical;
+    CanonicalTemplate without_decoder, with_decoder;
+    CanonicalTemplate& canonical(const worker::JobConfig& c) {
+      return c.model.autoencoder == AutoencoderKind::kNone ? without_decoder : with_decoder;
+    }
   };
   std::map<std::uint64_t, Base> bases;
   auto base_for = [&](std::uint64_t mask) -> Base& {
@@ -194,8 +199,14 @@ std::vector<JobSpec> expand(const SweepSpec& spec, FingerprintCache& fingerprint
     }
     try {
       auto config = worker::job_config_from_table(merged, spec.source);
-      CanonicalTemplate canonical(config);
-      return bases.emplace(mask, Base{std::move(config), std::move(canonical)}).first->second;
+      auto variant = [&](AutoencoderKind ae) {
+        auto c = config;
+        c.model.autoencoder = ae;
+        return CanonicalTemplate(c);
+      };
+      auto without = variant(AutoencoderKind::kNone);
+      auto with = variant(AutoencoderKind::kCae);
+      return bases.emplace(mask, Base{std::move(config), std::move(without), std::move(with)}).first->second;
     } catch (const worker::ConfigError& e) {
       throw SpecError(e.what());
     }
@@ -309,7 +320,7 @@ std::vector<JobSpec> expand(const SweepSpec& spec, FingerprintCache& fingerprint
                 job.data_fingerprint = fingerprints.get(c.data, c.data_seed);
 
                 // A data folder enters the id by its content, not its path.
-                const std::string canonical = base.canonical.render(
+                const std::string canonical = base.canonical(c).render(
                     c,
                     c.data.rfind("virtual:", 0) == 0 ? c.data : "folder:" + job.data_fingerprint);
                 std::string subset = "all";

@@ -600,20 +600,62 @@ SweepSpec parse_sweep_spec(const std::string& text, const std::string& source,
         return s;
       });
       p.read_axis(spec, r, "loss", [&](const toml::node& e, const std::string& key) {
+        auto label = [](double a, double b) {
+          return fmt::format("[{}, {}]", format_number(a), format_number(b));
+        };
+        // One (alpha, beta) pair, unless an earlier element already gave it.
+        auto add = [&](const toml::node& at, double alpha, double beta) {
+          if (alpha == 0 && beta == 0) p.fail(at, key, "alpha and beta are both 0: nothing to train");
+          if (std::find(spec.losses.begin(), spec.losses.end(), std::pair{alpha, beta}) != spec.losses.end()) {
+            p.fail(at, key, fmt::format("duplicate value {}", label(alpha, beta)));
+          }
+          spec.losses.emplace_back(alpha, beta);
+          spec.written_at.emplace(key + "=" + label(alpha, beta), p.where(at.source()));
+        };
+        if (const auto* grid = e.as_table()) {
+          // {alpha = A, beta = [b1, b2, ...]} (or alpha as the array, or both): every pair of
+          // the product, in the order written. The paper's alpha/beta trade-off in one line.
+          std::vector<double> values[2];
+          const char* names[2] = {"alpha", "beta"};
+          for (const auto& [k, v] : *grid) {
+            const std::string name(k.str());
+            if (name != "alpha" && name != "beta") {
+              p.fail(v, key, fmt::format("a loss table has keys alpha and beta, got '{}'", name));
+            }
+          }
+          for (int w = 0; w < 2; ++w) {
+            const toml::node* v = grid->get(names[w]);
+            if (!v) p.fail(e, key, fmt::format("a loss table needs {} (a number or an array)", names[w]));
+            if (const auto* list = v->as_array()) {
+              if (list->empty()) p.fail(*v, key, fmt::format("{} is an empty array", names[w]));
+              for (const auto& x : *list) values[w].push_back(p.read_weight(x, x.source(), key, names[w]));
+            } else {
+              values[w].push_back(p.read_weight(*v, v->source(), key, names[w]));
+            }
+          }
+          std::vector<std::string> pairs;
+          for (double a : values[0]) {
+            for (double b : values[1]) {
+              add(e, a, b);
+              pairs.push_back(label(a, b));
+            }
+          }
+          return fmt::format("{{{}}}", fmt::join(pairs, ", "));
+        }
         const auto* pair = e.as_array();
         if (!pair || pair->size() != 2) {
           p.fail(
               e, key,
-              fmt::format("each loss is a pair [alpha, beta], got {}{}", TableReader::type_name(e),
+              fmt::format("each loss is a pair [alpha, beta] or a table {{alpha = ..., beta = [...]}}, got {}{}",
+                          TableReader::type_name(e),
                           pair ? fmt::format(" of {} elements", pair->size()) : ""));
         }
         const auto& a = *pair->get(0);
         const auto& b = *pair->get(1);
         const double alpha = p.read_weight(a, a.source(), key, "alpha");
         const double beta = p.read_weight(b, b.source(), key, "beta");
-        if (alpha == 0 && beta == 0) p.fail(e, key, "alpha and beta are both 0: nothing to train");
-        spec.losses.emplace_back(alpha, beta);
-        return fmt::format("[{}, {}]", format_number(alpha), format_number(beta));
+        add(e, alpha, beta);
+        return label(alpha, beta);
       });
       p.read_axis(spec, r, "seeds", [&](const toml::node& e, const std::string& key) {
         spec.seeds.push_back(p.read_seed(e, e.source(), key));

@@ -62,6 +62,13 @@ JobConfig job_config_from_table(const toml::table& root, const std::string& sour
     r.require_range("beta", c.loss.beta, 0.0, inf, "must be >= 0");
     r.read("kl_weight", c.loss.kl_weight);
     r.require_range("kl_weight", c.loss.kl_weight, 0.0, inf, "must be >= 0");
+    std::string reduction = models::to_string(c.loss.reconstruction);
+    r.read("reconstruction", reduction);
+    try {
+      c.loss.reconstruction = models::parse_reduction(reduction);
+    } catch (const models::ModelError& e) {
+      r.fail(*t->get("reconstruction"), "reconstruction", e.what());
+    }
     r.read("commitment", c.model.commitment);
     r.require_range("commitment", c.model.commitment, 0.0, inf, "must be >= 0");
     r.read("readout_l1", c.model.readout_l1);
@@ -186,6 +193,13 @@ nlohmann::ordered_json to_json(const JobConfig& c) {
   j["loss"] = {{"alpha", c.loss.alpha},           {"beta", c.loss.beta},
                {"kl_weight", c.loss.kl_weight},   {"commitment", c.model.commitment},
                {"readout_l1", c.model.readout_l1}, {"fc_l2", c.model.fc_l2}};
+  // The reduction enters the canonical form only where it changes the loss: with a decoder,
+  // and when it is the paper's sum. The per-pixel mean was daenr's only form before the
+  // setting existed, so configurations that keep it, and models without a decoder, keep
+  // their job ids (docs/sweep-spec.md, Job ids).
+  if (c.model.autoencoder != models::AutoencoderKind::kNone && c.loss.reconstruction == models::Reduction::kSum) {
+    j["loss"]["reconstruction"] = "sum";
+  }
   const auto& t = c.train;
   j["train"] = {{"batch_size", t.batch_size},         {"learning_rate", t.learning_rate},
                 {"validate_every", t.validate_every}, {"patience", t.patience},

@@ -118,6 +118,8 @@ Trainer::Trainer(const JobConfig& config, const models::Dataset& data)
   test_x_ = data.test_images.to(device_);
   test_s_ = data.test_responses;  // metrics are computed on the CPU in float64
   test_raw_ = data.test_raw;
+  test_expected_ = data.test_expected;
+  rf_true_ = data.rf_centres;
 
   auto model_config = config.model;
   model_config.neurons = static_cast<int>(data.train_responses.size(1));
@@ -202,7 +204,7 @@ void Trainer::restore_best() {
 }
 
 double Trainer::validation_loss() {
-  // The data terms of the objective, alpha * MSE + beta * Poisson, in eval mode
+  // The data terms of the objective, alpha * reconstruction + beta * Poisson, in eval mode
   // (running BatchNorm statistics, no dropout, the VAE's mean). Regularisers
   // and the VAE/VQ terms are left out: they say nothing about held-out data.
   torch::NoGradGuard no_grad;
@@ -217,7 +219,9 @@ double Trainer::validation_loss() {
     auto out = model_->forward(x);
     double v = 0;
     if (out.reconstruction.defined()) {
-      v += config_.loss.alpha * scalar(torch::nn::functional::mse_loss(out.reconstruction, x));
+      // Reduced as in training (the paper's sum over pixels, or the mean).
+      v += config_.loss.alpha * models::reconstruction_scale(config_.loss, x) *
+           scalar(torch::nn::functional::mse_loss(out.reconstruction, x));
     }
     if (out.prediction.defined()) {
       v += config_.loss.beta * scalar(models::poisson_loss(out.prediction, s));
@@ -488,6 +492,26 @@ JobResult Trainer::evaluate() {
     if (test_raw_.defined() && test_raw_.size(0) >= 2) {
       result.mean_feve = models::feve(pred, test_raw_).mean().item<double>();
     }
+    if (test_expected_.defined()) {
+      // How close the prediction is to the neurons' noiseless response, which only a
+      // simulation knows; beside it, how close the trial average itself is.
+      auto true_r = models::pearson_per_neuron(pred, test_expected_);
+      result.true_r.assign(true_r.data_ptr<double>(), true_r.data_ptr<double>() + true_r.numel());
+      result.mean_true_r = true_r.mean().item<double>();
+      result.data_true_r = models::pearson_per_neuron(test_s_, test_expected_).mean().item<double>();
+    }
+    const auto kind = model_->config().readout;
+    if (rf_true_.defined() && (kind == models::ReadoutKind::kFr || kind == models::ReadoutKind::kFm)) {
+      const auto recovered = models::readout_peak_centres(model_->readout()->spatial_masks(), model_->config().layer);
+      const auto truth = rf_true_.to(torch::kDouble).contiguous();
+      const auto rf = models::rf_recovery(recovered, truth);
+      result.rf_error = rf.mean_distance;
+      result.rf_within_2px = rf.within_2px;
+      for (int64_t n = 0; n < recovered.size(0); ++n) {
+        result.rf_recovered.push_back({recovered[n][0].item<double>(), recovered[n][1].item<double>()});
+        result.rf_true.push_back({truth[n][0].item<double>(), truth[n][1].item<double>()});
+      }
+    }
   }
   if (test_raw_.defined() && test_raw_.size(0) >= 2) {
     auto ceiling = models::noise_ceiling(test_raw_);
@@ -518,11 +542,20 @@ nlohmann::ordered_json to_json(const JobResult& r, bool per_neuron) {
   opt("mean_feve", r.mean_feve);
   opt("oracle_r", r.oracle_r);
   opt("split_half_r", r.split_half_r);
+  opt("true_r", r.mean_true_r);
+  opt("data_true_r", r.data_true_r);
+  opt("rf_error", r.rf_error);
+  opt("rf_within_2px", r.rf_within_2px);
   j["train_seconds"] = r.train_seconds;
   j["data_fingerprint"] = r.data_fingerprint;
   if (per_neuron) {
     j["r"] = r.r;
     j["p"] = r.p;
+    if (!r.true_r.empty()) j["true_r_per_neuron"] = r.true_r;
+    if (!r.rf_recovered.empty()) {
+      j["rf_recovered"] = r.rf_recovered;
+      j["rf_true"] = r.rf_true;
+    }
     auto& curve = j["curve"] = nlohmann::ordered_json::array();
     for (const auto& c : r.curve) {
       curve.push_back({{"step", c.step}, {"phase", c.phase}, {"learning_rate", c.learning_rate},

@@ -18,6 +18,7 @@
 // same parameters, each takes a rank-strided share of every batch, BatchNorm statistics span
 // the group, gradients are averaged, and every decision (schedule, stop) is taken alike on all.
 
+#include <array>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -75,6 +76,14 @@ struct JobResult {
   std::optional<double> mean_r;
   std::optional<int> n_significant;  ///< p <= 0.05 and r > 0
   std::optional<double> mean_feve;
+  // Ground truth (simulated regions only; empty / nullopt on recordings, docs/metrics.md).
+  std::vector<double> true_r;            ///< per neuron: r(prediction, noiseless response)
+  std::optional<double> mean_true_r;     ///< its mean
+  std::optional<double> data_true_r;     ///< mean r(trial average, noiseless response)
+  /// FR / FM readouts: each neuron's recovered and true RF centre (row, col) on the 31x31 grid.
+  std::vector<std::array<double, 2>> rf_recovered, rf_true;
+  std::optional<double> rf_error;        ///< mean distance in pixels
+  std::optional<double> rf_within_2px;   ///< share of neurons within 2 pixels
   // The data's own ceiling (where repeats exist), for reading r in context.
   std::optional<double> oracle_r, split_half_r;
   int neurons = 0;
@@ -144,6 +153,7 @@ class Trainer {
   JobConfig config_;
   torch::Device device_;
   torch::Tensor train_x_, train_s_, val_x_, val_s_, test_x_, test_s_, test_raw_;
+  torch::Tensor test_expected_, rf_true_;  // ground truth of a simulated region, or undefined
   models::DaeNr model_{nullptr};
   std::unique_ptr<torch::optim::Adam> optimizer_;
   std::vector<torch::Tensor> best_state_;

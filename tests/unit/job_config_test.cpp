@@ -120,5 +120,39 @@ TEST(JobConfig, CanonicalJsonHasEveryKeyInAFixedOrder) {
   EXPECT_EQ(a["model"]["layer"], 2);
 }
 
+TEST(JobConfig, ReconstructionIsSummedAsInThePaperUnlessAskedOtherwise) {
+  EXPECT_EQ(parse_job_config("", "job.toml").loss.reconstruction, models::Reduction::kSum);
+  EXPECT_EQ(parse_job_config("[loss]\nreconstruction = \"mean\"\n", "job.toml").loss.reconstruction,
+            models::Reduction::kMean);
+  EXPECT_EQ(error_of("[loss]\nreconstruction = \"max\"\n"),
+            "job.toml:2:18: loss.reconstruction: unknown reduction 'max' (expected sum or mean)");
+  EXPECT_EQ(error_of("[loss]\nreconstruction = 1\n"),
+            "job.toml:2:18: loss.reconstruction: expected a string, got an integer");
+}
+
+TEST(JobConfig, TheReductionEntersTheCanonicalFormOnlyWhereItChangesTheLoss) {
+  // The paper's sum with a decoder: in the canonical form (a new job id).
+  const auto sum = to_json(parse_job_config("", "a.toml"));
+  EXPECT_EQ(sum["loss"]["reconstruction"], "sum");
+  // The per-pixel mean was the only form before the setting existed: its canonical form, and
+  // so the ids of existing databases, must stay exactly what they were. This is the text the
+  // code wrote before the key existed (worker/job_config.cpp at 87c050f).
+  const auto mean = parse_job_config("[loss]\nreconstruction = \"mean\"\n", "b.toml");
+  EXPECT_EQ(to_json(mean).dump(),
+            R"({"data":"virtual:1","data_seed":1,"seed":0,"val_fraction":0.2,"model":{"autoencoder":"cae",)"
+            R"("readout":"fr","layer":1,"width":32,"latent":100,"codebook_size":32,"fc_dropout":0.5},)"
+            R"("loss":{"alpha":1.0,"beta":1.0,"kl_weight":0.0009765625,"commitment":0.25,"readout_l1":0.03,)"
+            R"("fc_l2":0.01},"train":{"batch_size":64,"learning_rate":0.001,"validate_every":50,)"
+            R"("patience":1000,"phases":2,"lr_decay":0.5,"max_steps":20000,"threads":1,"device":"cpu",)"
+            R"("checkpoint_every":1}})");
+  // Without a decoder there is no reconstruction to reduce: sum and mean are one job.
+  const std::vector<std::string> cnn = {"model.autoencoder=none", "loss.alpha=0"};
+  auto cnn_mean = cnn;
+  cnn_mean.push_back("loss.reconstruction=mean");
+  const auto a = to_json(apply_overrides("", "c.toml", cnn));
+  EXPECT_EQ(a.dump(), to_json(apply_overrides("", "c.toml", cnn_mean)).dump());
+  EXPECT_FALSE(a["loss"].contains("reconstruction"));
+}
+
 }  // namespace
 }  // namespace daenr::worker

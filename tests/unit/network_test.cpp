@@ -144,6 +144,37 @@ TEST(Network, PoissonLossMatchesHandValue) {
   EXPECT_NEAR(poisson_loss(pred, s).item<double>(), (row0 + row1) / 2, 1e-5);
 }
 
+TEST(Network, TheReconstructionSumsOverPixelsAsInEquation7) {
+  // The paper's ||x - x_hat||^2 per image (mean over the batch) is 1024 times the per-pixel
+  // MSE for 32x32 images; the KL and VQ terms are scaled with it, the Poisson term is not.
+  auto data = daenr::testing::tiny_dataset(4, 2, 2, 6);
+  auto x = data.train_images, s = data.train_responses;
+  for (auto ae : {AutoencoderKind::kCae, AutoencoderKind::kVae, AutoencoderKind::kVqVae}) {
+    torch::manual_seed(0);
+    DaeNr m(tiny(ae, ReadoutKind::kFr, 2), s.mean(0));
+    m->eval();
+    torch::NoGradGuard g;
+    const auto out = m->forward(x);
+    LossWeights sum, mean;
+    sum.alpha = mean.alpha = 0.5;
+    sum.beta = mean.beta = 2.0;
+    mean.reconstruction = Reduction::kMean;
+    const auto ts = compute_loss(m, out, x, s, sum), tm = compute_loss(m, out, x, s, mean);
+    // By hand: the squared error summed over each image's pixels, averaged over the batch.
+    const double sse = (out.reconstruction - x).pow(2).sum({1, 2, 3}).mean().item<double>();
+    double ae_extra = 0;  // KL and VQ, per pixel as in the mean form
+    if (out.kl.defined()) ae_extra += sum.kl_weight * out.kl.item<double>();
+    if (out.vq_loss.defined()) ae_extra += out.vq_loss.item<double>();
+    const double readout = poisson_loss(out.prediction, s).item<double>() + m->readout_regulariser().item<double>();
+    EXPECT_NEAR(ts.total.item<double>(), 0.5 * (sse + 1024 * ae_extra) + 2.0 * readout, 1e-3) << to_string(ae);
+    EXPECT_NEAR(tm.total.item<double>(), 0.5 * (sse / 1024 + ae_extra) + 2.0 * readout, 1e-5) << to_string(ae);
+    // Both report the per-pixel MSE as the reconstruction metric.
+    EXPECT_NEAR(ts.reconstruction.item<double>(), sse / 1024, 1e-6);
+  }
+  EXPECT_EQ(parse_reduction("sum"), Reduction::kSum);
+  EXPECT_THROW(parse_reduction("median"), ModelError);
+}
+
 TEST(Network, ReadoutGradientReachesTheEncoderButNotTheDecoder) {
   for (auto ro : {ReadoutKind::kFr, ReadoutKind::kFc, ReadoutKind::kFm}) {
     for (int layer = 1; layer <= 4; ++layer) {

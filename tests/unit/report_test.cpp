@@ -14,6 +14,7 @@
 #include <fmt/format.h>
 #include <fstream>
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 #include <map>
 #include <png.h>
 #include <sstream>
@@ -614,6 +615,124 @@ TEST(ReportTablesPairs, AVariantWithSeveralLossWeightsGetsOneRowPerPair) {
   EXPECT_NEAR(cell_at(b, "CAE-FR_{2} (α=1, β=1)", "", "MSE↓").stat.mean, 0.05, 1e-12);
   EXPECT_EQ(markdown_cell(cell_at(b, "CAE-FR_{1} (α=1, β=1)", "", "MSE↓")), "n/a (no job)");
   EXPECT_EQ(markdown_cell(cell_at(b, "CAE", "", "MSE↓")), "n/a (no job)");
+}
+
+// A database whose jobs carry ground truth (a virtual region) and a sweep over beta / alpha.
+fs::path make_truth_db(const fs::path& dir) {
+  const auto db = dir / "truth.sqlite";
+  storage::Store store(db);
+  const auto sweep = store.insert_sweep("truth", "spec", 0);
+  struct Spec {
+    std::string id, ae, ro;
+    int layer;
+    double alpha, beta;
+    int seed;
+    double mse, pcc, true_r, rf_error, within;
+  };
+  const std::vector<Spec> specs = {
+      {"cnn1-s0", "none", "fr", 1, 0, 1, 0, -1, 0.50, 0.70, 1.5, 0.75},
+      {"cnn1-s1", "none", "fr", 1, 0, 1, 1, -1, 0.54, 0.74, 2.5, 0.25},
+      {"cae1-s0", "cae", "fr", 1, 1, 1, 0, 0.05, 0.52, 0.72, 1.0, 1.0},
+      {"cae1-s1", "cae", "fr", 1, 1, 1, 1, 0.07, 0.56, 0.78, 2.0, 0.5},
+      {"cae1b10-s0", "cae", "fr", 1, 1, 10, 0, 0.09, 0.60, 0.80, 1.2, 0.8},
+      {"cae-s0", "cae", "none", 0, 1, 0, 0, 0.04, -1, -1, -1, -1},
+      {"cae1fc-s0", "cae", "fc", 1, 1, 1, 0, 0.06, 0.40, 0.50, -1, -1},
+  };
+  std::vector<storage::NewJob> jobs;
+  for (const auto& s : specs) {
+    Planned j = job(s.id, "virtual:3", s.ae, s.ro, s.layer, s.alpha, s.beta, s.seed);
+    jobs.push_back({j.id, "{}", labels_json(j), ""});
+  }
+  store.insert_jobs(sweep, jobs, 0);
+  while (auto leased = store.lease_next(sweep, "t", 1, 60, 1)) {
+    const Spec* s = nullptr;
+    for (const auto& x : specs) {
+      if (x.id == leased->id) s = &x;
+    }
+    nlohmann::json m = {{"data_true_r", 0.9}};
+    if (s->true_r >= 0) m["true_r"] = s->true_r;
+    if (s->rf_error >= 0) {
+      m["rf_error"] = s->rf_error;
+      m["rf_within_2px"] = s->within;
+      m["rf_true"] = {{10.0, 12.0}, {20.0, 5.0}};
+      m["rf_recovered"] = {{11.0, 12.0}, {18.0, 6.0}};
+    }
+    storage::ResultRecord r;
+    r.job_id = leased->id;
+    r.metrics = m.dump();
+    if (s->mse >= 0) r.mse = s->mse;
+    if (s->pcc >= 0) r.mean_r = s->pcc;
+    r.neurons = 2;
+    store.record_result(r, "t", 2);
+  }
+  return db;
+}
+
+TEST(ReportGroundTruth, Table8HasTheTruthOfEachModelWithAReadout) {
+  TempDir dir;
+  const auto data = load_report_data(make_truth_db(dir.path()));
+  const auto tables = build_tables(data);
+  const Table& t = find_table(tables, "table8");
+  ASSERT_EQ(t.blocks.size(), 1u);
+  const Block& b = t.blocks[0];
+  EXPECT_EQ(b.subtitle, "Region 3 (virtual)");
+  // CNN-FR_1: true r (0.70, 0.74): mean 0.72, sd 0.028; RF error (1.5, 2.5): 2.0 ± 0.707.
+  const Cell& cnn = cell_at(b, "CNN-FR_{1}", "", "true r↑");
+  EXPECT_NEAR(cnn.stat.mean, 0.72, 1e-12);
+  EXPECT_NEAR(cnn.stat.sd, std::sqrt(0.0008), 1e-12);
+  EXPECT_EQ(cnn.stat.n, 2);
+  EXPECT_NEAR(cell_at(b, "CNN-FR_{1}", "", "RF error (px)↓").stat.mean, 2.0, 1e-12);
+  EXPECT_NEAR(cell_at(b, "CNN-FR_{1}", "", "RF ≤ 2 px↑").stat.mean, 0.5, 1e-12);
+  EXPECT_NEAR(cell_at(b, "CNN-FR_{1}", "", "data's true r").stat.mean, 0.9, 1e-12);
+  // CAE-FR_1 has two pairs: a row each. (1, 1): true r 0.75, RF error 1.5.
+  EXPECT_NEAR(cell_at(b, "CAE-FR_{1} (α=1, β=1)", "", "true r↑").stat.mean, 0.75, 1e-12);
+  const Cell& best_rf = cell_at(b, "CAE-FR_{1} (α=1, β=10)", "", "RF error (px)↓");
+  EXPECT_NEAR(best_rf.stat.mean, 1.2, 1e-12);
+  EXPECT_TRUE(best_rf.best);  // the lowest RF error
+  EXPECT_TRUE(cell_at(b, "CAE-FR_{1} (α=1, β=10)", "", "true r↑").best);
+  EXPECT_FALSE(cell_at(b, "CNN-FR_{1}", "", "data's true r").best);  // the same for every model
+  // An FC readout has no mask: its RF cells say so, and its true r is there.
+  EXPECT_EQ(markdown_cell(cell_at(b, "CAE-FC_{1}", "", "RF error (px)↓")), "n/a (no mask)");
+  EXPECT_NEAR(cell_at(b, "CAE-FC_{1}", "", "true r↑").stat.mean, 0.5, 1e-12);
+  // Only models with jobs in the region: the CAE (no readout) has no row.
+  EXPECT_THROW(find_row(b, "CAE"), std::runtime_error);
+  EXPECT_EQ(b.rows.size(), 4u);
+}
+
+TEST(ReportGroundTruth, Figures5And6DrawCentresAndTheTradeOff) {
+  TempDir dir;
+  const auto figures = build_figures(load_report_data(make_truth_db(dir.path())));
+  const Figure* f5 = nullptr;
+  const Figure* f6 = nullptr;
+  for (const auto& f : figures) {
+    if (f.name == "figure5-virtual-3") f5 = &f;
+    if (f.name == "figure6-virtual-3") f6 = &f;
+  }
+  ASSERT_NE(f5, nullptr);
+  ASSERT_NE(f6, nullptr);
+  auto count = [](const std::string& text, const std::string& what) {
+    std::size_t n = 0;
+    for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+    return n;
+  };
+  // Three FR models (CNN-FR_1, CAE-FR_1 at two pairs), two neurons each: a true and a
+  // recovered dot per neuron (plus the two legend dots), and a line joining them.
+  EXPECT_EQ(count(f5->bytes, "<circle"), 3u * 2u * 2u + 2u);
+  EXPECT_EQ(count(f5->bytes, "stroke-opacity"), 3u * 2u);
+  EXPECT_NE(f5->caption.find("job cnn1-s0"), std::string::npos) << f5->caption;  // the lowest seed
+  // True centre (10, 12) on the 31x31 grid at 6 px a pixel: (12 + 0.5) * 6 + 14 = 89.
+  EXPECT_NE(f5->bytes.find("cx=\"89.0\""), std::string::npos);
+  // Figure 6: CAE-FR_1 at beta/alpha 1 and 10, MSE and PCC: two polylines, the CAE baseline
+  // (MSE 0.04) and the CNN-FR_1 baseline (PCC 0.52) as dashed lines.
+  EXPECT_EQ(count(f6->bytes, "<polyline"), 2u);
+  EXPECT_NE(f6->bytes.find("autoencoder alone (n=1)"), std::string::npos);
+  EXPECT_NE(f6->bytes.find("CNN alone (n=2)"), std::string::npos);
+  // A database without ground truth or a trade-off has neither figure.
+  TempDir other;
+  for (const auto& f : build_figures(load_report_data(make_fixture(other.path())))) {
+    EXPECT_EQ(f.name.find("figure5"), std::string::npos);
+    EXPECT_EQ(f.name.find("figure6"), std::string::npos);
+  }
 }
 
 // ------------------------------------------------------------ formats

@@ -87,6 +87,33 @@ neurons = ["insignificant", "all", "significant"]
             (std::vector<Neurons>{Neurons::kInsignificant, Neurons::kAll, Neurons::kSignificant}));
 }
 
+TEST(SweepSpec, ALossTableExpandsToEveryPairOfItsProduct) {
+  const auto s = parse(kRegion + R"(
+[axes]
+autoencoder = ["cae", "none"]
+readout = ["fr", "none"]
+loss = [{alpha = 1, beta = [0, 0.1, 10]}, [0, 1], {alpha = [2, 4], beta = 1}]
+)");
+  EXPECT_EQ(s.losses, (std::vector<std::pair<double, double>>{
+                          {1, 0}, {1, 0.1}, {1, 10}, {0, 1}, {2, 1}, {4, 1}}));
+  // Each pair is remembered where its table was written, for the "in no job" errors.
+  EXPECT_EQ(s.written_at.at("axes.loss=[1, 10]"), s.written_at.at("axes.loss=[1, 0]"));
+  EXPECT_NE(s.written_at.at("axes.loss=[1, 10]"), s.written_at.at("axes.loss=[0, 1]"));
+  // The same pair twice, in a table or as a pair, is a duplicate.
+  EXPECT_EQ(error_of(kRegion + "[axes]\nloss = [[1, 1], {alpha = 1, beta = [0.5, 1]}]\n"),
+            "s.toml:4:17: axes.loss: duplicate value [1, 1]");
+  EXPECT_EQ(error_of(kRegion + "[axes]\nloss = [{alpha = 1, beta = [1, 2]}, [1.0, 2]]\n"),
+            "s.toml:4:37: axes.loss: duplicate value [1, 2]");
+  EXPECT_EQ(error_of(kRegion + "[axes]\nloss = [{alpha = 1, gamma = 2}]\n"),
+            "s.toml:4:29: axes.loss: a loss table has keys alpha and beta, got 'gamma'");
+  EXPECT_EQ(error_of(kRegion + "[axes]\nloss = [{alpha = 1}]\n"),
+            "s.toml:4:9: axes.loss: a loss table needs beta (a number or an array)");
+  EXPECT_EQ(error_of(kRegion + "[axes]\nloss = [{alpha = 1, beta = []}]\n"),
+            "s.toml:4:28: axes.loss: beta is an empty array");
+  EXPECT_EQ(error_of(kRegion + "[axes]\nloss = [{alpha = 1, beta = [-1]}]\n"),
+            "s.toml:4:29: axes.loss: beta must be >= 0, got -1");
+}
+
 TEST(SweepSpec, RemembersWhereEachAxisValueIsWritten) {
   const auto s = parse(
       "[data]\nregions = [\"virtual:1\"]\n[axes]\nlayer = [1, \"h3\"]\n"
