@@ -22,7 +22,7 @@ grep -q "^10 jobs: ran 10 (10 done" "$tmp/sweep.out" || fail "sweep: $(cat "$tmp
 "$daenr" report --db "$db" --out "$tmp/a" --html "$tmp/a.html" >"$tmp/a.md" 2>"$tmp/a.err"
 rc=$?
 [ "$rc" -eq 0 ] || fail "report exited $rc: $(cat "$tmp/a.err")"
-for t in 2 3 4 5 6 7; do
+for t in 2 3 4 5 6 7 8; do
   grep -q "^## Table $t: " "$tmp/a.md" || fail "stdout lacks Table $t"
   [ -s "$tmp/a/table$t.csv" ] || fail "table$t.csv missing"
 done
@@ -35,7 +35,9 @@ grep -q '\\toprule' "$tmp/a/tables.tex" && grep -q '\\bottomrule' "$tmp/a/tables
 [ -s "$tmp/a/figures/figure2-virtual-3.png" ] || fail "figure 2 missing"
 [ "$(head -c 8 "$tmp/a/figures/figure2-virtual-3.png" | od -An -tx1 | tr -d ' \n')" = "89504e470d0a1a0a" ] ||
   fail "figure 2 is not a PNG"
-for f in figure3-virtual-3.svg figure4-virtual-3.svg; do [ -s "$tmp/a/figures/$f" ] || fail "$f missing"; done
+# Virtual regions carry ground truth: Table 8 has region 3's block, Figure 5 its RF centres.
+grep -q "^### Region 3 (virtual)" <(sed -n '/^## Table 8: /,$p' "$tmp/a.md") || fail "Table 8 lacks region 3"
+for f in figure3-virtual-3.svg figure4-virtual-3.svg figure5-virtual-3.svg; do [ -s "$tmp/a/figures/$f" ] || fail "$f missing"; done
 [ "$(ls "$tmp/a/curves" | wc -l)" -eq 10 ] || fail "$(ls "$tmp/a/curves" | wc -l) curves, expected 10"
 [ ! -e "$tmp/a/report.html" ] || fail "--html did not replace the default HTML path"
 grep -q 'src="http\|href="http' "$tmp/a.html" && fail "the HTML links outside itself"
