@@ -84,14 +84,14 @@ int run_train(const std::string& config_path, const std::vector<std::string>& ov
   const std::string source = config_path.empty() ? "(defaults)" : config_path;
   const JobConfig config = apply_overrides(text, source, overrides);
   if (print_config) {
-    std::cout << to_json(config).dump(2) << "\n";
+    std::cout << resolved_json(config).dump(2) << "\n";
     return 0;
   }
   RunOptions options;
   options.checkpoint = checkpoint;
   const JobResult result = run_job(config, options);
   nlohmann::ordered_json line = to_json(result, per_neuron);
-  line["config"] = to_json(config);
+  line["config"] = resolved_json(config);
   std::cout << line.dump() << std::endl;
   return 0;
 }

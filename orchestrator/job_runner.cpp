@@ -27,7 +27,7 @@ storage::ResultRecord to_record(const std::string& id, const worker::JobResult& 
     metrics["rf_recovered"] = r.rf_recovered;
     metrics["rf_true"] = r.rf_true;
   }
-  metrics["config"] = worker::to_json(config);
+  metrics["config"] = worker::resolved_json(config);
   rec.metrics = metrics.dump();
   rec.mse = r.mse;
   rec.psnr = r.psnr;

@@ -488,6 +488,17 @@ Figure figure4(const JobIndex& index, const std::string& region) {
 
 // ---------------------------------------------------------------- Figure 5: RF centres
 
+// Figure `number` of one region as SVG: "figure5-virtual-3", "Figure 5: Region 3 (virtual)".
+Figure region_svg(int number, const std::string& region, std::string caption, std::string svg) {
+  Figure f;
+  f.name = fmt::format("figure{}-{}", number, region_slug(region));
+  f.title = fmt::format("Figure {}: {}", number, region_title(region));
+  f.caption = std::move(caption);
+  f.mime = "image/svg+xml";
+  f.bytes = std::move(svg);
+  return f;
+}
+
 // The finished job with the lowest seed that has both true and recovered centres.
 const JobRecord* first_with_centres(const std::vector<const JobRecord*>& jobs) {
   for (const auto* j : jobs) {
@@ -563,13 +574,7 @@ std::optional<Figure> figure5(const JobIndex& index, const std::string& region) 
                            p.job->labels.seed, p.job->id, error);
   }
   s += "</svg>\n";
-  Figure f;
-  f.name = "figure5-" + region_slug(region);
-  f.title = fmt::format("Figure 5: {}", region_title(region));
-  f.caption = caption + ".";
-  f.mime = "image/svg+xml";
-  f.bytes = s;
-  return f;
+  return region_svg(5, region, caption + ".", std::move(s));
 }
 
 // ---------------------------------------------------------------- Figure 6: the trade-off
@@ -696,13 +701,7 @@ std::optional<Figure> figure6(const JobIndex& index, const std::string& region) 
     }
   }
   s += "</svg>\n";
-  Figure f;
-  f.name = "figure6-" + region_slug(region);
-  f.title = fmt::format("Figure 6: {}", region_title(region));
-  f.caption = caption + ".";
-  f.mime = "image/svg+xml";
-  f.bytes = s;
-  return f;
+  return region_svg(6, region, caption + ".", std::move(s));
 }
 
 // ---------------------------------------------------------------- curves

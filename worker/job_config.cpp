@@ -209,4 +209,10 @@ nlohmann::ordered_json to_json(const JobConfig& c) {
   return j;
 }
 
+nlohmann::ordered_json resolved_json(const JobConfig& c) {
+  auto j = to_json(c);
+  j["loss"]["reconstruction"] = models::to_string(c.loss.reconstruction);
+  return j;
+}
+
 }  // namespace daenr::worker

@@ -66,4 +66,9 @@ void validate(const JobConfig& config, const std::string& source);
 /// fixed key order: the canonical form that identifies a job.
 nlohmann::ordered_json to_json(const JobConfig& config);
 
+/// The configuration as a person reads it (`daenr train --print-config`, the `config` of a
+/// result): the canonical form with `loss.reconstruction` always written, also where the
+/// canonical form leaves it out to keep old job ids (see to_json).
+nlohmann::ordered_json resolved_json(const JobConfig& config);
+
 }  // namespace daenr::worker

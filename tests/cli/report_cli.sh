@@ -77,7 +77,7 @@ else
   chrome=(timeout 120 chromium --headless --no-sandbox --disable-gpu --disable-background-networking
           --user-data-dir="$tmp/chrome" --virtual-time-budget=10000)
   "${chrome[@]}" --dump-dom "file://$tmp/a.html" >"$tmp/dom.html" 2>"$tmp/chrome.err" || fail "chromium --dump-dom failed: $(tail -3 "$tmp/chrome.err")"
-  grep -q '<html lang="en" data-images="13" data-broken-images="0">' "$tmp/dom.html" ||
+  grep -q '<html lang="en" data-images="14" data-broken-images="0">' "$tmp/dom.html" ||
     fail "the rendered page: $(grep -o '<html[^>]*>' "$tmp/dom.html" || echo 'no <html> element')"
   mkdir -p "$artifacts"
   rm -f "$artifacts/report.png"

@@ -21,10 +21,22 @@ out=$("$daenr" sweep plan "$spec" --db "$db") || fail "plan failed"
 # always lands mid-training (the tiny jobs of the spec itself take about a
 # second, and a signal between two of them preempts nothing).
 slow_db=$tmp/slow.sqlite
+# Waits until a run holds DB's lock with a job in flight (at most 120 s), so that a signal or a
+# second run lands mid-sweep however loaded the machine is (a fixed sleep did not, under load).
+wait_for_running() {
+  local db=$1 pid=$2
+  for _ in $(seq 1 240); do
+    kill -0 "$pid" 2>/dev/null || return 1
+    "$daenr" status --db "$db" 2>/dev/null | grep -q "^running: " && return 0
+    sleep 0.5
+  done
+  return 1
+}
 sed -e 's/^max_steps = .*/max_steps = 100000/' -e 's/^patience = .*/patience = 100000/' "$spec" >"$tmp/slow.toml"
 "$daenr" sweep run "$tmp/slow.toml" --db "$slow_db" >"$tmp/run1" 2>&1 &
 pid=$!
-sleep 3
+wait_for_running "$slow_db" "$pid" || fail "the slow run never had a job in flight: $(cat "$tmp/run1")"
+sleep 1
 kill -TERM "$pid"
 wait "$pid"
 rc=$?
@@ -44,7 +56,7 @@ ls "$slow_db.checkpoints"/*.ckpt >/dev/null 2>&1 || fail "the preempted job left
 # A second run while one is going refuses, naming the holder.
 "$daenr" sweep run "$spec" --db "$db" >"$tmp/run2" 2>&1 &
 pid=$!
-sleep 1.5
+wait_for_running "$db" "$pid" || fail "the first run never had a job in flight: $(cat "$tmp/run2")"
 "$daenr" sweep run "$spec" --db "$db" >"$tmp/run3" 2>"$tmp/err3"
 rc=$?
 [ "$rc" -eq 2 ] || fail "concurrent run exited $rc, expected 2"

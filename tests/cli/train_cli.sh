@@ -37,7 +37,21 @@ assert j["steps"] == 20
 assert abs(j["psnr"] - 10 * math.log10(4 / j["mse"])) < 1e-9
 assert 0 <= j["n_significant"] <= 55
 assert j["config"]["model"]["width"] == 4
+assert j["config"]["loss"]["reconstruction"] == "sum"   # the paper's Eq. 7 by default
 assert len(j["data_fingerprint"]) >= 16
+# A virtual region's ground truth (docs/metrics.md), here for an FR readout.
+for k in ("true_r", "data_true_r", "rf_error", "rf_within_2px"):
+    assert j[k] is not None, k
+assert -1 <= j["true_r"] <= 1 and 0 < j["data_true_r"] < 1
+assert 0 <= j["rf_within_2px"] <= 1 and j["rf_error"] >= 0
+PY
+# ... and none of it for a model without a readout.
+"$daenr" train "${tiny[@]}" --set data=virtual:2 --set model.readout=none --set loss.beta=0 >"$tmp/out" 2>"$tmp/err" ||
+  fail "tiny CAE failed: $(cat "$tmp/err")"
+python3 - "$tmp/out" <<'PY' || fail "the CAE's ground truth is not null"
+import json, sys
+j = json.loads(open(sys.argv[1]).read())
+assert all(j[k] is None for k in ("true_r", "data_true_r", "rf_error", "rf_within_2px")), j
 PY
 
 # 2. Bad input: one line naming the file/key/value, exit 2.

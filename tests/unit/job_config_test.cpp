@@ -152,6 +152,9 @@ TEST(JobConfig, TheReductionEntersTheCanonicalFormOnlyWhereItChangesTheLoss) {
   const auto a = to_json(apply_overrides("", "c.toml", cnn));
   EXPECT_EQ(a.dump(), to_json(apply_overrides("", "c.toml", cnn_mean)).dump());
   EXPECT_FALSE(a["loss"].contains("reconstruction"));
+  // What a person reads always says which reduction the job uses.
+  EXPECT_EQ(resolved_json(mean)["loss"]["reconstruction"], "mean");
+  EXPECT_EQ(resolved_json(apply_overrides("", "c.toml", cnn))["loss"]["reconstruction"], "sum");
 }
 
 }  // namespace
