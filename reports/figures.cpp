@@ -203,7 +203,7 @@ Figure figure2(const JobIndex& index, const std::string& region) {
   std::vector<std::string> problems;
   auto add = [&](const std::string& ro, int layer) {
     const auto pairs = index.pairs("cae", ro, true);
-    for (const auto& pair : pairs) {
+    for (const auto& pair : index.pairs_at("cae", ro, true, layer)) {
       Line line;
       line.label = model_label("cae", ro, layer, pairs, pair);
       const auto jobs = index.jobs(region, "cae", ro, layer, pair);
@@ -444,7 +444,7 @@ Figure figure3(const JobIndex& index, const std::string& region) {
     bool first = layer > 1;
     for (const auto* family : {&cnn, &cae}) {
       const std::string ae = family == &cnn ? "none" : "cae";
-      for (const auto& pair : *family) {
+      for (const auto& pair : index.pairs_at(ae, "fr", true, layer)) {
         bars.push_back(make_bar(model_label(ae, "fr", layer, *family, pair), ae,
                                 index.jobs(region, ae, "fr", layer, pair)));
         bars.back().gap_before = first;

@@ -10,6 +10,7 @@ JobIndex::JobIndex(const ReportData& data) {
     const auto& l = j.labels;
     cells_[{l.region, l.autoencoder, l.readout, l.layer, l.neurons}].push_back(&j);
     pairs_[{l.autoencoder, l.readout, l.neurons == "all"}].insert({l.alpha, l.beta});
+    layer_pairs_[{l.autoencoder, l.readout, l.neurons == "all", l.layer}].insert({l.alpha, l.beta});
     if (std::find(regions_.begin(), regions_.end(), l.region) == regions_.end()) {
       regions_.push_back(l.region);
     }
@@ -25,6 +26,14 @@ std::vector<std::optional<LossPair>> JobIndex::pairs(const std::string& autoenco
   if (it != pairs_.end()) out.assign(it->second.begin(), it->second.end());
   if (out.empty()) out.emplace_back(std::nullopt);
   return out;
+}
+
+std::vector<std::optional<LossPair>> JobIndex::pairs_at(const std::string& autoencoder,
+                                                        const std::string& readout, bool all_neurons,
+                                                        int layer) const {
+  const auto it = layer_pairs_.find({autoencoder, readout, all_neurons, layer});
+  if (it == layer_pairs_.end() || it->second.empty()) return pairs(autoencoder, readout, all_neurons);
+  return {it->second.begin(), it->second.end()};
 }
 
 std::vector<const JobRecord*> JobIndex::jobs(const std::string& region,

@@ -33,6 +33,12 @@ class JobIndex {
   std::vector<std::optional<LossPair>> pairs(const std::string& autoencoder,
                                              const std::string& readout, bool all_neurons) const;
 
+  /// The pairs of `pairs(...)` that have a job at `layer` (in any region), so that a pair swept
+  /// on one layer only (an α/β trade-off on h2) adds no empty rows to the other layers. A layer
+  /// without any job keeps every pair (the paper's layout, "no job" cells).
+  std::vector<std::optional<LossPair>> pairs_at(const std::string& autoencoder, const std::string& readout,
+                                                bool all_neurons, int layer) const;
+
   /// The jobs of one cell, in seed order; none for an empty pair.
   std::vector<const JobRecord*> jobs(const std::string& region, const std::string& autoencoder,
                                      const std::string& readout, int layer,
@@ -44,6 +50,7 @@ class JobIndex {
            std::vector<const JobRecord*>>
       cells_;
   std::map<std::tuple<std::string, std::string, bool>, std::set<LossPair>> pairs_;
+  std::map<std::tuple<std::string, std::string, bool, int>, std::set<LossPair>> layer_pairs_;
   std::vector<std::string> regions_;
 };
 

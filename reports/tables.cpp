@@ -262,7 +262,7 @@ Table table2(const JobIndex& index) {
   }
   auto add_rows = [&](const std::string& ro, int layer) {
     const auto pairs = index.pairs("cae", ro, true);
-    for (const auto& pair : pairs) {
+    for (const auto& pair : index.pairs_at("cae", ro, true, layer)) {
       Row row{b.label("cae", ro, layer, pairs, pair), {}};
       for (const auto& region : index.regions()) {
         for (Metric m : kReconstruction)
@@ -341,7 +341,7 @@ Table table4(const JobIndex& index) {
     int span = 0;
     for (const auto* family : {&cnn, &cae}) {
       const std::string ae = family == &cnn ? "none" : "cae";
-      for (const auto& pair : *family) {
+      for (const auto& pair : index.pairs_at(ae, "fr", true, layer)) {
         block.columns.push_back(b.label(ae, "fr", layer, *family, pair));
         columns.push_back({ae, layer, pair});
         ++span;

@@ -599,6 +599,9 @@ TEST(ReportTablesPairs, AVariantWithSeveralLossWeightsGetsOneRowPerPair) {
       Planned j = job(fmt::format("b{}", beta), "virtual:3", "cae", "fr", 2, 1, beta, 0);
       jobs.push_back({j.id, "{}", labels_json(j), ""});
     }
+    // CAE-FR_4 at one of the two pairs only (a trade-off swept on h2 alone).
+    Planned l4 = job("h4", "virtual:3", "cae", "fr", 4, 1, 1.0, 0);
+    jobs.push_back({l4.id, "{}", labels_json(l4), ""});
     store.insert_jobs(sweep, jobs, 0);
     while (auto leased = store.lease_next(sweep, "t", 1, 60, 1)) {
       storage::ResultRecord r;
@@ -615,6 +618,18 @@ TEST(ReportTablesPairs, AVariantWithSeveralLossWeightsGetsOneRowPerPair) {
   EXPECT_NEAR(cell_at(b, "CAE-FR_{2} (α=1, β=1)", "", "MSE↓").stat.mean, 0.05, 1e-12);
   EXPECT_EQ(markdown_cell(cell_at(b, "CAE-FR_{1} (α=1, β=1)", "", "MSE↓")), "n/a (no job)");
   EXPECT_EQ(markdown_cell(cell_at(b, "CAE", "", "MSE↓")), "n/a (no job)");
+  // A layer with jobs shows only the pairs it has; one without any keeps every pair's row.
+  EXPECT_NEAR(cell_at(b, "CAE-FR_{4} (α=1, β=1)", "", "MSE↓").stat.mean, 0.04, 1e-12);
+  EXPECT_THROW(find_row(b, "CAE-FR_{4} (α=1, β=0.5)"), std::runtime_error);
+  EXPECT_EQ(markdown_cell(cell_at(b, "CAE-FR_{3} (α=1, β=0.5)", "", "MSE↓")), "n/a (no job)");
+  // Table 4 likewise: h4 has one CAE-FR column, h2 two.
+  const Block& t4 = find_table(tables, "table4").blocks[0];
+  const auto columns = [&](const std::string& prefix) {
+    return std::count_if(t4.columns.begin(), t4.columns.end(),
+                         [&](const std::string& c) { return c.rfind(prefix, 0) == 0; });
+  };
+  EXPECT_EQ(columns("CAE-FR_{4}"), 1);
+  EXPECT_EQ(columns("CAE-FR_{2}"), 2);
 }
 
 // A database whose jobs carry ground truth (a virtual region) and a sweep over beta / alpha.
