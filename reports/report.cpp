@@ -152,7 +152,7 @@ std::string markdown_preamble(const ReportData& data) {
                        data.unlabelled == 1 ? "" : "s");
   }
   out +=
-      " Tables 2-6 are the paper's, regenerated from this database; Table 7 is not in the paper. "
+      " Tables 2-6 are the paper's, regenerated from this database; Tables 7 and 8 are not in the paper. "
       "docs/reports.md says how each is made.\n";
   return out;
 }
@@ -167,7 +167,7 @@ std::string render_html(const ReportData& data, const std::vector<Table>& tables
       html_text(data.source), kStyle);
   out += fmt::format(
       "<p>{} jobs: {} done, {} failed, {} not finished{}.{} Tables 2-6 are the paper's, "
-      "regenerated from this database; Table 7 is not in the paper (docs/reports.md).</p>\n",
+      "regenerated from this database; Tables 7 and 8 are not in the paper (docs/reports.md).</p>\n",
       c.total, c.done, c.failed, c.unfinished,
       data.sweep.empty() ? "" : " (sweep " + html_text(data.sweep) + ")",
       data.unlabelled > 0 ? fmt::format(" {} jobs without labels left out.", data.unlabelled) : "");
