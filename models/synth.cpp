@@ -154,7 +154,11 @@ double Phi(double z) { return 0.5 * std::erfc(-z / std::numbers::sqrt2); }
 
 }  // namespace
 
-VirtualNeurons::VirtualNeurons(const VirtualRegionSpec& spec, std::uint64_t seed) : region_(spec.region) {
+VirtualNeurons::VirtualNeurons(const VirtualRegionSpec& spec, std::uint64_t seed)
+    : VirtualNeurons(spec, seed, (check_sizes(spec), train_images(spec, seed))) {}
+
+VirtualNeurons::VirtualNeurons(const VirtualRegionSpec& spec, std::uint64_t seed, const torch::Tensor& train)
+    : region_(spec.region) {
   check_sizes(spec);
   // Receptive fields. Centres stay in the central 17x17 pixels so that the
   // Gabor envelope (sigma 2-4 px) lies mostly inside the image.
@@ -181,7 +185,7 @@ VirtualNeurons::VirtualNeurons(const VirtualRegionSpec& spec, std::uint64_t seed
   // Simple cells keep their zero point (the sign of the linear drive matters);
   // complex cells are centred on their mean energy. Both are scaled by their
   // standard deviation over the training images.
-  const auto train_drive = drive(train_images(spec, seed));
+  const auto train_drive = drive(train);
   centre_.assign(m, 0.0), scale_.assign(m, 0.0);
   const int64_t n_train = spec.train_images;
   for (int n = 0; n < m; ++n) {
@@ -277,11 +281,13 @@ torch::Tensor VirtualNeurons::complex_cells() const {
   return out;
 }
 
-RawRegion simulate_region(const VirtualRegionSpec& spec, std::uint64_t seed) {
-  check_sizes(spec);
-  const VirtualNeurons neurons(spec, seed);
+namespace {
+
+// One region from its neurons (simulate_region, write_virtual_regions).
+RawRegion simulate_with(const VirtualRegionSpec& spec, std::uint64_t seed, const VirtualNeurons& neurons,
+                        torch::Tensor train) {
   RawRegion r;
-  r.train_inputs = train_images(spec, seed);
+  r.train_inputs = std::move(train);
   {
     auto rng = stream(seed, spec.region, kTestImages);
     r.test_inputs = dead_leaves(spec.test_images, rng);
@@ -323,13 +329,25 @@ RawRegion simulate_region(const VirtualRegionSpec& spec, std::uint64_t seed) {
   return r;
 }
 
+}  // namespace
+
+RawRegion simulate_region(const VirtualRegionSpec& spec, std::uint64_t seed) {
+  check_sizes(spec);
+  auto train = train_images(spec, seed);
+  const VirtualNeurons neurons(spec, seed, train);
+  return simulate_with(spec, seed, neurons, std::move(train));
+}
+
 void write_virtual_regions(const std::filesystem::path& out, std::uint64_t seed) {
   for (int region = 1; region <= 3; ++region) {
     const auto dir = out / fmt::format("region{}", region);
     std::error_code ec;
     std::filesystem::create_directories(dir, ec);
     if (ec) throw DataError(fmt::format("{}: cannot create: {}", dir.string(), ec.message()));
-    const auto r = simulate_region(virtual_region_spec(region), seed);
+    const auto spec = virtual_region_spec(region);
+    auto train = train_images(spec, seed);
+    const VirtualNeurons neurons(spec, seed, train);
+    const auto r = simulate_with(spec, seed, neurons, std::move(train));
     write_npy(dir / "training_inputs.npy", r.train_inputs);
     write_npy(dir / "training_set.npy", r.train_responses);
     write_npy(dir / "validation_inputs.npy", r.test_inputs);
@@ -338,8 +356,7 @@ void write_virtual_regions(const std::filesystem::path& out, std::uint64_t seed)
     write_npy(dir / "rf_centres.npy", r.rf_centres);
     write_npy(dir / "noiseless_validation_set.npy", r.test_expected);
     write_npy(dir / "rf_filters.npy", r.rf_filters);
-    write_npy(dir / "complex_cells.npy",
-              VirtualNeurons(virtual_region_spec(region), seed).complex_cells().to(torch::kDouble));
+    write_npy(dir / "complex_cells.npy", neurons.complex_cells().to(torch::kDouble));
   }
 }
 

@@ -35,6 +35,9 @@ VirtualRegionSpec virtual_region_spec(int region);
 class VirtualNeurons {
  public:
   VirtualNeurons(const VirtualRegionSpec& spec, std::uint64_t seed);
+  /// The same neurons, calibrated on the region's training images given by the caller (those
+  /// simulate_region draws), so that they are not drawn twice.
+  VirtualNeurons(const VirtualRegionSpec& spec, std::uint64_t seed, const torch::Tensor& train_images);
   int size() const { return static_cast<int>(amplitude_.size()); }
   /// Noiseless rates (n, M) float64 for images (n, 961) in the files' units (grey / 1e6).
   torch::Tensor rates(const torch::Tensor& images) const;
