@@ -9,6 +9,8 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include <torch/csrc/autograd/profiler_legacy.h>
+
 #include <chrono>
 #include <iostream>
 
@@ -52,7 +54,7 @@ double eval_rate(worker::Trainer& trainer, const torch::Tensor& x, int reps, boo
 int main(int argc, char** argv) {
   CLI::App app{"daenr training-throughput benchmark"};
   int batch = 256, steps = 20, threads = 1, region = 3, layer = 2;
-  std::string autoencoder = "cae", readout = "fr", mode = "train", device = "cpu";
+  std::string autoencoder = "cae", readout = "fr", mode = "train", device = "cpu", profile;
   app.add_option("--batch", batch);
   app.add_option("--steps", steps, "steps of the longer run (the shorter has a quarter)");
   app.add_option("--threads", threads);
@@ -62,6 +64,9 @@ int main(int argc, char** argv) {
   app.add_option("--layer", layer);
   app.add_option("--mode", mode, "train, or eval (forward with and without autograd)");
   app.add_option("--device", device, "cpu or cuda");
+  app.add_option("--profile", profile,
+                 "write a Chrome trace of `steps` training steps (after a warm-up) to this file;"
+                 " bench/profile_summary.py sums it per operator");
   CLI11_PARSE(app, argc, argv);
 
   worker::configure_threads(threads);
@@ -82,7 +87,11 @@ int main(int argc, char** argv) {
   out["batch"] = batch;
   out["threads"] = threads;
   out["device"] = device;
-  if (mode == "eval") {
+  if (!profile.empty()) {
+    timed_train(config, data, 3);  // warm-up, as for the rate
+    torch::autograd::profiler::RecordProfile guard(profile);
+    out["seconds"] = timed_train(config, data, steps);
+  } else if (mode == "eval") {
     worker::Trainer trainer(config, data);
     auto x = data.train_images.slice(0, 0, batch).to(torch::Device(device));
     eval_rate(trainer, x, 2, true);  // warm-up

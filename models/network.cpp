@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <array>
 #include <cmath>
 
 #include "models/error.h"
@@ -204,38 +205,60 @@ UpConvImpl::UpConvImpl(int in, int out) {
   bias = register_parameter("bias", reference->bias.detach().clone());
 }
 
-torch::Tensor UpConvImpl::forward(const torch::Tensor& x) {
-  // Output pixel (2i + a, 2j + b) of the transposed convolution reads input
-  // rows i (kernel row 1) for a = 0, and rows i (kernel row 2) and i + 1
-  // (kernel row 0) for a = 1; columns likewise. So each phase (a, b) is a 2x2
-  // convolution over the input padded by one row and column at the end, with
-  // taps picked from the 3x3 kernel (none where the phase has no tap).
-  const int64_t in = weight.size(0), out = weight.size(1);
-  // taps[a][d]: kernel index used by phase a at offset d, or -1.
-  static constexpr int taps[2][2] = {{1, -1}, {2, 0}};
-  auto w = weight.transpose(0, 1);  // (out, in, 3, 3)
-  auto zero = torch::zeros({out, in}, w.options());
-  std::vector<torch::Tensor> phases;
-  phases.reserve(4);
-  for (int a = 0; a < 2; ++a) {
-    for (int b = 0; b < 2; ++b) {
-      std::vector<torch::Tensor> rows;
-      for (int dy = 0; dy < 2; ++dy) {
-        std::vector<torch::Tensor> cols;
-        for (int dx = 0; dx < 2; ++dx) {
-          const int ky = taps[a][dy], kx = taps[b][dx];
-          cols.push_back(ky < 0 || kx < 0 ? zero : w.select(3, kx).select(2, ky));
-        }
-        rows.push_back(torch::stack(cols, -1));  // (out, in, 2)
-      }
-      phases.push_back(torch::stack(rows, -2));  // (out, in, 2, 2)
-    }
+namespace {
+
+// The parameters of the stride-2 3x3 convolution (padding 1) whose transpose UpConv is.
+constexpr std::array<int64_t, 2> kStride2 = {2, 2};
+constexpr std::array<int64_t, 2> kPad1 = {1, 1};
+constexpr std::array<int64_t, 2> kDilation1 = {1, 1};
+constexpr std::array<int64_t, 2> kNoOutputPadding = {0, 0};
+
+// A transposed convolution is the input gradient of the convolution it transposes, and its
+// own gradients are that convolution's forward (for the input) and its weight gradient (for
+// the weight). Written that way, all three run on oneDNN's direct convolution kernels, the
+// same ones the encoder uses: no zero taps, no pixel shuffle, no im2col.
+struct TransposedConvFunction : public torch::autograd::Function<TransposedConvFunction> {
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x,
+                               const torch::Tensor& weight, const torch::Tensor& bias) {
+    // Only the shape of the convolution's input is read.
+    auto shape = torch::empty({x.size(0), weight.size(1), 2 * x.size(2), 2 * x.size(3)},
+                              x.options());
+    auto y = std::get<0>(at::convolution_backward(x, shape, weight, c10::nullopt, kStride2, kPad1,
+                                                  kDilation1, false, kNoOutputPadding, 1,
+                                                  {true, false, false}));
+    y.add_(bias.view({1, -1, 1, 1}));
+    ctx->save_for_backward({x, weight});
+    return y;
   }
-  // Channel c * 4 + a * 2 + b is what pixel_shuffle puts at (c, 2i + a, 2j + b).
-  auto kernel = torch::stack(phases, 1).reshape({out * 4, in, 2, 2});
-  auto padded = F::pad(x, F::PadFuncOptions({0, 1, 0, 1}));
-  auto y = F::conv2d(padded, kernel, F::Conv2dFuncOptions().bias(bias.repeat_interleave(4)));
-  return torch::pixel_shuffle(y, 2);
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const auto& x = saved[0];
+    const auto& weight = saved[1];
+    auto g = grads[0].contiguous();
+    torch::Tensor gx, gw;
+    if (ctx->needs_input_grad(0)) {
+      gx = F::conv2d(g, weight, F::Conv2dFuncOptions().stride(2).padding(1));
+    }
+    if (ctx->needs_input_grad(1)) {
+      gw = std::get<1>(at::convolution_backward(x, g, weight, c10::nullopt, kStride2, kPad1,
+                                                kDilation1, false, kNoOutputPadding, 1,
+                                                {false, true, false}));
+    }
+    auto gb = ctx->needs_input_grad(2) ? g.sum({0, 2, 3}) : torch::Tensor();
+    return {gx, gw, gb};
+  }
+};
+
+}  // namespace
+
+torch::Tensor UpConvImpl::forward(const torch::Tensor& x) {
+  // On a GPU, cuDNN's transposed convolution is the fast path already.
+  if (!x.device().is_cpu() || x.scalar_type() != torch::kFloat) {
+    return F::conv_transpose2d(
+        x, weight, F::ConvTranspose2dFuncOptions().bias(bias).stride(2).padding(1).output_padding(1));
+  }
+  return TransposedConvFunction::apply(x.contiguous(), weight, bias);
 }
 
 EncoderImpl::EncoderImpl(int width, int depth) {

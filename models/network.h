@@ -110,10 +110,11 @@ class EncoderImpl : public torch::nn::Module {
 TORCH_MODULE(Encoder);
 
 /// ConvTranspose2d(in, out, k3, s2, p1, output_padding 1), the same parameters
-/// and initialisation, computed as one stride-1 2x2 convolution with 4 x out
-/// channels (one per output pixel phase) followed by a pixel shuffle. On the
-/// CPU that runs on oneDNN's convolution instead of LibTorch's slow transposed
-/// convolution (im2col + BLAS), which took about half of a CAE training step.
+/// and initialisation. On the CPU (float32) it is computed as the input gradient
+/// of the stride-2 convolution it transposes, so that it and its own gradients run
+/// on oneDNN's direct convolutions: LibTorch 1.13's transposed convolution is
+/// im2col + BLAS there, about half of a CAE training step, and an earlier form
+/// (a 2x2 convolution per output phase + pixel shuffle) took 2x what this takes.
 class UpConvImpl : public torch::nn::Module {
  public:
   UpConvImpl(int in, int out);
