@@ -4,12 +4,14 @@
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <malloc.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cmath>
 #include <exception>
 #include <limits>
+#include <mutex>
 
 #include "models/error.h"
 #include "models/metrics.h"
@@ -98,8 +100,28 @@ void configure_threads(int n) {
   }
 }
 
+namespace {
+
+// A training step allocates and frees the same few large activation and gradient buffers
+// every step. glibc serves blocks above its mmap threshold (128 KiB, raised adaptively) from
+// fresh mappings and returns freed heap tops to the system, so every step paid page faults
+// and zero-filled pages again: a fifth of a CAE step's CPU time at batch 64 was in the
+// kernel. Keep freed memory in the heap for reuse instead. Process-wide, set once; the cost is
+// that a process keeps its peak heap until it exits.
+void keep_freed_memory() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    ::mallopt(M_MMAP_THRESHOLD, 512 << 20);
+    ::mallopt(M_TRIM_THRESHOLD, 1 << 30);
+    ::mallopt(M_TOP_PAD, 64 << 20);
+  });
+}
+
+}  // namespace
+
 Trainer::Trainer(const JobConfig& config, const models::Dataset& data)
     : config_(config), device_(device_for_local_rank(config.train.device)) {
+  keep_freed_memory();
   if (device_.is_cuda() && !torch::cuda::is_available()) {
     throw ConfigError(fmt::format("train.device: \"{}\" requested but no CUDA device is available "
                                   "(this build: {})",

@@ -5,8 +5,10 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 
+#include "models/bn_elu_kernels.h"
 #include "models/error.h"
 #include "models/network.h"
 #include "tests/support/tiny_data.h"
@@ -322,6 +324,105 @@ TEST(Network, UpConvComputesTheTransposedConvolution) {
   torch::nn::ConvTranspose2d ref(torch::nn::ConvTranspose2dOptions(4, 2, 3).stride(2).padding(1).output_padding(1));
   EXPECT_TRUE(torch::equal(a->weight, ref->weight));
   EXPECT_TRUE(torch::equal(a->bias, ref->bias));
+}
+
+}  // namespace
+}  // namespace daenr::models
+
+namespace daenr::models {
+namespace {
+
+namespace F = torch::nn::functional;
+
+TEST(Network, TheTapsConvolutionComputesConv2dAndItsGradients) {
+  torch::manual_seed(3);
+  for (const auto& shape : {std::vector<int64_t>{2, 5, 7, 9}, std::vector<int64_t>{3, 32, 32, 32}}) {
+    for (const int64_t out : {1, 3}) {
+      auto x = torch::randn(shape, torch::requires_grad());
+      auto w = torch::randn({out, shape[1], 3, 3}, torch::requires_grad());
+      auto b = torch::randn({out}, torch::requires_grad());
+      auto got = conv3x3_by_taps(x, w, b);
+      auto x2 = x.detach().clone().requires_grad_(), w2 = w.detach().clone().requires_grad_(),
+           b2 = b.detach().clone().requires_grad_();
+      auto want = F::conv2d(x2, w2, F::Conv2dFuncOptions().bias(b2).padding(1));
+      ASSERT_EQ(got.sizes(), want.sizes());
+      EXPECT_TRUE(torch::allclose(got, want, 1e-4, 1e-4));
+      auto g = torch::randn_like(got);
+      (got * g).sum().backward();
+      (want * g).sum().backward();
+      EXPECT_TRUE(torch::allclose(x.grad(), x2.grad(), 1e-4, 1e-4));
+      EXPECT_TRUE(torch::allclose(w.grad(), w2.grad(), 1e-3, 1e-3));
+      EXPECT_TRUE(torch::allclose(b.grad(), b2.grad(), 1e-3, 1e-3));
+    }
+  }
+}
+
+TEST(Network, ExpOfNonPositiveValuesIsWithinTwoUlpOfStdExp) {
+  double worst = 0;
+  for (int i = 0; i <= 870000; ++i) {
+    const float z = -static_cast<float>(i) * 1e-4f;
+    const double want = std::exp(static_cast<double>(z));
+    const double got = kernels::exp_nonpositive(z);
+    worst = std::max(worst, std::abs(got - want) / want);
+  }
+  EXPECT_LT(worst, 2.5e-7);  // 2 ulp of float near 1 is 2.4e-7
+  EXPECT_FLOAT_EQ(kernels::exp_nonpositive(0.0f), 1.0f);
+  EXPECT_GT(kernels::exp_nonpositive(-200.0f), 0.0f);  // clamped, not a wrapped exponent
+}
+
+// The fused training path of BatchNorm + ELU against the native modules it replaces: output,
+// all three gradients and the running statistics, on planes below, at and above the
+// kernels' 16-lane width and with an odd size.
+TEST(Network, FusedBatchNormEluMatchesTheNativeModules) {
+  torch::manual_seed(11);
+  for (const auto& shape : {std::vector<int64_t>{64, 8, 2, 2}, std::vector<int64_t>{5, 3, 3, 7},
+                            std::vector<int64_t>{4, 6, 16, 16}, std::vector<int64_t>{3, 2, 32, 32}}) {
+    SyncBatchNorm2d fused(shape[1]);
+    torch::nn::BatchNorm2d native(shape[1]);
+    {
+      torch::NoGradGuard no_grad;
+      fused->weight.uniform_(0.5, 1.5);
+      fused->bias.uniform_(-0.5, 0.5);
+      native->weight.copy_(fused->weight);
+      native->bias.copy_(fused->bias);
+    }
+    for (int step = 0; step < 2; ++step) {
+      // A shifted, scaled input so that the mean matters and both ELU sides are hit.
+      auto x = (torch::randn(shape) * 3 + 1).requires_grad_();
+      auto x2 = x.detach().clone().requires_grad_();
+      auto got = fused->forward_elu(x);
+      auto want = torch::elu(native->forward(x2));
+      EXPECT_TRUE(torch::allclose(got, want, 1e-5, 1e-5)) << shape;
+      auto g = torch::randn_like(got);
+      fused->zero_grad();
+      native->zero_grad();
+      (got * g).sum().backward();
+      (want * g).sum().backward();
+      EXPECT_TRUE(torch::allclose(x.grad(), x2.grad(), 1e-4, 1e-5)) << shape;
+      EXPECT_TRUE(torch::allclose(fused->weight.grad(), native->weight.grad(), 1e-4, 1e-4)) << shape;
+      EXPECT_TRUE(torch::allclose(fused->bias.grad(), native->bias.grad(), 1e-4, 1e-4)) << shape;
+      EXPECT_TRUE(torch::allclose(fused->running_mean, native->running_mean, 1e-5, 1e-6)) << shape;
+      EXPECT_TRUE(torch::allclose(fused->running_var, native->running_var, 1e-5, 1e-6)) << shape;
+      EXPECT_EQ(fused->num_batches_tracked.item<int64_t>(), step + 1);
+    }
+  }
+}
+
+TEST(Network, FusedBatchNormEluGivesTheSameBitsOnAnyThreadCount) {
+  torch::manual_seed(12);
+  auto x = torch::randn({16, 12, 8, 8});
+  auto run = [&](int threads) {
+    torch::set_num_threads(threads);
+    SyncBatchNorm2d bn(12);
+    auto xi = x.clone().requires_grad_();
+    auto y = bn->forward_elu(xi);
+    (y * y).sum().backward();
+    return std::make_pair(y.detach(), xi.grad());
+  };
+  const auto one = run(1), two = run(2);
+  torch::set_num_threads(1);
+  EXPECT_TRUE(torch::equal(one.first, two.first));
+  EXPECT_TRUE(torch::equal(one.second, two.second));
 }
 
 }  // namespace

@@ -1,0 +1,32 @@
+#pragma once
+// Training-mode BatchNorm2d followed by ELU(alpha = 1) on raw float32 NCHW planes: the
+// kernels behind SyncBatchNorm2dImpl::forward_elu (models/network.cpp). No LibTorch here:
+// this file is compiled with -O3 and per-ISA clones, apart from the precompiled header.
+
+#include <cstdint>
+
+namespace daenr::models::kernels {
+
+/// A contiguous (batch, channels, plane) float32 tensor; plane = H * W.
+struct NchwShape {
+  int64_t batch = 0, channels = 0, plane = 0;
+};
+
+/// For channels [c0, c1): the batch mean and biased variance over (batch, plane),
+/// summed in double in a fixed order, and
+/// y = elu(gamma * (x - mean) / sqrt(var + eps) + beta).
+void bn_elu_forward(const float* x, const float* gamma, const float* beta, double eps,
+                    NchwShape shape, int64_t c0, int64_t c1, float* y, float* mean, float* var);
+
+/// The gradient of bn_elu_forward for channels [c0, c1), from the output gradient g, the
+/// input x, the output y (elu'(z) is 1 where y > 0 and y + 1 elsewhere) and the forward's
+/// mean and variance: dx, and the sums that are dgamma and dbeta.
+void bn_elu_backward(const float* g, const float* x, const float* y, const float* gamma,
+                     const float* mean, const float* var, double eps, NchwShape shape,
+                     int64_t c0, int64_t c1, float* dx, float* dgamma, float* dbeta);
+
+/// exp(z) for z <= 0 (z below -87 gives exp(-87)), within 2 ulp of std::exp: exposed for
+/// its test.
+float exp_nonpositive(float z);
+
+}  // namespace daenr::models::kernels
