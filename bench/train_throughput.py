@@ -27,9 +27,10 @@ class DaeNr(nn.Module):
     """An autoencoder (cae, vae, vqvae or none) with a factorised readout on h_layer, as
     models/network.cpp: without a decoder the encoder stops at h_layer."""
 
-    def __init__(self, neurons, layer, autoencoder="cae", width=32, latent=100, codes=32):
+    def __init__(self, neurons, layer, autoencoder="cae", width=32, latent=100, codes=32,
+                 readout=True):
         super().__init__()
-        self.layer, self.kind, self.width = layer, autoencoder, width
+        self.layer, self.kind, self.width, self.readout = layer, autoencoder, width, readout
         depth = layer if autoencoder == "none" else 4
         self.enc = nn.ModuleList([block(1 if i == 0 else width << (i - 1), width << i) for i in range(depth)])
         h4 = 8 * width * 4
@@ -54,10 +55,12 @@ class DaeNr(nn.Module):
         for b in self.enc:
             x = b(x)
             hs.append(x)
-        h = hs[self.layer - 1]
-        pooled = torch.matmul(h.flatten(2), self.spatial.abs().t())
-        pred = F.softplus((pooled * self.features.abs().t().unsqueeze(0)).sum(1) + self.bias)
-        reg = 0.03 * (self.spatial.abs().sum(1) * self.features.abs().sum(1)).sum()
+        pred, reg = None, torch.zeros(())
+        if self.readout:
+            h = hs[self.layer - 1]
+            pooled = torch.matmul(h.flatten(2), self.spatial.abs().t())
+            pred = F.softplus((pooled * self.features.abs().t().unsqueeze(0)).sum(1) + self.bias)
+            reg = 0.03 * (self.spatial.abs().sum(1) * self.features.abs().sum(1)).sum()
         extra = torch.zeros(())
         if self.kind == "none":
             return None, pred, reg, extra
