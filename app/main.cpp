@@ -2,8 +2,9 @@
 //
 // Exit codes: 0 success; 1 an unexpected internal error; 2 bad input (a flag,
 // a configuration, a data file, a checkpoint, a database); 3 the training
-// diverged; 4 a sweep stopped gracefully on SIGTERM/SIGINT/SIGUSR1 (rerun to
-// resume); 5 a sweep finished with failed jobs.
+// diverged; 4 a sweep stopped gracefully on SIGTERM/SIGINT/SIGUSR1/SIGUSR2, or
+// the signal `--grace-signal` names (rerun to resume); 5 a sweep finished with
+// failed jobs.
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -38,7 +39,8 @@ constexpr int kExitDiverged = 3;
 constexpr int kExitStopped = 4;
 constexpr int kExitJobsFailed = 5;
 
-// Set by SIGTERM, SIGINT or SIGUSR1 (Slurm's warning signal): the sweep stops
+// Set by SIGTERM, SIGINT, SIGUSR1 or SIGUSR2 (Slurm's warning signal, USR2
+// unless the profile chose another), or the --grace-signal one: the sweep stops
 // at the next validation point, checkpointing the job in flight. A signal
 // handler can only reach a global.
 std::atomic<bool> g_stop{false};
@@ -47,11 +49,14 @@ std::atomic<bool> g_stop{false};
 int g_rank = 0;
 extern "C" void on_stop_signal(int) { g_stop.store(true); }
 
-void install_stop_handlers() {
+// USR1 and USR2 are always handled, whatever the grace signal: USR1 was the only
+// warning signal before it could be chosen (scripts and people send it), and USR2
+// is the default one. A third (ALRM) only when asked for, since a library could use it.
+void install_stop_handlers(int grace_signal) {
   struct sigaction sa {};
   sa.sa_handler = on_stop_signal;
   sigemptyset(&sa.sa_mask);
-  for (int sig : {SIGTERM, SIGINT, SIGUSR1}) ::sigaction(sig, &sa, nullptr);
+  for (int sig : {SIGTERM, SIGINT, SIGUSR1, SIGUSR2, grace_signal}) ::sigaction(sig, &sa, nullptr);
 }
 
 // libgomp reads OMP_WAIT_POLICY once, when it is loaded, before main() runs.
@@ -130,6 +135,8 @@ int main(int argc, char** argv) {
   std::string spec_path, db_path;
   int max_attempts = 2;
   int ranks_per_job = 0;  // 0: the spec's ranks_per_job
+  int jobs_per_gpu = 0;   // 0: the spec's jobs_per_gpu
+  std::string run_grace_signal = "USR2";
   auto* plan = sweep->add_subcommand("plan", "what a run would do: total, new, done, failed, stale");
   plan->add_option("spec", spec_path, "sweep spec (TOML)")->required()->check(CLI::ExistingFile);
   plan->add_option("--db", db_path, "sweep database (SQLite)")->required();
@@ -142,6 +149,13 @@ int main(int argc, char** argv) {
                   "under mpirun: ranks that train one job together, data-parallel (default: the spec's "
                   "ranks_per_job, else 1)")
       ->check(CLI::Range(1, 1 << 20));
+  run->add_option("--jobs-per-gpu", jobs_per_gpu,
+                  "under mpirun on GPUs: worker ranks that share one GPU, each bounded to its share of "
+                  "the GPU's memory (default: the spec's jobs_per_gpu, else 1)")
+      ->check(CLI::Range(1, 1 << 10));
+  run->add_option("--grace-signal", run_grace_signal,
+                  "a signal that stops the run gracefully besides TERM, INT, USR1 and USR2: USR1, USR2 "
+                  "or ALRM (the Slurm batch script passes its grace signal; default USR2)");
   auto* status = app.add_subcommand("status", "progress of a sweep database");
   status->add_option("--db", db_path, "sweep database (SQLite)")->required()->check(CLI::ExistingFile);
 
@@ -179,6 +193,12 @@ int main(int argc, char** argv) {
   slurm_submit->add_option("--grace", alloc.grace_s,
                            "seconds before the time limit at which the run is told to checkpoint and requeue "
                            "(default 120)");
+  slurm_submit->add_option("--grace-signal", alloc.grace_signal,
+                           "the signal of that warning: USR2 (default), USR1 or ALRM (NCCL 2.12 catches USR1)");
+  slurm_submit->add_option("--jobs-per-gpu", alloc.jobs_per_gpu,
+                           "worker ranks that share one GPU; with --gpus-per-node, tasks per node default to "
+                           "1 + GPUs x this (default: the spec's jobs_per_gpu, else the profile's, else 1)")
+      ->check(CLI::Range(1, 1 << 10));
   slurm_submit->add_option("--partition", alloc.partition, "partition");
   slurm_submit->add_option("--account", alloc.account, "account to charge");
   slurm_submit->add_option("--launcher", alloc.launcher, "how ranks start: srun (default) or mpirun")
@@ -222,7 +242,8 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (run->parsed()) {
-      install_stop_handlers();
+      install_stop_handlers(daenr::slurm::grace_signal_number(
+          daenr::slurm::parse_grace_signal(run_grace_signal, "--grace-signal")));
       daenr::orchestrator::RunnerOptions options;
       options.max_attempts = max_attempts;
       options.progress = ::isatty(STDERR_FILENO);
@@ -234,6 +255,7 @@ int main(int argc, char** argv) {
         g_rank = mpi_session->rank();
         daenr::orchestrator::MpiOptions mpi_options;
         mpi_options.ranks_per_job = ranks_per_job;
+        mpi_options.jobs_per_gpu = jobs_per_gpu;
         options.progress = options.progress && g_rank == 0;
         if (mpi_session->size() == 1) {
           s = daenr::orchestrator::run_sweep(spec_path, db_path, options);

@@ -5,6 +5,7 @@
 #include "models/error.h"
 #include "models/npy.h"
 #include "orchestrator/sweep_runner.h"
+#include "worker/gpu_share.h"
 #include "worker/gradient_reducer.h"
 #include "worker/trainer.h"
 
@@ -13,8 +14,6 @@ namespace daenr::orchestrator {
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
 
 storage::ResultRecord to_record(const std::string& id, const worker::JobResult& r,
                                 const worker::JobConfig& config) {
@@ -109,10 +108,10 @@ Outcome execute_job(const sweeps::JobSpec& job, const std::vector<int64_t>& neur
   } catch (const storage::StorageError&) {
     throw;  // the database itself is in trouble: the run stops
   } catch (const std::exception& e) {
-    // A job's own failure (divergence, bad data, bad checkpoint) is recorded
-    // and the sweep goes on.
+    // A job's own failure (divergence, bad data, bad checkpoint, its share of
+    // the GPU's memory exhausted) is recorded and the sweep goes on.
     out.kind = Outcome::Kind::kFailed;
-    out.error = first_line(e.what());
+    out.error = worker::failure_message(e);
   }
   return out;
 }

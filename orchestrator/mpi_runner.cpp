@@ -26,8 +26,9 @@
 //     with its message / preempted], "stopping"}; rank 0 records them and, as
 //     for a request, answers with step 4. Messages that arrive together are
 //     handled in one database transaction.
-//  7. A stop (SIGTERM, SIGINT or SIGUSR1, which mpirun forwards to every
-//     rank; or a leader that says "stopping"): rank 0 sends kStop to every
+//  7. A stop (SIGTERM, SIGINT, SIGUSR1 or SIGUSR2, which mpirun forwards to
+//     every rank, as it does SIGALRM, the third grace signal Slurm may be
+//     asked to send; or a leader that says "stopping"): rank 0 sends kStop to every
 //     busy leader, answers every request with exit, and records the
 //     preempted outcomes as they come (their checkpoints are written).
 //  8. When every leader has been told to exit, rank 0 broadcasts the summary
@@ -50,6 +51,7 @@
 #include "models/error.h"
 #include "sweeps/expand.h"
 #include "sweeps/spec.h"
+#include "worker/gpu_share.h"
 #include "worker/gradient_reducer.h"
 #include "worker/job_config.h"
 
@@ -238,7 +240,7 @@ RunSummary orchestrate(PreparedSweep& sweep, const RunnerOptions& options, int g
 
 // Worker ranks: steps 3, 5 and 6 (the leader) or 5 alone (the others).
 void work(const std::vector<sweeps::JobSpec>& jobs, const JobPaths& paths, const mpi::Comm& group,
-          const RunnerOptions& options, const MpiOptions& mpi_options) {
+          const RunnerOptions& options, const MpiOptions& mpi_options, int jobs_per_gpu) {
   std::map<std::string, const sweeps::JobSpec*> by_id;
   for (const auto& j : jobs) by_id[j.id] = &j;
   const MPI_Comm world = MPI_COMM_WORLD;
@@ -312,12 +314,25 @@ void work(const std::vector<sweeps::JobSpec>& jobs, const JobPaths& paths, const
         // collective over the group and lives for this job only. The trainer
         // maps "cuda" to this rank's own GPU (its local rank) itself.
         std::unique_ptr<worker::GradientReducer> reducer;
-        if (group.size() > 1) {
+        std::string setup_error;
+        try {
           const torch::Device device(worker::device_for_local_rank(found->second->config.train.device));
-          reducer = worker::make_reducer(group.get(), device);
+          // Before the job's first tensor reaches the GPU: a rank that shares it is held to its
+          // share of its memory from the start (a no-op for one job per GPU or the CPU).
+          worker::share_gpu(device, jobs_per_gpu);
+          if (group.size() > 1) reducer = worker::make_reducer(group.get(), device);
+        } catch (const std::exception& e) {
+          // A rank alone records it as the job's failure, as the trainer's own checks are; in a
+          // group the others would wait for this rank, so the run ends (below, MPI_Abort).
+          if (group.size() > 1) throw;
+          setup_error = worker::failure_message(e);
         }
-        outcome = execute_job(*found->second, a.at("neurons").get<std::vector<int64_t>>(), paths, should_stop,
-                              reducer.get());
+        if (setup_error.empty()) {
+          outcome = execute_job(*found->second, a.at("neurons").get<std::vector<int64_t>>(), paths, should_stop,
+                                reducer.get());
+        } else {
+          outcome.error = setup_error;
+        }
       }
       if (leader) outcomes.push_back(to_json(outcome));
     }
@@ -335,7 +350,9 @@ RunSummary run_sweep_mpi(const fs::path& spec_path, const fs::path& db_path, con
   MPI_Comm_size(world, &size);
   // Every rank reads the same file: a bad spec fails alike everywhere.
   const bool from_flag = mpi_options.ranks_per_job > 0;
-  const int rpj = from_flag ? mpi_options.ranks_per_job : sweeps::load_sweep_spec(spec_path).ranks_per_job;
+  const auto own_spec = sweeps::load_sweep_spec(spec_path);
+  const int rpj = from_flag ? mpi_options.ranks_per_job : own_spec.ranks_per_job;
+  const int jobs_per_gpu = mpi_options.jobs_per_gpu > 0 ? mpi_options.jobs_per_gpu : own_spec.jobs_per_gpu.value_or(1);
   if (size < 2 || rpj < 1 || (size - 1) % rpj != 0) {
     throw worker::ConfigError(fmt::format(
         "{} {}: the {} worker ranks (world size {}; rank 0 orchestrates) do not form groups of {}",
@@ -388,7 +405,7 @@ RunSummary run_sweep_mpi(const fs::path& spec_path, const fs::path& db_path, con
       summary.orchestrator_cpu_s = cpu_seconds() - cpu0;
     } else {
       JobPaths paths{setup.at("checkpoint_dir").get<std::string>(), setup.at("artifact_dir").get<std::string>()};
-      work(jobs, paths, group, options, mpi_options);
+      work(jobs, paths, group, options, mpi_options, jobs_per_gpu);
     }
   } catch (const std::exception& e) {
     // Past setup, an error on one rank (the database failing under rank 0, a

@@ -15,6 +15,9 @@ namespace daenr::orchestrator {
 struct MpiOptions {
   /// Ranks per worker group; 0: the spec's ranks_per_job (default 1).
   int ranks_per_job = 0;
+  /// Worker ranks per GPU, for jobs on "cuda": each rank's GPU memory is bounded to its share
+  /// (worker::share_gpu); 0: the spec's jobs_per_gpu (default 1).
+  int jobs_per_gpu = 0;
   /// Minimum seconds between a worker group's heartbeats to rank 0.
   double heartbeat_s = 5;
   /// Replaces training (benchmarks of the orchestration alone): given a job,

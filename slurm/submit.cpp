@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 #include <cctype>
+#include <csignal>
 #include <cstdlib>
 #include <ctime>
 #include <fstream>
@@ -29,6 +30,8 @@ Allocation overlay(const Allocation& over, const Allocation& under) {
   a.gpus_per_node = pick(over.gpus_per_node, under.gpus_per_node);
   a.cpus_per_task = pick(over.cpus_per_task, under.cpus_per_task);
   a.grace_s = pick(over.grace_s, under.grace_s);
+  a.grace_signal = pick(over.grace_signal, under.grace_signal);
+  a.jobs_per_gpu = pick(over.jobs_per_gpu, under.jobs_per_gpu);
   a.time = pick(over.time, under.time);
   a.partition = pick(over.partition, under.partition);
   a.account = pick(over.account, under.account);
@@ -50,9 +53,48 @@ Allocation defaults() {
   // Long enough to finish a validation step and write a checkpoint of the
   // paper's models; Slurm may send the signal up to a minute early anyway.
   a.grace_s = 120;
+  // Not USR1: NCCL 2.12 installs a SIGUSR1 handler in every process that uses it (a proxy
+  // state dump; NVIDIA/nccl issue 704; later releases made it opt-in), which swallows the
+  // warning before daenr sees it. NCCL leaves USR2 alone, and submitit moved to it too.
+  a.grace_signal = "USR2";
   a.launcher = "srun";
   a.srun_mpi = "pmix";
   return a;
+}
+
+namespace {
+
+// The grace signals daenr accepts: forwarded to the ranks by both launchers without any
+// setting (srun forwards INT, QUIT, CONT, TERM, HUP, ALRM, USR1, USR2 and PIPE; mpirun's
+// ess_base_forward_signals TSTP, USR1, USR2, ABRT, ALRM and CONT), catchable, and not
+// already meaning something else to Slurm, mpirun or the batch shell (TERM is Slurm's stop).
+// ALRM is for a site where a library takes both user signals (RCCL has been proposed to
+// catch USR2, as NCCL 2.12 caught USR1).
+struct NamedSignal {
+  const char* name;
+  int number;
+};
+constexpr NamedSignal kGraceSignals[] = {{"USR2", SIGUSR2}, {"USR1", SIGUSR1}, {"ALRM", SIGALRM}};
+
+}  // namespace
+
+std::string parse_grace_signal(const std::string& text, const std::string& what) {
+  std::string name;
+  for (char c : text) name += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  if (name.rfind("SIG", 0) == 0) name.erase(0, 3);
+  for (const auto& s : kGraceSignals) {
+    if (name == s.name) return name;
+  }
+  const char* why = name == "KILL" || name == "STOP" ? "cannot be caught, so the run could not checkpoint"
+                                                     : "not a grace signal daenr handles";
+  throw SlurmError(fmt::format("{} '{}': {}; use USR2 (the default), USR1 or ALRM", what, text, why));
+}
+
+int grace_signal_number(const std::string& name) {
+  for (const auto& s : kGraceSignals) {
+    if (name == s.name) return s.number;
+  }
+  throw SlurmError(fmt::format("grace signal '{}': not one of USR2, USR1, ALRM", name));
 }
 
 fs::path default_profile_file() {
@@ -109,6 +151,10 @@ Allocation parse_profile(const fs::path& file, const std::string& name, const to
       a.cpus_per_task = positive_int(file, dotted, node, 1);
     } else if (key == "grace") {
       a.grace_s = positive_int(file, dotted, node, 1);
+    } else if (key == "grace_signal") {
+      a.grace_signal = parse_grace_signal(text(file, dotted, node), where(file, node.source()) + ": " + dotted);
+    } else if (key == "jobs_per_gpu") {
+      a.jobs_per_gpu = positive_int(file, dotted, node, 1);
     } else if (key == "time") {
       a.time = text(file, dotted, node);
       parse_slurm_time(*a.time, where(file, node.source()) + ": " + dotted);
@@ -132,8 +178,8 @@ Allocation parse_profile(const fs::path& file, const std::string& name, const to
       a.setup = texts(file, dotted, node);
     } else {
       throw SlurmError(fmt::format("{}: {}: unknown key (known: nodes, ntasks_per_node, gpus_per_node, "
-                                   "cpus_per_task, time, grace, partition, account, launcher, srun_mpi, "
-                                   "daenr, sbatch, setup)",
+                                   "cpus_per_task, jobs_per_gpu, time, grace, grace_signal, partition, account, "
+                                   "launcher, srun_mpi, daenr, sbatch, setup)",
                                    where(file, k.source()), dotted));
     }
   }
@@ -244,7 +290,8 @@ std::string render_script(const BatchJob& job) {
   if (a.partition) s += fmt::format("#SBATCH --partition={}\n", *a.partition);
   if (a.account) s += fmt::format("#SBATCH --account={}\n", *a.account);
   s += "#SBATCH --requeue\n";
-  s += fmt::format("#SBATCH --signal=B:USR1@{}\n", *a.grace_s);
+  const std::string& sig = *a.grace_signal;
+  s += fmt::format("#SBATCH --signal=B:{}@{}\n", sig, *a.grace_s);
   // One log per Slurm job, kept across its requeues.
   s += "#SBATCH --open-mode=append\n";
   s += fmt::format("#SBATCH --output={}\n", (job.log_dir / "%x-%j.out").string());
@@ -253,10 +300,17 @@ std::string render_script(const BatchJob& job) {
   for (const auto& line : a.setup) s += line + "\n";
   s += fmt::format("daenr={}\nspec={}\ndb={}\nlauncher={}\n", quote(*a.daenr), quote(job.spec.string()),
                    quote(job.db.string()), *a.launcher);
-  s += R"sh(
+  // The shell below is written once; @SIG@ stands for the grace signal.
+  auto with_signal = [&sig](std::string text) {
+    for (auto at = text.find("@SIG@"); at != std::string::npos; at = text.find("@SIG@", at + sig.size())) {
+      text.replace(at, 5, sig);
+    }
+    return text;
+  };
+  s += with_signal(R"sh(
 echo "daenr: slurm job ${SLURM_JOB_ID} (restart ${SLURM_RESTART_COUNT:-0}) on $(hostname) at $(date -u +%FT%TZ)"
 
-# Slurm sends USR1 to this shell alone (the B: of --signal) before the time
+# Slurm sends @SIG@ (the grace signal) to this shell alone (the B: of --signal) before the time
 # limit, and SIGTERM to every process on scancel, requeue, preemption and at
 # the limit. Both tell the run to stop: it checkpoints the jobs in flight,
 # marks them preempted and exits 4. On SIGTERM, what Slurm says of the job at
@@ -274,13 +328,17 @@ on_signal() {
     job_info=$(scontrol show job "$SLURM_JOB_ID" 2>/dev/null || scontrol show job "$SLURM_JOB_ID" 2>/dev/null)
   fi
 }
-trap 'on_signal USR1' USR1
+trap 'on_signal @SIG@' @SIG@
 trap 'on_signal TERM' TERM
 
 export OMP_NUM_THREADS="${SLURM_CPUS_PER_TASK:-1}"
-)sh";
-  std::string run = fmt::format("\"$daenr\" sweep run \"$spec\" --db \"$db\" --max-attempts {}", job.max_attempts);
+)sh");
+  // The run is told which signal is the warning: it stops on USR1 and USR2 anyway, on ALRM
+  // only when told (docs/slurm.md).
+  std::string run = fmt::format("\"$daenr\" sweep run \"$spec\" --db \"$db\" --max-attempts {} --grace-signal {}",
+                                job.max_attempts, sig);
   if (job.ranks_per_job > 0) run += fmt::format(" --ranks-per-job {}", job.ranks_per_job);
+  if (job.jobs_per_gpu > 0) run += fmt::format(" --jobs-per-gpu {}", job.jobs_per_gpu);
   if (*a.launcher == "mpirun") {
     // mpirun forwards SIGTERM to the ranks but kills them
     // odls_base_sigkill_timeout seconds later (1 by default): give them most
@@ -290,7 +348,7 @@ export OMP_NUM_THREADS="${SLURM_CPUS_PER_TASK:-1}"
   } else {
     s += fmt::format("srun --mpi={} --kill-on-bad-exit=1 {} &\n", *a.srun_mpi, run);
   }
-  s += R"sh(run_pid=$!
+  s += with_signal(R"sh(run_pid=$!
 # A trapped signal ends `wait` early: wait until the run has really exited.
 while kill -0 "$run_pid" 2>/dev/null; do wait "$run_pid"; done
 wait "$run_pid"
@@ -309,8 +367,8 @@ case "$rc" in
   4)
     restarts=$(grep -o 'Restarts=[0-9]*' <<<"$job_info" | head -n 1 | cut -d= -f2)
     reason=$(grep -o 'Reason=[^ ]*' <<<"$job_info" | head -n 1 | cut -d= -f2)
-    if [ "$signal" = USR1 ]; then
-      requeue "the time-limit warning (USR1)"
+    if [ "$signal" = @SIG@ ]; then
+      requeue "the time-limit warning (@SIG@)"
     elif [ -z "$job_info" ]; then
       echo "daenr: stopped on SIGTERM; Slurm did not say why, so not requeued (daenr slurm status --db $db)"
     elif [ "${restarts:-0}" -gt "${SLURM_RESTART_COUNT:-0}" ]; then
@@ -325,7 +383,7 @@ case "$rc" in
   *) echo "daenr: the run exited with code $rc; not requeued" ;;
 esac
 exit "$rc"
-)sh";
+)sh");
   return s;
 }
 
@@ -374,7 +432,10 @@ bool active(const std::string& state_line) {
 
 SubmitResult submit(const SubmitRequest& request) {
   const fs::path profile_file = request.profile_file.empty() ? default_profile_file() : request.profile_file;
-  Allocation a = overlay(request.command_line, overlay(load_profile(profile_file, request.cluster), defaults()));
+  Allocation command_line = request.command_line;
+  if (command_line.grace_signal) command_line.grace_signal = parse_grace_signal(*command_line.grace_signal, "--grace-signal");
+  const Allocation profile = load_profile(profile_file, request.cluster);
+  Allocation a = overlay(command_line, overlay(profile, defaults()));
   if (!a.daenr) a.daenr = self_executable();
   std::optional<long> limit;
   if (a.time) limit = parse_slurm_time(*a.time, "--time");
@@ -385,13 +446,39 @@ SubmitResult submit(const SubmitRequest& request) {
     throw SlurmError(fmt::format("--grace {}: must be shorter than the time limit --time {} ({} s)", *a.grace_s,
                                  *a.time, *limit));
   }
-  const int tasks = *a.nodes * *a.ntasks_per_node;
   BatchJob job;
   job.spec = absolute_clean(request.spec);
   job.db = absolute_clean(request.db);
   // The spec is checked here, not an hour later in the queue.
   const auto spec = sweeps::load_sweep_spec(job.spec);
   const auto jobs = sweeps::expand(spec);
+  // Jobs per GPU: the flag, else the spec's (this sweep's models), else the profile's (the
+  // cluster's usual packing). The run reads the spec itself, so only the others are passed on.
+  std::optional<int> jobs_per_gpu = command_line.jobs_per_gpu;
+  if (!jobs_per_gpu) jobs_per_gpu = spec.jobs_per_gpu;
+  if (!jobs_per_gpu && profile.jobs_per_gpu) {
+    jobs_per_gpu = profile.jobs_per_gpu;
+    job.jobs_per_gpu = *profile.jobs_per_gpu;
+  }
+  if (command_line.jobs_per_gpu) job.jobs_per_gpu = *command_line.jobs_per_gpu;
+  const int gpus = a.gpus_per_node.value_or(0);
+  if (jobs_per_gpu && gpus > 0) {
+    const char* source = command_line.jobs_per_gpu ? "--jobs-per-gpu" : "jobs_per_gpu =";
+    // Rank 0 orchestrates and needs no GPU: on one node it comes on top of the GPU slots; on
+    // several it takes one of node 0's (ntasks-per-node is the same on every node, and one
+    // rank more on the others would put k + 1 ranks on their GPU 0, each bounded to 1/k).
+    const int slots = gpus * *jobs_per_gpu;
+    const int most = slots + (*a.nodes == 1 ? 1 : 0);
+    if (!command_line.ntasks_per_node && !profile.ntasks_per_node) {
+      a.ntasks_per_node = most;
+    } else if (*a.ntasks_per_node > most) {
+      throw SlurmError(fmt::format("{} {}: {} tasks per node are more than {} GPUs x {} jobs per GPU{} = {}; "
+                                   "raise jobs_per_gpu or lower ntasks_per_node",
+                                   source, *jobs_per_gpu, *a.ntasks_per_node, gpus, *jobs_per_gpu,
+                                   *a.nodes == 1 ? " + 1 (rank 0)" : "", most));
+    }
+  }
+  const int tasks = *a.nodes * *a.ntasks_per_node;
   const int rpj = request.ranks_per_job > 0 ? request.ranks_per_job : spec.ranks_per_job;
   if (rpj > 1 && (tasks < 1 + rpj || (tasks - 1) % rpj != 0)) {
     throw SlurmError(fmt::format("{} {}: needs 1 + a multiple of {} tasks; the allocation has {} "

@@ -34,6 +34,10 @@ class SlurmError : public std::runtime_error {
 struct Allocation {
   std::optional<int> nodes, ntasks_per_node, gpus_per_node, cpus_per_task;
   std::optional<int> grace_s;        ///< the warning signal's lead over the time limit
+  /// The warning signal's name without "SIG": USR2 (default), USR1 or ALRM (parse_grace_signal()).
+  std::optional<std::string> grace_signal;
+  /// Worker ranks that share one GPU (docs/parallel.md); unset: the spec's, else 1.
+  std::optional<int> jobs_per_gpu;
   std::optional<std::string> time;   ///< Slurm's format: minutes, H:M:S, D-H:M, ...
   std::optional<std::string> partition, account;
   std::optional<std::string> launcher;  ///< "srun" (default) or "mpirun"
@@ -46,8 +50,17 @@ struct Allocation {
 /// `over`'s fields where set, else `under`'s; the lists are concatenated.
 Allocation overlay(const Allocation& over, const Allocation& under);
 
-/// Built-in defaults: 1 node, 1 task, 1 CPU, grace 120 s, srun --mpi=pmix.
+/// Built-in defaults: 1 node, 1 task, 1 CPU, grace 120 s on USR2, srun --mpi=pmix.
 Allocation defaults();
+
+/// The grace (time-limit warning) signal `text` names ("USR2", "SIGUSR2", "usr2"), as its
+/// name without "SIG": one of USR2, USR1, ALRM, the signals that both srun and mpirun forward
+/// to the ranks and that nothing else in a run needs. Throws SlurmError naming `what` (a flag
+/// or file:line:column and key) and the value otherwise.
+std::string parse_grace_signal(const std::string& text, const std::string& what);
+
+/// The signal number of a name parse_grace_signal() returned.
+int grace_signal_number(const std::string& name);
 
 /// The cluster profile `name` (or the file's `default` one when name is
 /// empty) from a TOML file; an empty Allocation when the file does not
@@ -70,6 +83,7 @@ struct BatchJob {
   std::filesystem::path spec, db, log_dir;  ///< absolute
   std::string sweep_name;
   int ranks_per_job = 0;  ///< 0: the spec's
+  int jobs_per_gpu = 0;   ///< 0: the spec's (not passed to the run)
   int max_attempts = 2;
 };
 

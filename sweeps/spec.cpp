@@ -557,6 +557,12 @@ SweepSpec parse_sweep_spec(const std::string& text, const std::string& source,
     top.read("description", description);
     top.read("ranks_per_job", spec.ranks_per_job);
     top.require_range("ranks_per_job", spec.ranks_per_job, 1, 1 << 20);
+    if (root.contains("jobs_per_gpu")) {
+      int jobs_per_gpu = 1;
+      top.read("jobs_per_gpu", jobs_per_gpu);
+      top.require_range("jobs_per_gpu", jobs_per_gpu, 1, 1 << 10);
+      spec.jobs_per_gpu = jobs_per_gpu;
+    }
 
     // [data]
     const toml::table* data = top.sub_table("data");

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <toml++/toml.h>
@@ -73,6 +74,10 @@ struct SweepSpec {
   /// (`--ranks-per-job` overrides it). Not part of any job id: it changes how
   /// a job is computed, not what.
   int ranks_per_job = 1;
+  /// Under mpirun on GPUs: worker ranks that share one GPU, each bounded to its share of the
+  /// GPU's memory (`--jobs-per-gpu` overrides it; unset: 1). Not part of any job id, for the
+  /// same reason as ranks_per_job.
+  std::optional<int> jobs_per_gpu;
   std::vector<int> layers;
   std::vector<models::AutoencoderKind> autoencoders;
   std::vector<models::ReadoutKind> readouts;

@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 #include <map>
 
+#include "worker/gpu_share.h"
 #include "worker/job_config.h"
 
 #ifdef DAENR_HAVE_NCCL
@@ -52,7 +53,7 @@ int local_rank() {
 
 std::string device_for_local_rank(const std::string& requested, int local_rank, int device_count) {
   if (requested != "cuda" || device_count <= 0) return requested;
-  return fmt::format("cuda:{}", local_rank % device_count);
+  return fmt::format("cuda:{}", gpu_for_local_rank(local_rank, 1, device_count));
 }
 
 std::string device_for_local_rank(const std::string& requested) {

@@ -59,7 +59,7 @@ std::unique_ptr<GradientReducer> make_reducer(MPI_Comm group, const torch::Devic
 std::vector<std::vector<std::size_t>> assign_buckets(const std::vector<std::size_t>& bytes,
                                                      std::size_t cap);
 
-/// The device of this rank: "cuda:<local rank mod device count>" when `requested` is "cuda"
+/// The device of this rank: "cuda:<local rank mod device count>" (gpu_for_local_rank) when `requested` is "cuda"
 /// (local rank from OMPI_COMM_WORLD_LOCAL_RANK, else SLURM_LOCALID, else 0); otherwise `requested`.
 std::string device_for_local_rank(const std::string& requested);
 

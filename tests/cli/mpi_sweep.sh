@@ -64,8 +64,10 @@ rc=$?
 [ $? -eq 2 ] && grep -q -- "--ranks-per-job 3: the 2 worker ranks" "$tmp/err" || fail "groups: $(cat "$tmp/err")"
 
 # Graceful stop. Jobs that train for several seconds, so that the signal
-# lands mid-training. SIGUSR1 (Slurm's warning signal; mpirun forwards it):
-# jobs in flight checkpoint and are marked preempted, exit code 4.
+# lands mid-training. SIGUSR2 (Slurm's warning signal by default, as the batch
+# script's mpirun receives it; mpirun forwards USR1, USR2 and ALRM to every
+# rank, and sweep_cli.sh checks that the run stops on each): jobs in flight
+# checkpoint and are marked preempted, exit code 4.
 sed -e 's/^max_steps = .*/max_steps = 300/' -e 's/^patience = .*/patience = 300/' \
     -e 's/seeds = \[0, 1\]/seeds = [0]/' "$spec" >"$tmp/slow.toml"
 db=$tmp/stop.sqlite
@@ -81,12 +83,12 @@ preempted_once() {  # signal
   kill -"$1" "$pid"
   wait "$pid"
 }
-preempted_once USR1
+preempted_once USR2
 rc=$?
-[ "$rc" -eq 4 ] || fail "SIGUSR1 to mpirun exited $rc, expected 4: $(cat "$tmp/run")"
+[ "$rc" -eq 4 ] || fail "SIGUSR2 to mpirun exited $rc, expected 4: $(cat "$tmp/run")"
 grep -q "stopped, rerun to resume" "$tmp/run" || fail "no stop message: $(cat "$tmp/run")"
 [ "$(sqlite3 "$db" "SELECT count(*) FROM jobs WHERE state = 'preempted' AND attempts = 0")" = 2 ] ||
-  fail "after SIGUSR1: $(sqlite3 "$db" "SELECT state, attempts FROM jobs")"
+  fail "after SIGUSR2: $(sqlite3 "$db" "SELECT state, attempts FROM jobs")"
 [ "$(ls "$db.checkpoints" | wc -l)" -eq 2 ] || fail "the preempted jobs left no checkpoints"
 # SIGTERM: mpirun forwards it too, and kills what is still running after
 # odls_base_sigkill_timeout (1 s by default; docs/parallel.md); mpirun's own
@@ -102,7 +104,8 @@ grep -q "stopped, rerun to resume" "$tmp/run" || fail "SIGTERM: no graceful stop
 # The rerun completes the sweep with no job run twice to completion, and the
 # preempted jobs' checkpoints are spent (that a resume ends where an
 # uninterrupted run does is the Trainer tests' and sweep_kill.sh's to check).
-out=$("${mpirun[@]}" -n 3 "$daenr" sweep run "$tmp/slow.toml" --db "$db" 2>&1) || fail "resume: $out"
+# (--jobs-per-gpu only bounds the GPU memory of ranks on "cuda": on the CPU it changes nothing.)
+out=$("${mpirun[@]}" -n 3 "$daenr" sweep run "$tmp/slow.toml" --db "$db" --jobs-per-gpu 2 2>&1) || fail "resume: $out"
 check_once "$db" 12 300 || fail "after the resume: not every job done exactly once"
 [ -z "$(ls "$db.checkpoints")" ] || fail "checkpoints left after the resume: $(ls "$db.checkpoints")"
 

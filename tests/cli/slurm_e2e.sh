@@ -4,11 +4,13 @@
 # user meets it:
 #   A. submit a sweep (2 ranks through srun --mpi=pmix), wait: every job done once;
 #      a second submit while it runs is refused, naming the Slurm job;
-#   B. the grace signal (scancel --signal=USR1 --batch) and then a requeue
+#   B. the grace signal (scancel --signal=USR2 --batch: the default, which NCCL
+#      leaves alone; DAENR_E2E_GRACE_SIGNAL=USR1 or ALRM runs B with that one) and then a requeue
 #      (scontrol requeue) mid-sweep: jobs checkpoint, the allocation comes back
 #      twice and resumes them mid-training; a second allocation started by hand
 #      on the same database exits at once naming the holder;
-#   C. an allocation with a 1-minute limit that hits it and comes back until done;
+#   C. an allocation with a 1-minute limit that hits it and comes back until done
+#      (grace signal USR1, as before it could be chosen);
 #   D. scancel: the run stops gracefully and is not requeued;
 #   E. the mpirun launcher, requeued mid-sweep.
 # If Slurm cannot start here the test fails with the reason; it never passes
@@ -80,6 +82,11 @@ slow_spec() {  # steps layers: a sweep whose jobs train long enough to be stoppe
       -e 's/seeds = \[0, 1\]/seeds = [0]/' -e "s/^layer = .*/layer = $2/" "$here/../data/kill-sweep.toml"
 }
 
+# B's grace signal: the default unless the environment names another.
+grace=${DAENR_E2E_GRACE_SIGNAL:-USR2}
+grace_flags=()
+[ "$grace" = USR2 ] || grace_flags=(--grace-signal "$grace")
+
 echo "A: starts at ${SECONDS} s"
 # A. Submit and wait. 24 tiny jobs, rank 0 and one worker through srun --mpi=pmix.
 db=$tmp/a.sqlite
@@ -99,6 +106,8 @@ if [ -n "$id" ]; then
   log_of "$db" "$id" | grep -q "^rank 0 (orchestrator): " || fail "A: not an MPI run: $(log_of "$db" "$id")"
   [ "$(sqlite3 "$db" "SELECT count(*) FROM slurm_jobs WHERE slurm_job_id = '$id'")" = 1 ] ||
     fail "A: the Slurm job id is not recorded"
+  grep -qx "#SBATCH --signal=B:USR2@120" "$(sqlite3 "$db" "SELECT script_path FROM slurm_jobs")" ||
+    fail "A: the default grace signal is not USR2"
   "$daenr" slurm status --db "$db" | grep -q "^slurm job $id: .*requeued 0 times, last run complete" ||
     fail "status after: $("$daenr" slurm status --db "$db")"
   # Nothing left to run: nothing is queued.
@@ -111,7 +120,7 @@ echo "B: starts at ${SECONDS} s"
 # B. The grace signal, then a requeue, each mid-job: 9 jobs of ~5 s, one task.
 slow_spec 300 "[1, 2, 3]" >"$tmp/b.toml"
 db=$tmp/b.sqlite
-id=$(submit "$db" "$tmp/b.toml" --time 10)
+id=$(submit "$db" "$tmp/b.toml" --time 10 "${grace_flags[@]}")
 if [ -n "$id" ]; then
   wait_sql "$db" "SELECT count(*) > 0 FROM jobs WHERE state = 'done'" 1 120
   # The same script submitted again by hand: the second allocation exits at once.
@@ -123,7 +132,7 @@ if [ -n "$id" ]; then
   log_of "$db" "$second" | grep -q "the run exited with code 2; not requeued" || fail "B: $(log_of "$db" "$second")"
   wait_sql "$db" "SELECT count(*) FROM jobs WHERE state = 'leased'" 1 30
   sleep 1
-  scancel --signal=USR1 --batch "$id"
+  scancel --signal="$grace" --batch "$id"
   wait_sql "$db" "SELECT count(*) FROM runs WHERE slurm_restart = 1" 1 90
   [ "$(sqlite3 "$db" "SELECT outcome FROM runs WHERE slurm_restart = 0 AND slurm_job_id = '$id'")" = stopped ] ||
     fail "B: the first run did not stop gracefully: $(runs_of "$db")"
@@ -139,8 +148,8 @@ if [ -n "$id" ]; then
   [ "$(runs_of "$db")" = "0:stopped 1:stopped 2:complete" ] || fail "B: runs $(runs_of "$db")"
   [ "$(resumed "$db")" -ge 2 ] || fail "B: $(resumed "$db") jobs resumed from a checkpoint, expected 2"
   log=$(log_of "$db" "$id")
-  grep -q "stopped on the time-limit warning (USR1) with jobs left; requeueing slurm job $id" <<<"$log" ||
-    fail "B: USR1: $log"
+  grep -q "stopped on the time-limit warning ($grace) with jobs left; requeueing slurm job $id" <<<"$log" ||
+    fail "B: $grace: $log"
   grep -q "stopped on SIGTERM; Slurm requeues slurm job $id itself" <<<"$log" || fail "B: requeue: $log"
   [ "$(grep -c "^daenr: slurm job $id (restart [012]) on " <<<"$log")" = 3 ] || fail "B: three runs in one log: $log"
 fi
@@ -149,7 +158,7 @@ echo "C: starts at ${SECONDS} s"
 # C. A one-minute time limit that the sweep (~90 s of training) outlasts.
 slow_spec 900 "[1, 2]" >"$tmp/c.toml"
 db=$tmp/c.sqlite
-id=$(submit "$db" "$tmp/c.toml" --time 1 --grace 20)
+id=$(submit "$db" "$tmp/c.toml" --time 1 --grace 20 --grace-signal USR1)
 if [ -n "$id" ]; then
   wait_sql "$db" "SELECT count(*) > 0 FROM runs WHERE slurm_restart > 0" 1 150
   wait_gone "$id" 300
@@ -157,6 +166,8 @@ if [ -n "$id" ]; then
   runs=$(runs_of "$db")
   [[ $runs =~ ^0:stopped\ (.*:stopped\ )*[1-9]:complete$ ]] || fail "C: runs $runs"
   [ "$(resumed "$db")" -ge 1 ] || fail "C: no job resumed from a checkpoint"
+  grep -qx "#SBATCH --signal=B:USR1@20" "$(sqlite3 "$db" "SELECT script_path FROM slurm_jobs")" ||
+    fail "C: --grace-signal USR1 is not in the script"
   log_of "$db" "$id" | grep -qE "stopped on (the time-limit warning \(USR1\)|SIGTERM \(TimeLimit\)) with jobs left" ||
     fail "C: $(log_of "$db" "$id")"
 fi

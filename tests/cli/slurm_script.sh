@@ -2,7 +2,8 @@
 # The generated batch script's decisions, run without Slurm: fake `srun`,
 # `scontrol` and run (a stand-in for `daenr sweep run` that exits 4 when
 # signalled, like the real one) put first on PATH. Every way an allocation
-# ends: complete, failed jobs, the time-limit warning (USR1), and SIGTERM for
+# ends: complete, failed jobs, the time-limit warning (USR2 by default; USR1 and
+# ALRM when chosen), and SIGTERM for
 # a requeue by Slurm, a time limit and a cancel, which only Slurm's answer to
 # `scontrol show job` tells apart. The real Slurm runs the same script in
 # tests/cli/slurm_e2e.sh; this pins each branch, which a real cluster cannot
@@ -29,18 +30,18 @@ cat >"$tmp/bin/scontrol" <<'EOF'
 echo "scontrol $*" >>"$FAKE_LOG"
 if [ "$1" = show ]; then printf '%s\n' "$FAKE_JOB_INFO"; fi
 EOF
-# The run: exits 4 on USR1 or TERM (after the shell forwarded it), else
-# $FAKE_RC after a while.
+# The run: exits 4 on a grace signal or TERM (after the shell forwarded it),
+# else $FAKE_RC after a while.
 cat >"$tmp/bin/fake-daenr" <<'EOF'
 #!/usr/bin/env bash
 echo "run $*" >>"$FAKE_LOG"
-trap 'echo "run got USR1" >>"$FAKE_LOG"; exit 4' USR1
-trap 'echo "run got TERM" >>"$FAKE_LOG"; exit 4' TERM
+for s in USR1 USR2 ALRM TERM; do trap "echo \"run got $s\" >>\"\$FAKE_LOG\"; exit 4" $s; done
 for _ in $(seq 30); do sleep 0.1; done
 exit "$FAKE_RC"
 EOF
 chmod +x "$tmp/bin/"*
-printf 'default = "fake"\n[fake]\ndaenr = "%s"\n' "$tmp/bin/fake-daenr" >"$tmp/clusters.toml"
+printf 'default = "fake"\n[fake]\ndaenr = "%s"\n[alrm]\ndaenr = "%s"\ngrace_signal = "ALRM"\n' \
+  "$tmp/bin/fake-daenr" "$tmp/bin/fake-daenr" >"$tmp/clusters.toml"
 "$daenr" slurm submit "$here/../data/kill-sweep.toml" --db "$tmp/x.sqlite" --profiles "$tmp/clusters.toml" \
   --dry-run >"$tmp/job.sbatch" || fail "dry run failed"
 [ ! -e "$tmp/x.sqlite" ] && [ ! -e "$tmp/x.sqlite.slurm" ] || fail "--dry-run wrote files"
@@ -65,17 +66,37 @@ requeued() { grep -qx "scontrol requeue 77" "$tmp/$1.log"; }
 
 run_case complete 0 none ""
 [ "$(cat "$tmp/complete.rc")" = 0 ] && ! requeued complete || fail "complete: $(cat "$tmp/complete.out")"
-grep -q "srun --mpi=pmix --kill-on-bad-exit=1 $tmp/bin/fake-daenr sweep run .*kill-sweep.toml --db $tmp/x.sqlite" \
+grep -q "srun --mpi=pmix --kill-on-bad-exit=1 $tmp/bin/fake-daenr sweep run .*kill-sweep.toml --db $tmp/x.sqlite --max-attempts 2 --grace-signal USR2$" \
   "$tmp/complete.log" || fail "the run's command line: $(cat "$tmp/complete.log")"
+grep -qx "#SBATCH --signal=B:USR2@120" "$tmp/job.sbatch" || fail "the default grace signal: $(grep signal "$tmp/job.sbatch")"
 grep -q "^daenr: slurm job 77 (restart 1) on " "$tmp/complete.out" || fail "no start line: $(cat "$tmp/complete.out")"
 
 run_case failed 5 none ""
 [ "$(cat "$tmp/failed.rc")" = 5 ] && ! requeued failed || fail "failed jobs: $(cat "$tmp/failed.out")"
 
-run_case warning 0 USR1 ""
-requeued warning && grep -q "run got USR1" "$tmp/warning.log" || fail "USR1: $(cat "$tmp/warning.log")"
-grep -q "stopped on the time-limit warning (USR1) with jobs left; requeueing slurm job 77" "$tmp/warning.out" ||
-  fail "USR1: $(cat "$tmp/warning.out")"
+# The warning, with the default signal (USR2: NCCL 2.12 catches USR1) and then
+# with each other one a flag or a profile can choose.
+run_case warning 0 USR2 ""
+requeued warning && grep -q "run got USR2" "$tmp/warning.log" || fail "USR2: $(cat "$tmp/warning.log")"
+grep -q "stopped on the time-limit warning (USR2) with jobs left; requeueing slurm job 77" "$tmp/warning.out" ||
+  fail "USR2: $(cat "$tmp/warning.out")"
+"$daenr" slurm submit "$here/../data/kill-sweep.toml" --db "$tmp/x.sqlite" --profiles "$tmp/clusters.toml" \
+  --grace-signal USR1 --dry-run >"$tmp/job.sbatch" || fail "--grace-signal USR1"
+run_case warning1 0 USR1 ""
+requeued warning1 && grep -q "run got USR1" "$tmp/warning1.log" && grep -q -- "--grace-signal USR1$" "$tmp/warning1.log" ||
+  fail "USR1: $(cat "$tmp/warning1.log")"
+grep -q "stopped on the time-limit warning (USR1) with jobs left; requeueing slurm job 77" "$tmp/warning1.out" ||
+  fail "USR1: $(cat "$tmp/warning1.out")"
+"$daenr" slurm submit "$here/../data/kill-sweep.toml" --db "$tmp/x.sqlite" --profiles "$tmp/clusters.toml" \
+  --cluster alrm --dry-run >"$tmp/job.sbatch" || fail "grace_signal = \"ALRM\""
+grep -qx "#SBATCH --signal=B:ALRM@120" "$tmp/job.sbatch" || fail "ALRM: $(grep signal "$tmp/job.sbatch")"
+run_case warning2 0 ALRM ""
+requeued warning2 && grep -q "run got ALRM" "$tmp/warning2.log" && grep -q -- "--grace-signal ALRM$" "$tmp/warning2.log" ||
+  fail "ALRM: $(cat "$tmp/warning2.log")"
+grep -q "stopped on the time-limit warning (ALRM) with jobs left; requeueing slurm job 77" "$tmp/warning2.out" ||
+  fail "ALRM: $(cat "$tmp/warning2.out")"
+"$daenr" slurm submit "$here/../data/kill-sweep.toml" --db "$tmp/x.sqlite" --profiles "$tmp/clusters.toml" \
+  --dry-run >"$tmp/job.sbatch" || fail "dry run failed"
 
 run_case timelimit 0 TERM "JobId=77 JobName=x JobState=COMPLETING Reason=TimeLimit Dependency=(null) Requeue=1 Restarts=1"
 requeued timelimit && grep -q "run got TERM" "$tmp/timelimit.log" || fail "time limit: $(cat "$tmp/timelimit.log")"
@@ -160,8 +181,19 @@ bad "--grace 60: must be shorter than the time limit --time 1 (60 s)" "$spec" --
 bad "--ranks-per-job 2: needs 1 + a multiple of 2 tasks; the allocation has 2" "$spec" --db "$tmp/x.sqlite" \
   --ntasks-per-node 2 --ranks-per-job 2
 bad "--db $tmp/none/x.sqlite: folder $tmp/none does not exist" "$spec" --db "$tmp/none/x.sqlite"
+bad "--grace-signal 'KILL': cannot be caught, so the run could not checkpoint; use USR2 (the default), USR1 or ALRM" \
+  "$spec" --db "$tmp/x.sqlite" --grace-signal KILL
+bad "--grace-signal 'TERM': not a grace signal daenr handles; use USR2 (the default), USR1 or ALRM" \
+  "$spec" --db "$tmp/x.sqlite" --grace-signal TERM
+bad "--jobs-per-gpu" "$spec" --db "$tmp/x.sqlite" --jobs-per-gpu 0
+bad "--jobs-per-gpu" "$spec" --db "$tmp/x.sqlite" --jobs-per-gpu -1
+bad "--jobs-per-gpu" "$spec" --db "$tmp/x.sqlite" --jobs-per-gpu 1.5
+bad "--jobs-per-gpu 2: 6 tasks per node are more than 2 GPUs x 2 jobs per GPU + 1 (rank 0) = 5" \
+  "$spec" --db "$tmp/x.sqlite" --gpus-per-node 2 --jobs-per-gpu 2 --ntasks-per-node 6
+printf '[g]\njobs_per_gpu = 0\n' >"$tmp/g.toml"
+bad "$tmp/g.toml:2:16: g.jobs_per_gpu: expected an integer >= 1" "$spec" --db "$tmp/x.sqlite" --profiles "$tmp/g.toml" --cluster g
 bad "--cluster big: no profile file $tmp/nope.toml" "$spec" --db "$tmp/x.sqlite" --profiles "$tmp/nope.toml" --cluster big
-bad "$tmp/clusters.toml: no cluster profile [big] (profiles: fake)" "$spec" --db "$tmp/x.sqlite" \
+bad "$tmp/clusters.toml: no cluster profile [big] (profiles: alrm, fake)" "$spec" --db "$tmp/x.sqlite" \
   --profiles "$tmp/clusters.toml" --cluster big
 printf 'name = "x"\n[data]\nregions = ["virtual:1"]\n[axes]\nlayr = [1]\n' >"$tmp/bad.toml"
 bad "bad.toml:5:1: axes.layr" "$tmp/bad.toml" --db "$tmp/x.sqlite"
@@ -172,5 +204,11 @@ out=$(PATH=$tmp/empty "$daenr" slurm submit "$spec" --db "$tmp/x.sqlite" --profi
   fail "no sbatch: $out"
 [ -z "$(ls "$tmp/x.sqlite.slurm")" ] || fail "a failed submit left $(ls "$tmp/x.sqlite.slurm")"
 [ ! -e "$tmp/none" ] || fail "a bad submit created files"
+
+# Several jobs per GPU: rank 0 and GPUs x jobs_per_gpu workers per node, the run told.
+out=$("$daenr" slurm submit "$spec" --db "$tmp/x.sqlite" --profiles "$tmp/clusters.toml" --gpus-per-node 2 \
+  --jobs-per-gpu 3 --dry-run) || fail "--jobs-per-gpu 3: $out"
+grep -qx "#SBATCH --ntasks-per-node=7" <<<"$out" && grep -qx "#SBATCH --gpus-per-node=2" <<<"$out" &&
+  grep -q "sweep run .* --jobs-per-gpu 3 &$" <<<"$out" || fail "--jobs-per-gpu 3: $out"
 
 if [ "$failures" -eq 0 ]; then echo "slurm_script: all checks passed"; else echo "slurm_script: $failures failed"; exit 1; fi

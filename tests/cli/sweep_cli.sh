@@ -52,6 +52,23 @@ assert states.get("preempted") == 1 and states.get("leased") is None, states
 assert db.execute("SELECT attempts FROM jobs WHERE state = 'preempted'").fetchone()[0] == 0
 PY
 ls "$slow_db.checkpoints"/*.ckpt >/dev/null 2>&1 || fail "the preempted job left no checkpoint"
+# The grace signals stop it the same way: USR2 (Slurm's by default) and USR1
+# always, ALRM when --grace-signal names it (the batch script passes it). The
+# preempted job resumes each time and is preempted again, never attempted.
+for case in "USR2" "USR1" "ALRM --grace-signal ALRM"; do
+  sig=${case%% *}
+  # shellcheck disable=SC2086 # the flags, word-split on purpose
+  "$daenr" sweep run "$tmp/slow.toml" --db "$slow_db" ${case#"$sig"} >"$tmp/run_$sig" 2>&1 &
+  pid=$!
+  wait_for_running "$slow_db" "$pid" || fail "$sig: the run never had a job in flight: $(cat "$tmp/run_$sig")"
+  sleep 1
+  kill -s "$sig" "$pid"
+  wait "$pid"
+  rc=$?
+  [ "$rc" -eq 4 ] && grep -q "stopped, rerun to resume" "$tmp/run_$sig" || fail "SIG$sig: exit $rc: $(cat "$tmp/run_$sig")"
+  [ "$(sqlite3 "$slow_db" "SELECT state || attempts FROM jobs WHERE state != 'pending'")" = preempted0 ] ||
+    fail "after SIG$sig: $(sqlite3 "$slow_db" "SELECT state, attempts FROM jobs WHERE state != 'pending'")"
+done
 
 # A second run while one is going refuses, naming the holder.
 "$daenr" sweep run "$spec" --db "$db" >"$tmp/run2" 2>&1 &
@@ -113,6 +130,14 @@ rc=$?
 cmp -s "$tmp/notes.txt" "$tmp/notes.orig" || fail "the non-SQLite file was modified"
 "$daenr" sweep run "$spec" --db "$tmp/no/such/dir/x.sqlite" 2>"$tmp/err" >/dev/null
 [ $? -eq 2 ] && grep -q "does not exist" "$tmp/err" || fail "missing folder: $(cat "$tmp/err")"
+for flags in "--grace-signal KILL" "--grace-signal HUP" "--jobs-per-gpu 0" "--jobs-per-gpu -2" "--jobs-per-gpu 2.5"; do
+  # shellcheck disable=SC2086
+  "$daenr" sweep run "$spec" --db "$tmp/flags.sqlite" $flags 2>"$tmp/err" >/dev/null
+  rc=$?
+  [ "$rc" -eq 2 ] && [ "$(wc -l <"$tmp/err")" -eq 1 ] && grep -q -- "${flags%% *}" "$tmp/err" ||
+    fail "sweep run $flags: exit $rc: $(cat "$tmp/err")"
+done
+[ ! -e "$tmp/flags.sqlite" ] || fail "a bad flag created the database"
 "$daenr" status --db "$tmp/absent.sqlite" 2>"$tmp/err" >/dev/null
 [ $? -eq 2 ] || fail "status of a missing database did not fail"
 

@@ -3,12 +3,15 @@
 // multi-rank tests are in tests/mpi/.
 
 #include <gtest/gtest.h>
+#include <functional>
+#include <map>
 #include <optional>
 #include <sstream>
 #include <stdlib.h>
 
 #include "models/error.h"
 #include "models/network.h"
+#include "worker/gpu_share.h"
 #include "worker/gradient_reducer.h"
 #include "worker/job_config.h"
 
@@ -41,6 +44,80 @@ TEST(Parallel, DeviceForLocalRankSpreadsRanksOverTheGpus) {
   EXPECT_EQ(device_for_local_rank("cuda:2", 5, 4), "cuda:2");  // an explicit choice stays
   EXPECT_EQ(device_for_local_rank("cpu", 3, 4), "cpu");
   EXPECT_EQ(device_for_local_rank("cuda", 3, 0), "cuda");  // no device: left to the trainer
+}
+
+std::string config_error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+TEST(Parallel, GpuForLocalRankGivesEachGpuJobsPerGpuWorkersAndAGroupDistinctGpus) {
+  EXPECT_EQ(gpu_for_local_rank(0, 1, 4), 0);
+  EXPECT_EQ(gpu_for_local_rank(5, 1, 4), 1);
+  EXPECT_EQ(gpu_for_local_rank(5, 3, 4), 1);  // the GPU does not depend on jobs per GPU
+  EXPECT_EQ(gpu_for_local_rank(7, 8, 1), 0);  // one GPU: everyone on it
+  EXPECT_EQ(gpu_for_local_rank(3, 2, 0), -1);  // none visible
+  // One node running rank 0 (local rank 0, no GPU) and G x k workers: k workers per GPU.
+  for (const auto& [gpus, k] : {std::pair{2, 3}, std::pair{4, 2}, std::pair{3, 5}, std::pair{1, 16}}) {
+    std::map<int, int> workers;
+    for (int local = 1; local <= gpus * k; ++local) ++workers[gpu_for_local_rank(local, k, gpus)];
+    ASSERT_EQ(static_cast<int>(workers.size()), gpus) << gpus << "x" << k;
+    for (const auto& [gpu, n] : workers) EXPECT_EQ(n, k) << "GPU " << gpu << " of " << gpus << "x" << k;
+  }
+  // 4 GPUs, 2 jobs each, data-parallel groups of 2 (ranks 1-2, 3-4, ...): a group never shares
+  // a GPU (NCCL refuses that).
+  for (int first = 1; first <= 8; first += 2) {
+    EXPECT_NE(gpu_for_local_rank(first, 2, 4), gpu_for_local_rank(first + 1, 2, 4)) << first;
+  }
+  EXPECT_EQ(config_error_of([] { gpu_for_local_rank(1, 0, 4); }), "jobs_per_gpu 0: expected an integer >= 1");
+  EXPECT_EQ(config_error_of([] { gpu_for_local_rank(1, -2, 4); }), "jobs_per_gpu -2: expected an integer >= 1");
+  EXPECT_EQ(config_error_of([] { gpu_for_local_rank(-1, 1, 4); }), "local rank -1: expected an integer >= 0");
+}
+
+TEST(Parallel, GpuMemoryFractionIsAnEqualShareLessEachRanksContext) {
+  constexpr std::int64_t kGiB = 1ll << 30;
+  EXPECT_EQ(gpu_memory_fraction(1, 80 * kGiB), 1.0);  // alone: the whole GPU, nothing set
+  // 80 GiB / 4 = 20 GiB, less 0.5 GiB: 19.5 / 80.
+  EXPECT_DOUBLE_EQ(gpu_memory_fraction(4, 80 * kGiB), 19.5 / 80);
+  EXPECT_DOUBLE_EQ(gpu_memory_fraction(16, 80 * kGiB), 4.5 / 80);
+  // k shares and k contexts fit in the GPU.
+  for (int k : {2, 3, 8, 16, 64}) EXPECT_LE(k * gpu_memory_fraction(k, 80 * kGiB) * 80 * kGiB + k * kCudaContextBytes, 80.0 * kGiB);
+  // 16 GiB / 32 = 512 MiB, nothing left after the context: refused.
+  EXPECT_EQ(config_error_of([&] { gpu_memory_fraction(32, 16 * kGiB); }),
+            "jobs_per_gpu 32: each rank's share of a 16.0 GiB GPU would be 0 MiB after 512 MiB for its CUDA "
+            "context; use fewer jobs per GPU");
+  EXPECT_EQ(config_error_of([&] { gpu_memory_fraction(0, 16 * kGiB); }), "jobs_per_gpu 0: expected an integer >= 1");
+}
+
+TEST(Parallel, ShareGpuLeavesTheCpuAlone) {
+  // No CUDA here (or a CPU device): nothing to bound, nothing thrown.
+  share_gpu(torch::Device("cpu"), 4);
+  share_gpu(torch::Device("cuda"), 4);  // no index: "cuda" with no device visible
+  share_gpu(torch::Device("cpu"), 1);
+}
+
+TEST(Parallel, OutOfMemoryIsAJobFailureThatSaysWhatToDo) {
+  const c10::OutOfMemoryError oom({"f", "file.cpp", 1},
+                                  "CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 79.11 GiB total capacity)");
+  EXPECT_TRUE(is_out_of_memory(oom));
+  EXPECT_EQ(failure_message(oom),
+            "out of GPU memory (with jobs_per_gpu > 1 each rank holds only its share of the GPU: lower jobs_per_gpu "
+            "or train.batch_size): CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 79.11 GiB total capacity)");
+  // Some CUDA libraries' failures are plain c10::Errors that say so.
+  const c10::Error cublas({"f", "file.cpp", 1}, "CUDA error: out of memory\nmore detail");
+  EXPECT_TRUE(is_out_of_memory(cublas));
+  EXPECT_EQ(failure_message(cublas).substr(0, 18), "out of GPU memory ");
+  EXPECT_EQ(failure_message(cublas).find('\n'), std::string::npos);
+  // Anything else: its first line, as before.
+  const std::runtime_error other("data/x.npy: bad header\nsecond line");
+  EXPECT_FALSE(is_out_of_memory(other));
+  EXPECT_EQ(failure_message(other), "data/x.npy: bad header");
+  const c10::Error shape({"f", "file.cpp", 1}, "shape mismatch");
+  EXPECT_FALSE(is_out_of_memory(shape));
 }
 
 // Sets (or, with nullopt, unsets) an environment variable for one scope.

@@ -4,7 +4,9 @@
 
 #include <gtest/gtest.h>
 
+#include <csignal>
 #include <fstream>
+#include <sstream>
 
 #include "orchestrator/sweep_runner.h"
 #include "slurm/command.h"
@@ -59,6 +61,8 @@ TEST(SlurmProfile, LayersCommandLineOverProfileOverDefaults) {
   EXPECT_EQ(*a.ntasks_per_node, 4);
   EXPECT_EQ(*a.nodes, 1);              // the default fills the rest
   EXPECT_EQ(*a.grace_s, 120);
+  EXPECT_EQ(*a.grace_signal, "USR2");  // not USR1, which NCCL 2.12 catches
+  EXPECT_FALSE(a.jobs_per_gpu.has_value());
   EXPECT_EQ(*a.launcher, "srun");
   EXPECT_EQ(a.sbatch, (std::vector<std::string>{"--qos=long", "--mail-type=END"}));
   EXPECT_EQ(*load_profile(file, "small").partition, "debug");
@@ -79,7 +83,15 @@ TEST(SlurmProfile, BadProfilesNameFileLineAndKey) {
   const std::string f = file.string();
   EXPECT_EQ(bad("[a]\npartiton = \"x\"\n", "a"),
             f + ":2:1: a.partiton: unknown key (known: nodes, ntasks_per_node, gpus_per_node, cpus_per_task, "
-                "time, grace, partition, account, launcher, srun_mpi, daenr, sbatch, setup)");
+                "jobs_per_gpu, time, grace, grace_signal, partition, account, launcher, srun_mpi, daenr, sbatch, "
+                "setup)");
+  EXPECT_EQ(bad("[a]\njobs_per_gpu = 0\n", "a"), f + ":2:16: a.jobs_per_gpu: expected an integer >= 1");
+  EXPECT_EQ(bad("[a]\njobs_per_gpu = -2\n", "a"), f + ":2:16: a.jobs_per_gpu: expected an integer >= 1");
+  EXPECT_EQ(bad("[a]\njobs_per_gpu = 1.5\n", "a"), f + ":2:16: a.jobs_per_gpu: expected an integer >= 1");
+  EXPECT_EQ(bad("[a]\ngrace_signal = \"KILL\"\n", "a"),
+            f + ":2:16: a.grace_signal 'KILL': cannot be caught, so the run could not checkpoint; use USR2 (the "
+                "default), USR1 or ALRM");
+  EXPECT_EQ(bad("[a]\ngrace_signal = 10\n", "a"), f + ":2:16: a.grace_signal: expected a string");
   EXPECT_EQ(bad("[a]\nnodes = 0\n", "a"), f + ":2:9: a.nodes: expected an integer >= 1");
   EXPECT_EQ(bad("[a]\nnodes = \"2\"\n", "a"), f + ":2:9: a.nodes: expected an integer >= 1");
   EXPECT_EQ(bad("[a]\ntime = \"2h\"\n", "a"),
@@ -123,21 +135,127 @@ TEST(SlurmScript, AsksForRequeueAndTheWarningSignalAndQuotesPaths) {
   EXPECT_TRUE(has("#SBATCH --partition=gpu"));
   EXPECT_FALSE(s.find("--account") != std::string::npos);  // unset: not asked for
   EXPECT_TRUE(has("#SBATCH --requeue"));
-  EXPECT_TRUE(has("#SBATCH --signal=B:USR1@300"));
+  EXPECT_TRUE(has("#SBATCH --signal=B:USR2@300"));
   EXPECT_TRUE(has("#SBATCH --qos=long"));
   EXPECT_TRUE(has("#SBATCH --output=/scratch/ana/it's.sqlite.slurm/%x-%j.out"));
   EXPECT_TRUE(has("module load openmpi/4.1"));
   EXPECT_TRUE(has("spec='/home/ana/my sweeps/t2.toml'"));
   EXPECT_TRUE(has("db='/scratch/ana/it'\\''s.sqlite'"));
   EXPECT_TRUE(has("srun --mpi=pmix --kill-on-bad-exit=1 \"$daenr\" sweep run \"$spec\" --db \"$db\" "
-                  "--max-attempts 2 --ranks-per-job 2 &"));
-  EXPECT_TRUE(has("trap 'on_signal USR1' USR1"));
+                  "--max-attempts 2 --grace-signal USR2 --ranks-per-job 2 &"));
+  EXPECT_TRUE(has("trap 'on_signal USR2' USR2"));
+  EXPECT_TRUE(has("    if [ \"$signal\" = USR2 ]; then"));
+  EXPECT_TRUE(has("      requeue \"the time-limit warning (USR2)\""));
+  EXPECT_EQ(s.find("USR1"), std::string::npos);  // nothing left over from the old signal
+  EXPECT_EQ(s.find("@SIG@"), std::string::npos);
+  EXPECT_EQ(s.find("--jobs-per-gpu"), std::string::npos);  // the spec's, read by the run
   EXPECT_TRUE(has("  scontrol requeue \"$SLURM_JOB_ID\""));  // tests/cli/slurm_script.sh runs it
   // Every #SBATCH line comes before the first command, or sbatch ignores it.
   EXPECT_LT(s.rfind("#SBATCH"), s.find("set -u"));
 
   job.allocation.launcher = "mpirun";
   EXPECT_NE(render_script(job).find("\nmpirun \"$daenr\" sweep run"), std::string::npos);
+}
+
+TEST(SlurmScript, TheChosenGraceSignalIsAskedForTrappedForwardedAndRequeuedOn) {
+  for (const std::string sig : {"USR1", "ALRM"}) {
+    BatchJob job = job_for_script();
+    job.allocation.grace_signal = sig;
+    job.jobs_per_gpu = 4;
+    const std::string s = render_script(job);
+    auto has = [&](const std::string& line) { return s.find(line + "\n") != std::string::npos; };
+    EXPECT_TRUE(has("#SBATCH --signal=B:" + sig + "@120")) << sig;
+    EXPECT_TRUE(has("trap 'on_signal " + sig + "' " + sig)) << sig;
+    EXPECT_TRUE(has("    if [ \"$signal\" = " + sig + " ]; then")) << sig;
+    EXPECT_TRUE(has("      requeue \"the time-limit warning (" + sig + ")\"")) << sig;
+    EXPECT_TRUE(has("srun --mpi=pmix --kill-on-bad-exit=1 \"$daenr\" sweep run \"$spec\" --db \"$db\" "
+                    "--max-attempts 2 --grace-signal " + sig + " --jobs-per-gpu 4 &"))
+        << sig;
+    EXPECT_EQ(s.find("USR2"), std::string::npos) << sig;
+  }
+}
+
+TEST(SlurmGraceSignal, AcceptsTheForwardedCatchableSignalsAndNamesTheFlagOtherwise) {
+  EXPECT_EQ(parse_grace_signal("USR2", "--grace-signal"), "USR2");
+  EXPECT_EQ(parse_grace_signal("SIGUSR1", "--grace-signal"), "USR1");
+  EXPECT_EQ(parse_grace_signal("alrm", "--grace-signal"), "ALRM");
+  EXPECT_EQ(grace_signal_number("USR2"), SIGUSR2);
+  EXPECT_EQ(grace_signal_number("USR1"), SIGUSR1);
+  EXPECT_EQ(grace_signal_number("ALRM"), SIGALRM);
+  EXPECT_EQ(error_of([] { parse_grace_signal("SIGKILL", "--grace-signal"); }),
+            "--grace-signal 'SIGKILL': cannot be caught, so the run could not checkpoint; use USR2 (the default), "
+            "USR1 or ALRM");
+  EXPECT_EQ(error_of([] { parse_grace_signal("STOP", "--grace-signal"); }).substr(0, 39),
+            "--grace-signal 'STOP': cannot be caught");
+  // TERM is Slurm's own stop, which the script tells apart from the warning; HUP is not forwarded by mpirun.
+  for (const std::string other : {"TERM", "HUP", "INT", "URG", "12", ""}) {
+    EXPECT_EQ(error_of([&] { parse_grace_signal(other, "--grace-signal"); }),
+              "--grace-signal '" + other + "': not a grace signal daenr handles; use USR2 (the default), USR1 or ALRM");
+  }
+}
+
+// A spec whose jobs are those of tests/data/kill-sweep.toml, with `top` added at its top.
+std::filesystem::path spec_with(const TempDir& dir, const std::string& top) {
+  std::ifstream in(std::filesystem::path(DAENR_SOURCE_DIR) / "tests/data/kill-sweep.toml");
+  std::stringstream text;
+  text << top << in.rdbuf();
+  const auto path = dir.path() / "spec.toml";
+  std::ofstream(path) << text.str();
+  return path;
+}
+
+TEST(SlurmSubmit, JobsPerGpuSetsTheTasksPerNodeAndIsPassedToTheRun) {
+  TempDir dir;
+  const auto profiles = dir.path() / "clusters.toml";
+  std::ofstream(profiles) << "[gpu]\ngpus_per_node = 2\njobs_per_gpu = 3\n[fixed]\ngpus_per_node = 2\n"
+                             "ntasks_per_node = 9\n";
+  SubmitRequest r;
+  r.spec = spec_with(dir, "");
+  r.db = dir.path() / "x.sqlite";
+  r.profile_file = profiles;
+  r.cluster = "gpu";
+  r.dry_run = true;
+  auto script = [&] { return submit(r).script; };
+  auto has = [](const std::string& s, const std::string& line) { return s.find(line + "\n") != std::string::npos; };
+  // The profile's 3 per GPU: rank 0 + 2 GPUs x 3 on one node, and the run is told.
+  std::string s = script();
+  EXPECT_TRUE(has(s, "#SBATCH --ntasks-per-node=7")) << s;
+  EXPECT_TRUE(has(s, "#SBATCH --gpus-per-node=2"));
+  EXPECT_NE(s.find(" --jobs-per-gpu 3 &\n"), std::string::npos);
+  // On two nodes rank 0 takes one of node 0's slots, so no GPU gets more than 3.
+  r.command_line.nodes = 2;
+  EXPECT_TRUE(has(script(), "#SBATCH --ntasks-per-node=6"));
+  r.command_line.nodes.reset();
+  // The flag wins over the spec, which wins over the profile; the spec's is not passed on.
+  r.spec = spec_with(dir, "jobs_per_gpu = 2\n");
+  s = script();
+  EXPECT_TRUE(has(s, "#SBATCH --ntasks-per-node=5"));
+  EXPECT_EQ(s.find("--jobs-per-gpu"), std::string::npos);
+  r.command_line.jobs_per_gpu = 4;
+  s = script();
+  EXPECT_TRUE(has(s, "#SBATCH --ntasks-per-node=9"));
+  EXPECT_NE(s.find(" --jobs-per-gpu 4 &\n"), std::string::npos);
+  // Tasks per node given: kept when they fit, refused when GPUs would take more than k each.
+  r.cluster = "fixed";
+  EXPECT_TRUE(has(script(), "#SBATCH --ntasks-per-node=9"));
+  r.command_line.jobs_per_gpu = 3;
+  EXPECT_EQ(error_of([&] { submit(r); }),
+            "--jobs-per-gpu 3: 9 tasks per node are more than 2 GPUs x 3 jobs per GPU + 1 (rank 0) = 7; raise "
+            "jobs_per_gpu or lower ntasks_per_node");
+  // Without jobs_per_gpu anywhere, tasks per node stay as they were (1 by default).
+  r.spec = spec_with(dir, "");
+  r.cluster.clear();
+  r.profile_file = dir.path() / "none.toml";
+  r.command_line = {};
+  r.command_line.gpus_per_node = 4;
+  s = script();
+  EXPECT_TRUE(has(s, "#SBATCH --ntasks-per-node=1"));
+  EXPECT_EQ(s.find("--jobs-per-gpu"), std::string::npos);
+  // A bad --grace-signal is named as the flag.
+  r.command_line.grace_signal = "KILL";
+  EXPECT_EQ(error_of([&] { submit(r); }).substr(0, 42), "--grace-signal 'KILL': cannot be caught, s");
+  r.command_line.grace_signal = "sigalrm";
+  EXPECT_TRUE(has(script(), "#SBATCH --signal=B:ALRM@120"));
 }
 
 TEST(SlurmScript, IsValidBash) {
