@@ -72,7 +72,7 @@ sed -e 's/^max_steps = .*/max_steps = 300/' -e 's/^patience = .*/patience = 300/
     -e 's/seeds = \[0, 1\]/seeds = [0]/' "$spec" >"$tmp/slow.toml"
 db=$tmp/stop.sqlite
 preempted_once() {  # signal
-  "${mpirun[@]}" -n 3 "$daenr" sweep run "$tmp/slow.toml" --db "$db" >"$tmp/run" 2>&1 &
+  "${mpirun[@]}" -n 3 "$daenr" sweep run "$tmp/${spec_name:-slow}.toml" --db "$db" >"$tmp/run" 2>&1 &
   local pid=$!
   # Wait until both workers are mid-job (two leases), then signal.
   for _ in $(seq 200); do
@@ -90,17 +90,22 @@ grep -q "stopped, rerun to resume" "$tmp/run" || fail "no stop message: $(cat "$
 [ "$(sqlite3 "$db" "SELECT count(*) FROM jobs WHERE state = 'preempted' AND attempts = 0")" = 2 ] ||
   fail "after SIGUSR2: $(sqlite3 "$db" "SELECT state, attempts FROM jobs")"
 [ "$(ls "$db.checkpoints" | wc -l)" -eq 2 ] || fail "the preempted jobs left no checkpoints"
-# SIGTERM: mpirun forwards it too, and kills what is still running after
-# odls_base_sigkill_timeout (1 s by default; docs/parallel.md); mpirun's own
-# exit status is then 1 whatever the ranks return, so the database is what
-# the test checks: the jobs in flight stopped and were marked preempted.
-export OMPI_MCA_odls_base_sigkill_timeout=30
-preempted_once TERM
+# SIGTERM: mpirun passes it on only odls_base_sigkill_timeout seconds later and
+# kills what still runs a timeout after that (docs/parallel.md); its own exit
+# status is then 1 whatever the ranks return, so the database is what the test
+# checks: the jobs in flight stopped and were marked preempted. Jobs long enough
+# to be in flight when the signal arrives, in a database of their own.
+sed -e 's/^max_steps = .*/max_steps = 5000/' -e 's/^patience = .*/patience = 5000/' \
+    -e 's/seeds = \[0, 1\]/seeds = [0]/' "$spec" >"$tmp/long.toml"
+export OMPI_MCA_odls_base_sigkill_timeout=5
+db_slow=$db db=$tmp/term.sqlite
+spec_name=long preempted_once TERM
 [ "$(sqlite3 "$db" "SELECT count(*) FROM jobs WHERE state = 'leased'")" = 0 ] ||
   fail "after SIGTERM a job is still leased: $(cat "$tmp/run")"
 [ "$(sqlite3 "$db" "SELECT count(*) FROM jobs WHERE state = 'preempted'")" -ge 1 ] ||
   fail "after SIGTERM nothing is preempted: $(cat "$tmp/run")"
 grep -q "stopped, rerun to resume" "$tmp/run" || fail "SIGTERM: no graceful stop: $(cat "$tmp/run")"
+db=$db_slow
 # The rerun completes the sweep with no job run twice to completion, and the
 # preempted jobs' checkpoints are spent (that a resume ends where an
 # uninterrupted run does is the Trainer tests' and sweep_kill.sh's to check).

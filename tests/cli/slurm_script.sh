@@ -126,7 +126,7 @@ chmod +x "$tmp/bin/mpirun"
 "$daenr" slurm submit "$here/../data/kill-sweep.toml" --db "$tmp/x.sqlite" --profiles "$tmp/clusters.toml" \
   --launcher mpirun --ntasks-per-node 3 --dry-run >"$tmp/job.sbatch" || fail "--launcher mpirun"
 run_case mpirun 0 TERM "JobId=77 JobName=x JobState=COMPLETING Reason=TimeLimit Dependency=(null) Requeue=1 Restarts=1"
-grep -q "sweep run .* sigkill_timeout=25" "$tmp/mpirun.log" && requeued mpirun ||
+grep -q "sweep run .* sigkill_timeout=15" "$tmp/mpirun.log" && requeued mpirun ||
   fail "mpirun: $(cat "$tmp/mpirun.log") $(cat "$tmp/mpirun.out")"
 
 # Submit and status with fake sbatch and squeue: the job id recorded, the
