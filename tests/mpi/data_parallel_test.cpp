@@ -264,6 +264,11 @@ TEST(DataParallel, TwoRanksInFloat32MatchOneRankButForWhatBatchNormCancels) {
   auto reducer = make_reducer(MPI_COMM_WORLD, torch::kCPU);
   auto config = dp_job();
   config.loss.reconstruction = models::Reduction::kSum;  // the paper's loss, the default
+  // One validation, at the end: with several, the best of nearly tied validation losses is a
+  // discrete choice that rounding can flip, and restoring a different step moves every
+  // parameter by a few learning rates (seen once the CPU operators were rewritten for speed).
+  // What this test checks is the training itself.
+  config.train.validate_every = config.train.max_steps;
   ThreeWays run(config, data, *reducer, /*float64=*/false);
   // float32 rounding (relative 6e-8) grows a little through Adam's normalisation over 12 steps.
   constexpr double kTolerance = 1e-4;
