@@ -55,14 +55,16 @@ int layer_side(int layer) { return 32 >> layer; }
 
 namespace {
 
+// A block holds its convolution (index 0) and BatchNorm (index 1); the ELU that follows has no
+// parameters and is applied by SyncBatchNorm2dImpl::forward_elu, which fuses the two.
 nn::Sequential conv_block(int in, int out) {
   return nn::Sequential(nn::Conv2d(nn::Conv2dOptions(in, out, 3).stride(2).padding(1)),
-                        SyncBatchNorm2d(out), nn::ELU());
+                        SyncBatchNorm2d(out));
 }
 
-// Upsamples by 2: ConvTranspose k3 s2 p1 output_padding 1 -> BN -> ELU.
+// Upsamples by 2: ConvTranspose k3 s2 p1 output_padding 1 -> BN (-> ELU, as above).
 nn::Sequential deconv_block(int in, int out) {
-  return nn::Sequential(UpConv(in, out), SyncBatchNorm2d(out), nn::ELU());
+  return nn::Sequential(UpConv(in, out), SyncBatchNorm2d(out));
 }
 
 // softplus^-1(r) = log(exp(r) - 1), so that the readout starts at each neuron's

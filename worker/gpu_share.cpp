@@ -64,8 +64,7 @@ std::string failure_message(const std::exception& e) {
   const std::string line = what.substr(0, what.find('\n'));
   if (!is_out_of_memory(e)) return line;
   return "out of GPU memory (with jobs_per_gpu > 1 each rank holds only its share of the GPU: "
-         "lower "
-         "jobs_per_gpu or train.batch_size): " +
+         "lower jobs_per_gpu or train.batch_size): " +
          line;
 }
 
