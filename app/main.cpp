@@ -19,6 +19,7 @@
 #include <optional>
 #include <sstream>
 
+#include "job/text.h"
 #include "models/error.h"
 #include "orchestrator/mpi.h"
 #include "orchestrator/mpi_runner.h"
@@ -28,7 +29,7 @@
 #include "storage/store.h"
 #include "sweeps/spec.h"
 #include "models/synth.h"
-#include "worker/job_config.h"
+#include "job/config.h"
 #include "worker/trainer.h"
 
 namespace {
@@ -72,11 +73,10 @@ void ensure_passive_openmp(char** argv) {
 
 // c10::Error messages carry a C++ backtrace after the first line; a user gets
 // the first line only.
-std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
 
 std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw daenr::worker::ConfigError(fmt::format("{}: cannot open the job configuration", path));
+  if (!in) throw daenr::job::ConfigError(fmt::format("{}: cannot open the job configuration", path));
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
@@ -87,7 +87,7 @@ int run_train(const std::string& config_path, const std::vector<std::string>& ov
   using namespace daenr::worker;
   const std::string text = config_path.empty() ? std::string() : read_file(config_path);
   const std::string source = config_path.empty() ? "(defaults)" : config_path;
-  const JobConfig config = apply_overrides(text, source, overrides);
+  const JobConfig config = daenr::job::apply_overrides(text, source, overrides);
   if (print_config) {
     std::cout << resolved_json(config).dump(2) << "\n";
     return 0;
@@ -264,7 +264,7 @@ int main(int argc, char** argv) {
         }
       } else {
         if (ranks_per_job > 1) {
-          throw daenr::worker::ConfigError(fmt::format(
+          throw daenr::job::ConfigError(fmt::format(
               "--ranks-per-job {}: needs a run under mpirun with 1 + a multiple of {} ranks", ranks_per_job,
               ranks_per_job));
         }
@@ -328,7 +328,7 @@ int main(int argc, char** argv) {
       std::cout << fmt::format("wrote virtual regions 1-3 (seed {}) to {}\n", seed, out_dir);
       return 0;
     }
-  } catch (const daenr::worker::ConfigError& e) {
+  } catch (const daenr::job::ConfigError& e) {
     if (g_rank == 0) std::cerr << "daenr: error: " << e.what() << "\n";
     return kExitBadInput;
   } catch (const daenr::models::DataError& e) {
@@ -356,7 +356,7 @@ int main(int argc, char** argv) {
     if (g_rank == 0) std::cerr << "daenr: error: " << e.what() << "\n";
     return kExitDiverged;
   } catch (const std::exception& e) {
-    if (g_rank == 0) std::cerr << "daenr: internal error: " << first_line(e.what()) << "\n";
+    if (g_rank == 0) std::cerr << "daenr: internal error: " << daenr::job::first_line(e.what()) << "\n";
     return kExitInternal;
   }
   return kExitInternal;

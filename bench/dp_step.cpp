@@ -21,7 +21,7 @@
 #include "models/data.h"
 #include "models/synth.h"
 #include "worker/gradient_reducer.h"
-#include "worker/job_config.h"
+#include "job/config.h"
 #include "worker/trainer.h"
 
 using namespace daenr;
@@ -85,7 +85,7 @@ struct Run {
   Times times;
 };
 
-Run timed_train(const worker::JobConfig& config, const models::Dataset& data, int steps,
+Run timed_train(const job::JobConfig& config, const models::Dataset& data, int steps,
                 worker::GradientReducer* inner, MPI_Comm comm, bool barrier) {
   auto c = config;
   c.train.max_steps = steps;
@@ -153,7 +153,7 @@ int main(int argc, char** argv) {
                                         "train.device=" + device};
   if (autoencoder == "none") overrides.push_back("loss.alpha=0");
   if (readout == "none") overrides.push_back("loss.beta=0");
-  const auto config = worker::apply_overrides("", "bench", overrides);
+  const auto config = job::apply_overrides("", "bench", overrides);
   auto reducer =
       worker::make_reducer(MPI_COMM_WORLD, torch::Device(worker::device_for_local_rank(device)),
                            static_cast<std::size_t>(bucket_mib * (1 << 20)));

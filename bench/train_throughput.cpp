@@ -18,7 +18,7 @@
 
 #include "models/data.h"
 #include "models/synth.h"
-#include "worker/job_config.h"
+#include "job/config.h"
 #include "worker/trainer.h"
 
 using namespace daenr;
@@ -37,7 +37,7 @@ struct Timing {
 
 // Wall time is what a user waits; CPU time is what a shared machine's other load disturbs
 // least (a descheduled process accrues none), so comparisons print both.
-Timing timed_train(const worker::JobConfig& config, const models::Dataset& data, int steps) {
+Timing timed_train(const job::JobConfig& config, const models::Dataset& data, int steps) {
   auto c = config;
   c.train.max_steps = steps;
   c.train.validate_every = steps;
@@ -95,7 +95,7 @@ int main(int argc, char** argv) {
       "train.device=" + device};
   if (autoencoder == "none") overrides.push_back("loss.alpha=0");
   if (readout == "none") overrides.push_back("loss.beta=0");
-  const auto config = worker::apply_overrides("", "bench", overrides);
+  const auto config = job::apply_overrides("", "bench", overrides);
 
   nlohmann::ordered_json out;
   out["impl"] = "daenr";

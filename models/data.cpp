@@ -6,7 +6,7 @@
 #include <cmath>
 
 #include "models/error.h"
-#include "models/hash.h"
+#include "job/hash.h"
 #include "models/npy.h"
 #include "models/synth.h"
 
@@ -150,7 +150,7 @@ RawRegion select_neurons(const RawRegion& region, const std::vector<int64_t>& ne
 }
 
 std::string fingerprint(const RawRegion& region) {
-  Sha256 h;
+  job::Sha256 h;
   auto add = [&](const char* name, const torch::Tensor& t) {
     h.update(name);
     if (!t.defined()) {

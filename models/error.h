@@ -5,13 +5,12 @@
 #include <stdexcept>
 #include <string>
 
+#include "job/error.h"
+
 namespace daenr::models {
 
-/// Bad or unreadable input data. what() is one line: "<file>: <what is wrong>".
-class DataError : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
+/// Bad or unreadable input data: the job contract's (job/error.h), shared with reports/.
+using job::DataError;
 
 /// A model or metric asked for something that cannot be built or computed
 /// (unknown name, shape mismatch between arguments).

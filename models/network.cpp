@@ -14,42 +14,6 @@ namespace daenr::models {
 namespace nn = torch::nn;
 namespace F = torch::nn::functional;
 
-AutoencoderKind parse_autoencoder(const std::string& name) {
-  if (name == "cae") return AutoencoderKind::kCae;
-  if (name == "vae") return AutoencoderKind::kVae;
-  if (name == "vqvae") return AutoencoderKind::kVqVae;
-  if (name == "none") return AutoencoderKind::kNone;
-  throw ModelError(fmt::format("unknown autoencoder '{}' (expected cae, vae, vqvae or none)", name));
-}
-
-std::string to_string(AutoencoderKind kind) {
-  switch (kind) {
-    case AutoencoderKind::kCae: return "cae";
-    case AutoencoderKind::kVae: return "vae";
-    case AutoencoderKind::kVqVae: return "vqvae";
-    case AutoencoderKind::kNone: return "none";
-  }
-  return "?";
-}
-
-ReadoutKind parse_readout(const std::string& name) {
-  if (name == "fr") return ReadoutKind::kFr;
-  if (name == "fc") return ReadoutKind::kFc;
-  if (name == "fm") return ReadoutKind::kFm;
-  if (name == "none") return ReadoutKind::kNone;
-  throw ModelError(fmt::format("unknown readout '{}' (expected fr, fc, fm or none)", name));
-}
-
-std::string to_string(ReadoutKind kind) {
-  switch (kind) {
-    case ReadoutKind::kFr: return "fr";
-    case ReadoutKind::kFc: return "fc";
-    case ReadoutKind::kFm: return "fm";
-    case ReadoutKind::kNone: return "none";
-  }
-  return "?";
-}
-
 int layer_channels(const ModelConfig& config, int layer) { return config.width << (layer - 1); }
 int layer_side(int layer) { return 32 >> layer; }
 
@@ -647,14 +611,6 @@ torch::Tensor rf_centres_to_positions(const torch::Tensor& centres31, int layer)
 torch::Tensor poisson_loss(const torch::Tensor& prediction, const torch::Tensor& target) {
   return (prediction - target * torch::log(prediction + 1e-5)).sum(1).mean();
 }
-
-Reduction parse_reduction(const std::string& name) {
-  if (name == "sum") return Reduction::kSum;
-  if (name == "mean") return Reduction::kMean;
-  throw ModelError(fmt::format("unknown reduction '{}' (expected sum or mean)", name));
-}
-
-std::string to_string(Reduction reduction) { return reduction == Reduction::kSum ? "sum" : "mean"; }
 
 double reconstruction_scale(const LossWeights& weights, const torch::Tensor& images) {
   if (weights.reconstruction == Reduction::kMean) return 1.0;

@@ -17,31 +17,21 @@
 
 #include <torch/torch.h>
 
+#include "job/model_config.h"
+
 namespace daenr::models {
 
-enum class AutoencoderKind { kNone, kCae, kVae, kVqVae };
-enum class ReadoutKind { kNone, kFr, kFc, kFm };
-
-/// "cae", "vae", "vqvae", "none" <-> AutoencoderKind; throws ModelError on others.
-AutoencoderKind parse_autoencoder(const std::string& name);
-std::string to_string(AutoencoderKind kind);
-/// "fr", "fc", "fm", "none" <-> ReadoutKind; throws ModelError on others.
-ReadoutKind parse_readout(const std::string& name);
-std::string to_string(ReadoutKind kind);
-
-struct ModelConfig {
-  AutoencoderKind autoencoder = AutoencoderKind::kCae;
-  ReadoutKind readout = ReadoutKind::kFr;
-  int layer = 1;              ///< the readout's input h_i, 1..4
-  int width = 32;             ///< channels of h1; h_i has width * 2^(i-1)
-  int latent = 100;           ///< CAE / VAE latent size
-  int codebook_size = 32;     ///< VQ-VAE codes (K); code dimension = channels of h4
-  double fc_dropout = 0.5;    ///< FC readout dropout before the linear map
-  double readout_l1 = 0.03;   ///< FR / FM sparsity: lambda * sum_n |w_s[n]|_1 |w_f[n]|_1
-  double fc_l2 = 0.01;        ///< FC readout: l2 * sum W^2
-  double commitment = 0.25;   ///< VQ-VAE commitment weight
-  int neurons = 0;            ///< N, set from the data
-};
+// The model's description is the job contract's (job/model_config.h, no LibTorch); models/
+// re-exports it so that code building networks names everything under models::.
+using job::AutoencoderKind;
+using job::LossWeights;
+using job::ModelConfig;
+using job::parse_autoencoder;
+using job::parse_readout;
+using job::parse_reduction;
+using job::ReadoutKind;
+using job::Reduction;
+using job::to_string;
 
 /// Channels and spatial side of h_i for a 32x32 input.
 int layer_channels(const ModelConfig& config, int layer);
@@ -210,21 +200,6 @@ torch::Tensor rf_centres_to_positions(const torch::Tensor& centres31, int layer)
 
 /// Mean over the batch of sum over neurons of (s_hat - s log(s_hat + 1e-5)).
 torch::Tensor poisson_loss(const torch::Tensor& prediction, const torch::Tensor& target);
-
-/// How the reconstruction term reduces over an image's pixels. The paper's Eq. 4 and 7 write a
-/// squared L2 norm, the sum over the pixels (kSum, the default); kMean is the per-pixel mean,
-/// which weights reconstruction 1/(pixels) as much at the same alpha (1/1024 for 32x32).
-enum class Reduction { kSum, kMean };
-/// "sum", "mean" <-> Reduction; throws ModelError on others.
-Reduction parse_reduction(const std::string& name);
-std::string to_string(Reduction reduction);
-
-struct LossWeights {
-  double alpha = 1.0;              ///< reconstruction
-  double beta = 1.0;               ///< Poisson
-  double kl_weight = 1.0 / 1024;   ///< VAE KL, relative to the per-pixel MSE (see docs/models.md)
-  Reduction reconstruction = Reduction::kSum;
-};
 
 /// The factor that turns the per-pixel mean squared error of (B, 1, H, W) images into the
 /// configured reduction: H * W for kSum, 1 for kMean. The whole autoencoder term (MSE, KL,

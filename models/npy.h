@@ -6,6 +6,8 @@
 
 #include <torch/torch.h>
 
+#include "job/npy.h"
+
 namespace daenr::models {
 
 /// Reads a .npy file: format versions 1.0, 2.0 and 3.0, little-endian float32

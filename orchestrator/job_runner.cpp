@@ -16,7 +16,7 @@ namespace fs = std::filesystem;
 namespace {
 
 storage::ResultRecord to_record(const std::string& id, const worker::JobResult& r,
-                                const worker::JobConfig& config) {
+                                const job::JobConfig& config) {
   storage::ResultRecord rec;
   rec.job_id = id;
   auto metrics = worker::to_json(r, false);
@@ -26,7 +26,7 @@ storage::ResultRecord to_record(const std::string& id, const worker::JobResult& 
     metrics["rf_recovered"] = r.rf_recovered;
     metrics["rf_true"] = r.rf_true;
   }
-  metrics["config"] = worker::resolved_json(config);
+  metrics["config"] = job::resolved_json(config);
   rec.metrics = metrics.dump();
   rec.mse = r.mse;
   rec.psnr = r.psnr;

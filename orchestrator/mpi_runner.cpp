@@ -48,12 +48,13 @@
 
 #include <nlohmann/json.hpp>
 
+#include "job/text.h"
 #include "models/error.h"
 #include "sweeps/expand.h"
 #include "sweeps/spec.h"
 #include "worker/gpu_share.h"
 #include "worker/gradient_reducer.h"
-#include "worker/job_config.h"
+#include "job/config.h"
 
 namespace daenr::orchestrator {
 
@@ -63,7 +64,6 @@ namespace {
 
 enum Tag : int { kRequest = 1, kAssign = 2, kHeartbeat = 3, kOutcome = 4, kStop = 5 };
 
-std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
 
 double cpu_seconds() {
   rusage usage{};
@@ -147,7 +147,7 @@ RunSummary orchestrate(PreparedSweep& sweep, const RunnerOptions& options, int g
       } catch (const models::DataError& e) {
         Outcome failed;
         failed.job_id = job.id;
-        failed.error = first_line(e.what());
+        failed.error = job::first_line(e.what());
         record_outcome(store, owner_of(source), failed, summary);
         continue;  // lease the next one for this group
       }
@@ -354,7 +354,7 @@ RunSummary run_sweep_mpi(const fs::path& spec_path, const fs::path& db_path, con
   const int rpj = from_flag ? mpi_options.ranks_per_job : own_spec.ranks_per_job;
   const int jobs_per_gpu = mpi_options.jobs_per_gpu > 0 ? mpi_options.jobs_per_gpu : own_spec.jobs_per_gpu.value_or(1);
   if (size < 2 || rpj < 1 || (size - 1) % rpj != 0) {
-    throw worker::ConfigError(fmt::format(
+    throw job::ConfigError(fmt::format(
         "{} {}: the {} worker ranks (world size {}; rank 0 orchestrates) do not form groups of {}",
         from_flag ? "--ranks-per-job" : spec_path.string() + ": ranks_per_job =", rpj, size - 1, size, rpj));
   }
@@ -375,7 +375,7 @@ RunSummary run_sweep_mpi(const fs::path& spec_path, const fs::path& db_path, con
     }
   } catch (const std::exception& e) {
     failure = std::current_exception();
-    setup = {{"ok", false}, {"error", first_line(e.what())}};
+    setup = {{"ok", false}, {"error", job::first_line(e.what())}};
   }
   std::string setup_text = setup.dump();
   mpi::broadcast_text(setup_text, 0, world);
@@ -411,7 +411,7 @@ RunSummary run_sweep_mpi(const fs::path& spec_path, const fs::path& db_path, con
     // Past setup, an error on one rank (the database failing under rank 0, a
     // broken message) leaves the others waiting for it: end them all. Jobs in
     // flight keep their checkpoints and the next run requeues them.
-    std::fprintf(stderr, "daenr: error: rank %d: %s\n", rank, first_line(e.what()).c_str());
+    std::fprintf(stderr, "daenr: error: rank %d: %s\n", rank, job::first_line(e.what()).c_str());
     std::fflush(stderr);
     MPI_Abort(world, 1);
   }

@@ -16,6 +16,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "job/text.h"
 #include "models/error.h"
 #include "models/npy.h"
 #include "sweeps/expand.h"
@@ -78,8 +79,8 @@ std::string read_text(const fs::path& path) {
 nlohmann::ordered_json labels_json(const sweeps::Labels& l) {
   return {{"region", l.region},
           {"layer", l.layer},
-          {"autoencoder", models::to_string(l.autoencoder)},
-          {"readout", models::to_string(l.readout)},
+          {"autoencoder", job::to_string(l.autoencoder)},
+          {"readout", job::to_string(l.readout)},
           {"alpha", l.alpha},
           {"beta", l.beta},
           {"seed", l.seed},
@@ -118,11 +119,10 @@ bool holder_is_gone(storage::Store& store) {
   return ::kill(static_cast<pid_t>(holder.pid), 0) != 0 && errno == ESRCH;
 }
 
-std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
 
 std::string describe(const sweeps::Labels& l) {
-  return fmt::format("{}-{}_{} {} a={} b={} seed {}", models::to_string(l.autoencoder),
-                     models::to_string(l.readout), l.layer, l.region, l.alpha, l.beta, l.seed);
+  return fmt::format("{}-{}_{} {} a={} b={} seed {}", job::to_string(l.autoencoder),
+                     job::to_string(l.readout), l.layer, l.region, l.alpha, l.beta, l.seed);
 }
 
 }  // namespace
@@ -233,7 +233,7 @@ RunSummary run_sweep(const fs::path& spec_path, const fs::path& db_path, const R
     } catch (const models::DataError& e) {
       outcome.job_id = job.id;
       outcome.kind = Outcome::Kind::kFailed;
-      outcome.error = first_line(e.what());
+      outcome.error = job::first_line(e.what());
     }
     record_outcome(store, owner, outcome, summary);
     remove_spent_checkpoint(sweep.paths, outcome);

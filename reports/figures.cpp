@@ -12,6 +12,8 @@
 #include <set>
 #include <sstream>
 
+#include "job/error.h"
+#include "job/npy.h"
 #include "reports/index.h"
 #include "reports/render.h"
 #include "reports/stats.h"
@@ -23,74 +25,13 @@ namespace fs = std::filesystem;
 // ---------------------------------------------------------------- .npy, PNG
 
 NpyArray read_npy_floats(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw ReportError(fmt::format("{}: cannot open", path.string()));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  const std::string bytes = ss.str();
-  auto bad = [&](const std::string& why) {
-    return ReportError(fmt::format("{}: {}", path.string(), why));
-  };
-  if (bytes.size() < 10 || bytes.compare(0, 6, "\x93NUMPY") != 0) throw bad("not a .npy file");
-  const int major = static_cast<unsigned char>(bytes[6]);
-  std::size_t header_len = 0, offset = 0;
-  if (major == 1) {
-    header_len = static_cast<unsigned char>(bytes[8]) | static_cast<unsigned char>(bytes[9]) << 8;
-    offset = 10;
-  } else if (major == 2 || major == 3) {
-    if (bytes.size() < 12) throw bad("truncated header");
-    for (int i = 0; i < 4; ++i)
-      header_len |= std::size_t(static_cast<unsigned char>(bytes[8 + i])) << (8 * i);
-    offset = 12;
-  } else {
-    throw bad(fmt::format("unsupported .npy version {}", major));
+  try {
+    job::NpyArray a = job::read_npy(path);
+    std::vector<float> values = a.to_floats();  // before the shape is moved out: it counts them
+    return {std::move(a.shape), std::move(values)};
+  } catch (const job::DataError& e) {
+    throw ReportError(e.what());
   }
-  if (offset + header_len > bytes.size()) throw bad("truncated header");
-  const std::string header = bytes.substr(offset, header_len);
-  offset += header_len;
-
-  auto value_of = [&](const std::string& key) {
-    const auto k = header.find("'" + key + "'");
-    if (k == std::string::npos) throw bad(fmt::format("header lacks '{}'", key));
-    const auto colon = header.find(':', k);
-    return header.substr(colon + 1);
-  };
-  const std::string descr = value_of("descr");
-  const bool f4 = descr.find("'<f4'") == descr.find_first_of('\'');
-  const bool f8 = descr.find("'<f8'") == descr.find_first_of('\'');
-  if (!f4 && !f8) throw bad("dtype is not little-endian float32 or float64");
-  if (value_of("fortran_order").find("True") < value_of("fortran_order").find_first_of(",}")) {
-    throw bad("Fortran order is not supported");
-  }
-  NpyArray a;
-  const std::string shape = value_of("shape");
-  const auto open = shape.find('('), close = shape.find(')');
-  if (open == std::string::npos || close == std::string::npos) throw bad("bad shape");
-  std::stringstream dims(shape.substr(open + 1, close - open - 1));
-  std::string dim;
-  std::size_t count = 1;
-  while (std::getline(dims, dim, ',')) {
-    if (dim.find_first_not_of(" ") == std::string::npos) continue;
-    const long long d = std::stoll(dim);
-    if (d < 0) throw bad("bad shape");
-    a.shape.push_back(d);
-    count *= static_cast<std::size_t>(d);
-  }
-  const std::size_t item = f4 ? 4 : 8;
-  if (bytes.size() - offset < count * item) throw bad("truncated data");
-  a.values.resize(count);
-  for (std::size_t i = 0; i < count; ++i) {
-    if (f4) {
-      float v;
-      std::memcpy(&v, bytes.data() + offset + 4 * i, 4);
-      a.values[i] = v;
-    } else {
-      double v;
-      std::memcpy(&v, bytes.data() + offset + 8 * i, 8);
-      a.values[i] = static_cast<float>(v);
-    }
-  }
-  return a;
 }
 
 namespace {

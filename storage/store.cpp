@@ -1,9 +1,10 @@
 #include "storage/store.h"
 
 #include <fmt/format.h>
-#include <openssl/evp.h>
 
 #include <cmath>
+
+#include "job/hash.h"
 
 namespace daenr::storage {
 
@@ -106,15 +107,6 @@ CREATE TABLE runs (
 );
 )sql";
 
-std::string sha256_hex(const std::string& text) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_Digest(text.data(), text.size(), digest, &len, EVP_sha256(), nullptr);
-  std::string out;
-  for (unsigned int i = 0; i < len; ++i) out += fmt::format("{:02x}", digest[i]);
-  return out;
-}
-
 // The first read of a file: one that is not SQLite fails here, before any write.
 int user_version(Database& db) {
   try {
@@ -196,7 +188,7 @@ Statement& Store::cached(const std::string& sql) {
 }
 
 std::string Store::insert_sweep(const std::string& name, const std::string& spec_text, double now) {
-  const std::string id = sha256_hex(spec_text).substr(0, 20);
+  const std::string id = job::sha256_hex(spec_text).substr(0, 20);
   Statement s(db_, "INSERT OR IGNORE INTO sweeps (id, name, spec, created_at) VALUES (:id, :name, :spec, :now)");
   s.bind(":id", id).bind(":name", name).bind(":spec", spec_text).bind(":now", now).run();
   return id;

@@ -8,13 +8,13 @@
 #include <unordered_set>
 
 #include "models/data.h"
-#include "models/hash.h"
-#include "worker/toml_reader.h"
+#include "job/hash.h"
+#include "job/toml_reader.h"
 
 namespace daenr::sweeps {
 
-using models::AutoencoderKind;
-using models::ReadoutKind;
+using job::AutoencoderKind;
+using job::ReadoutKind;
 
 const std::string& FingerprintCache::get(const std::string& source, std::uint64_t data_seed) {
   const auto key = std::make_pair(source, data_seed);
@@ -22,7 +22,7 @@ const std::string& FingerprintCache::get(const std::string& source, std::uint64_
   if (it != cache_.end()) return it->second;
   std::string fp;
   if (source.rfind("virtual:", 0) == 0) {
-    fp = models::sha256_hex(
+    fp = job::sha256_hex(
              fmt::format("{} data_seed {} code {}", source, data_seed, kModelCodeVersion))
              .substr(0, 16);
   } else {
@@ -33,8 +33,8 @@ const std::string& FingerprintCache::get(const std::string& source, std::uint64_
   return cache_.emplace(key, std::move(fp)).first->second;
 }
 
-std::string canonical_json(const worker::JobConfig& config) {
-  return worker::to_json(config).dump();
+std::string canonical_json(const job::JobConfig& config) {
+  return job::to_json(config).dump();
 }
 
 namespace {
@@ -50,16 +50,16 @@ bool is_model(const Labels& l) {
   return true;
 }
 
-// The canonical JSON (worker::to_json(config).dump()) of configurations that
+// The canonical JSON (job::to_json(config).dump()) of configurations that
 // differ from one base only in the keys the axes set, made by splicing those
 // values into the base's text: building and freeing nlohmann's tree of ~35
 // nodes per job took most of the 2 s that expanding 100,000 jobs took. The
-// first text spliced is compared with worker::to_json's, so that a change to
+// first text spliced is compared with job::to_json's, so that a change to
 // its layout makes this fall back to it rather than change ids.
 class CanonicalTemplate {
  public:
-  explicit CanonicalTemplate(const worker::JobConfig& base) {
-    auto j = worker::to_json(base);
+  explicit CanonicalTemplate(const job::JobConfig& base) {
+    auto j = job::to_json(base);
     const std::vector<std::pair<std::string, std::string>> keys = {
         {"", "data"},         {"", "data_seed"},  {"", "seed"},      {"model", "autoencoder"},
         {"model", "readout"}, {"model", "layer"}, {"loss", "alpha"}, {"loss", "beta"}};
@@ -84,13 +84,13 @@ class CanonicalTemplate {
   }
 
   /// The canonical JSON of `c`, with `data` in place of c.data.
-  std::string render(const worker::JobConfig& c, const std::string& data) {
+  std::string render(const job::JobConfig& c, const std::string& data) {
     if (!usable_) return full(c, data);
     const std::string* values[] = {&text(data),
                                    &text(c.data_seed),
                                    &text(c.seed),
-                                   &text(models::to_string(c.model.autoencoder)),
-                                   &text(models::to_string(c.model.readout)),
+                                   &text(job::to_string(c.model.autoencoder)),
+                                   &text(job::to_string(c.model.readout)),
                                    &text(static_cast<std::uint64_t>(c.model.layer)),
                                    &text(c.loss.alpha),
                                    &text(c.loss.beta)};
@@ -110,8 +110,8 @@ class CanonicalTemplate {
 
  private:
   static std::string marker(std::size_t k) { return fmt::format("@@daenr-canonical-{}@@", k); }
-  static std::string full(const worker::JobConfig& c, const std::string& data) {
-    auto j = worker::to_json(c);
+  static std::string full(const job::JobConfig& c, const std::string& data) {
+    auto j = job::to_json(c);
     j["data"] = data;
     return j.dump();
   }
@@ -181,11 +181,11 @@ std::vector<JobSpec> expand(const SweepSpec& spec, FingerprintCache& fingerprint
   }
   // The base configuration of each set of matching overrides, parsed once.
   // Two templates per base: the canonical form of a model with a decoder can hold a key that
-  // one without lacks (loss.reconstruction, see worker::to_json), so they differ in layout.
+  // one without lacks (loss.reconstruction, see job::to_json), so they differ in layout.
   struct Base {
-    worker::JobConfig config;
+    job::JobConfig config;
     CanonicalTemplate without_decoder, with_decoder;
-    CanonicalTemplate& canonical(const worker::JobConfig& c) {
+    CanonicalTemplate& canonical(const job::JobConfig& c) {
       return c.model.autoencoder == AutoencoderKind::kNone ? without_decoder : with_decoder;
     }
   };
@@ -195,10 +195,10 @@ std::vector<JobSpec> expand(const SweepSpec& spec, FingerprintCache& fingerprint
     if (it != bases.end()) return it->second;
     toml::table merged = spec.base;
     for (std::size_t i = 0; i < spec.overrides.size(); ++i) {
-      if (mask & (std::uint64_t{1} << i)) worker::merge(merged, spec.overrides[i].settings);
+      if (mask & (std::uint64_t{1} << i)) job::merge(merged, spec.overrides[i].settings);
     }
     try {
-      auto config = worker::job_config_from_table(merged, spec.source);
+      auto config = job::job_config_from_table(merged, spec.source);
       auto variant = [&](AutoencoderKind ae) {
         auto c = config;
         c.model.autoencoder = ae;
@@ -207,7 +207,7 @@ std::vector<JobSpec> expand(const SweepSpec& spec, FingerprintCache& fingerprint
       auto without = variant(AutoencoderKind::kNone);
       auto with = variant(AutoencoderKind::kCae);
       return bases.emplace(mask, Base{std::move(config), std::move(without), std::move(with)}).first->second;
-    } catch (const worker::ConfigError& e) {
+    } catch (const job::ConfigError& e) {
       throw SpecError(e.what());
     }
   };
@@ -219,9 +219,9 @@ std::vector<JobSpec> expand(const SweepSpec& spec, FingerprintCache& fingerprint
       case Axis::kLayer:
         return l.readout != ReadoutKind::kNone && std::to_string(l.layer) == o.value;
       case Axis::kAutoencoder:
-        return models::to_string(l.autoencoder) == o.value;
+        return job::to_string(l.autoencoder) == o.value;
       case Axis::kReadout:
-        return models::to_string(l.readout) == o.value;
+        return job::to_string(l.readout) == o.value;
       case Axis::kAlpha:
         return fmt::format("{}", l.alpha) == o.value;
       case Axis::kBeta:
@@ -312,8 +312,8 @@ std::vector<JobSpec> expand(const SweepSpec& spec, FingerprintCache& fingerprint
                 c.loss.alpha = alpha;
                 c.loss.beta = beta;
                 try {
-                  worker::validate(c, spec.source);
-                } catch (const worker::ConfigError& e) {
+                  job::validate(c, spec.source);
+                } catch (const job::ConfigError& e) {
                   throw SpecError(e.what());
                 }
                 job.labels = l;
@@ -330,12 +330,12 @@ std::vector<JobSpec> expand(const SweepSpec& spec, FingerprintCache& fingerprint
                         "{}: axes.neurons: the {} job of {}-{}_{} {} seed {} needs the same "
                         "model fitted to all neurons, which the spec excludes",
                         written_at("axes.neurons", to_string(neurons)), to_string(neurons),
-                        models::to_string(ae), models::to_string(ro), layer, l.region, seed));
+                        job::to_string(ae), job::to_string(ro), layer, l.region, seed));
                   }
                   job.depends_on = all_id;
                   subset = fmt::format("{} of {}", to_string(neurons), all_id);
                 }
-                models::Sha256 h;
+                job::Sha256 h;
                 h.update(canonical)
                     .update("\n")
                     .update(job.data_fingerprint)
@@ -370,7 +370,7 @@ std::vector<JobSpec> expand(const SweepSpec& spec, FingerprintCache& fingerprint
       in_no_job("axes.loss", v, v, possible.losses[i] ? excluded : loss_reason(spec, a, b));
   }
   for (std::size_t i = 0; i < spec.autoencoders.size(); ++i) {
-    const auto v = models::to_string(spec.autoencoders[i]);
+    const auto v = job::to_string(spec.autoencoders[i]);
     const std::string why = spec.autoencoders[i] == AutoencoderKind::kNone
                                 ? "autoencoder \"none\" (the readout-only baseline) needs a loss "
                                   "with alpha = 0"
@@ -380,7 +380,7 @@ std::vector<JobSpec> expand(const SweepSpec& spec, FingerprintCache& fingerprint
     }
   }
   for (std::size_t i = 0; i < spec.readouts.size(); ++i) {
-    const auto v = models::to_string(spec.readouts[i]);
+    const auto v = job::to_string(spec.readouts[i]);
     const std::string why = spec.readouts[i] == ReadoutKind::kNone
                                 ? "readout \"none\" (the autoencoder-only baseline) needs a loss "
                                   "with beta = 0"

@@ -26,7 +26,7 @@
 #include <vector>
 
 #include "sweeps/spec.h"
-#include "worker/job_config.h"
+#include "job/config.h"
 
 namespace daenr::sweeps {
 
@@ -36,7 +36,7 @@ inline constexpr const char* kModelCodeVersion = "1";
 
 struct JobSpec {
   std::string id;
-  worker::JobConfig config;
+  job::JobConfig config;
   Labels labels;
   std::string depends_on;  ///< the job whose per-neuron results pick the neurons
   std::string data_fingerprint;
@@ -59,6 +59,6 @@ std::vector<JobSpec> expand(const SweepSpec& spec);
 std::vector<JobSpec> expand(const SweepSpec& spec, FingerprintCache& fingerprints);
 
 /// The canonical JSON text of a configuration (what job ids hash).
-std::string canonical_json(const worker::JobConfig& config);
+std::string canonical_json(const job::JobConfig& config);
 
 }  // namespace daenr::sweeps

@@ -8,47 +8,13 @@
 #include <set>
 #include <sstream>
 
-#include "models/error.h"
-#include "worker/toml_reader.h"
+#include "job/text.h"
+#include "job/toml_reader.h"
 
 namespace daenr::sweeps {
 
 namespace fs = std::filesystem;
-using worker::TableReader;
-
-std::string to_string(Neurons n) {
-  switch (n) {
-    case Neurons::kAll:
-      return "all";
-    case Neurons::kSignificant:
-      return "significant";
-    case Neurons::kInsignificant:
-      return "insignificant";
-  }
-  return "?";
-}
-
-std::string to_string(Axis a) {
-  switch (a) {
-    case Axis::kRegion:
-      return "region";
-    case Axis::kLayer:
-      return "layer";
-    case Axis::kAutoencoder:
-      return "autoencoder";
-    case Axis::kReadout:
-      return "readout";
-    case Axis::kAlpha:
-      return "alpha";
-    case Axis::kBeta:
-      return "beta";
-    case Axis::kSeed:
-      return "seed";
-    case Axis::kNeurons:
-      return "neurons";
-  }
-  return "?";
-}
+using job::TableReader;
 
 namespace {
 
@@ -75,13 +41,7 @@ const std::vector<std::pair<std::string, std::string>> kMisplaced = {
 
 // " (did you mean 'x'?)" for the nearest of `names`, or nothing.
 std::string suggest(const std::string& word, const std::vector<std::string>& names) {
-  std::string best;
-  std::size_t best_d = 3;
-  for (const auto& n : names) {
-    const auto d = worker::edit_distance(word, n);
-    if (d < best_d) best_d = d, best = n;
-  }
-  return best.empty() ? "" : fmt::format(" (did you mean '{}'?)", best);
+  return job::did_you_mean(word, names);
 }
 
 std::string format_number(double v) {
@@ -131,10 +91,10 @@ std::vector<std::string> axis_values(const SweepSpec& spec, Axis axis) {
       for (int l : spec.layers) add(std::to_string(l));
       break;
     case Axis::kAutoencoder:
-      for (auto a : spec.autoencoders) add(models::to_string(a));
+      for (auto a : spec.autoencoders) add(job::to_string(a));
       break;
     case Axis::kReadout:
-      for (auto r : spec.readouts) add(models::to_string(r));
+      for (auto r : spec.readouts) add(job::to_string(r));
       break;
     case Axis::kAlpha:
       for (const auto& loss : spec.losses) add(format_number(loss.first));
@@ -170,9 +130,9 @@ class Parser {
   }
   [[noreturn]] void fail_at(const toml::source_region& src, const std::string& key,
                             const std::string& what) const {
-    throw SpecError(fmt::format("{}: {}: {}", worker::where(src, source_), key, what));
+    throw SpecError(fmt::format("{}: {}: {}", job::where(src, source_), key, what));
   }
-  std::string where(const toml::source_region& src) const { return worker::where(src, source_); }
+  std::string where(const toml::source_region& src) const { return job::where(src, source_); }
 
   // A non-empty array of distinct values under `key`; `each` converts one
   // element (and fails on a bad one) to its canonical string, used for the
@@ -432,7 +392,7 @@ void flatten(const toml::table& t, const std::string& prefix,
 }
 
 // Moves `overlay`'s nodes into `base` (tables merge, values replace). Unlike
-// worker::merge it keeps their source positions, which toml++ drops from a
+// job::merge it keeps their source positions, which toml++ drops from a
 // node it copies.
 void merge_moving(toml::table& base, toml::table& overlay) {
   for (auto&& [k, node] : overlay) {
@@ -452,7 +412,7 @@ void merge_moving(toml::table& base, toml::table& overlay) {
 // still point at the spec's lines.
 toml::table job_table(const std::string& text, const std::string& source,
                       const std::vector<std::string>& override_path) {
-  toml::table root = worker::parse_toml(text, source);
+  toml::table root = job::parse_toml(text, source);
   toml::table job;
   for (const auto& key : kJobKeys) {
     if (toml::node* n = root.get(key)) job.insert(key, std::move(*n));
@@ -467,13 +427,13 @@ toml::table job_table(const std::string& text, const std::string& source,
 
 // Reads a job table as a job file is read: a bad value in a spec gets the
 // job file's message, with the spec's line. The checks across keys
-// (worker::validate) name no line; they get that of the key they name, or of
+// (job::validate) name no line; they get that of the key they name, or of
 // its table. `context` names the override the table includes, if any.
 void check_job_table(const toml::table& job, const std::string& source,
                      const std::string& context) {
   try {
-    (void)worker::job_config_from_table(job, source);
-  } catch (const worker::ConfigError& e) {
+    (void)job::job_config_from_table(job, source);
+  } catch (const job::ConfigError& e) {
     std::string message = e.what();
     const std::string prefix = source + ": ";
     if (message.rfind(prefix, 0) == 0) {
@@ -491,7 +451,7 @@ void check_job_table(const toml::table& job, const std::string& source,
         begin = dot + 1;
       }
       if (at != nullptr && at->source().path) {
-        message = fmt::format("{}: {}", worker::where(at->source(), source), rest);
+        message = fmt::format("{}: {}", job::where(at->source(), source), rest);
       }
     }
     if (!context.empty()) message += fmt::format(" (in {})", context);
@@ -512,10 +472,10 @@ bool Match::matches(const Labels& l) const {
         v = std::to_string(l.layer);
         break;
       case Axis::kAutoencoder:
-        v = models::to_string(l.autoencoder);
+        v = job::to_string(l.autoencoder);
         break;
       case Axis::kReadout:
-        v = models::to_string(l.readout);
+        v = job::to_string(l.readout);
         break;
       case Axis::kAlpha:
         v = format_number(l.alpha);
@@ -539,15 +499,15 @@ SweepSpec parse_sweep_spec(const std::string& text, const std::string& source,
                            const fs::path& base_dir) {
   toml::table root;
   try {
-    root = worker::parse_toml(text, source);
-  } catch (const worker::ConfigError& e) {
+    root = job::parse_toml(text, source);
+  } catch (const job::ConfigError& e) {
     throw SpecError(e.what());
   }
   Parser p(source, base_dir);
   SweepSpec spec;
   spec.source = source;
   spec.text = text;
-  const worker::Overridden none;
+  const job::Overridden none;
   try {
     TableReader top(root, "", source, none);
     spec.name = fs::path(source).stem().string();
@@ -597,12 +557,12 @@ SweepSpec parse_sweep_spec(const std::string& text, const std::string& source,
       });
       p.read_axis(spec, r, "autoencoder", [&](const toml::node& e, const std::string& key) {
         const auto s = p.read_string(e, e.source(), key, kAutoencoders, "autoencoder");
-        spec.autoencoders.push_back(models::parse_autoencoder(s));
+        spec.autoencoders.push_back(job::parse_autoencoder(s));
         return s;
       });
       p.read_axis(spec, r, "readout", [&](const toml::node& e, const std::string& key) {
         const auto s = p.read_string(e, e.source(), key, kReadouts, "readout");
-        spec.readouts.push_back(models::parse_readout(s));
+        spec.readouts.push_back(job::parse_readout(s));
         return s;
       });
       p.read_axis(spec, r, "loss", [&](const toml::node& e, const std::string& key) {
@@ -676,8 +636,8 @@ SweepSpec parse_sweep_spec(const std::string& text, const std::string& source,
     }
     // Defaults: one job of the README's model.
     if (spec.layers.empty()) spec.layers = {1};
-    if (spec.autoencoders.empty()) spec.autoencoders = {models::AutoencoderKind::kCae};
-    if (spec.readouts.empty()) spec.readouts = {models::ReadoutKind::kFr};
+    if (spec.autoencoders.empty()) spec.autoencoders = {job::AutoencoderKind::kCae};
+    if (spec.readouts.empty()) spec.readouts = {job::ReadoutKind::kFr};
     if (spec.losses.empty()) spec.losses = {{1.0, 1.0}};
     if (spec.seeds.empty()) spec.seeds = {0};
     if (spec.neurons.empty()) spec.neurons = {Neurons::kAll};
@@ -692,7 +652,7 @@ SweepSpec parse_sweep_spec(const std::string& text, const std::string& source,
                "neurons");
       }
       if (std::all_of(spec.readouts.begin(), spec.readouts.end(),
-                      [](models::ReadoutKind r) { return r == models::ReadoutKind::kNone; })) {
+                      [](job::ReadoutKind r) { return r == job::ReadoutKind::kNone; })) {
         p.fail(neurons, "axes.neurons",
                "a neuron subset needs a model with a readout, and every readout is \"none\"");
       }
@@ -814,7 +774,7 @@ SweepSpec parse_sweep_spec(const std::string& text, const std::string& source,
       }
     }
     top.reject_unknown();
-  } catch (const worker::ConfigError& e) {
+  } catch (const job::ConfigError& e) {
     throw SpecError(e.what());
   }
   return spec;

@@ -16,7 +16,9 @@
 #include <utility>
 #include <vector>
 
-#include "models/network.h"
+#include "job/error.h"
+#include "job/labels.h"
+#include "job/model_config.h"
 
 namespace daenr::sweeps {
 
@@ -26,26 +28,11 @@ class SpecError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-/// Which of a region's neurons a job fits. A subset comes from the
-/// per-neuron results of the same model fitted to all neurons (Table 3).
-enum class Neurons { kAll, kSignificant, kInsignificant };
-std::string to_string(Neurons neurons);
-
-/// The axes a job is identified by in reports.
-enum class Axis { kRegion, kLayer, kAutoencoder, kReadout, kAlpha, kBeta, kSeed, kNeurons };
-std::string to_string(Axis axis);
-
-/// One job's axis values. `layer` is 0 for a model without a readout (the
-/// layer does not exist for it: the autoencoder baselines).
-struct Labels {
-  std::string region;  ///< as written in the spec: "virtual:K" or the folder given
-  int layer = 1;
-  models::AutoencoderKind autoencoder = models::AutoencoderKind::kCae;
-  models::ReadoutKind readout = models::ReadoutKind::kFr;
-  double alpha = 1, beta = 1;
-  std::uint64_t seed = 0;
-  Neurons neurons = Neurons::kAll;
-};
+// A job's labels are the job contract's (job/labels.h); the spec's axes range over them.
+using job::Axis;
+using job::Labels;
+using job::Neurons;
+using job::to_string;
 
 /// "axis = value or [values]" conditions, all of which must hold.
 struct Match {
@@ -79,8 +66,8 @@ struct SweepSpec {
   /// same reason as ranks_per_job.
   std::optional<int> jobs_per_gpu;
   std::vector<int> layers;
-  std::vector<models::AutoencoderKind> autoencoders;
-  std::vector<models::ReadoutKind> readouts;
+  std::vector<job::AutoencoderKind> autoencoders;
+  std::vector<job::ReadoutKind> readouts;
   std::vector<std::pair<double, double>> losses;  ///< (alpha, beta)
   std::vector<std::uint64_t> seeds;
   std::vector<Neurons> neurons;

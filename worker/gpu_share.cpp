@@ -4,7 +4,8 @@
 
 #include <c10/util/Exception.h>
 
-#include "worker/job_config.h"
+#include "job/config.h"
+#include "job/text.h"
 
 #ifdef DAENR_HAVE_CUDA
 #include <ATen/cuda/CUDAContext.h>
@@ -12,6 +13,8 @@
 #endif
 
 namespace daenr::worker {
+
+using job::ConfigError;
 
 int gpu_for_local_rank(int local_rank, int jobs_per_gpu, int device_count) {
   if (jobs_per_gpu < 1)
@@ -60,8 +63,7 @@ bool is_out_of_memory(const std::exception& e) {
 }
 
 std::string failure_message(const std::exception& e) {
-  const std::string what = e.what();
-  const std::string line = what.substr(0, what.find('\n'));
+  const std::string line = job::first_line(e.what());
   if (!is_out_of_memory(e)) return line;
   return "out of GPU memory (with jobs_per_gpu > 1 each rank holds only its share of the GPU: "
          "lower jobs_per_gpu or train.batch_size): " +

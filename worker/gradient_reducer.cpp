@@ -8,7 +8,7 @@
 #include <map>
 
 #include "worker/gpu_share.h"
-#include "worker/job_config.h"
+#include "job/config.h"
 
 #ifdef DAENR_HAVE_NCCL
 #include <nccl.h>
@@ -18,6 +18,8 @@
 #endif
 
 namespace daenr::worker {
+
+using job::ConfigError;
 
 std::vector<std::vector<std::size_t>> assign_buckets(const std::vector<std::size_t>& bytes,
                                                      std::size_t cap) {

@@ -146,7 +146,7 @@ Trainer::Trainer(const JobConfig& config, const models::Dataset& data)
   auto model_config = config.model;
   model_config.neurons = static_cast<int>(data.train_responses.size(1));
   torch::Tensor fm_positions;
-  if (model_config.readout == models::ReadoutKind::kFm) {
+  if (model_config.readout == job::ReadoutKind::kFm) {
     // The fixed mask sits at each neuron's RF centre estimated from the
     // training split alone, never from the test images.
     auto centres = models::estimate_rf_centres(data.train_images31, data.train_responses);
@@ -523,7 +523,7 @@ JobResult Trainer::evaluate() {
       result.data_true_r = models::pearson_per_neuron(test_s_, test_expected_).mean().item<double>();
     }
     const auto kind = model_->config().readout;
-    if (rf_true_.defined() && (kind == models::ReadoutKind::kFr || kind == models::ReadoutKind::kFm)) {
+    if (rf_true_.defined() && (kind == job::ReadoutKind::kFr || kind == job::ReadoutKind::kFm)) {
       const auto recovered = models::readout_peak_centres(model_->readout()->spatial_masks(), model_->config().layer);
       const auto truth = rf_true_.to(torch::kDouble).contiguous();
       const auto rf = models::rf_recovery(recovered, truth);

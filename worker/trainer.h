@@ -32,9 +32,13 @@
 
 #include "models/data.h"
 #include "models/network.h"
-#include "worker/job_config.h"
+#include "job/config.h"
 
 namespace daenr::worker {
+
+// A job's configuration is the job contract's (job/config.h); the worker runs it.
+using job::ConfigError;
+using job::JobConfig;
 
 class GradientReducer;
 

@@ -13,7 +13,7 @@
 #include "tests/support/temp_dir.h"
 #include "tests/support/tiny_data.h"
 #include "worker/gradient_reducer.h"
-#include "worker/job_config.h"
+#include "job/config.h"
 #include "worker/trainer.h"
 
 namespace daenr::worker {
@@ -44,7 +44,7 @@ int world_size() {
 // the two runs by 2e-7 even in float64 while every other parameter agrees. The group's
 // arithmetic does not depend on the reduction; the float32 test below uses the sum.
 JobConfig dp_job() {
-  return apply_overrides(
+  return job::apply_overrides(
       "", "dp-test",
       {"model.autoencoder=cae", "model.readout=fr", "model.layer=2", "model.width=4",
        "model.latent=8", "train.batch_size=16", "train.validate_every=4", "train.patience=100",
@@ -295,8 +295,8 @@ TEST(DataParallel, AGroupOfOneIsTheSingleProcessPathBitForBit) {
   configure_threads(1);
   auto data = daenr::testing::tiny_dataset();
   auto config = dp_job();
-  config.model.autoencoder = models::AutoencoderKind::kVae;  // random draws: must match too
-  config.model.readout = models::ReadoutKind::kFc;
+  config.model.autoencoder = job::AutoencoderKind::kVae;  // random draws: must match too
+  config.model.readout = job::ReadoutKind::kFc;
   Trainer alone(config, data), self(config, data);
   alone.train();
   auto reducer = make_reducer(MPI_COMM_SELF, torch::kCPU);
@@ -374,7 +374,7 @@ TEST(DataParallel, ABatchSmallerThanTheGroupIsAConfigError) {
   try {
     t.train(options);
     FAIL() << "expected ConfigError";
-  } catch (const ConfigError& e) {
+  } catch (const job::ConfigError& e) {
     EXPECT_EQ(std::string(e.what()),
               fmt::format("train.batch_size: 1 is smaller than the data-parallel group ({} "
                           "ranks), which needs a sample per rank",

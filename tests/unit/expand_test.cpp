@@ -15,7 +15,7 @@
 
 #include "models/data.h"
 #include "models/error.h"
-#include "models/hash.h"
+#include "job/hash.h"
 #include "models/npy.h"
 #include "models/synth.h"
 #include "sweeps/spec.h"
@@ -25,8 +25,8 @@ namespace daenr::sweeps {
 namespace {
 
 namespace fs = std::filesystem;
-using models::AutoencoderKind;
-using models::ReadoutKind;
+using job::AutoencoderKind;
+using job::ReadoutKind;
 using testing::TempDir;
 
 std::vector<JobSpec> jobs_of(const std::string& text, const fs::path& base_dir = "/") {
@@ -51,8 +51,8 @@ std::string error_of(const std::string& text) {
 // "cae-fr_2 a=1 b=1 seed 0 all": a job's labels, to compare orders and sets.
 std::string label(const JobSpec& j) {
   const auto& l = j.labels;
-  return fmt::format("{} {}-{}_{} a={} b={} seed {} {}", l.region, models::to_string(l.autoencoder),
-                     models::to_string(l.readout), l.layer, l.alpha, l.beta, l.seed,
+  return fmt::format("{} {}-{}_{} a={} b={} seed {} {}", l.region, job::to_string(l.autoencoder),
+                     job::to_string(l.readout), l.layer, l.alpha, l.beta, l.seed,
                      to_string(l.neurons));
 }
 
@@ -121,7 +121,7 @@ TEST(Expand, RunSettingsAreInNoJobsIdOrCanonicalForm) {
 TEST(Expand, TheDefaultSpecIsOneJobWithTheJobFileDefaults) {
   const auto jobs = jobs_of("[data]\nregions = [\"virtual:3\"]\n");
   ASSERT_EQ(jobs.size(), 1u);
-  auto expected = worker::parse_job_config("data = \"virtual:3\"\n", "job.toml");
+  auto expected = job::parse_job_config("data = \"virtual:3\"\n", "job.toml");
   EXPECT_EQ(canonical_json(jobs[0].config), canonical_json(expected));
   EXPECT_EQ(label(jobs[0]), "virtual:3 cae-fr_1 a=1 b=1 seed 0 all");
   EXPECT_EQ(jobs[0].depends_on, "");
@@ -132,10 +132,10 @@ TEST(Expand, TheDefaultSpecIsOneJobWithTheJobFileDefaults) {
 // Ids are SHA-256 as everyone computes it (FIPS 180-2's test vectors), so that
 // any tool can recompute one.
 TEST(Expand, IdsUseStandardSha256) {
-  EXPECT_EQ(models::sha256_hex("abc"),
+  EXPECT_EQ(job::sha256_hex("abc"),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-  EXPECT_EQ(models::Sha256().update("a").update("bc").hex(), models::sha256_hex("abc"));
-  EXPECT_EQ(models::sha256_hex(""),
+  EXPECT_EQ(job::Sha256().update("a").update("bc").hex(), job::sha256_hex("abc"));
+  EXPECT_EQ(job::sha256_hex(""),
             "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
 }
 
@@ -144,16 +144,16 @@ TEST(Expand, TheIdHashesConfigFingerprintNeuronSetAndCodeVersion) {
   ASSERT_EQ(jobs.size(), 1u);
   const auto& j = jobs[0];
   EXPECT_EQ(j.data_fingerprint,
-            models::sha256_hex(fmt::format("virtual:2 data_seed 5 code {}", kModelCodeVersion))
+            job::sha256_hex(fmt::format("virtual:2 data_seed 5 code {}", kModelCodeVersion))
                 .substr(0, 16));
-  models::Sha256 h;
+  job::Sha256 h;
   h.update(canonical_json(j.config)).update("\n").update(j.data_fingerprint).update("\n");
   h.update("all").update("\n").update(kModelCodeVersion);
   EXPECT_EQ(j.id, h.hex().substr(0, 20));
 }
 
 // Expansion writes the canonical text by splicing the axis values into a
-// template; each id must still hash exactly what worker::to_json writes.
+// template; each id must still hash exactly what job::to_json writes.
 TEST(Expand, EveryIdHashesTheJobsFullCanonicalConfiguration) {
   TempDir dir;
   write_region(dir.path() / "region", 5);
@@ -183,9 +183,9 @@ data_seed = 8
   ASSERT_EQ(jobs.size(), 2u * 2u * (8u + 4u + 2u));
   for (const auto& j : jobs) {
     SCOPED_TRACE(label(j));
-    auto canonical = worker::to_json(j.config);
+    auto canonical = job::to_json(j.config);
     if (j.labels.region == "region") canonical["data"] = "folder:" + j.data_fingerprint;
-    models::Sha256 h;
+    job::Sha256 h;
     h.update(canonical.dump()).update("\n").update(j.data_fingerprint).update("\n");
     h.update(j.depends_on.empty() ? "all" : "significant of " + j.depends_on);
     h.update("\n").update(kModelCodeVersion);

@@ -4,7 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "tests/support/tiny_data.h"
-#include "worker/job_config.h"
+#include "job/config.h"
 #include "worker/trainer.h"
 
 namespace daenr::worker {
@@ -25,7 +25,7 @@ constexpr bool kCudaBuild = false;
 #endif
 
 JobConfig gpu_job(const std::string& device) {
-  return apply_overrides("", "gpu-test",
+  return job::apply_overrides("", "gpu-test",
                          {"model.autoencoder=vqvae", "model.readout=fr", "model.layer=2",
                           "model.width=8", "train.batch_size=32", "train.validate_every=10",
                           "train.patience=50", "train.max_steps=80", "train.device=" + device});

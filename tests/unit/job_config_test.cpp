@@ -2,9 +2,9 @@
 
 #include <gtest/gtest.h>
 
-#include "worker/job_config.h"
+#include "job/config.h"
 
-namespace daenr::worker {
+namespace daenr::job {
 namespace {
 
 std::string error_of(const std::string& text, const std::vector<std::string>& overrides = {}) {
@@ -18,8 +18,8 @@ std::string error_of(const std::string& text, const std::vector<std::string>& ov
 
 TEST(JobConfig, DefaultsAreThePapersSettings) {
   const auto c = parse_job_config("", "job.toml");
-  EXPECT_EQ(c.model.autoencoder, models::AutoencoderKind::kCae);
-  EXPECT_EQ(c.model.readout, models::ReadoutKind::kFr);
+  EXPECT_EQ(c.model.autoencoder, job::AutoencoderKind::kCae);
+  EXPECT_EQ(c.model.readout, job::ReadoutKind::kFr);
   EXPECT_EQ(c.model.width, 32);
   EXPECT_EQ(c.model.latent, 100);
   EXPECT_EQ(c.model.codebook_size, 32);
@@ -52,8 +52,8 @@ patience = 20
                                   "job.toml");
   EXPECT_EQ(c.data, "virtual:3");
   EXPECT_EQ(c.seed, 7u);
-  EXPECT_EQ(c.model.autoencoder, models::AutoencoderKind::kVqVae);
-  EXPECT_EQ(c.model.readout, models::ReadoutKind::kFm);
+  EXPECT_EQ(c.model.autoencoder, job::AutoencoderKind::kVqVae);
+  EXPECT_EQ(c.model.readout, job::ReadoutKind::kFm);
   EXPECT_EQ(c.model.layer, 3);
   EXPECT_DOUBLE_EQ(c.loss.alpha, 1.0);  // an integer where a number is expected
   EXPECT_DOUBLE_EQ(c.loss.beta, 0.5);
@@ -65,7 +65,7 @@ TEST(JobConfig, OverridesTakeDottedKeysAndBareWords) {
                                  {"model.layer=4", "model.readout=fc", "train.max_steps=9",
                                   "data=virtual:2"});
   EXPECT_EQ(c.model.layer, 4);
-  EXPECT_EQ(c.model.readout, models::ReadoutKind::kFc);
+  EXPECT_EQ(c.model.readout, job::ReadoutKind::kFc);
   EXPECT_EQ(c.train.max_steps, 9);
   EXPECT_EQ(c.data, "virtual:2");
 }
@@ -121,9 +121,9 @@ TEST(JobConfig, CanonicalJsonHasEveryKeyInAFixedOrder) {
 }
 
 TEST(JobConfig, ReconstructionIsSummedAsInThePaperUnlessAskedOtherwise) {
-  EXPECT_EQ(parse_job_config("", "job.toml").loss.reconstruction, models::Reduction::kSum);
+  EXPECT_EQ(parse_job_config("", "job.toml").loss.reconstruction, Reduction::kSum);
   EXPECT_EQ(parse_job_config("[loss]\nreconstruction = \"mean\"\n", "job.toml").loss.reconstruction,
-            models::Reduction::kMean);
+            Reduction::kMean);
   EXPECT_EQ(error_of("[loss]\nreconstruction = \"max\"\n"),
             "job.toml:2:18: loss.reconstruction: unknown reduction 'max' (expected sum or mean)");
   EXPECT_EQ(error_of("[loss]\nreconstruction = 1\n"),
@@ -158,4 +158,4 @@ TEST(JobConfig, TheReductionEntersTheCanonicalFormOnlyWhereItChangesTheLoss) {
 }
 
 }  // namespace
-}  // namespace daenr::worker
+}  // namespace daenr::job

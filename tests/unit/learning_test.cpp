@@ -10,7 +10,7 @@
 #include "models/data.h"
 #include "models/metrics.h"
 #include "models/synth.h"
-#include "worker/job_config.h"
+#include "job/config.h"
 #include "worker/trainer.h"
 
 namespace daenr::worker {
@@ -21,7 +21,7 @@ TEST(Learning, FactorisedReadoutFindsTheTrueReceptiveFields) {
   const auto raw = models::simulate_region(models::virtual_region_spec(1), 1);
   const auto data = models::prepare(raw, 0);
   // CNN-FR_2: encoder to h2 (8x8 grid, stride 4 px) and a factorised readout.
-  auto config = apply_overrides(
+  auto config = job::apply_overrides(
       "", "learning-test",
       {"model.autoencoder=none", "loss.alpha=0", "model.readout=fr", "model.layer=2",
        "model.width=16", "train.batch_size=64", "train.validate_every=50", "train.patience=300",

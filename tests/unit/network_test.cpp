@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "job/error.h"
 #include "models/bn_elu_kernels.h"
 #include "models/error.h"
 #include "models/network.h"
@@ -174,7 +175,7 @@ TEST(Network, TheReconstructionSumsOverPixelsAsInEquation7) {
     EXPECT_NEAR(ts.reconstruction.item<double>(), sse / 1024, 1e-6);
   }
   EXPECT_EQ(parse_reduction("sum"), Reduction::kSum);
-  EXPECT_THROW(parse_reduction("median"), ModelError);
+  EXPECT_THROW(parse_reduction("median"), job::ConfigError);
 }
 
 TEST(Network, ReadoutGradientReachesTheEncoderButNotTheDecoder) {
@@ -289,8 +290,8 @@ TEST(Network, RejectsImpossibleModels) {
                ModelError);
   EXPECT_THROW(DaeNr(tiny(AutoencoderKind::kCae, ReadoutKind::kFr, 1), torch::ones({5})),
                ModelError);
-  EXPECT_THROW(parse_autoencoder("vq-vae"), ModelError);
-  EXPECT_THROW(parse_readout("fully"), ModelError);
+  EXPECT_THROW(parse_autoencoder("vq-vae"), job::ConfigError);
+  EXPECT_THROW(parse_readout("fully"), job::ConfigError);
 }
 
 }  // namespace

@@ -13,7 +13,7 @@
 #include "models/network.h"
 #include "worker/gpu_share.h"
 #include "worker/gradient_reducer.h"
-#include "worker/job_config.h"
+#include "job/config.h"
 
 namespace daenr::worker {
 namespace {
@@ -49,7 +49,7 @@ TEST(Parallel, DeviceForLocalRankSpreadsRanksOverTheGpus) {
 std::string config_error_of(const std::function<void()>& f) {
   try {
     f();
-  } catch (const ConfigError& e) {
+  } catch (const job::ConfigError& e) {
     return e.what();
   }
   return "(no error)";
@@ -166,7 +166,7 @@ TEST(Parallel, LocalRankThatIsNotANumberIsAConfigError) {
     try {
       local_rank();
       ADD_FAILURE() << "expected ConfigError for '" << bad << "'";
-    } catch (const ConfigError& e) {
+    } catch (const job::ConfigError& e) {
       EXPECT_EQ(std::string(e.what()), std::string("OMPI_COMM_WORLD_LOCAL_RANK: '") + bad +
                                            "' is not a non-negative integer");
     }
@@ -294,7 +294,7 @@ TEST(SyncBatchNorm, EveryBatchNormOfTheModelJoinsTheGroup) {
   EXPECT_NE(std::find(names.begin(), names.end(), "encoder.h1.1.running_mean"), names.end());
   EXPECT_NE(std::find(names.begin(), names.end(), "decoder.up4.1.num_batches_tracked"),
             names.end());
-  config.autoencoder = models::AutoencoderKind::kNone;  // encoder up to h2 only
+  config.autoencoder = job::AutoencoderKind::kNone;  // encoder up to h2 only
   models::DaeNr readout_only(config, rates);
   EXPECT_EQ(models::set_batchnorm_group(*readout_only, {}), 2);
 }

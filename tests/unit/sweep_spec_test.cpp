@@ -13,14 +13,14 @@
 #include "sweeps/expand.h"
 #include "sweeps/spec.h"
 #include "tests/support/temp_dir.h"
-#include "worker/toml_reader.h"
+#include "job/toml_reader.h"
 
 namespace daenr::sweeps {
 namespace {
 
 namespace fs = std::filesystem;
-using models::AutoencoderKind;
-using models::ReadoutKind;
+using job::AutoencoderKind;
+using job::ReadoutKind;
 using testing::TempDir;
 
 SweepSpec parse(const std::string& text) {
@@ -132,7 +132,7 @@ kl_weight = 0.5
 [train]
 max_steps = 40
 )");
-  const auto c = worker::job_config_from_table(s.base, "s.toml");
+  const auto c = job::job_config_from_table(s.base, "s.toml");
   EXPECT_DOUBLE_EQ(c.val_fraction, 0.3);
   EXPECT_EQ(c.model.width, 4);
   EXPECT_DOUBLE_EQ(c.loss.kl_weight, 0.5);
@@ -230,8 +230,8 @@ TEST(SweepSpec, TheSameSpecWrittenDifferentlyParsesTheSame) {
       "regions = [\"virtual:1\"]\n");
   EXPECT_EQ(a.layers, b.layers);
   EXPECT_EQ(a.losses, b.losses);
-  EXPECT_EQ(worker::to_json(worker::job_config_from_table(a.base, "a")).dump(),
-            worker::to_json(worker::job_config_from_table(b.base, "b")).dump());
+  EXPECT_EQ(job::to_json(job::job_config_from_table(a.base, "a")).dump(),
+            job::to_json(job::job_config_from_table(b.base, "b")).dump());
 }
 
 TEST(SweepSpec, DataFoldersAreRelativeToTheSpec) {

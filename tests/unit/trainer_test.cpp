@@ -7,7 +7,7 @@
 
 #include "tests/support/temp_dir.h"
 #include "tests/support/tiny_data.h"
-#include "worker/job_config.h"
+#include "job/config.h"
 #include "worker/trainer.h"
 
 namespace daenr::worker {
@@ -23,7 +23,7 @@ JobConfig tiny_job(const std::string& ae = "cae", const std::string& ro = "fr") 
       "train.learning_rate=0.01"};
   if (ae == "none") overrides.push_back("loss.alpha=0");
   if (ro == "none") overrides.push_back("loss.beta=0");
-  return apply_overrides("", "test", overrides);
+  return job::apply_overrides("", "test", overrides);
 }
 
 using daenr::testing::TempDir;

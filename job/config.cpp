@@ -1,4 +1,4 @@
-#include "worker/job_config.h"
+#include "job/config.h"
 
 #include <fmt/format.h>
 
@@ -10,10 +10,9 @@
 #include <sstream>
 #include <toml++/toml.h>
 
-#include "models/error.h"
-#include "worker/toml_reader.h"
+#include "job/toml_reader.h"
 
-namespace daenr::worker {
+namespace daenr::job {
 
 JobConfig job_config_from_table(const toml::table& root, const std::string& source,
                                 const Overridden& overridden) {
@@ -27,18 +26,18 @@ JobConfig job_config_from_table(const toml::table& root, const std::string& sour
 
   if (const auto* t = top.sub_table("model")) {
     TableReader r(*t, "model.", source, overridden);
-    std::string ae = models::to_string(c.model.autoencoder);
-    std::string ro = models::to_string(c.model.readout);
+    std::string ae = to_string(c.model.autoencoder);
+    std::string ro = to_string(c.model.readout);
     r.read("autoencoder", ae);
     r.read("readout", ro);
     try {
-      c.model.autoencoder = models::parse_autoencoder(ae);
-    } catch (const models::ModelError& e) {
+      c.model.autoencoder = parse_autoencoder(ae);
+    } catch (const ConfigError& e) {
       r.fail(*t->get("autoencoder"), "autoencoder", e.what());
     }
     try {
-      c.model.readout = models::parse_readout(ro);
-    } catch (const models::ModelError& e) {
+      c.model.readout = parse_readout(ro);
+    } catch (const ConfigError& e) {
       r.fail(*t->get("readout"), "readout", e.what());
     }
     r.read("layer", c.model.layer);
@@ -62,11 +61,11 @@ JobConfig job_config_from_table(const toml::table& root, const std::string& sour
     r.require_range("beta", c.loss.beta, 0.0, inf, "must be >= 0");
     r.read("kl_weight", c.loss.kl_weight);
     r.require_range("kl_weight", c.loss.kl_weight, 0.0, inf, "must be >= 0");
-    std::string reduction = models::to_string(c.loss.reconstruction);
+    std::string reduction = to_string(c.loss.reconstruction);
     r.read("reconstruction", reduction);
     try {
-      c.loss.reconstruction = models::parse_reduction(reduction);
-    } catch (const models::ModelError& e) {
+      c.loss.reconstruction = parse_reduction(reduction);
+    } catch (const ConfigError& e) {
       r.fail(*t->get("reconstruction"), "reconstruction", e.what());
     }
     r.read("commitment", c.model.commitment);
@@ -110,8 +109,6 @@ JobConfig job_config_from_table(const toml::table& root, const std::string& sour
 }
 
 void validate(const JobConfig& c, const std::string& source) {
-  using models::AutoencoderKind;
-  using models::ReadoutKind;
   const bool ae = c.model.autoencoder != AutoencoderKind::kNone;
   const bool ro = c.model.readout != ReadoutKind::kNone;
   auto fail = [&](const std::string& msg) { throw ConfigError(fmt::format("{}: {}", source, msg)); };
@@ -129,8 +126,8 @@ void validate(const JobConfig& c, const std::string& source) {
                        head_key, weight_key));
     }
   };
-  check_head("alpha", c.loss.alpha, "autoencoder", models::to_string(c.model.autoencoder), "readout-only");
-  check_head("beta", c.loss.beta, "readout", models::to_string(c.model.readout), "autoencoder-only");
+  check_head("alpha", c.loss.alpha, "autoencoder", to_string(c.model.autoencoder), "readout-only");
+  check_head("beta", c.loss.beta, "readout", to_string(c.model.readout), "autoencoder-only");
   if (c.train.validate_every > c.train.patience) {
     fail(fmt::format("train.validate_every: {} exceeds train.patience {}", c.train.validate_every,
                      c.train.patience));
@@ -183,8 +180,8 @@ nlohmann::ordered_json to_json(const JobConfig& c) {
   j["data_seed"] = c.data_seed;
   j["seed"] = c.seed;
   j["val_fraction"] = c.val_fraction;
-  j["model"] = {{"autoencoder", models::to_string(c.model.autoencoder)},
-                {"readout", models::to_string(c.model.readout)},
+  j["model"] = {{"autoencoder", to_string(c.model.autoencoder)},
+                {"readout", to_string(c.model.readout)},
                 {"layer", c.model.layer},
                 {"width", c.model.width},
                 {"latent", c.model.latent},
@@ -197,7 +194,7 @@ nlohmann::ordered_json to_json(const JobConfig& c) {
   // and when it is the paper's sum. The per-pixel mean was daenr's only form before the
   // setting existed, so configurations that keep it, and models without a decoder, keep
   // their job ids (docs/sweep-spec.md, Job ids).
-  if (c.model.autoencoder != models::AutoencoderKind::kNone && c.loss.reconstruction == models::Reduction::kSum) {
+  if (c.model.autoencoder != AutoencoderKind::kNone && c.loss.reconstruction == Reduction::kSum) {
     j["loss"]["reconstruction"] = "sum";
   }
   const auto& t = c.train;
@@ -211,8 +208,8 @@ nlohmann::ordered_json to_json(const JobConfig& c) {
 
 nlohmann::ordered_json resolved_json(const JobConfig& c) {
   auto j = to_json(c);
-  j["loss"]["reconstruction"] = models::to_string(c.loss.reconstruction);
+  j["loss"]["reconstruction"] = to_string(c.loss.reconstruction);
   return j;
 }
 
-}  // namespace daenr::worker
+}  // namespace daenr::job

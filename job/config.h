@@ -11,16 +11,10 @@
 
 #include <nlohmann/json.hpp>
 
-#include "models/network.h"
+#include "job/error.h"
+#include "job/model_config.h"
 
-namespace daenr::worker {
-
-/// A configuration that cannot be used. what() is one line that names the
-/// file (with line:column where known), the key, and what is wrong.
-class ConfigError : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
+namespace daenr::job {
 
 struct TrainConfig {
   int batch_size = 64;
@@ -40,8 +34,8 @@ struct JobConfig {
   std::uint64_t data_seed = 1;      ///< seed of the simulated region (virtual data only)
   std::uint64_t seed = 0;           ///< model init, batch order, dropout, VAE noise, data split
   double val_fraction = 0.2;        ///< share of the training images held out for early stopping
-  models::ModelConfig model;
-  models::LossWeights loss;
+  ModelConfig model;
+  LossWeights loss;
   TrainConfig train;
 };
 
@@ -71,4 +65,4 @@ nlohmann::ordered_json to_json(const JobConfig& config);
 /// canonical form leaves it out to keep old job ids (see to_json).
 nlohmann::ordered_json resolved_json(const JobConfig& config);
 
-}  // namespace daenr::worker
+}  // namespace daenr::job

@@ -17,26 +17,11 @@
 #include <type_traits>
 #include <vector>
 
-#include "worker/job_config.h"
+#include "job/config.h"
+#include "job/text.h"
 
-namespace daenr::worker {
+namespace daenr::job {
 
-
-// Edit distance, for "did you mean" suggestions on misspelt keys.
-inline std::size_t edit_distance(const std::string& a, const std::string& b) {
-  std::vector<std::size_t> row(b.size() + 1);
-  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (std::size_t i = 1; i <= a.size(); ++i) {
-    std::size_t diag = row[0];
-    row[0] = i;
-    for (std::size_t j = 1; j <= b.size(); ++j) {
-      const std::size_t up = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diag = up;
-    }
-  }
-  return row[b.size()];
-}
 
 // "file:line:col" of something parsed from a file.
 inline std::string where(const toml::source_region& src, const std::string& fallback) {
@@ -151,13 +136,7 @@ class TableReader {
     for (const auto& [k, node] : table_) {
       const std::string key(k.str());
       if (known_.count(key)) continue;
-      std::string best;
-      std::size_t best_d = 3;  // suggest only near misses
-      for (const auto& cand : known_) {
-        const auto d = edit_distance(key, cand);
-        if (d < best_d) best_d = d, best = cand;
-      }
-      const std::string hint = best.empty() ? "" : fmt::format(" (did you mean '{}{}'?)", prefix_, best);
+      const std::string hint = did_you_mean(key, {known_.begin(), known_.end()}, prefix_);
       fail(k.source(), key, fmt::format("unknown key{}", hint));
     }
   }
@@ -201,4 +180,4 @@ inline void merge(toml::table& base, const toml::table& overlay) {
 JobConfig job_config_from_table(const toml::table& root, const std::string& source,
                                 const Overridden& overridden = {});
 
-}  // namespace daenr::worker
+}  // namespace daenr::job

@@ -6,7 +6,7 @@
 #include <string>
 #include <string_view>
 
-namespace daenr::models {
+namespace daenr::job {
 
 /// An incremental SHA-256. Move-only; owns its OpenSSL context.
 class Sha256 {
@@ -31,4 +31,4 @@ class Sha256 {
 /// SHA-256 of `text` as hex.
 std::string sha256_hex(std::string_view text);
 
-}  // namespace daenr::models
+}  // namespace daenr::job

@@ -1,10 +1,10 @@
-#include "models/hash.h"
+#include "job/hash.h"
 
 #include <openssl/evp.h>
 
 #include <stdexcept>
 
-namespace daenr::models {
+namespace daenr::job {
 
 struct Sha256::Context {
   EVP_MD_CTX* md = nullptr;
@@ -44,4 +44,4 @@ std::string Sha256::hex() {
 
 std::string sha256_hex(std::string_view text) { return Sha256().update(text).hex(); }
 
-}  // namespace daenr::models
+}  // namespace daenr::job
