@@ -1,8 +1,7 @@
 #include "job/config.h"
 
-#include <fmt/format.h>
-
 #include <cmath>
+#include <fmt/format.h>
 #include <fstream>
 #include <map>
 #include <optional>
@@ -97,7 +96,8 @@ JobConfig job_config_from_table(const toml::table& root, const std::string& sour
     r.require_range("threads", tr.threads, 1, 1024);
     r.read("device", tr.device);
     if (tr.device != "cpu" && tr.device.rfind("cuda", 0) != 0) {
-      r.fail(*t->get("device"), "device", fmt::format("expected \"cpu\" or \"cuda[:K]\", got \"{}\"", tr.device));
+      r.fail(*t->get("device"), "device",
+             fmt::format("expected \"cpu\" or \"cuda[:K]\", got \"{}\"", tr.device));
     }
     r.read("checkpoint_every", tr.checkpoint_every);
     r.require_range("checkpoint_every", tr.checkpoint_every, 0, 1 << 30);
@@ -111,15 +111,18 @@ JobConfig job_config_from_table(const toml::table& root, const std::string& sour
 void validate(const JobConfig& c, const std::string& source) {
   const bool ae = c.model.autoencoder != AutoencoderKind::kNone;
   const bool ro = c.model.readout != ReadoutKind::kNone;
-  auto fail = [&](const std::string& msg) { throw ConfigError(fmt::format("{}: {}", source, msg)); };
+  auto fail = [&](const std::string& msg) {
+    throw ConfigError(fmt::format("{}: {}", source, msg));
+  };
   if (!ae && !ro) fail("model: autoencoder and readout are both \"none\": nothing to train");
   // A weight of zero with its head present would train parameters that no loss
   // reaches; a head without its weight is the same mistake the other way round.
   auto check_head = [&](const char* weight_key, double weight, const char* head_key,
                         const std::string& head, const char* baseline) {
     if (head != "none" && weight == 0) {
-      fail(fmt::format("loss.{}: is 0 but model.{} is \"{}\"; use {} = \"none\" for the {} baseline",
-                       weight_key, head_key, head, head_key, baseline));
+      fail(
+          fmt::format("loss.{}: is 0 but model.{} is \"{}\"; use {} = \"none\" for the {} baseline",
+                      weight_key, head_key, head, head_key, baseline));
     }
     if (head == "none" && weight != 0) {
       fail(fmt::format("loss.{}: is {} but model.{} is \"none\"; set {} = 0", weight_key, weight,
@@ -187,9 +190,12 @@ nlohmann::ordered_json to_json(const JobConfig& c) {
                 {"latent", c.model.latent},
                 {"codebook_size", c.model.codebook_size},
                 {"fc_dropout", c.model.fc_dropout}};
-  j["loss"] = {{"alpha", c.loss.alpha},           {"beta", c.loss.beta},
-               {"kl_weight", c.loss.kl_weight},   {"commitment", c.model.commitment},
-               {"readout_l1", c.model.readout_l1}, {"fc_l2", c.model.fc_l2}};
+  j["loss"] = {{"alpha", c.loss.alpha},
+               {"beta", c.loss.beta},
+               {"kl_weight", c.loss.kl_weight},
+               {"commitment", c.model.commitment},
+               {"readout_l1", c.model.readout_l1},
+               {"fc_l2", c.model.fc_l2}};
   // The reduction enters the canonical form only where it changes the loss: with a decoder,
   // and when it is the paper's sum. The per-pixel mean was daenr's only form before the
   // setting existed, so configurations that keep it, and models without a decoder, keep
@@ -198,11 +204,16 @@ nlohmann::ordered_json to_json(const JobConfig& c) {
     j["loss"]["reconstruction"] = "sum";
   }
   const auto& t = c.train;
-  j["train"] = {{"batch_size", t.batch_size},         {"learning_rate", t.learning_rate},
-                {"validate_every", t.validate_every}, {"patience", t.patience},
-                {"phases", t.phases},                 {"lr_decay", t.lr_decay},
-                {"max_steps", t.max_steps},           {"threads", t.threads},
-                {"device", t.device},                 {"checkpoint_every", t.checkpoint_every}};
+  j["train"] = {{"batch_size", t.batch_size},
+                {"learning_rate", t.learning_rate},
+                {"validate_every", t.validate_every},
+                {"patience", t.patience},
+                {"phases", t.phases},
+                {"lr_decay", t.lr_decay},
+                {"max_steps", t.max_steps},
+                {"threads", t.threads},
+                {"device", t.device},
+                {"checkpoint_every", t.checkpoint_every}};
   return j;
 }
 

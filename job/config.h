@@ -5,11 +5,10 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <stdexcept>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "job/error.h"
 #include "job/model_config.h"
@@ -19,21 +18,21 @@ namespace daenr::job {
 struct TrainConfig {
   int batch_size = 64;
   double learning_rate = 1e-3;
-  int validate_every = 50;      ///< steps between validation-loss checks
-  int patience = 1000;          ///< steps without improvement that end a phase
-  int phases = 2;               ///< train, restore best, decay lr, train again ...
-  double lr_decay = 0.5;        ///< learning-rate factor between phases
-  int max_steps = 20000;        ///< cap on total steps over all phases
-  int threads = 1;              ///< intra-op threads (LibTorch and OpenBLAS)
-  std::string device = "cpu";   ///< "cpu", "cuda" or "cuda:K"
-  int checkpoint_every = 1;     ///< write a checkpoint every this many validations (0: never)
+  int validate_every = 50;     ///< steps between validation-loss checks
+  int patience = 1000;         ///< steps without improvement that end a phase
+  int phases = 2;              ///< train, restore best, decay lr, train again ...
+  double lr_decay = 0.5;       ///< learning-rate factor between phases
+  int max_steps = 20000;       ///< cap on total steps over all phases
+  int threads = 1;             ///< intra-op threads (LibTorch and OpenBLAS)
+  std::string device = "cpu";  ///< "cpu", "cuda" or "cuda:K"
+  int checkpoint_every = 1;    ///< write a checkpoint every this many validations (0: never)
 };
 
 struct JobConfig {
-  std::string data = "virtual:1";   ///< "virtual:K" or a region folder in the Antolík layout
-  std::uint64_t data_seed = 1;      ///< seed of the simulated region (virtual data only)
-  std::uint64_t seed = 0;           ///< model init, batch order, dropout, VAE noise, data split
-  double val_fraction = 0.2;        ///< share of the training images held out for early stopping
+  std::string data = "virtual:1";  ///< "virtual:K" or a region folder in the Antolík layout
+  std::uint64_t data_seed = 1;     ///< seed of the simulated region (virtual data only)
+  std::uint64_t seed = 0;          ///< model init, batch order, dropout, VAE noise, data split
+  double val_fraction = 0.2;       ///< share of the training images held out for early stopping
   ModelConfig model;
   LossWeights loss;
   TrainConfig train;

@@ -1,7 +1,6 @@
 #include "job/hash.h"
 
 #include <openssl/evp.h>
-
 #include <stdexcept>
 
 namespace daenr::job {
@@ -23,14 +22,16 @@ Sha256::Sha256(Sha256&&) noexcept = default;
 Sha256& Sha256::operator=(Sha256&&) noexcept = default;
 
 Sha256& Sha256::update(const void* data, std::size_t bytes) {
-  if (EVP_DigestUpdate(ctx_->md, data, bytes) != 1) throw std::runtime_error("OpenSSL: SHA-256 update failed");
+  if (EVP_DigestUpdate(ctx_->md, data, bytes) != 1)
+    throw std::runtime_error("OpenSSL: SHA-256 update failed");
   return *this;
 }
 
 std::string Sha256::hex() {
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
-  if (EVP_DigestFinal_ex(ctx_->md, digest, &len) != 1) throw std::runtime_error("OpenSSL: SHA-256 final failed");
+  if (EVP_DigestFinal_ex(ctx_->md, digest, &len) != 1)
+    throw std::runtime_error("OpenSSL: SHA-256 final failed");
   // By table, not fmt: a sweep hashes every job's configuration, and 32
   // formatted bytes per hash were a third of the time of expanding one.
   static constexpr char kDigits[] = "0123456789abcdef";
@@ -42,6 +43,8 @@ std::string Sha256::hex() {
   return out;
 }
 
-std::string sha256_hex(std::string_view text) { return Sha256().update(text).hex(); }
+std::string sha256_hex(std::string_view text) {
+  return Sha256().update(text).hex();
+}
 
 }  // namespace daenr::job

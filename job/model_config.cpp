@@ -8,32 +8,41 @@ namespace daenr::job {
 
 const std::vector<AutoencoderKind>& all_autoencoders() {
   static const std::vector<AutoencoderKind> kAll = {AutoencoderKind::kCae, AutoencoderKind::kVae,
-                                                    AutoencoderKind::kVqVae, AutoencoderKind::kNone};
+                                                    AutoencoderKind::kVqVae,
+                                                    AutoencoderKind::kNone};
   return kAll;
 }
 
 const std::vector<ReadoutKind>& all_readouts() {
-  static const std::vector<ReadoutKind> kAll = {ReadoutKind::kFr, ReadoutKind::kFc, ReadoutKind::kFm,
-                                                ReadoutKind::kNone};
+  static const std::vector<ReadoutKind> kAll = {ReadoutKind::kFr, ReadoutKind::kFc,
+                                                ReadoutKind::kFm, ReadoutKind::kNone};
   return kAll;
 }
 
 std::string to_string(AutoencoderKind kind) {
   switch (kind) {
-    case AutoencoderKind::kCae: return "cae";
-    case AutoencoderKind::kVae: return "vae";
-    case AutoencoderKind::kVqVae: return "vqvae";
-    case AutoencoderKind::kNone: return "none";
+    case AutoencoderKind::kCae:
+      return "cae";
+    case AutoencoderKind::kVae:
+      return "vae";
+    case AutoencoderKind::kVqVae:
+      return "vqvae";
+    case AutoencoderKind::kNone:
+      return "none";
   }
   return "?";
 }
 
 std::string to_string(ReadoutKind kind) {
   switch (kind) {
-    case ReadoutKind::kFr: return "fr";
-    case ReadoutKind::kFc: return "fc";
-    case ReadoutKind::kFm: return "fm";
-    case ReadoutKind::kNone: return "none";
+    case ReadoutKind::kFr:
+      return "fr";
+    case ReadoutKind::kFc:
+      return "fc";
+    case ReadoutKind::kFm:
+      return "fm";
+    case ReadoutKind::kNone:
+      return "none";
   }
   return "?";
 }
@@ -42,7 +51,8 @@ AutoencoderKind parse_autoencoder(const std::string& name) {
   for (const auto kind : all_autoencoders()) {
     if (to_string(kind) == name) return kind;
   }
-  throw ConfigError(fmt::format("unknown autoencoder '{}' (expected cae, vae, vqvae or none)", name));
+  throw ConfigError(
+      fmt::format("unknown autoencoder '{}' (expected cae, vae, vqvae or none)", name));
 }
 
 ReadoutKind parse_readout(const std::string& name) {
@@ -58,6 +68,8 @@ Reduction parse_reduction(const std::string& name) {
   throw ConfigError(fmt::format("unknown reduction '{}' (expected sum or mean)", name));
 }
 
-std::string to_string(Reduction reduction) { return reduction == Reduction::kSum ? "sum" : "mean"; }
+std::string to_string(Reduction reduction) {
+  return reduction == Reduction::kSum ? "sum" : "mean";
+}
 
 }  // namespace daenr::job

@@ -26,15 +26,15 @@ const std::vector<ReadoutKind>& all_readouts();
 struct ModelConfig {
   AutoencoderKind autoencoder = AutoencoderKind::kCae;
   ReadoutKind readout = ReadoutKind::kFr;
-  int layer = 1;              ///< the readout's input h_i, 1..4
-  int width = 32;             ///< channels of h1; h_i has width * 2^(i-1)
-  int latent = 100;           ///< CAE / VAE latent size
-  int codebook_size = 32;     ///< VQ-VAE codes (K); code dimension = channels of h4
-  double fc_dropout = 0.5;    ///< FC readout dropout before the linear map
-  double readout_l1 = 0.03;   ///< FR / FM sparsity: lambda * sum_n |w_s[n]|_1 |w_f[n]|_1
-  double fc_l2 = 0.01;        ///< FC readout: l2 * sum W^2
-  double commitment = 0.25;   ///< VQ-VAE commitment weight
-  int neurons = 0;            ///< N, set from the data
+  int layer = 1;             ///< the readout's input h_i, 1..4
+  int width = 32;            ///< channels of h1; h_i has width * 2^(i-1)
+  int latent = 100;          ///< CAE / VAE latent size
+  int codebook_size = 32;    ///< VQ-VAE codes (K); code dimension = channels of h4
+  double fc_dropout = 0.5;   ///< FC readout dropout before the linear map
+  double readout_l1 = 0.03;  ///< FR / FM sparsity: lambda * sum_n |w_s[n]|_1 |w_f[n]|_1
+  double fc_l2 = 0.01;       ///< FC readout: l2 * sum W^2
+  double commitment = 0.25;  ///< VQ-VAE commitment weight
+  int neurons = 0;           ///< N, set from the data
 };
 
 /// How the reconstruction term reduces over an image's pixels. The paper's Eq. 4 and 7 write a
@@ -46,9 +46,9 @@ Reduction parse_reduction(const std::string& name);
 std::string to_string(Reduction reduction);
 
 struct LossWeights {
-  double alpha = 1.0;              ///< reconstruction
-  double beta = 1.0;               ///< Poisson
-  double kl_weight = 1.0 / 1024;   ///< VAE KL, relative to the per-pixel MSE (see docs/models.md)
+  double alpha = 1.0;             ///< reconstruction
+  double beta = 1.0;              ///< Poisson
+  double kl_weight = 1.0 / 1024;  ///< VAE KL, relative to the per-pixel MSE (see docs/models.md)
   Reduction reconstruction = Reduction::kSum;
 };
 

@@ -1,13 +1,12 @@
 #include "job/npy.h"
 
+#include <cstring>
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <fmt/ranges.h>  // fmt::join
-#include <unistd.h>
-
-#include <cstring>
 #include <fstream>
 #include <regex>
+#include <unistd.h>
 
 #include "job/error.h"
 
@@ -39,18 +38,20 @@ Header parse_header(const std::string& text, const std::filesystem::path& path) 
   static const std::regex shape_re(R"('shape'\s*:\s*\(([^)]*)\))");
   if (!std::regex_search(text, m, descr_re)) fail(path, "malformed .npy header: no 'descr'");
   h.descr = m[1];
-  if (!std::regex_search(text, m, order_re)) fail(path, "malformed .npy header: no 'fortran_order'");
+  if (!std::regex_search(text, m, order_re))
+    fail(path, "malformed .npy header: no 'fortran_order'");
   h.fortran_order = m[1] == "True";
   if (!std::regex_search(text, m, shape_re)) fail(path, "malformed .npy header: no 'shape'");
   const std::string dims = m[1];
   static const std::regex dim_re(R"(\s*(\d+)\s*(,|$))");
-  for (auto it = std::sregex_iterator(dims.begin(), dims.end(), dim_re); it != std::sregex_iterator();
-       ++it) {
+  for (auto it = std::sregex_iterator(dims.begin(), dims.end(), dim_re);
+       it != std::sregex_iterator(); ++it) {
     h.shape.push_back(std::stoll((*it)[1]));
   }
   // Everything in the shape must have been a number: "(2, x)" is malformed.
   std::string stripped;
-  for (char c : dims) if (!std::isspace(static_cast<unsigned char>(c))) stripped += c;
+  for (char c : dims)
+    if (!std::isspace(static_cast<unsigned char>(c))) stripped += c;
   std::string rebuilt;
   for (std::size_t i = 0; i < h.shape.size(); ++i) rebuilt += std::to_string(h.shape[i]) + ",";
   if (stripped != rebuilt && stripped + "," != rebuilt) {
@@ -138,10 +139,12 @@ void write_npy(const std::filesystem::path& path, NpyDtype dtype, const std::vec
     count *= static_cast<std::size_t>(d);
     shape_text += std::to_string(d) + ", ";
   }
-  if (shape.size() == 1) shape_text.pop_back();                 // "(5,)"
-  else if (shape.size() > 1) shape_text.resize(shape_text.size() - 2);  // "(2, 3)"
-  std::string header = fmt::format("{{'descr': '{}', 'fortran_order': False, 'shape': ({}), }}",
-                                   descr, shape_text);
+  if (shape.size() == 1)
+    shape_text.pop_back();  // "(5,)"
+  else if (shape.size() > 1)
+    shape_text.resize(shape_text.size() - 2);  // "(2, 3)"
+  std::string header =
+      fmt::format("{{'descr': '{}', 'fortran_order': False, 'shape': ({}), }}", descr, shape_text);
   // Pad with spaces so that magic + version + length + header + '\n' is a
   // multiple of 64, as numpy does, which keeps the data aligned.
   const std::size_t total = kMagicLen + 2 + 2 + header.size() + 1;

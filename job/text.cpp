@@ -1,8 +1,7 @@
 #include "job/text.h"
 
-#include <fmt/format.h>
-
 #include <algorithm>
+#include <fmt/format.h>
 
 namespace daenr::job {
 

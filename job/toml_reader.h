@@ -6,14 +6,13 @@
 // sweep expansion calls with the spec's own nodes so that a bad value in a
 // spec is blamed on the spec's line.
 
-#include <fmt/format.h>
-#include <toml++/toml.h>
-
 #include <cmath>
+#include <fmt/format.h>
 #include <limits>
 #include <map>
 #include <set>
 #include <string>
+#include <toml++/toml.h>
 #include <type_traits>
 #include <vector>
 
@@ -21,7 +20,6 @@
 #include "job/text.h"
 
 namespace daenr::job {
-
 
 // "file:line:col" of something parsed from a file.
 inline std::string where(const toml::source_region& src, const std::string& fallback) {
@@ -39,7 +37,10 @@ class TableReader {
  public:
   TableReader(const toml::table& table, std::string prefix, std::string source,
               const Overridden& overridden)
-      : table_(table), prefix_(std::move(prefix)), source_(std::move(source)), overridden_(overridden) {}
+      : table_(table),
+        prefix_(std::move(prefix)),
+        source_(std::move(source)),
+        overridden_(overridden) {}
 
   [[noreturn]] void fail(const toml::source_region& src, const std::string& key,
                          const std::string& what) const {
@@ -99,7 +100,8 @@ class TableReader {
     if (value < lo || value > hi) {
       const toml::node* node = table_.get(key);
       const std::string range = what.empty() ? fmt::format("must be in [{}, {}]", lo, hi) : what;
-      fail(node ? node->source() : toml::source_region{}, key, fmt::format("{}, got {}", range, value));
+      fail(node ? node->source() : toml::source_region{}, key,
+           fmt::format("{}, got {}", range, value));
     }
   }
 
@@ -113,13 +115,20 @@ class TableReader {
   /// The human name of a node's type ("an integer", "a table" ...).
   static std::string type_name(const toml::node& node) {
     switch (node.type()) {
-      case toml::node_type::string: return "a string";
-      case toml::node_type::integer: return "an integer";
-      case toml::node_type::floating_point: return "a number";
-      case toml::node_type::boolean: return "a boolean";
-      case toml::node_type::array: return "an array";
-      case toml::node_type::table: return "a table";
-      default: return "a date or time";
+      case toml::node_type::string:
+        return "a string";
+      case toml::node_type::integer:
+        return "an integer";
+      case toml::node_type::floating_point:
+        return "a number";
+      case toml::node_type::boolean:
+        return "a boolean";
+      case toml::node_type::array:
+        return "an array";
+      case toml::node_type::table:
+        return "a table";
+      default:
+        return "a date or time";
     }
   }
 
@@ -127,7 +136,8 @@ class TableReader {
     known_.insert(key);
     const toml::node* node = table_.get(key);
     if (!node) return nullptr;
-    if (!node->is_table()) fail(*node, key, fmt::format("expected a table, got {}", type_name(*node)));
+    if (!node->is_table())
+      fail(*node, key, fmt::format("expected a table, got {}", type_name(*node)));
     return node->as_table();
   }
 
@@ -172,7 +182,6 @@ inline void merge(toml::table& base, const toml::table& overlay) {
     base.insert_or_assign(k, node);
   }
 }
-
 
 /// Reads a whole job table (top-level keys, [model], [loss], [train]) and
 /// validates it. `overridden` maps dotted keys to the text that set them
