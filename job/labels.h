@@ -13,6 +13,12 @@ namespace daenr::job {
 enum class Neurons { kAll, kSignificant, kInsignificant };
 std::string to_string(Neurons neurons);
 
+/// The significance rule of docs/metrics.md: a neuron is predicted significantly when its test
+/// correlation is positive with p <= kSignificanceLevel. The one definition: the neuron sets of
+/// Table 3, storage's counts and the reports all use it.
+inline constexpr double kSignificanceLevel = 0.05;
+inline bool is_significant(double r, double p) { return p <= kSignificanceLevel && r > 0; }
+
 /// The axes a job is identified by in reports.
 enum class Axis { kRegion, kLayer, kAutoencoder, kReadout, kAlpha, kBeta, kSeed, kNeurons };
 std::string to_string(Axis axis);

@@ -59,18 +59,16 @@ std::optional<double> optional_double(const nlohmann::json& v) {
 
 }  // namespace
 
-std::vector<int64_t> neuron_subset(storage::Database& db, const sweeps::JobSpec& job) {
+std::vector<int64_t> neuron_subset(storage::Queries& db, const sweeps::JobSpec& job) {
   if (job.labels.neurons == sweeps::Neurons::kAll) return {};
-  storage::Statement s(db, "SELECT neuron, r, p FROM neuron_results WHERE job_id = :id ORDER BY neuron");
-  s.bind(":id", job.depends_on);
+  const auto results = db.neuron_results(job.depends_on);
   std::vector<int64_t> out;
-  bool any = false;
-  while (s.step()) {
-    any = true;
-    const bool significant = s.column_double(2) <= 0.05 && s.column_double(1) > 0;
-    if (significant == (job.labels.neurons == sweeps::Neurons::kSignificant)) out.push_back(s.column_int(0));
+  for (const auto& n : results) {
+    if (job::is_significant(n.r, n.p) == (job.labels.neurons == sweeps::Neurons::kSignificant)) {
+      out.push_back(n.neuron);
+    }
   }
-  if (!any) {
+  if (results.empty()) {
     throw models::DataError(fmt::format("job {} needs the per-neuron results of job {}, which has none",
                                         job.id, job.depends_on));
   }

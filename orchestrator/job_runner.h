@@ -45,7 +45,7 @@ Outcome execute_job(const sweeps::JobSpec& job, const std::vector<int64_t>& neur
 /// The neurons a significant / insignificant job fits, from the per-neuron
 /// results of the job it depends on (done before it: the queue orders them).
 /// Throws models::DataError when that job found none of them.
-std::vector<int64_t> neuron_subset(storage::Database& db, const sweeps::JobSpec& job);
+std::vector<int64_t> neuron_subset(storage::Queries& db, const sweeps::JobSpec& job);
 
 /// Lossless (doubles round-trip) wire form of an outcome, for MPI messages.
 nlohmann::json to_json(const Outcome& outcome);

@@ -143,7 +143,7 @@ RunSummary orchestrate(PreparedSweep& sweep, const RunnerOptions& options, int g
       ++summary.ran;
       std::vector<int64_t> neurons;
       try {
-        neurons = neuron_subset(store.database(), job);
+        neurons = neuron_subset(store, job);
       } catch (const models::DataError& e) {
         Outcome failed;
         failed.job_id = job.id;
@@ -225,7 +225,7 @@ RunSummary orchestrate(PreparedSweep& sweep, const RunnerOptions& options, int g
     // jobs and many workers, a commit per lease and per result would cap the
     // rate at the disk's sync rate. A single message is one commit as before.
     std::vector<Outcome> recorded;
-    storage::Transaction batch(store.database());
+    auto batch = store.transaction();
     for (int handled = 0; status && handled < 256 && live > 0; ++handled, status = mpi::poll(world)) {
       handle(*status, recorded);
     }

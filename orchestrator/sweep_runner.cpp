@@ -110,9 +110,9 @@ namespace {
 // only after the previous one ended, perhaps by SIGKILL). Any other holder is
 // judged by its heartbeat alone.
 bool holder_is_gone(storage::Store& store) {
-  storage::Statement s(store.database(), "SELECT owner FROM run_lock WHERE id = 1");
-  if (!s.step()) return false;
-  const OwnerName holder = parse_owner(s.column_text(0));
+  const auto lock = store.run_lock();
+  if (!lock) return false;
+  const OwnerName holder = parse_owner(std::get<0>(*lock));
   const OwnerName me = parse_owner(process_owner());
   if (!me.slurm_job.empty() && holder.slurm_job == me.slurm_job) return true;
   if (holder.host != me.host || holder.pid <= 0) return false;
@@ -155,13 +155,7 @@ PreparedSweep::PreparedSweep(const fs::path& spec_path, const fs::path& db, cons
 PreparedSweep::~PreparedSweep() { release(); }
 
 bool PreparedSweep::work_left(int max_attempts) {
-  storage::Statement s(store.database(),
-                       "SELECT count(*) FROM jobs j JOIN sweep_jobs w ON w.job_id = j.id WHERE w.sweep_id = :sweep "
-                       "AND (j.state IN ('pending', 'leased', 'preempted') OR (j.state = 'failed' AND "
-                       "j.attempts < :max))");
-  s.bind(":sweep", sweep_id).bind(":max", max_attempts);
-  s.step();
-  return s.column_int(0) > 0;
+  return store.work_left(sweep_id, max_attempts) > 0;
 }
 
 void PreparedSweep::finish(const RunSummary& summary) {
@@ -228,7 +222,7 @@ RunSummary run_sweep(const fs::path& spec_path, const fs::path& db_path, const R
     };
     Outcome outcome;
     try {
-      const auto neurons = neuron_subset(store.database(), job);
+      const auto neurons = neuron_subset(store, job);
       outcome = execute_job(job, neurons, sweep.paths, should_stop);
     } catch (const models::DataError& e) {
       outcome.job_id = job.id;
@@ -256,20 +250,15 @@ Plan plan_jobs(const std::vector<sweeps::JobSpec>& jobs, const fs::path& db_path
   std::optional<storage::Reader> reader;
   if (fs::exists(db_path)) reader.emplace(db_path);
   for (const auto& j : jobs) {
-    std::string state;
-    if (reader) {
-      storage::Statement s(reader->database(), "SELECT state FROM jobs WHERE id = :id");
-      s.bind(":id", j.id);
-      if (s.step()) state = s.column_text(0);
-    }
-    if (state.empty()) {
+    const auto state = reader ? reader->job_state(j.id) : std::nullopt;
+    if (!state) {
       ++plan.fresh;
       plan.fresh_ids.push_back(j.id);
-    } else if (state == "done") {
+    } else if (*state == storage::JobState::kDone) {
       ++plan.done;
-    } else if (state == "failed") {
+    } else if (*state == storage::JobState::kFailed) {
       ++plan.failed;
-    } else if (state == "leased") {
+    } else if (*state == storage::JobState::kLeased) {
       ++plan.stale;
     } else {
       ++plan.pending;
@@ -289,11 +278,9 @@ std::string status_report(const fs::path& db_path, double now) {
   } else {
     out += "run: none\n";
   }
-  storage::Statement running(reader.database(),
-                             "SELECT id, labels, started_at FROM jobs WHERE state = 'leased' ORDER BY started_at");
-  while (running.step()) {
-    out += fmt::format("running: {} {} for {:.0f} s\n", running.column_text(0), running.column_text(1),
-                       now - running.column_double(2));
+  for (const auto& running : reader.running_jobs()) {
+    out += fmt::format("running: {} {} for {:.0f} s\n", running.id, running.labels,
+                       now - running.started_at);
   }
   for (const auto& [id, error] : reader.last_errors(5)) out += fmt::format("error: {}: {}\n", id, error);
   return out;

@@ -152,100 +152,68 @@ ReportData load_report_data(const fs::path& db_path, const std::string& sweep) {
   data.source = db_path.filename().string();
   try {
     storage::Reader reader(db_path);
-    auto& db = reader.database();
 
     std::string sweep_id;
     if (!sweep.empty()) {
-      storage::Statement s(
-          db, "SELECT id, name FROM sweeps WHERE id = :s OR name = :s ORDER BY created_at, id");
-      s.bind(":s", sweep);
-      std::vector<std::pair<std::string, std::string>> found;
-      while (s.step()) found.emplace_back(s.column_text(0), s.column_text(1));
+      const auto found = reader.find_sweeps(sweep);
       if (found.empty()) {
         throw ReportError(fmt::format("{}: no sweep named '{}' (give a sweep's name or id)",
                                       db_path.string(), sweep));
       }
       if (found.size() > 1) {
         throw ReportError(fmt::format("{}: {} sweeps are named '{}'; give one's id, e.g. {}",
-                                      db_path.string(), found.size(), sweep, found.back().first));
+                                      db_path.string(), found.size(), sweep, found.back().id));
       }
-      sweep_id = found[0].first;
-      data.sweep = fmt::format("{} ({})", found[0].second, sweep_id);
+      sweep_id = found[0].id;
+      data.sweep = fmt::format("{} ({})", found[0].name, sweep_id);
     }
 
-    std::map<std::string, std::size_t> index;
-    {
-      storage::Statement s(
-          db,
-          "SELECT j.id, j.labels, j.state, coalesce(j.last_error, ''), r.mse, r.psnr, r.ssim, "
-          "r.mean_r, r.n_significant, r.neurons, r.metrics FROM jobs j LEFT JOIN results r ON r.job_id = j.id"
-          " WHERE :sweep = '' OR EXISTS (SELECT 1 FROM sweep_jobs w WHERE w.sweep_id = :sweep AND "
-          "w.job_id = j.id)");
-      s.bind(":sweep", sweep_id);
-      while (s.step()) {
-        auto labels = parse_labels(s.column_text(1));
-        if (!labels) {
-          ++data.unlabelled;
-          continue;
-        }
-        JobRecord j;
-        j.id = s.column_text(0);
-        j.labels = std::move(*labels);
-        j.state = s.column_text(2);
-        j.last_error = s.column_text(3);
-        if (j.state == "done") {
-          j.mse = s.column_optional_double(4);
-          j.psnr = s.column_optional_double(5);
-          j.ssim = s.column_optional_double(6);
-          j.mean_r = s.column_optional_double(7);
-          j.significant = s.column_optional_int(8);
-          if (!s.column_is_null(9)) j.neurons = s.column_int(9);
-          if (!s.column_is_null(10)) read_ground_truth(s.column_text(10), j);
-        }
-        data.jobs.push_back(std::move(j));
+    for (auto& row : reader.jobs(sweep_id)) {
+      auto labels = parse_labels(row.labels);
+      if (!labels) {
+        ++data.unlabelled;
+        continue;
       }
+      JobRecord j;
+      j.id = std::move(row.id);
+      j.labels = std::move(*labels);
+      j.state = storage::to_string(row.state);
+      j.last_error = std::move(row.last_error);
+      if (row.state == storage::JobState::kDone) {
+        j.mse = row.mse;
+        j.psnr = row.psnr;
+        j.ssim = row.ssim;
+        j.mean_r = row.mean_r;
+        j.significant = row.n_significant;
+        j.neurons = row.neurons;
+        if (!row.metrics.empty()) read_ground_truth(row.metrics, j);
+      }
+      data.jobs.push_back(std::move(j));
     }
     std::sort(data.jobs.begin(), data.jobs.end(),
               [](const JobRecord& a, const JobRecord& b) { return order_key(a) < order_key(b); });
+    std::map<std::string, std::size_t> index;
     for (std::size_t i = 0; i < data.jobs.size(); ++i) index[data.jobs[i].id] = i;
     // The job a row of another table belongs to, or null (a job left out).
-    auto job_of = [&](const storage::Statement& s) -> JobRecord* {
-      const auto it = index.find(s.column_text(0));
+    auto job_of = [&](const std::string& id) -> JobRecord* {
+      const auto it = index.find(id);
       return it == index.end() ? nullptr : &data.jobs[it->second];
     };
 
-    // The significance rule of docs/metrics.md, applied to the stored per-neuron
-    // results: p <= 0.05 and r > 0.
-    {
-      storage::Statement s(
-          db,
-          "SELECT job_id, count(*), sum(CASE WHEN p <= 0.05 AND r > 0 THEN 1 ELSE 0 END) "
-          "FROM neuron_results GROUP BY job_id");
-      while (s.step()) {
-        JobRecord* j = job_of(s);
-        if (!j || j->state != "done") continue;
-        j->neurons = s.column_int(1);
-        j->significant = s.column_int(2);
+    // The significance rule (job::is_significant) applied to the stored per-neuron results.
+    for (const auto& [id, counts] : reader.neuron_counts()) {
+      JobRecord* j = job_of(id);
+      if (!j || j->state != "done") continue;
+      j->neurons = counts.neurons;
+      j->significant = counts.significant;
+    }
+    for (const auto& [id, row] : reader.curves()) {
+      if (JobRecord* j = job_of(id)) {
+        j->curve.push_back({row.step, row.phase, row.learning_rate, row.train_loss, row.val_loss});
       }
     }
-    {
-      storage::Statement s(
-          db,
-          "SELECT job_id, step, phase, learning_rate, train_loss, val_loss FROM curves "
-          "ORDER BY job_id, step");
-      while (s.step()) {
-        if (JobRecord* j = job_of(s)) {
-          j->curve.push_back({s.column_int(1), s.column_int(2), s.column_double(3),
-                              s.column_double(4), s.column_double(5)});
-        }
-      }
-    }
-    {
-      storage::Statement s(db, "SELECT job_id, path FROM artifacts WHERE kind = 'reconstructions'");
-      while (s.step()) {
-        if (JobRecord* j = job_of(s))
-          j->reconstructions = locate_artifact(db_path, s.column_text(1));
-      }
+    for (const auto& [id, path] : reader.artifacts("reconstructions")) {
+      if (JobRecord* j = job_of(id)) j->reconstructions = locate_artifact(db_path, path);
     }
   } catch (const storage::StorageError& e) {
     throw ReportError(e.what());

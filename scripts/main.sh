@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-scripts/build.sh >/dev/null
+DAENR_BUILD_TARGET=daenr scripts/build.sh >/dev/null
 db=${DAENR_DB:-results.sqlite}
 echo "daenr: running examples/quick-sweep.toml into $db ..." >&2
 # A sweep that ends with failed jobs (exit 5) or was stopped (4) still has

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "job/hash.h"
+#include "job/labels.h"
 
 namespace daenr::storage {
 
@@ -152,7 +153,7 @@ JobState parse_job_state(const std::string& text) {
   throw StorageError(fmt::format("unknown job state '{}'", text));
 }
 
-Store::Store(const fs::path& path) : db_(open_for_writing(path)) {
+Store::Store(const fs::path& path) : Queries(file_), file_(open_for_writing(path)) {
   // Reading the version is the first access: a file that is not SQLite fails
   // here, before any write.
   const int version = user_version(db_);
@@ -405,7 +406,7 @@ void Store::add_artifact(const std::string& job_id, const std::string& kind, con
 }
 
 Reader::Reader(const fs::path& path)
-    : db_([&] {
+    : Queries(file_), file_([&] {
         if (!fs::exists(path)) throw StorageError(fmt::format("{}: no such database", path.string()));
         return Database(path, Database::Mode::kReadOnly);
       }()) {
@@ -418,7 +419,7 @@ Reader::Reader(const fs::path& path)
   if (version < 1) throw StorageError(fmt::format("{}: not a daenr database", path.string()));
 }
 
-StateCounts Reader::counts(const std::string& sweep_id) {
+StateCounts Queries::counts(const std::string& sweep_id) {
   Statement s(db_, sweep_id.empty()
                        ? "SELECT state, count(*) FROM jobs GROUP BY state"
                        : "SELECT j.state, count(*) FROM jobs j JOIN sweep_jobs s ON s.job_id = j.id "
@@ -439,7 +440,7 @@ StateCounts Reader::counts(const std::string& sweep_id) {
   return c;
 }
 
-std::vector<std::pair<std::string, std::string>> Reader::last_errors(int limit) {
+std::vector<std::pair<std::string, std::string>> Queries::last_errors(int limit) {
   Statement s(db_,
               "SELECT id, last_error FROM jobs WHERE last_error IS NOT NULL "
               "ORDER BY updated_at DESC, id LIMIT :limit");
@@ -449,7 +450,7 @@ std::vector<std::pair<std::string, std::string>> Reader::last_errors(int limit) 
   return out;
 }
 
-std::optional<std::tuple<std::string, double, double>> Reader::run_lock() {
+std::optional<std::tuple<std::string, double, double>> Queries::run_lock() {
   Statement s(db_, "SELECT owner, acquired_at, heartbeat_at FROM run_lock WHERE id = 1");
   if (!s.step()) return std::nullopt;
   return std::make_tuple(s.column_text(0), s.column_double(1), s.column_double(2));
@@ -465,7 +466,7 @@ bool has_table(Database& db, const char* name) {
 
 }  // namespace
 
-std::vector<SlurmJobRecord> Reader::slurm_jobs() {
+std::vector<SlurmJobRecord> Queries::slurm_jobs() {
   // A version-1 file opened read-only is not migrated: it has none.
   if (!has_table(db_, "slurm_jobs")) return {};
   Statement s(db_,
@@ -478,7 +479,7 @@ std::vector<SlurmJobRecord> Reader::slurm_jobs() {
   return out;
 }
 
-std::vector<RunRecord> Reader::runs(int limit) {
+std::vector<RunRecord> Queries::runs(int limit) {
   if (!has_table(db_, "runs")) return {};
   Statement s(db_,
               "SELECT id, owner, slurm_job_id, slurm_restart, started_at, ended_at, outcome FROM runs "
@@ -496,6 +497,103 @@ std::vector<RunRecord> Reader::runs(int limit) {
     if (!s.column_is_null(6)) r.outcome = s.column_text(6);
     out.push_back(std::move(r));
   }
+  return out;
+}
+
+std::optional<JobState> Queries::job_state(const std::string& job_id) {
+  Statement s(db_, "SELECT state FROM jobs WHERE id = :id");
+  s.bind(":id", job_id);
+  if (!s.step()) return std::nullopt;
+  return parse_job_state(s.column_text(0));
+}
+
+std::vector<RunningJob> Queries::running_jobs() {
+  Statement s(db_, "SELECT id, labels, started_at FROM jobs WHERE state = 'leased' ORDER BY started_at");
+  std::vector<RunningJob> out;
+  while (s.step()) out.push_back({s.column_text(0), s.column_text(1), s.column_double(2)});
+  return out;
+}
+
+int64_t Queries::work_left(const std::string& sweep_id, int max_attempts) {
+  Statement s(db_,
+              "SELECT count(*) FROM jobs j JOIN sweep_jobs w ON w.job_id = j.id WHERE w.sweep_id = :sweep "
+              "AND (j.state IN ('pending', 'leased', 'preempted') OR (j.state = 'failed' AND "
+              "j.attempts < :max))");
+  s.bind(":sweep", sweep_id).bind(":max", max_attempts);
+  s.step();
+  return s.column_int(0);
+}
+
+std::vector<NeuronResult> Queries::neuron_results(const std::string& job_id) {
+  Statement s(db_, "SELECT neuron, r, p FROM neuron_results WHERE job_id = :id ORDER BY neuron");
+  s.bind(":id", job_id);
+  std::vector<NeuronResult> out;
+  while (s.step()) out.push_back({s.column_int(0), s.column_double(1), s.column_double(2)});
+  return out;
+}
+
+std::vector<SweepRef> Queries::find_sweeps(const std::string& name_or_id) {
+  Statement s(db_, "SELECT id, name FROM sweeps WHERE id = :s OR name = :s ORDER BY created_at, id");
+  s.bind(":s", name_or_id);
+  std::vector<SweepRef> out;
+  while (s.step()) out.push_back({s.column_text(0), s.column_text(1)});
+  return out;
+}
+
+std::vector<JobRow> Queries::jobs(const std::string& sweep_id) {
+  Statement s(db_,
+              "SELECT j.id, j.labels, j.state, coalesce(j.last_error, ''), r.mse, r.psnr, r.ssim, "
+              "r.mean_r, r.n_significant, r.neurons, r.metrics FROM jobs j LEFT JOIN results r ON "
+              "r.job_id = j.id WHERE :sweep = '' OR EXISTS (SELECT 1 FROM sweep_jobs w WHERE "
+              "w.sweep_id = :sweep AND w.job_id = j.id)");
+  s.bind(":sweep", sweep_id);
+  std::vector<JobRow> out;
+  while (s.step()) {
+    JobRow j;
+    j.id = s.column_text(0);
+    j.labels = s.column_text(1);
+    j.state = parse_job_state(s.column_text(2));
+    j.last_error = s.column_text(3);
+    j.mse = s.column_optional_double(4);
+    j.psnr = s.column_optional_double(5);
+    j.ssim = s.column_optional_double(6);
+    j.mean_r = s.column_optional_double(7);
+    j.n_significant = s.column_optional_int(8);
+    j.neurons = s.column_optional_int(9);
+    if (!s.column_is_null(10)) j.metrics = s.column_text(10);
+    out.push_back(std::move(j));
+  }
+  return out;
+}
+
+std::map<std::string, NeuronCounts> Queries::neuron_counts() {
+  // The rule is job::is_significant's; the level is bound, not written twice.
+  Statement s(db_,
+              "SELECT job_id, count(*), sum(CASE WHEN p <= :level AND r > 0 THEN 1 ELSE 0 END) "
+              "FROM neuron_results GROUP BY job_id");
+  s.bind(":level", job::kSignificanceLevel);
+  std::map<std::string, NeuronCounts> out;
+  while (s.step()) out[s.column_text(0)] = {s.column_int(1), s.column_int(2)};
+  return out;
+}
+
+std::vector<std::pair<std::string, CurveRow>> Queries::curves() {
+  Statement s(db_,
+              "SELECT job_id, step, phase, learning_rate, train_loss, val_loss FROM curves "
+              "ORDER BY job_id, step");
+  std::vector<std::pair<std::string, CurveRow>> out;
+  while (s.step()) {
+    out.emplace_back(s.column_text(0), CurveRow{s.column_int(1), s.column_int(2), s.column_double(3),
+                                                s.column_double(4), s.column_double(5)});
+  }
+  return out;
+}
+
+std::vector<std::pair<std::string, std::string>> Queries::artifacts(const std::string& kind) {
+  Statement s(db_, "SELECT job_id, path FROM artifacts WHERE kind = :kind");
+  s.bind(":kind", kind);
+  std::vector<std::pair<std::string, std::string>> out;
+  while (s.step()) out.emplace_back(s.column_text(0), s.column_text(1));
   return out;
 }
 

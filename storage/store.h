@@ -83,10 +83,86 @@ struct StateCounts {
   int64_t total = 0, pending = 0, leased = 0, done = 0, failed = 0, preempted = 0;
 };
 
+/// One neuron's test correlation and its p-value (docs/metrics.md).
+struct NeuronResult {
+  int64_t neuron = 0;
+  double r = 0, p = 1;
+};
+
+/// A job being run now: its id, labels (JSON) and when its lease began.
+struct RunningJob {
+  std::string id, labels;
+  double started_at = 0;
+};
+
+struct SweepRef {
+  std::string id, name;
+};
+
+/// A job with its results row where it has one (a report's input).
+struct JobRow {
+  std::string id;
+  std::string labels;  ///< JSON object
+  JobState state = JobState::kPending;
+  std::string last_error;
+  std::optional<double> mse, psnr, ssim, mean_r;
+  std::optional<int64_t> n_significant, neurons;
+  std::string metrics;  ///< the results' JSON, empty without results
+};
+
+/// Per job: neurons with per-neuron results, and how many of them are significant.
+struct NeuronCounts {
+  int64_t neurons = 0, significant = 0;
+};
+
+/// The read operations, shared by the writer (Store) and the read-only view (Reader): every
+/// query the orchestrator, the reports and Slurm make, typed, so that no SQL is written
+/// outside storage/.
+class Queries {
+ public:
+  /// Jobs by state, of one sweep or (empty id) of all.
+  StateCounts counts(const std::string& sweep_id = "");
+  /// (job id, error) of the most recent failures.
+  std::vector<std::pair<std::string, std::string>> last_errors(int limit);
+  /// (owner, acquired_at, heartbeat_at) of the run lock, if held.
+  std::optional<std::tuple<std::string, double, double>> run_lock();
+  /// Submitted allocations, oldest first (none in a version-1 database).
+  std::vector<SlurmJobRecord> slurm_jobs();
+  /// The most recent runs, newest first.
+  std::vector<RunRecord> runs(int limit);
+  /// A job's state; nullopt for a job the database does not hold.
+  std::optional<JobState> job_state(const std::string& job_id);
+  /// Leased jobs, longest running first.
+  std::vector<RunningJob> running_jobs();
+  /// Jobs of the sweep that a run would still lease: pending, leased, preempted, and failed
+  /// ones with attempts below max_attempts.
+  int64_t work_left(const std::string& sweep_id, int max_attempts);
+  /// A job's per-neuron results in neuron order (empty without them).
+  std::vector<NeuronResult> neuron_results(const std::string& job_id);
+  /// Sweeps whose id or name is `name_or_id`, oldest first.
+  std::vector<SweepRef> find_sweeps(const std::string& name_or_id);
+  /// Jobs with their results, of one sweep or (empty id) of all, in no particular order.
+  std::vector<JobRow> jobs(const std::string& sweep_id = "");
+  /// Per job with per-neuron results: counts by the significance rule (job::is_significant).
+  std::map<std::string, NeuronCounts> neuron_counts();
+  /// Every training curve row as (job id, row), by job and step.
+  std::vector<std::pair<std::string, CurveRow>> curves();
+  /// (job id, path) of the artifacts of one kind.
+  std::vector<std::pair<std::string, std::string>> artifacts(const std::string& kind);
+
+ protected:
+  explicit Queries(Database& db) : db_(db) {}
+  ~Queries() = default;
+  Queries(const Queries&) = delete;
+  Queries& operator=(const Queries&) = delete;
+
+  Database& db_;
+};
+
 /// The single writer. Opening creates the file if needed, or migrates an
 /// older schema; a newer schema, a file that is not SQLite, or a folder that
 /// cannot be written is a StorageError that changes nothing.
-class Store {
+class Store : public Queries {
  public:
   static constexpr int kSchemaVersion = 2;
 
@@ -110,8 +186,8 @@ class Store {
   /// in one transaction. Only the lease holder may record; a second record of
   /// the same job throws and changes nothing.
   void record_result(const ResultRecord& result, const std::string& owner, double now);
-  void record_failure(const std::string& job_id, const std::string& owner,
-                      const std::string& error, double now);
+  void record_failure(const std::string& job_id, const std::string& owner, const std::string& error,
+                      double now);
   /// A graceful stop: back to the queue without counting the attempt.
   void record_preempted(const std::string& job_id, const std::string& owner, double now);
   /// Jobs whose lease expired (their runner died): back to pending, the attempt
@@ -129,10 +205,15 @@ class Store {
   /// Records a submitted allocation (idempotent per Slurm job id).
   void record_slurm_job(const SlurmJobRecord& job);
   /// A run starts (after taking the run lock); returns its row id for end_run.
-  int64_t begin_run(const std::string& owner, const std::string& slurm_job_id, int slurm_restart, double now);
+  int64_t begin_run(const std::string& owner, const std::string& slurm_job_id, int slurm_restart,
+                    double now);
   void end_run(int64_t run_id, const std::string& outcome, double now);
 
-  Database& database() { return db_; }
+  /// Several writes in one commit (the MPI driver batches a burst of messages): committed by
+  /// Transaction::commit, rolled back if it is destroyed before.
+  Transaction transaction() { return Transaction(file_); }
+  /// For tests that check the schema itself.
+  Database& database() { return file_; }
 
  private:
   void migrate();
@@ -140,27 +221,19 @@ class Store {
   /// preparing costs more than running the small statements of a lease.
   Statement& cached(const std::string& sql);
 
-  Database db_;
+  Database file_;
   std::map<std::string, std::unique_ptr<Statement>> statements_;
 };
 
 /// Read-only access for status and reports; never writes, never migrates.
-class Reader {
+class Reader : public Queries {
  public:
   explicit Reader(const std::filesystem::path& path);
-  StateCounts counts(const std::string& sweep_id = "");
-  /// (job id, error) of the most recent failures.
-  std::vector<std::pair<std::string, std::string>> last_errors(int limit);
-  /// (owner, acquired_at, heartbeat_at) of the run lock, if held.
-  std::optional<std::tuple<std::string, double, double>> run_lock();
-  /// Submitted allocations, oldest first (none in a version-1 database).
-  std::vector<SlurmJobRecord> slurm_jobs();
-  /// The most recent runs, newest first.
-  std::vector<RunRecord> runs(int limit);
-  Database& database() { return db_; }
+  /// For tests that check the schema itself.
+  Database& database() { return file_; }
 
  private:
-  Database db_;
+  Database file_;
 };
 
 }  // namespace daenr::storage
