@@ -296,7 +296,9 @@ int main(int argc, char** argv) {
       options.latex = wants("tex");
       options.csv = wants("csv");
       const auto out = daenr::reports::write_report(db_path, options);
-      std::cout << out.markdown << std::flush;
+      // The terminal gets the tables trimmed to what holds a job; the files keep the paper's
+      // layouts.
+      std::cout << out.terminal << std::flush;
       std::cerr << fmt::format("daenr report: {} files in {}; open {}\n", out.files.size(), out.out_dir.string(),
                                out.html.string());
       return 0;
