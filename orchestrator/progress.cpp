@@ -1,0 +1,197 @@
+#include "orchestrator/progress.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fmt/format.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+namespace daenr::orchestrator {
+
+namespace {
+
+std::string first_line(const std::string& text) {
+  return text.substr(0, text.find('\n'));
+}
+
+int terminal_width() {
+  winsize ws{};
+  if (::ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0) return ws.ws_col;
+  return 0;
+}
+
+}  // namespace
+
+std::string format_duration(double seconds) {
+  if (!std::isfinite(seconds) || seconds < 0) seconds = 0;
+  const auto s = static_cast<int64_t>(std::llround(seconds));
+  if (s < 60) return fmt::format("{}s", s);
+  if (s < 3600) return fmt::format("{}m{:02}s", s / 60, s % 60);
+  return fmt::format("{}h{:02}m", s / 3600, (s % 3600) / 60);
+}
+
+// The names of reports::model_name (reports/index.cpp), which this library does not link.
+std::string model_text(const sweeps::Labels& l) {
+  std::string name;
+  switch (l.autoencoder) {
+    case models::AutoencoderKind::kNone:
+      name = "CNN";
+      break;
+    case models::AutoencoderKind::kCae:
+      name = "CAE";
+      break;
+    case models::AutoencoderKind::kVae:
+      name = "VAE";
+      break;
+    case models::AutoencoderKind::kVqVae:
+      name = "VQ-VAE";
+      break;
+  }
+  switch (l.readout) {
+    case models::ReadoutKind::kNone:
+      return name;
+    case models::ReadoutKind::kFr:
+      name += "-FR";
+      break;
+    case models::ReadoutKind::kFc:
+      name += "-FC";
+      break;
+    case models::ReadoutKind::kFm:
+      name += "-FM";
+      break;
+  }
+  name += fmt::format("_{}", l.layer);
+  if (l.neurons != sweeps::Neurons::kAll)
+    name += fmt::format(" ({})", sweeps::to_string(l.neurons));
+  return name;
+}
+
+ProgressReporter::ProgressReporter(ProgressMode mode, int64_t jobs_to_run,
+                                   std::function<void(const std::string&)> write,
+                                   std::function<double()> clock, int width)
+    : mode_(mode),
+      to_run_(jobs_to_run),
+      write_(std::move(write)),
+      clock_(std::move(clock)),
+      width_(width) {
+  if (!write_) {
+    write_ = [](const std::string& text) {
+      std::fwrite(text.data(), 1, text.size(), stderr);
+      std::fflush(stderr);
+    };
+  }
+  if (!clock_) {
+    clock_ = [] {
+      return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
+          .count();
+    };
+  }
+  // A line wider than the terminal wraps, and "\r" then rewrites only its last row.
+  if (width_ == 0 && mode_ == ProgressMode::kTerminal) width_ = terminal_width();
+}
+
+ProgressReporter::~ProgressReporter() {
+  try {
+    clear();
+  } catch (...) {
+    // Nothing to do in a destructor: the line stays.
+  }
+}
+
+void ProgressReporter::clear() {
+  if (!line_shown_) return;
+  write_("\r\033[K");
+  line_shown_ = false;
+}
+
+void ProgressReporter::draw(const std::string& line) {
+  if (mode_ != ProgressMode::kTerminal) return;
+  std::string text = line;
+  if (width_ > 1 && static_cast<int>(text.size()) > width_ - 1) text.resize(width_ - 1);
+  write_("\r\033[K" + text);
+  line_shown_ = true;
+  last_draw_ = clock_();
+}
+
+std::string ProgressReporter::head() const {
+  return fmt::format("[job {}/{}] {}", started_, std::max(to_run_, started_), label_);
+}
+
+void ProgressReporter::job_started(const sweeps::JobSpec& job) {
+  ++started_;
+  job_start_ = clock_();
+  first_step_ = -1;
+  label_ = fmt::format("{} seed {}", model_text(job.labels), job.labels.seed);
+  std::string line = head() + ": starting";
+  if (finished_ > 0) {
+    const double per_job = finished_wall_s_ / double(finished_);
+    const int64_t left = std::max<int64_t>(to_run_ - started_ + 1, 1);
+    line += fmt::format(" | sweep ~{} left", format_duration(per_job * double(left)));
+  }
+  draw(line);
+}
+
+void ProgressReporter::training(const worker::TrainingProgress& p) {
+  if (mode_ != ProgressMode::kTerminal) return;
+  const double now = clock_();
+  if (first_step_ < 0) {
+    first_step_ = p.step;
+    first_time_ = now;
+  }
+  if (!p.finished && last_draw_ >= 0 && now - last_draw_ < 0.25) return;
+  const double elapsed = now - job_start_;
+  std::string line = fmt::format("{}: step {}/{}, phase {}/{}, val loss {:.5g}", head(), p.step,
+                                 p.max_steps, p.phase + 1, p.phases, p.val_loss);
+  const int done_here = p.step - p.resumed_from_step;
+  if (done_here > 0 && elapsed > 0) {
+    // The rate since the job's first validation point, once there are two: the time before the
+    // first one also holds loading the data and building the model.
+    const double per_step = p.step > first_step_
+                                ? (now - first_time_) / double(p.step - first_step_)
+                                : elapsed / double(done_here);
+    // At that rate to the step cap: the schedule's phases may end the job sooner.
+    const double job_left = p.finished ? 0.0 : per_step * double(std::max(p.max_steps - p.step, 0));
+    // The jobs not started yet take what the finished ones took on average, or, before any
+    // has finished, what this one is heading for.
+    const double per_job =
+        finished_ > 0 ? finished_wall_s_ / double(finished_) : elapsed + job_left;
+    const int64_t after = std::max<int64_t>(to_run_ - started_, 0);
+    line += fmt::format(" | left: job <={}, sweep ~{}", format_duration(job_left),
+                        format_duration(job_left + per_job * double(after)));
+  }
+  draw(line);
+}
+
+void ProgressReporter::job_finished(const sweeps::JobSpec& job, const Outcome& outcome,
+                                    std::optional<double> wall_s) {
+  if (mode_ == ProgressMode::kOff) return;
+  ++finished_;
+  const double wall = wall_s ? *wall_s : clock_() - job_start_;
+  finished_wall_s_ += wall;
+  std::string line =
+      fmt::format("[{}/{}] {} {} {} seed {}: ", finished_, std::max(to_run_, finished_),
+                  job.id.substr(0, 8), model_text(job.labels), job.labels.region, job.labels.seed);
+  switch (outcome.kind) {
+    case Outcome::Kind::kDone: {
+      line += fmt::format("done in {}", format_duration(wall));
+      const auto& r = outcome.record;
+      if (r.mse) line += fmt::format(", test MSE {:.4f}", *r.mse);
+      if (r.mean_r) line += fmt::format(", test r {:.3f}", *r.mean_r);
+      break;
+    }
+    case Outcome::Kind::kFailed:
+      line += fmt::format("failed after {}: {}", format_duration(wall), first_line(outcome.error));
+      break;
+    case Outcome::Kind::kPreempted:
+      line +=
+          fmt::format("stopped after {} (checkpointed; rerun to resume)", format_duration(wall));
+      break;
+  }
+  // On a terminal the updating line gives way to the result, which stays.
+  write_((line_shown_ ? "\r\033[K" : "") + line + "\n");
+  line_shown_ = false;
+}
+
+}  // namespace daenr::orchestrator
