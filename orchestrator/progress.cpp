@@ -3,10 +3,14 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <fmt/format.h>
+#include <pthread.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
+
+#include "worker/trainer.h"
 
 namespace daenr::orchestrator {
 
@@ -14,6 +18,23 @@ namespace {
 
 std::string first_line(const std::string& text) {
   return text.substr(0, text.find('\n'));
+}
+
+// Under mpirun, a Slurm requeue's SIGTERM reaches mpirun too, which closes the ranks' output
+// pipes while rank 0 still records the stopped jobs: a progress line must not kill it then with
+// SIGPIPE before the database knows they stopped (tests/cli/slurm_e2e.sh, case E, failed so).
+// The signal is blocked in this thread for the write, and one the write raised is dropped.
+void write_stderr(const std::string& text) {
+  sigset_t pipe, old;
+  sigemptyset(&pipe);
+  sigaddset(&pipe, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &pipe, &old);
+  std::fwrite(text.data(), 1, text.size(), stderr);
+  std::fflush(stderr);
+  const timespec zero{0, 0};
+  while (sigtimedwait(&pipe, nullptr, &zero) == SIGPIPE) {
+  }
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
 }
 
 int terminal_width() {
@@ -76,12 +97,7 @@ ProgressReporter::ProgressReporter(ProgressMode mode, int64_t jobs_to_run,
       write_(std::move(write)),
       clock_(std::move(clock)),
       width_(width) {
-  if (!write_) {
-    write_ = [](const std::string& text) {
-      std::fwrite(text.data(), 1, text.size(), stderr);
-      std::fflush(stderr);
-    };
-  }
+  if (!write_) write_ = write_stderr;
   if (!clock_) {
     clock_ = [] {
       return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())

@@ -12,7 +12,11 @@
 
 #include "orchestrator/job_runner.h"
 #include "sweeps/expand.h"
-#include "worker/trainer.h"
+
+namespace daenr::worker {
+// worker/trainer.h, which brings LibTorch: sweep_runner.h, which includes this, goes without.
+struct TrainingProgress;
+}  // namespace daenr::worker
 
 namespace daenr::orchestrator {
 

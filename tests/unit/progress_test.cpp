@@ -7,7 +7,11 @@
 
 #include <gtest/gtest.h>
 #include <string>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <vector>
+
+#include "worker/trainer.h"
 
 namespace daenr::orchestrator {
 namespace {
@@ -183,6 +187,30 @@ TEST(Progress, TheUpdatingLineFitsTheTerminal) {
   p.job_started(cae_fr2(0));
   // "\r\033[K" and the first 19 columns: a line as wide as the terminal would wrap.
   EXPECT_EQ(f.out.at(0), "\r\033[K[job 1/1] CAE-FR_2 ");
+}
+
+// Under mpirun, a requeue closes the ranks' output pipes while rank 0 still records the stopped
+// jobs. In a child whose stderr is a pipe with no reader, a finished job's line must not kill
+// it with SIGPIPE.
+TEST(Progress, AStderrWithNoReaderDoesNotKillTheRun) {
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    int fds[2];
+    if (::pipe(fds) != 0) ::_exit(2);
+    ::close(fds[0]);
+    ::dup2(fds[1], STDERR_FILENO);
+    {
+      ProgressReporter p(ProgressMode::kLog, 1);
+      p.job_finished(cae_fr2(0), done("0123456789abcdef", 0.1, 0.2), 1.0);
+    }
+    ::_exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  EXPECT_TRUE(WIFEXITED(status)) << "killed by signal "
+                                 << (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+  EXPECT_EQ(WIFEXITED(status) ? WEXITSTATUS(status) : -1, 0);
 }
 
 }  // namespace
