@@ -10,15 +10,12 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include "job/text.h"
 #include "worker/trainer.h"
 
 namespace daenr::orchestrator {
 
 namespace {
-
-std::string first_line(const std::string& text) {
-  return text.substr(0, text.find('\n'));
-}
 
 // Under mpirun, a Slurm requeue's SIGTERM reaches mpirun too, which closes the ranks' output
 // pipes while rank 0 still records the stopped jobs: a progress line must not kill it then with
@@ -198,7 +195,7 @@ void ProgressReporter::job_finished(const sweeps::JobSpec& job, const Outcome& o
       break;
     }
     case Outcome::Kind::kFailed:
-      line += fmt::format("failed after {}: {}", format_duration(wall), first_line(outcome.error));
+      line += fmt::format("failed after {}: {}", format_duration(wall), job::first_line(outcome.error));
       break;
     case Outcome::Kind::kPreempted:
       line +=
