@@ -195,7 +195,8 @@ void ProgressReporter::job_finished(const sweeps::JobSpec& job, const Outcome& o
       break;
     }
     case Outcome::Kind::kFailed:
-      line += fmt::format("failed after {}: {}", format_duration(wall), job::first_line(outcome.error));
+      line +=
+          fmt::format("failed after {}: {}", format_duration(wall), job::first_line(outcome.error));
       break;
     case Outcome::Kind::kPreempted:
       line +=
