@@ -246,7 +246,9 @@ int main(int argc, char** argv) {
           daenr::slurm::parse_grace_signal(run_grace_signal, "--grace-signal")));
       daenr::orchestrator::RunnerOptions options;
       options.max_attempts = max_attempts;
-      options.progress = ::isatty(STDERR_FILENO);
+      // A terminal gets an updating line as well; a log, a line per finished job.
+      options.progress = ::isatty(STDERR_FILENO) ? daenr::orchestrator::ProgressMode::kTerminal
+                                                 : daenr::orchestrator::ProgressMode::kLog;
       options.stop = &g_stop;
       daenr::orchestrator::RunSummary s;
       if (daenr::orchestrator::mpi::launched_by_mpi()) {
@@ -256,7 +258,7 @@ int main(int argc, char** argv) {
         daenr::orchestrator::MpiOptions mpi_options;
         mpi_options.ranks_per_job = ranks_per_job;
         mpi_options.jobs_per_gpu = jobs_per_gpu;
-        options.progress = options.progress && g_rank == 0;
+        if (g_rank != 0) options.progress = daenr::orchestrator::ProgressMode::kOff;
         if (mpi_session->size() == 1) {
           s = daenr::orchestrator::run_sweep(spec_path, db_path, options);
         } else {
@@ -296,7 +298,9 @@ int main(int argc, char** argv) {
       options.latex = wants("tex");
       options.csv = wants("csv");
       const auto out = daenr::reports::write_report(db_path, options);
-      std::cout << out.markdown << std::flush;
+      // The terminal gets the tables trimmed to what holds a job; the files keep the paper's
+      // layouts.
+      std::cout << out.terminal << std::flush;
       std::cerr << fmt::format("daenr report: {} files in {}; open {}\n", out.files.size(), out.out_dir.string(),
                                out.html.string());
       return 0;

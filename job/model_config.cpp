@@ -47,6 +47,26 @@ std::string to_string(ReadoutKind kind) {
   return "?";
 }
 
+std::string display_name(AutoencoderKind kind) {
+  switch (kind) {
+    case AutoencoderKind::kCae: return "CAE";
+    case AutoencoderKind::kVae: return "VAE";
+    case AutoencoderKind::kVqVae: return "VQ-VAE";
+    case AutoencoderKind::kNone: return "CNN";
+  }
+  return "?";
+}
+
+std::string display_name(ReadoutKind kind) {
+  switch (kind) {
+    case ReadoutKind::kFr: return "FR";
+    case ReadoutKind::kFc: return "FC";
+    case ReadoutKind::kFm: return "FM";
+    case ReadoutKind::kNone: return "";
+  }
+  return "?";
+}
+
 AutoencoderKind parse_autoencoder(const std::string& name) {
   for (const auto kind : all_autoencoders()) {
     if (to_string(kind) == name) return kind;

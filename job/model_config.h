@@ -19,6 +19,12 @@ std::string to_string(AutoencoderKind kind);
 ReadoutKind parse_readout(const std::string& name);
 std::string to_string(ReadoutKind kind);
 
+/// The paper's names: "CAE", "VAE", "VQ-VAE", "CNN" (no autoencoder: the readout-only
+/// baseline); "FR", "FC", "FM", "" (no readout). The one table of display names: reports and
+/// progress lines build "CAE-FR_2" from it.
+std::string display_name(AutoencoderKind kind);
+std::string display_name(ReadoutKind kind);
+
 /// Every kind, in the paper's order: the one list that parsing, suggestions and reports use.
 const std::vector<AutoencoderKind>& all_autoencoders();
 const std::vector<ReadoutKind>& all_readouts();

@@ -81,11 +81,19 @@ std::vector<int64_t> neuron_subset(storage::Queries& db, const sweeps::JobSpec& 
 
 Outcome execute_job(const sweeps::JobSpec& job, const std::vector<int64_t>& neurons, const JobPaths& paths,
                     const std::function<bool(int)>& should_stop, worker::GradientReducer* reducer) {
+  return execute_job(job, neurons, paths, should_stop, {}, reducer);
+}
+
+Outcome execute_job(const sweeps::JobSpec& job, const std::vector<int64_t>& neurons, const JobPaths& paths,
+                    const std::function<bool(int)>& should_stop,
+                    const std::function<void(const worker::TrainingProgress&)>& on_progress,
+                    worker::GradientReducer* reducer) {
   Outcome out;
   out.job_id = job.id;
   worker::RunOptions run;
   run.checkpoint = paths.checkpoint_dir / (job.id + ".ckpt");
   run.should_stop = should_stop;
+  run.on_progress = on_progress;
   run.neurons = neurons;
   run.reducer = reducer;
   const bool writer = reducer == nullptr || reducer->rank() == 0;

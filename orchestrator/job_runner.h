@@ -17,6 +17,7 @@
 
 namespace daenr::worker {
 class GradientReducer;
+struct TrainingProgress;
 }
 
 namespace daenr::orchestrator {
@@ -38,9 +39,14 @@ struct JobPaths {
 /// writing its checkpoint in `paths.checkpoint_dir`. A job's own failure (bad
 /// data, divergence, a device that does not exist) becomes a kFailed outcome;
 /// an exception from `should_stop` (the database heartbeat in process)
-/// propagates. With a data-parallel `reducer`, only its rank 0 writes files.
+/// propagates. With a data-parallel `reducer`, only its rank 0 writes files. `on_progress`
+/// is told of every validation point (worker::RunOptions::on_progress).
 Outcome execute_job(const sweeps::JobSpec& job, const std::vector<int64_t>& neurons, const JobPaths& paths,
                     const std::function<bool(int)>& should_stop, worker::GradientReducer* reducer = nullptr);
+Outcome execute_job(const sweeps::JobSpec& job, const std::vector<int64_t>& neurons, const JobPaths& paths,
+                    const std::function<bool(int)>& should_stop,
+                    const std::function<void(const worker::TrainingProgress&)>& on_progress,
+                    worker::GradientReducer* reducer = nullptr);
 
 /// The neurons a significant / insignificant job fits, from the per-neuron
 /// results of the job it depends on (done before it: the queue orders them).

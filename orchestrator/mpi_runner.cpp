@@ -111,6 +111,9 @@ RunSummary orchestrate(PreparedSweep& sweep, const RunnerOptions& options, int g
     std::chrono::steady_clock::time_point assigned;
   };
   std::map<int, Pace> pace;
+  // A line per finished job on rank 0's stderr (the workers' in-job progress stays with them).
+  ProgressReporter progress(options.progress,
+                            options.progress == ProgressMode::kOff ? 0 : sweep.jobs_left(options.max_attempts));
   constexpr auto kShortJob = std::chrono::milliseconds(20);
   constexpr int kMaxBatch = 64;
   int live = groups;
@@ -149,6 +152,7 @@ RunSummary orchestrate(PreparedSweep& sweep, const RunnerOptions& options, int g
         failed.job_id = job.id;
         failed.error = job::first_line(e.what());
         record_outcome(store, owner_of(source), failed, summary);
+        progress.job_finished(job, failed, 0.0);
         continue;  // lease the next one for this group
       }
       jobs.push_back({{"id", job.id}, {"neurons", neurons}});
@@ -186,14 +190,17 @@ RunSummary orchestrate(PreparedSweep& sweep, const RunnerOptions& options, int g
         // Outcomes are also the group's request for its next jobs (step 3).
         const auto message = nlohmann::json::parse(text);
         const auto& outcomes = message.at("outcomes");
+        auto& p = pace[source];
+        const auto per_job = (std::chrono::steady_clock::now() - p.assigned) / std::max<std::size_t>(outcomes.size(), 1);
         for (const auto& o : outcomes) {
           auto outcome = outcome_from_json(o);
           record_outcome(store, owner_of(source), outcome, summary);
+          // Rank 0 saw the batch assigned, not each job start: each gets the batch's mean.
+          progress.job_finished(sweep.job(outcome.job_id), outcome,
+                                std::chrono::duration<double>(per_job).count());
           recorded.push_back(std::move(outcome));
         }
         busy.erase(source);
-        auto& p = pace[source];
-        const auto per_job = (std::chrono::steady_clock::now() - p.assigned) / std::max<std::size_t>(outcomes.size(), 1);
         p.batch = per_job < kShortJob ? std::min(p.batch * 2, kMaxBatch) : 1;
         assign(source, message.at("stopping").get<bool>());
         return;

@@ -119,12 +119,6 @@ bool holder_is_gone(storage::Store& store) {
   return ::kill(static_cast<pid_t>(holder.pid), 0) != 0 && errno == ESRCH;
 }
 
-
-std::string describe(const sweeps::Labels& l) {
-  return fmt::format("{}-{}_{} {} a={} b={} seed {}", job::to_string(l.autoencoder),
-                     job::to_string(l.readout), l.layer, l.region, l.alpha, l.beta, l.seed);
-}
-
 }  // namespace
 
 PreparedSweep::PreparedSweep(const fs::path& spec_path, const fs::path& db, const RunnerOptions& options)
@@ -154,8 +148,8 @@ PreparedSweep::PreparedSweep(const fs::path& spec_path, const fs::path& db, cons
 
 PreparedSweep::~PreparedSweep() { release(); }
 
-bool PreparedSweep::work_left(int max_attempts) {
-  return store.work_left(sweep_id, max_attempts) > 0;
+int64_t PreparedSweep::jobs_left(int max_attempts) {
+  return store.work_left(sweep_id, max_attempts);
 }
 
 void PreparedSweep::finish(const RunSummary& summary) {
@@ -193,8 +187,9 @@ RunSummary run_sweep(const fs::path& spec_path, const fs::path& db_path, const R
 
   RunSummary summary;
   summary.total = static_cast<int64_t>(sweep.jobs.size());
-  const auto started = std::chrono::steady_clock::now();
   auto stop_requested = [&] { return options.stop && options.stop->load(); };
+  ProgressReporter progress(options.progress,
+                            options.progress == ProgressMode::kOff ? 0 : sweep.jobs_left(options.max_attempts));
 
   while (!stop_requested()) {
     const auto leased =
@@ -202,18 +197,7 @@ RunSummary run_sweep(const fs::path& spec_path, const fs::path& db_path, const R
     if (!leased) break;
     const sweeps::JobSpec& job = sweep.job(leased->id);
     ++summary.ran;
-    if (options.progress) {
-      storage::Reader reader(db_path);
-      const auto c = reader.counts(sweep.sweep_id);
-      const double elapsed =
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-      const double per_job = summary.ran > 1 ? elapsed / double(summary.ran - 1) : 0;
-      const auto left = c.total - c.done - c.failed;
-      std::fprintf(stderr, "\r\033[K[%lld/%lld done, %lld failed] running %s (%s)%s", (long long)c.done,
-                   (long long)c.total, (long long)c.failed, job.id.c_str(), describe(job.labels).c_str(),
-                   per_job > 0 ? fmt::format(", ETA {:.0f} s", per_job * left).c_str() : "");
-      std::fflush(stderr);
-    }
+    progress.job_started(job);
     auto should_stop = [&](int) {
       const double now = unix_now();
       store.refresh_run_lock(owner, now);
@@ -223,17 +207,19 @@ RunSummary run_sweep(const fs::path& spec_path, const fs::path& db_path, const R
     Outcome outcome;
     try {
       const auto neurons = neuron_subset(store, job);
-      outcome = execute_job(job, neurons, sweep.paths, should_stop);
+      outcome = execute_job(job, neurons, sweep.paths, should_stop,
+                            [&](const worker::TrainingProgress& p) { progress.training(p); });
     } catch (const models::DataError& e) {
       outcome.job_id = job.id;
       outcome.kind = Outcome::Kind::kFailed;
       outcome.error = job::first_line(e.what());
     }
     record_outcome(store, owner, outcome, summary);
+    progress.job_finished(job, outcome);
     remove_spent_checkpoint(sweep.paths, outcome);
     if (outcome.kind == Outcome::Kind::kPreempted) break;
   }
-  if (options.progress) std::fprintf(stderr, "\r\033[K");
+  progress.clear();
   // A stop that came after the last job is no reason to run again.
   if (stop_requested() && sweep.work_left(options.max_attempts)) summary.stopped = true;
   sweep.finish(summary);

@@ -28,6 +28,7 @@
 #include <nlohmann/json.hpp>
 
 #include "orchestrator/job_runner.h"
+#include "orchestrator/progress.h"
 #include "storage/store.h"
 #include "sweeps/spec.h"
 
@@ -38,7 +39,8 @@ struct RunnerOptions {
   double lock_stale_s = 120;
   double lease_s = 600;
   std::filesystem::path checkpoint_dir;  ///< default: <db>.checkpoints
-  bool progress = false;                 ///< one updating progress line on stderr
+  /// Progress on stderr (progress.h): off, a line per finished job, or also an updating line.
+  ProgressMode progress = ProgressMode::kOff;
   /// Set (e.g. by a signal handler) to stop gracefully at the next validation point.
   const std::atomic<bool>* stop = nullptr;
 };
@@ -76,7 +78,9 @@ class PreparedSweep {
 
   /// Whether any job of the sweep is still to run: pending, leased,
   /// preempted, or failed with attempts left.
-  bool work_left(int max_attempts);
+  bool work_left(int max_attempts) { return jobs_left(max_attempts) > 0; }
+  /// How many: the progress display's number of jobs to run.
+  int64_t jobs_left(int max_attempts);
   /// Records the run's outcome in the runs table (written on release).
   void finish(const RunSummary& summary);
 

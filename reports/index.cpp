@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <fmt/format.h>
 
+#include "job/error.h"
+#include "job/model_config.h"
+
 namespace daenr::reports {
 
 JobIndex::JobIndex(const ReportData& data) {
@@ -51,12 +54,18 @@ std::vector<const JobRecord*> JobIndex::jobs(const std::string& region,
 }
 
 std::string model_name(const std::string& autoencoder, const std::string& readout, int layer) {
-  static const std::map<std::string, std::string> ae = {
-      {"cae", "CAE"}, {"vae", "VAE"}, {"vqvae", "VQ-VAE"}, {"none", "CNN"}};
-  static const std::map<std::string, std::string> ro = {{"fr", "FR"}, {"fc", "FC"}, {"fm", "FM"}};
-  const auto a = ae.count(autoencoder) ? ae.at(autoencoder) : autoencoder;
+  // The names are job::display_name's; a name this build does not know (a newer database's)
+  // is shown as stored.
+  std::string a = autoencoder, r = readout;
+  try {
+    a = job::display_name(job::parse_autoencoder(autoencoder));
+  } catch (const job::ConfigError&) {
+  }
   if (readout == "none") return a;
-  const auto r = ro.count(readout) ? ro.at(readout) : readout;
+  try {
+    r = job::display_name(job::parse_readout(readout));
+  } catch (const job::ConfigError&) {
+  }
   if (layer == 0) return a + "-" + r;
   return fmt::format("{}-{}_{{{}}}", a, r, layer < 0 ? std::string("i") : std::to_string(layer));
 }

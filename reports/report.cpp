@@ -157,6 +157,33 @@ std::string markdown_preamble(const ReportData& data) {
   return out;
 }
 
+std::string render_terminal(const ReportData& data, const std::vector<Table>& tables) {
+  const CompactTables compact = compact_tables(tables);
+  std::vector<Table> shown;
+  if (!data.jobs.empty()) shown.push_back(jobs_table(data, kTerminalJobs));
+  shown.insert(shown.end(), compact.tables.begin(), compact.tables.end());
+  std::string out = render_markdown(shown, markdown_preamble(data));
+  if (!compact.left_out.empty()) {
+    std::string names;
+    for (std::size_t i = 0; i < compact.left_out.size(); ++i) {
+      // "Table 3", "Table 6" -> "Tables 3, 6"
+      const std::string& name = compact.left_out[i];
+      const std::string number = name.rfind("Table ", 0) == 0 ? name.substr(6) : name;
+      names += (i == 0 ? "" : ", ") + number;
+    }
+    out += compact.left_out.size() == 1
+               ? fmt::format("\nTable {} not shown: no jobs for it.\n", names)
+               : fmt::format("\nTables {} not shown: no jobs for them.\n", names);
+  }
+  if (compact.trimmed || !compact.left_out.empty()) {
+    out += fmt::format(
+        "{}Rows and columns without a job are left out here; the report's files "
+        "keep the paper's full layouts.\n",
+        compact.left_out.empty() ? "\n" : "");
+  }
+  return out;
+}
+
 std::string render_html(const ReportData& data, const std::vector<Table>& tables,
                         const std::vector<Figure>& figures, const std::vector<Figure>& curves) {
   const Counts c = count(data);
@@ -219,6 +246,7 @@ ReportOutput write_report(const fs::path& db, const ReportOptions& options) {
   figure_links += fmt::format("- Training curves: {} job{} in curves/ (one SVG per job).\n",
                               curves.size(), curves.size() == 1 ? "" : "s");
   result.markdown = render_markdown(tables, markdown_preamble(data));
+  result.terminal = render_terminal(data, tables);
 
   auto write = [&](const fs::path& path, const std::string& bytes) {
     write_file(path, bytes);

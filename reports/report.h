@@ -27,7 +27,8 @@ struct ReportOptions {
 };
 
 struct ReportOutput {
-  std::string markdown;  ///< the tables as Markdown (what `daenr report` prints)
+  std::string markdown;  ///< the tables as Markdown, full layouts (tables.md without its figures)
+  std::string terminal;  ///< what `daenr report` prints: render_terminal
   std::filesystem::path out_dir, html;
   std::vector<std::filesystem::path> files;  ///< everything written, the HTML last
 };
@@ -38,6 +39,15 @@ ReportOutput write_report(const std::filesystem::path& db, const ReportOptions& 
 
 /// The Markdown heading and summary above the tables.
 std::string markdown_preamble(const ReportData& data);
+
+/// Jobs listed one by one on the terminal; a larger report lists the first ones and says so.
+inline constexpr std::size_t kTerminalJobs = 50;
+
+/// What `daenr report` prints, in Markdown: the preamble, each job's metrics (jobs_table), the
+/// tables that hold a job with only their rows and columns that do (compact_tables), then one
+/// line naming the tables left out ("Tables 3, 6 not shown: no jobs for them.") and one saying
+/// that the files keep the full layouts, each where it applies.
+std::string render_terminal(const ReportData& data, const std::vector<Table>& tables);
 
 /// One self-contained HTML page: every table, figure and curve, images
 /// inlined as data: URIs. A small script marks the page's root element with

@@ -397,6 +397,7 @@ Table table5(const JobIndex& index) {
             // A baseline has no layer: its one value stands in every h_i, as in the paper.
             for (Metric m : kReconstruction) {
               row.cells.push_back(b.stat(region, ae, ro, ro == "none" ? 0 : layer, pair, "all", m));
+              row.cells.back().repeated = ro == "none";
             }
           }
           block.rows.push_back(std::move(row));
@@ -648,6 +649,155 @@ std::string format_number(double value, int decimals) {
   std::string s = fmt::format("{:.{}f}", value, decimals);
   if (s[0] == '-' && s.find_first_not_of("-0.") == std::string::npos) s.erase(0, 1);
   return s;
+}
+
+namespace {
+
+bool holds_job(const Cell& c) {
+  return c.kind == Cell::Kind::kStat && c.jobs > 0;
+}
+
+// The column groups of a block as [first, end) ranges; a column outside any group is its own.
+std::vector<std::pair<std::size_t, std::size_t>> column_groups(const Block& block) {
+  std::vector<std::pair<std::size_t, std::size_t>> out;
+  std::size_t c = 0;
+  for (const auto& g : block.groups) {
+    const std::size_t end = std::min(block.columns.size(), c + static_cast<std::size_t>(g.span));
+    out.emplace_back(c, end);
+    c = end;
+  }
+  for (; c < block.columns.size(); ++c) out.emplace_back(c, c + 1);
+  return out;
+}
+
+// The block with only its rows and columns that hold a job; no rows when none does.
+Block compact_block(const Block& block) {
+  std::vector<const Row*> rows;
+  for (const auto& row : block.rows) {
+    if (std::any_of(row.cells.begin(), row.cells.end(), holds_job)) rows.push_back(&row);
+  }
+  std::vector<bool> keep(block.columns.size(), false);
+  for (const Row* row : rows) {
+    for (std::size_t c = 0; c < row->cells.size(); ++c) {
+      if (holds_job(row->cells[c]) && !row->cells[c].repeated) keep[c] = true;
+    }
+  }
+  // A row whose jobs are all repeated values (Table 5's baseline when no variant has a job)
+  // would otherwise show no value at all: its first group of columns with a job stays.
+  const auto groups = column_groups(block);
+  for (const Row* row : rows) {
+    bool shown = false;
+    for (std::size_t c = 0; c < row->cells.size(); ++c)
+      shown = shown || (keep[c] && holds_job(row->cells[c]));
+    if (shown) continue;
+    for (const auto& [first, end] : groups) {
+      bool any = false;
+      for (std::size_t c = first; c < end; ++c) any = any || holds_job(row->cells[c]);
+      if (!any) continue;
+      for (std::size_t c = first; c < end; ++c) keep[c] = true;
+      break;
+    }
+  }
+  Block out;
+  out.subtitle = block.subtitle;
+  out.row_header = block.row_header;
+  for (std::size_t g = 0; g < block.groups.size(); ++g) {
+    int span = 0;
+    for (std::size_t c = groups[g].first; c < groups[g].second; ++c) span += keep[c] ? 1 : 0;
+    if (span > 0) out.groups.push_back({block.groups[g].label, span});
+  }
+  for (std::size_t c = 0; c < block.columns.size(); ++c) {
+    if (keep[c]) out.columns.push_back(block.columns[c]);
+  }
+  for (const Row* row : rows) {
+    Row r{row->label, {}};
+    for (std::size_t c = 0; c < row->cells.size(); ++c) {
+      if (keep[c]) r.cells.push_back(row->cells[c]);
+    }
+    out.rows.push_back(std::move(r));
+  }
+  return out;
+}
+
+std::string optional_number(const std::optional<double>& v, int decimals) {
+  return v ? format_number(*v, decimals) : "-";
+}
+
+}  // namespace
+
+CompactTables compact_tables(const std::vector<Table>& tables) {
+  CompactTables out;
+  for (const auto& t : tables) {
+    // Table 7 is text only, its rows made for the variants with jobs: nothing to trim there. A
+    // table without any cell (Table 2 of an empty database: no region, no column) is not.
+    bool any_cell = false, any_stat = false;
+    for (const auto& b : t.blocks) {
+      for (const auto& r : b.rows) {
+        for (const auto& c : r.cells) {
+          any_cell = true;
+          any_stat = any_stat || c.kind == Cell::Kind::kStat;
+        }
+      }
+    }
+    const bool text_only = any_cell && !any_stat;
+    Table shown = t;
+    shown.blocks.clear();
+    for (const auto& block : t.blocks) {
+      Block kept = text_only ? block : compact_block(block);
+      if (kept.rows.empty()) continue;
+      if (kept.rows.size() != block.rows.size() || kept.columns.size() != block.columns.size())
+        out.trimmed = true;
+      shown.blocks.push_back(std::move(kept));
+    }
+    if (shown.blocks.empty()) {
+      out.left_out.push_back(t.name);
+      continue;
+    }
+    if (shown.blocks.size() != t.blocks.size()) out.trimmed = true;
+    out.tables.push_back(std::move(shown));
+  }
+  return out;
+}
+
+Table jobs_table(const ReportData& data, std::size_t limit) {
+  Table t;
+  t.id = "jobs";
+  t.name = "Jobs";
+  t.caption = "each job's test metrics";
+  Block block;
+  block.row_header = "Model";
+  block.columns = {"Job",   "Region", "Seed", "State",      "MSE↓",
+                   "PSNR↑", "SSIM↑",  "PCC↑", "Significant"};
+  // The pairs of each model across the report, so that a label names its pair only where the
+  // model has several, as the tables' rows do.
+  const JobIndex index(data);
+  for (std::size_t i = 0; i < data.jobs.size() && i < limit; ++i) {
+    const JobRecord& j = data.jobs[i];
+    const auto& l = j.labels;
+    std::string label = model_label(l.autoencoder, l.readout, l.layer,
+                                    index.pairs(l.autoencoder, l.readout, l.neurons == "all"),
+                                    LossPair{l.alpha, l.beta});
+    if (l.neurons != "all") label += fmt::format(" ({} neurons)", l.neurons);
+    const std::string significant =
+        j.significant && j.neurons ? fmt::format("{}/{}", *j.significant, *j.neurons) : "-";
+    block.rows.push_back(
+        {label,
+         {Cell::text_cell(j.id.substr(0, 8)), Cell::text_cell(region_title(l.region)),
+          Cell::text_cell(std::to_string(l.seed)), Cell::text_cell(j.state),
+          Cell::text_cell(optional_number(j.mse, 4)), Cell::text_cell(optional_number(j.psnr, 2)),
+          Cell::text_cell(optional_number(j.ssim, 3)),
+          Cell::text_cell(optional_number(j.mean_r, 3)), Cell::text_cell(significant)}});
+  }
+  t.blocks.push_back(std::move(block));
+  if (data.jobs.size() > limit) {
+    t.notes.push_back(fmt::format("The first {} of {} jobs; the tables below summarise them all.",
+                                  limit, data.jobs.size()));
+  }
+  t.notes.push_back(
+      "Job: the first 8 characters of its id. \"-\": a metric the job has not got (unfinished, "
+      "failed, or a model without that head). Significant: neurons with p ≤ 0.05 and r > 0, of all "
+      "neurons predicted.");
+  return t;
 }
 
 std::vector<Table> build_tables(const ReportData& data) {

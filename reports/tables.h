@@ -29,6 +29,9 @@ struct Cell {
   int decimals = 3;
   int64_t failed = 0;  ///< of which failed
   bool best = false;   ///< the best of its group (bold)
+  /// A value shown again in another column (Table 5's baseline in every layer h_i): on its own
+  /// it keeps no column in a compact table, or a CAE in Table 5 would keep all four layers.
+  bool repeated = false;
   /// kStat: what the cell is, for the tidy CSV (region, autoencoder, readout,
   /// layer, alpha, beta, neurons, metric).
   std::vector<std::string> keys;
@@ -73,6 +76,26 @@ struct Table {
 
 /// Tables 2, 3, 4, 5, 6 and 7, in that order.
 std::vector<Table> build_tables(const ReportData& data);
+
+/// The tables as `daenr report` prints them on a terminal, where the paper's full grids of a
+/// small sweep are mostly "n/a (no job)" (a 4-job sweep fills one row of Table 5's 12 x 12).
+/// The files keep the full layouts; see compact_tables.
+struct CompactTables {
+  std::vector<Table> tables;          ///< the tables that hold a job, trimmed
+  std::vector<std::string> left_out;  ///< the names ("Table 3") of those that hold none
+  bool trimmed = false;               ///< a row, column or block was left out of a table shown
+};
+
+/// Keeps, of each table, the blocks and rows with at least one job behind a cell, and the
+/// columns (with their header groups) where one of those rows has a job that is not a repeated
+/// value (Cell::repeated); a row whose only jobs are repeated keeps its first such column group.
+/// A table of text cells only (Table 7) is kept whole when it has a row. Notes are kept.
+CompactTables compact_tables(const std::vector<Table>& tables);
+
+/// "Jobs": one row per job (up to `limit`, in report order) with its region, seed, state and
+/// test metrics (MSE, PSNR, SSIM, PCC, significant neurons), for the terminal: what a sweep of
+/// a few jobs is about, before the tables summarise them over seeds.
+Table jobs_table(const ReportData& data, std::size_t limit);
 
 /// A number as the tables write it: fixed decimals, never "-0.000".
 std::string format_number(double value, int decimals);

@@ -370,6 +370,10 @@ bool Trainer::train(const RunOptions& options) {
       finished_ = true;
     }
     ++validations;
+    if (options.on_progress) {
+      options.on_progress({step_, tc.max_steps, std::min(phase_, tc.phases - 1), tc.phases, val,
+                           best_val_, resumed_from_step_, finished_});
+    }
     bool stop = false;
     if (!finished_) {
       stop = options.should_stop && options.should_stop(step_);

@@ -63,6 +63,18 @@ struct CurvePoint {
   double val_loss = 0;    ///< data terms on the held-out split (see trainer.cpp)
 };
 
+/// Where a job stands at a validation point, for a progress display.
+struct TrainingProgress {
+  int step = 0;       ///< steps done
+  int max_steps = 0;  ///< the cap; the schedule may end sooner, after its phases
+  int phase = 0;      ///< the phase under way (0-based; the last one once training ends)
+  int phases = 0;
+  double val_loss = 0;        ///< this point's validation loss
+  double best_val_loss = 0;   ///< the best so far, including this point
+  int resumed_from_step = 0;  ///< the step this run started from (0: from scratch)
+  bool finished = false;      ///< the schedule ended at this point
+};
+
 struct JobResult {
   enum class Status { kDone, kStopped };
   Status status = Status::kDone;
@@ -111,6 +123,8 @@ struct RunOptions {
   std::filesystem::path checkpoint;
   /// Asked at every validation point; returning true checkpoints and stops.
   std::function<bool(int step)> should_stop;
+  /// Told at every validation point, before `should_stop`, on every rank of a group.
+  std::function<void(const TrainingProgress&)> on_progress;
   /// Fit only these neurons (column indices); empty: all of them.
   std::vector<int64_t> neurons;
   /// The data-parallel group this rank trains the job with; it must outlive train(). Every

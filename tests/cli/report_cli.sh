@@ -23,14 +23,24 @@ grep -q "^10 jobs: ran 10 (10 done" "$tmp/sweep.out" || fail "sweep: $(cat "$tmp
 rc=$?
 [ "$rc" -eq 0 ] || fail "report exited $rc: $(cat "$tmp/a.err")"
 for t in 2 3 4 5 6 7 8; do
-  grep -q "^## Table $t: " "$tmp/a.md" || fail "stdout lacks Table $t"
+  grep -q "^## Table $t: " "$tmp/a/tables.md" || fail "tables.md lacks Table $t"
   [ -s "$tmp/a/table$t.csv" ] || fail "table$t.csv missing"
 done
+# stdout shows the tables that hold a job (no subset job here: not Table 3) and names the others.
+for t in 2 4 5 6 7 8; do grep -q "^## Table $t: " "$tmp/a.md" || fail "stdout lacks Table $t"; done
+grep -q "^## Table 3: " "$tmp/a.md" && fail "stdout shows Table 3, which has no job"
+grep -qx "Table 3 not shown: no jobs for it." "$tmp/a.md" || fail "stdout does not name Table 3 as left out: $(tail -3 "$tmp/a.md")"
+# Each job, with its metrics, before the tables.
+[ "$(grep -cE '^\| (CAE|CNN)[-A-Z_0-9]* +\| [0-9a-f]{8} \| Region 3 \(virtual\) \| [01] +\| done ' "$tmp/a.md")" -eq 10 ] ||
+  fail "stdout does not list the 10 jobs: $(sed -n '/^## Jobs/,/^## Table 2/p' "$tmp/a.md")"
 grep -q "^10 jobs: 10 done, 0 failed, 0 not finished" "$tmp/a.md" || fail "summary: $(sed -n 3p "$tmp/a.md")"
 # Table 2's CAE-FR_1 row in region 3 has two seeds.
 grep -E -q "^\| CAE-FR_1 +\| .*\(n=2\)" "$tmp/a.md" || fail "no CAE-FR_1 row with n=2: $(grep 'CAE-FR_1 ' "$tmp/a.md" | head -1)"
-grep -q "CAE-FR_3 .*n/a (no job)" "$tmp/a.md" || fail "the missing CAE-FR_3 cells do not say so"
-cmp -s "$tmp/a.md" <(head -c "$(wc -c <"$tmp/a.md")" "$tmp/a/tables.md") || fail "stdout is not tables.md's tables"
+# The files keep the paper's full layout, with the rows that have no job; stdout leaves them out.
+grep -q "CAE-FR_3 .*n/a (no job)" "$tmp/a/tables.md" || fail "the missing CAE-FR_3 cells do not say so in tables.md"
+grep -q "^| CAE-FR_3 " "$tmp/a.md" && fail "stdout shows the CAE-FR_3 row, which has no job"
+grep -q "n/a (no job)" "$tmp/a.md" && fail "stdout shows a cell without a job: $(grep -m1 'n/a (no job)' "$tmp/a.md")"
+cmp -s <(head -3 "$tmp/a.md") <(head -3 "$tmp/a/tables.md") || fail "stdout's summary is not tables.md's"
 grep -q '\\toprule' "$tmp/a/tables.tex" && grep -q '\\bottomrule' "$tmp/a/tables.tex" || fail "tables.tex lacks booktabs rules"
 [ -s "$tmp/a/figures/figure2-virtual-3.png" ] || fail "figure 2 missing"
 [ "$(head -c 8 "$tmp/a/figures/figure2-virtual-3.png" | od -An -tx1 | tr -d ' \n')" = "89504e470d0a1a0a" ] ||

@@ -302,12 +302,13 @@ std::vector<Planned> fixture_jobs() {
   return jobs;
 }
 
-// Writes the fixture database through storage::Store, as a sweep would.
-fs::path make_fixture(const fs::path& dir) {
-  const fs::path db = dir / "fixture.sqlite";
+// Writes a database of `planned` jobs through storage::Store, as a sweep would; `foreign`
+// adds a job without a report's labels.
+fs::path write_database(const fs::path& dir, const std::string& name,
+                        const std::vector<Planned>& planned, bool foreign) {
+  const fs::path db = dir / name;
   storage::Store store(db);
   const auto sweep = store.insert_sweep("fixture", "fixture spec", 1000);
-  const auto planned = fixture_jobs();
   std::map<std::string, const Planned*> by_id;
   std::vector<storage::NewJob> run_now, later;
   for (const auto& j : planned) {
@@ -315,7 +316,7 @@ fs::path make_fixture(const fs::path& dir) {
     (j.outcome == Planned::kPending ? later : run_now).push_back({j.id, "{}", labels_json(j), ""});
   }
   // A job another tool inserted, without a report's labels: left out, counted.
-  run_now.push_back({"foreign-job", "{}", R"({"note":"not from a sweep"})", ""});
+  if (foreign) run_now.push_back({"foreign-job", "{}", R"({"note":"not from a sweep"})", ""});
   store.insert_jobs(sweep, run_now, 1000);
   double now = 1001;
   while (auto leased = store.lease_next(sweep, "tester", now, 60, 1)) {
@@ -357,6 +358,10 @@ fs::path make_fixture(const fs::path& dir) {
   }
   store.insert_jobs(sweep, later, now);
   return db;
+}
+
+fs::path make_fixture(const fs::path& dir) {
+  return write_database(dir, "fixture.sqlite", fixture_jobs(), true);
 }
 
 const Table& find_table(const std::vector<Table>& tables, const std::string& id) {
@@ -1017,6 +1022,202 @@ TEST(ReportErrors, AnOutputFolderThatCannotBeMadeIsOneLine) {
               0u)
         << e.what();
   }
+}
+
+// ------------------------------------------------------------ the terminal
+
+std::vector<std::string> group_labels(const Block& b) {
+  std::vector<std::string> out;
+  for (const auto& g : b.groups) out.push_back(fmt::format("{}/{}", g.label, g.span));
+  return out;
+}
+
+std::vector<std::string> row_labels(const Block& b) {
+  std::vector<std::string> out;
+  for (const auto& r : b.rows) out.push_back(r.label);
+  return out;
+}
+
+using Strings = std::vector<std::string>;
+
+// One finished CAE-FR_2 job on virtual region 3: every table's full grid is "no job" but
+// for one cell per metric.
+Planned one_cae_fr2() {
+  Planned j = job("0123456789abcdef", "virtual:3", "cae", "fr", 2, 1, 1, 0);
+  j.mse = 0.05;
+  j.psnr = 19.0;
+  j.ssim = 0.7;
+  j.pcc = 0.3;
+  j.r = kR;
+  j.p = kP;
+  return j;
+}
+
+TEST(ReportTerminal, AOneJobDatabaseShowsThatRowAndThoseColumnsOnly) {
+  TempDir dir;
+  const auto db = write_database(dir.path(), "one.sqlite", {one_cae_fr2()}, false);
+  const auto data = load_report_data(db);
+  const auto full = build_tables(data);
+  const CompactTables compact = compact_tables(full);
+  EXPECT_EQ(compact.left_out, (Strings{"Table 3", "Table 8"}));
+  EXPECT_TRUE(compact.trimmed);
+  ASSERT_EQ(compact.tables.size(), 5u);
+
+  const Block& t2 = find_table(compact.tables, "table2").blocks.at(0);
+  EXPECT_EQ(row_labels(t2), (Strings{"CAE-FR_{2}"}));
+  EXPECT_EQ(t2.columns, (Strings{"MSE↓", "PSNR↑", "SSIM↑"}));
+  EXPECT_EQ(group_labels(t2), (Strings{"Region 3 (virtual)/3"}));
+  EXPECT_EQ(markdown_cell(t2.rows[0].cells[0]), "**0.050** (n=1)");
+  // Table 4: CNN-FR_2 has no job, so its column goes; CAE-FR_2's stays.
+  const Block& t4 = find_table(compact.tables, "table4").blocks.at(0);
+  EXPECT_EQ(row_labels(t4), (Strings{"Region 3 (virtual)"}));
+  EXPECT_EQ(t4.columns, (Strings{"CAE-FR_{2}"}));
+  EXPECT_EQ(group_labels(t4), (Strings{"h_{2}/1"}));
+  // Table 5: one block (region 3), the CAE-FR_i row, h_2's three columns.
+  const Table& t5 = find_table(compact.tables, "table5");
+  ASSERT_EQ(t5.blocks.size(), 1u);
+  EXPECT_EQ(row_labels(t5.blocks[0]), (Strings{"CAE-FR_{i}"}));
+  EXPECT_EQ(t5.blocks[0].columns, (Strings{"MSE↓", "PSNR↑", "SSIM↑"}));
+  EXPECT_EQ(group_labels(t5.blocks[0]), (Strings{"h_{2}/3"}));
+  const Block& t6 = find_table(compact.tables, "table6").blocks.at(0);
+  EXPECT_EQ(row_labels(t6), (Strings{"CAE-FR_{i}"}));
+  EXPECT_EQ(t6.columns, (Strings{"h_{2}"}));
+  EXPECT_EQ(group_labels(t6), (Strings{"Region 3 (virtual)/1"}));
+  // Table 7's rows are made for the variants with jobs: kept whole.
+  EXPECT_EQ(find_table(compact.tables, "table7").blocks.at(0).rows.size(),
+            find_table(full, "table7").blocks.at(0).rows.size());
+
+  const std::string terminal = render_terminal(data, full);
+  EXPECT_EQ(terminal.find("n/a (no job)"), std::string::npos) << terminal;
+  EXPECT_EQ(terminal.find("## Table 3:"), std::string::npos);
+  EXPECT_EQ(terminal.find("## Table 8:"), std::string::npos);
+  EXPECT_NE(terminal.find("\nTables 3, 8 not shown: no jobs for them.\n"), std::string::npos);
+  EXPECT_NE(terminal.find("the report's files keep the paper's full layouts."), std::string::npos);
+  // Its one row, padded as Markdown: | CAE-FR_2 | 01234567 | Region 3 (virtual) | 0 | done | ...
+  EXPECT_NE(terminal.find("| CAE-FR_2 | 01234567 | Region 3 (virtual) | 0    | done  | 0.0500 | "
+                          "19.00 | 0.700 | 0.300 | 3/5         |"),
+            std::string::npos)
+      << terminal;
+
+  // The files keep the paper's full layouts.
+  TempDir out;
+  ReportOptions options;
+  options.out_dir = out.path() / "r";
+  const auto result = write_report(db, options);
+  EXPECT_EQ(result.terminal, terminal);
+  const std::string file = read_bytes(result.out_dir / "tables.md");
+  EXPECT_EQ(file.rfind(result.markdown, 0), 0u);
+  EXPECT_NE(file.find("## Table 3:"), std::string::npos);
+  EXPECT_NE(file.find("| CAE-FR_1 "), std::string::npos);
+  EXPECT_NE(file.find("n/a (no job)"), std::string::npos);
+  EXPECT_EQ(file.find("## Jobs"), std::string::npos);
+  EXPECT_EQ(file.find("not shown"), std::string::npos);
+}
+
+TEST_F(ReportTables, CompactTablesKeepEveryRowWithAJobAndNoneWithout) {
+  const auto full = build_tables(load_report_data(*db_));
+  const CompactTables compact = compact_tables(full);
+  // The fixture's jobs carry no ground truth: Table 8 has no block. Every other table has a job.
+  EXPECT_EQ(compact.left_out, (Strings{"Table 8"}));
+  ASSERT_EQ(compact.tables.size(), full.size() - 1);
+  for (std::size_t t = 0; t + 1 < full.size(); ++t) {
+    ASSERT_EQ(compact.tables[t].id, full[t].id);
+    EXPECT_EQ(compact.tables[t].notes, full[t].notes);
+    for (const auto& block : full[t].blocks) {
+      const Block* kept = nullptr;
+      for (const auto& b : compact.tables[t].blocks) {
+        if (b.subtitle == block.subtitle) kept = &b;
+      }
+      for (const auto& row : block.rows) {
+        const bool has_job = std::any_of(row.cells.begin(), row.cells.end(), [](const Cell& c) {
+          return c.kind == Cell::Kind::kStat && c.jobs > 0;
+        });
+        const bool text_only = std::all_of(row.cells.begin(), row.cells.end(), [](const Cell& c) {
+          return c.kind == Cell::Kind::kText;
+        });
+        const bool shown =
+            kept != nullptr && std::any_of(kept->rows.begin(), kept->rows.end(),
+                                           [&](const Row& r) { return r.label == row.label; });
+        EXPECT_EQ(shown, has_job || text_only)
+            << full[t].id << " " << block.subtitle << " " << row.label;
+      }
+    }
+  }
+  // Region 1 has the CAE, CAE-FR_1 and the failed CAE-FR_4: Table 5 keeps h_1 and h_4 (a
+  // failed job is a job), and the CAE's value, repeated in h_2 and h_3, keeps neither.
+  const Table& t5 = find_table(compact.tables, "table5");
+  ASSERT_EQ(t5.blocks.size(), 2u);
+  EXPECT_EQ(t5.blocks[0].subtitle, "Region 1 (virtual)");
+  EXPECT_EQ(row_labels(t5.blocks[0]), (Strings{"CAE", "CAE-FR_{i}"}));
+  EXPECT_EQ(group_labels(t5.blocks[0]), (Strings{"h_{1}/3", "h_{4}/3"}));
+  EXPECT_EQ(markdown_cell(cell_at(t5.blocks[0], "CAE-FR_{i}", "h_{4}", "MSE↓")),
+            "n/a (0 of 1 done)");
+  // Table 3 has region 3's block only, and there the CAE-FR_2 rows.
+  const Table& t3 = find_table(compact.tables, "table3");
+  ASSERT_EQ(t3.blocks.size(), 1u);
+  EXPECT_EQ(t3.blocks[0].subtitle, "Region 3 (virtual)");
+  EXPECT_EQ(row_labels(t3.blocks[0]), (Strings{"CAE-FR_{2}"}));
+  EXPECT_EQ(t3.blocks[0].columns.size(), 6u);
+  EXPECT_TRUE(compact.trimmed);
+}
+
+TEST(ReportTerminal, ABaselineAloneKeepsItsFirstLayerInTable5) {
+  TempDir dir;
+  Planned cae = job("cae-only", "virtual:3", "cae", "none", 0, 1, 0, 0);
+  cae.mse = 0.08;
+  cae.psnr = 17.0;
+  cae.ssim = 0.56;
+  const auto db = write_database(dir.path(), "cae.sqlite", {cae}, false);
+  const auto data = load_report_data(db);
+  const CompactTables compact = compact_tables(build_tables(data));
+  const Block& t5 = find_table(compact.tables, "table5").blocks.at(0);
+  EXPECT_EQ(row_labels(t5), (Strings{"CAE"}));
+  EXPECT_EQ(group_labels(t5), (Strings{"h_{1}/3"}));
+  EXPECT_EQ(markdown_cell(t5.rows[0].cells[0]), "**0.080** (n=1)");
+  // No readout: Tables 3, 4, 6 and 8 have nothing; Table 7 pairs no variant.
+  EXPECT_EQ(compact.left_out, (Strings{"Table 3", "Table 4", "Table 6", "Table 7", "Table 8"}));
+  EXPECT_NE(render_terminal(data, build_tables(data))
+                .find("\nTables 3, 4, 6, 7, 8 not shown: no jobs for them.\n"),
+            std::string::npos);
+}
+
+TEST(ReportTerminal, AnEmptyDatabaseNamesEveryTableLeftOut) {
+  TempDir dir;
+  { storage::Store store(dir.path() / "empty.sqlite"); }
+  const auto data = load_report_data(dir.path() / "empty.sqlite");
+  const std::string terminal = render_terminal(data, build_tables(data));
+  EXPECT_EQ(terminal, markdown_preamble(data) +
+                          "\nTables 2, 3, 4, 5, 6, 7, 8 not shown: no jobs for them.\n"
+                          "Rows and columns without a job are left out here; the report's files "
+                          "keep the paper's full layouts.\n");
+}
+
+TEST_F(ReportTables, TheJobsTableListsEachJobUpToItsLimit) {
+  const auto data = load_report_data(*db_);
+  const Table all = jobs_table(data, 1000);
+  ASSERT_EQ(all.blocks.at(0).rows.size(), fixture_jobs().size());
+  const Table few = jobs_table(data, 3);
+  const Block& b = few.blocks.at(0);
+  ASSERT_EQ(b.rows.size(), 3u);
+  EXPECT_EQ(few.notes.at(0),
+            fmt::format("The first 3 of {} jobs; the tables below summarise them all.",
+                        fixture_jobs().size()));
+  // Report order: region 1 first; the CAE's two seeds, then CAE-FR_1 (loss pair not named:
+  // each model has one).
+  EXPECT_EQ(row_labels(b), (Strings{"CAE", "CAE", "CAE-FR_{1}"}));
+  std::vector<std::string> cells;
+  for (const auto& c : b.rows[2].cells) cells.push_back(c.text);
+  EXPECT_EQ(cells, (Strings{"r1-cae-f", "Region 1 (virtual)", "0", "done", "0.0210", "23.83",
+                            "0.776", "0.346", "3/5"}));
+  // A failed job: no metric.
+  bool saw_failed = false;
+  for (const auto& row : all.blocks[0].rows) {
+    if (row.cells[3].text != "failed") continue;
+    saw_failed = true;
+    EXPECT_EQ(row.cells[4].text, "-");
+    EXPECT_EQ(row.cells[7].text, "-");
+  }
+  EXPECT_TRUE(saw_failed);
 }
 
 }  // namespace

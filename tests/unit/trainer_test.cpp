@@ -128,6 +128,33 @@ TEST(Trainer, StepCapEndsTrainingWithTheBestParameters) {
   EXPECT_EQ(t.curve().back().step, 23);
 }
 
+TEST(Trainer, ReportsProgressAtEveryValidationPoint) {
+  configure_threads(1);
+  auto data = daenr::testing::tiny_dataset();
+  auto config = tiny_job("cae", "fr");
+  config.train.max_steps = 23;
+  config.train.patience = 1000;  // the cap ends it: points at 5, 10, 15, 20 and 23
+  std::vector<TrainingProgress> seen;
+  RunOptions options;
+  options.on_progress = [&](const TrainingProgress& p) { seen.push_back(p); };
+  Trainer t(config, data);
+  ASSERT_TRUE(t.train(options));
+  ASSERT_EQ(seen.size(), 5u);
+  ASSERT_EQ(t.curve().size(), seen.size());
+  double best = 1e300;
+  for (std::size_t i = 0; i < seen.size(); ++i) {
+    EXPECT_EQ(seen[i].step, i < 4 ? 5 * int(i + 1) : 23);
+    EXPECT_EQ(seen[i].max_steps, 23);
+    EXPECT_EQ(seen[i].phase, 0);
+    EXPECT_EQ(seen[i].phases, config.train.phases);
+    EXPECT_EQ(seen[i].val_loss, t.curve()[i].val_loss);
+    best = std::min(best, t.curve()[i].val_loss);
+    EXPECT_EQ(seen[i].best_val_loss, best);
+    EXPECT_EQ(seen[i].resumed_from_step, 0);
+    EXPECT_EQ(seen[i].finished, i == 4);
+  }
+}
+
 TEST(Trainer, LearnsThePlantedResponses) {
   // Held-out correlation on the tiny planted data rises well above chance.
   configure_threads(1);
