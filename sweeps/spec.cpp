@@ -18,8 +18,15 @@ using job::TableReader;
 
 namespace {
 
-const std::vector<std::string> kAutoencoders = {"cae", "vae", "vqvae", "none"};
-const std::vector<std::string> kReadouts = {"fr", "fc", "fm", "none"};
+// The spec names, from the contract's one list of kinds (job/model_config.h).
+template <typename Kind>
+std::vector<std::string> names_of(const std::vector<Kind>& kinds) {
+  std::vector<std::string> out;
+  for (const auto k : kinds) out.push_back(job::to_string(k));
+  return out;
+}
+const std::vector<std::string> kAutoencoders = names_of(job::all_autoencoders());
+const std::vector<std::string> kReadouts = names_of(job::all_readouts());
 const std::vector<std::string> kNeuronSets = {"all", "significant", "insignificant"};
 const std::vector<Axis> kAllAxes = {Axis::kRegion,  Axis::kLayer,  Axis::kAutoencoder,
                                     Axis::kReadout, Axis::kAlpha,  Axis::kBeta,
