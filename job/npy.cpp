@@ -121,12 +121,17 @@ NpyArray read_npy(const std::filesystem::path& path) {
   }
   a.shape = h.shape;
   const auto expected = static_cast<std::streamsize>(a.count() * a.item_bytes());
-  a.bytes.resize(static_cast<std::size_t>(expected));
-  in.read(a.bytes.data(), expected);
-  if (in.gcount() != expected) {
+  // Compared with what the file holds before allocating: a damaged header's shape must end in
+  // this message, not in an allocation of its size.
+  std::error_code ec;
+  const auto size = std::filesystem::file_size(path, ec);
+  const auto found = ec ? std::streamsize(0) : static_cast<std::streamsize>(size) - in.tellg();
+  if (found < expected) {
     fail(path, fmt::format("truncated data: expected {} bytes for shape ({}), found {}", expected,
-                           fmt::join(h.shape, ", "), in.gcount()));
+                           fmt::join(h.shape, ", "), found));
   }
+  a.bytes.resize(static_cast<std::size_t>(expected));
+  if (!in.read(a.bytes.data(), expected)) fail(path, "cannot be read");
   return a;
 }
 
