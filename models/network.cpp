@@ -595,6 +595,32 @@ ModelOutput DaeNrImpl::forward(const torch::Tensor& x, bool need_reconstruction,
   return out;
 }
 
+torch::Tensor DaeNrImpl::code(const torch::Tensor& x) {
+  if (!has_decoder()) throw ModelError("a model without an autoencoder has no code to decode");
+  auto h4 = encoder_->forward(x, 4)[3];
+  const auto b = h4.size(0);
+  switch (config_.autoencoder) {
+    case AutoencoderKind::kCae:
+    case AutoencoderKind::kVae:  // the mean: the code evaluation reconstructs from
+      return to_latent_->forward(h4.reshape({b, -1}));
+    default:
+      return h4.reshape({b, -1});
+  }
+}
+
+torch::Tensor DaeNrImpl::decode_code(const torch::Tensor& z) {
+  if (!has_decoder()) throw ModelError("a model without an autoencoder has no decoder");
+  const auto b = z.size(0);
+  torch::Tensor dec_in;
+  if (config_.autoencoder == AutoencoderKind::kVqVae) {
+    ModelOutput unused;
+    dec_in = quantise(z.reshape({b, 8 * config_.width, 2, 2}), unused);
+  } else {
+    dec_in = from_latent_->forward(z);
+  }
+  return decoder_->forward(dec_in.reshape({b, 8 * config_.width, 2, 2}));
+}
+
 torch::Tensor DaeNrImpl::readout_regulariser() const {
   return has_readout() ? readout_->regulariser() : torch::zeros({});
 }

@@ -174,6 +174,14 @@ class DaeNrImpl : public torch::nn::Module {
   ModelOutput forward(const torch::Tensor& x, bool need_reconstruction = true,
                       bool need_prediction = true);
   torch::Tensor readout_regulariser() const;
+  /// The autoencoder's code of images x (B, 1, 32, 32), flat (B, D): the CAE's latent z, the
+  /// VAE's mean, the VQ-VAE's encoder output before quantisation. What a decode job maps
+  /// neural responses to. Models without a decoder have no code (ModelError).
+  torch::Tensor code(const torch::Tensor& x);
+  /// Images (B, 1, 32, 32) from codes (B, D) as `code` returns them, through the trained
+  /// decoder (the VQ-VAE quantises first, as in training): code then decode_code is the
+  /// evaluation-mode reconstruction.
+  torch::Tensor decode_code(const torch::Tensor& z);
   const ModelConfig& config() const { return config_; }
   bool has_decoder() const { return config_.autoencoder != AutoencoderKind::kNone; }
   bool has_readout() const { return config_.readout != ReadoutKind::kNone; }
