@@ -236,8 +236,15 @@ int main(int argc, char** argv) {
     if (train->parsed()) return run_train(config_path, overrides, checkpoint, per_neuron, print_config);
     if (plan->parsed()) {
       const auto p = daenr::orchestrator::plan_sweep(spec_path, db_path);
-      std::cout << fmt::format("{} jobs: {} new, {} done, {} failed, {} pending, {} stale\n", p.total, p.fresh,
-                               p.done, p.failed, p.pending, p.stale);
+      std::string kinds;
+      if (p.kinds.size() > 1) {
+        // Jobs on the trained models too: say how many of each kind.
+        std::vector<std::string> parts;
+        for (const auto& [kind, n] : p.kinds) parts.push_back(fmt::format("{} {}", n, kind));
+        kinds = fmt::format(" ({})", fmt::join(parts, ", "));
+      }
+      std::cout << fmt::format("{} jobs{}: {} new, {} done, {} failed, {} pending, {} stale\n", p.total, kinds,
+                               p.fresh, p.done, p.failed, p.pending, p.stale);
       for (const auto& id : p.fresh_ids) std::cout << "new " << id << "\n";
       return 0;
     }

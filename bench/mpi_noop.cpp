@@ -39,10 +39,10 @@ int main(int argc, char** argv) {
   MpiOptions mpi_options;
   mpi_options.execute_override = [](const daenr::sweeps::JobSpec& job) {
     Outcome o;
-    o.kind = Outcome::Kind::kDone;
+    o.status = Outcome::Status::kDone;
     o.job_id = job.id;
-    o.record.job_id = job.id;
-    o.record.metrics = "{}";
+    o.job_id = job.id;
+    o.metrics = "{}";
     return o;
   };
   // The setup (every rank expands the spec; rank 0 inserts the jobs) is

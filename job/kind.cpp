@@ -144,16 +144,23 @@ void read_decode_table(const toml::table& table, const std::string& source, Deco
   r.reject_unknown();
 }
 
-void read_mei_table(const toml::table& table, const std::string& source, MeiSettings& s, ParentFilter& filter) {
+void read_mei_table(const toml::table& table, const std::string& source, MeiSettings& s, ParentFilter& filter,
+                    std::vector<MeiObjective>& objectives) {
   const Overridden none;
   TableReader r(table, "mei.", source, none);
   read_filter(r, table, filter);
-  std::string objective = to_string(s.objective);
-  r.read("objective", objective);
-  try {
-    s.objective = parse_mei_objective(objective);
-  } catch (const ConfigError& e) {
-    r.fail(*table.get("objective"), "objective", e.what());
+  std::vector<std::string> names = {to_string(s.objective)};
+  read_list(r, "objective", names);
+  objectives.clear();
+  for (const auto& name : names) {
+    try {
+      objectives.push_back(parse_mei_objective(name));
+    } catch (const ConfigError& e) {
+      r.fail(*table.get("objective"), "objective", e.what());
+    }
+    if (std::count(objectives.begin(), objectives.end(), objectives.back()) > 1) {
+      r.fail(*table.get("objective"), "objective", fmt::format("names '{}' twice", name));
+    }
   }
   if (const toml::node* n = r.get("neurons")) {
     // "all", "best:N", or a list of neuron indices.

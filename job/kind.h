@@ -76,7 +76,8 @@ nlohmann::ordered_json to_json(const ParentFilter& filter);
 /// of range throw ConfigError with file:line:column and the dotted key.
 void read_decode_table(const toml::table& table, const std::string& source, DecodeSettings& settings,
                        ParentFilter& filter);
+/// `objective` may be one name or a list: one mei job per objective and parent.
 void read_mei_table(const toml::table& table, const std::string& source, MeiSettings& settings,
-                    ParentFilter& filter);
+                    ParentFilter& filter, std::vector<MeiObjective>& objectives);
 
 }  // namespace daenr::job

@@ -12,7 +12,7 @@
 //  3. An idle leader sends kRequest ("" or "stopping": a signal reached it);
 //     after its first job, the outcome of step 6 is its request.
 //  4. Rank 0 leases the next runnable jobs to that group (lease owner
-//     "<host:pid>/g<group>") and answers kAssign {"jobs": [{"id", "neurons"}]}:
+//     "<host:pid>/g<group>") and answers kAssign {"jobs": [{"id", "inputs"}]}:
 //     one job, or more for a one-rank group whose jobs take under 20 ms each
 //     (doubling up to 64 while they stay that short); or
 //     {"wait": true} when nothing is runnable yet but jobs are in flight (a
@@ -144,9 +144,9 @@ RunSummary orchestrate(PreparedSweep& sweep, const RunnerOptions& options, int g
       if (!leased) break;
       const auto& job = sweep.job(leased->id);
       ++summary.ran;
-      std::vector<int64_t> neurons;
+      JobInputs inputs;
       try {
-        neurons = neuron_subset(store, job);
+        inputs = job_inputs(store, job, [&](const std::string& id) -> const sweeps::JobSpec& { return sweep.job(id); });
       } catch (const models::DataError& e) {
         Outcome failed;
         failed.job_id = job.id;
@@ -155,7 +155,7 @@ RunSummary orchestrate(PreparedSweep& sweep, const RunnerOptions& options, int g
         progress.job_finished(job, failed, 0.0);
         continue;  // lease the next one for this group
       }
-      jobs.push_back({{"id", job.id}, {"neurons", neurons}});
+      jobs.push_back({{"id", job.id}, {"inputs", to_json(inputs)}});
       busy[source].push_back(job.id);
     }
     if (jobs.empty()) {
@@ -300,7 +300,7 @@ void work(const std::vector<sweeps::JobSpec>& jobs, const JobPaths& paths, const
         outcome.error = "this worker's expansion of the spec lacks the job";
       } else if (group.size() == 1 && (local_stop() || remote_stop)) {
         // The rest of a batch after a stop: back to the queue, never started.
-        outcome.kind = Outcome::Kind::kPreempted;
+        outcome.status = Outcome::Status::kPreempted;
       } else if (mpi_options.execute_override) {
         outcome = mpi_options.execute_override(*found->second);
       } else {
@@ -335,7 +335,7 @@ void work(const std::vector<sweeps::JobSpec>& jobs, const JobPaths& paths, const
           setup_error = worker::failure_message(e);
         }
         if (setup_error.empty()) {
-          outcome = execute_job(*found->second, a.at("neurons").get<std::vector<int64_t>>(), paths, should_stop,
+          outcome = execute_job(*found->second, inputs_from_json(a.at("inputs")), paths, should_stop,
                                 reducer.get());
         } else {
           outcome.error = setup_error;

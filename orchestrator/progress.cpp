@@ -10,6 +10,8 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include <nlohmann/json.hpp>
+
 #include "job/text.h"
 #include "worker/trainer.h"
 
@@ -62,6 +64,39 @@ std::string model_text(const sweeps::Labels& l) {
   return name;
 }
 
+// "CAE-FR_2", or "decode CAE-FR_2" / "mei (stretch) CAE-FR_2" for the jobs on a trained model.
+std::string job_text(const sweeps::JobSpec& job) {
+  switch (job.kind) {
+    case job::JobKind::kDecode: return "decode " + model_text(job.labels);
+    case job::JobKind::kMei:
+      return fmt::format("mei ({}) {}", job::to_string(job.mei.objective), model_text(job.labels));
+    default: return model_text(job.labels);
+  }
+}
+
+// The headline of a done job's result: its test metrics, and for decode / mei jobs the
+// number their kind is about.
+std::string result_text(const Outcome& o) {
+  std::string out;
+  if (o.mse) out += fmt::format(", test MSE {:.4f}", *o.mse);
+  if (o.mean_r) out += fmt::format(", test r {:.3f}", *o.mean_r);
+  const auto m = nlohmann::json::parse(o.metrics, nullptr, false);
+  if (!m.is_object()) return out;
+  const auto kind = m.value("kind", "");
+  if (kind == "decode") {
+    const auto& r = m["methods"]["responses"];
+    out += fmt::format(", identified top-1 {:.0f}% (chance {:.0f}%)", 100 * r.value("top1", 0.0),
+                       100 * m["chance"].value("top1", 0.0));
+  } else if (kind == "mei" && m["summary"]["median_model_ratio"].is_number()) {
+    out += fmt::format(", {} neurons, median drive vs best natural image {:.2f}x", o.neurons,
+                       m["summary"]["median_model_ratio"].get<double>());
+    if (m["summary"]["median_true_ratio"].is_number()) {
+      out += fmt::format(" (true neurons {:.2f}x)", m["summary"]["median_true_ratio"].get<double>());
+    }
+  }
+  return out;
+}
+
 ProgressReporter::ProgressReporter(ProgressMode mode, int64_t jobs_to_run,
                                    std::function<void(const std::string&)> write,
                                    std::function<double()> clock, int width)
@@ -112,7 +147,7 @@ void ProgressReporter::job_started(const sweeps::JobSpec& job) {
   ++started_;
   job_start_ = clock_();
   first_step_ = -1;
-  label_ = fmt::format("{} seed {}", model_text(job.labels), job.labels.seed);
+  label_ = fmt::format("{} seed {}", job_text(job), job.labels.seed);
   std::string line = head() + ": starting";
   if (finished_ > 0) {
     const double per_job = finished_wall_s_ / double(finished_);
@@ -161,20 +196,16 @@ void ProgressReporter::job_finished(const sweeps::JobSpec& job, const Outcome& o
   finished_wall_s_ += wall;
   std::string line =
       fmt::format("[{}/{}] {} {} {} seed {}: ", finished_, std::max(to_run_, finished_),
-                  job.id.substr(0, 8), model_text(job.labels), job.labels.region, job.labels.seed);
-  switch (outcome.kind) {
-    case Outcome::Kind::kDone: {
-      line += fmt::format("done in {}", format_duration(wall));
-      const auto& r = outcome.record;
-      if (r.mse) line += fmt::format(", test MSE {:.4f}", *r.mse);
-      if (r.mean_r) line += fmt::format(", test r {:.3f}", *r.mean_r);
+                  job.id.substr(0, 8), job_text(job), job.labels.region, job.labels.seed);
+  switch (outcome.status) {
+    case Outcome::Status::kDone:
+      line += fmt::format("done in {}", format_duration(wall)) + result_text(outcome);
       break;
-    }
-    case Outcome::Kind::kFailed:
+    case Outcome::Status::kFailed:
       line +=
           fmt::format("failed after {}: {}", format_duration(wall), job::first_line(outcome.error));
       break;
-    case Outcome::Kind::kPreempted:
+    case Outcome::Status::kPreempted:
       line +=
           fmt::format("stopped after {} (checkpointed; rerun to resume)", format_duration(wall));
       break;

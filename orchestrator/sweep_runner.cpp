@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <cstdlib>
@@ -87,6 +88,16 @@ nlohmann::ordered_json labels_json(const sweeps::Labels& l) {
           {"neurons", sweeps::to_string(l.neurons)}};
 }
 
+nlohmann::ordered_json labels_json(const sweeps::JobSpec& job) {
+  auto labels = labels_json(job.labels);
+  // A training job's labels stay as they were (no kind key): old databases read alike.
+  if (job.kind == job::JobKind::kTrain) return labels;
+  labels["kind"] = job::to_string(job.kind);
+  labels["parent"] = job.depends_on;
+  if (job.kind == job::JobKind::kMei) labels["objective"] = job::to_string(job.mei.objective);
+  return labels;
+}
+
 std::string register_sweep(storage::Store& store, const fs::path& spec_path, const sweeps::SweepSpec& spec,
                            const std::vector<sweeps::JobSpec>& jobs) {
   // The model-code version is part of the sweep's identity too: after a
@@ -96,7 +107,14 @@ std::string register_sweep(storage::Store& store, const fs::path& spec_path, con
   std::vector<storage::NewJob> rows;
   rows.reserve(jobs.size());
   for (const auto& j : jobs) {
-    rows.push_back({j.id, sweeps::canonical_json(j.config), labels_json(j.labels).dump(), j.depends_on});
+    // A decode / mei job stores its own settings beside its parent's configuration.
+    std::string config = sweeps::canonical_json(j.config);
+    if (j.kind == job::JobKind::kDecode) {
+      config = nlohmann::ordered_json{{"decode", job::to_json(j.decode)}, {"parent", j.depends_on}}.dump();
+    } else if (j.kind == job::JobKind::kMei) {
+      config = nlohmann::ordered_json{{"mei", job::to_json(j.mei)}, {"parent", j.depends_on}}.dump();
+    }
+    rows.push_back({j.id, config, labels_json(j).dump(), j.depends_on, job::to_string(j.kind)});
   }
   store.insert_jobs(sweep_id, rows, unix_now());
   return sweep_id;
@@ -206,18 +224,20 @@ RunSummary run_sweep(const fs::path& spec_path, const fs::path& db_path, const R
     };
     Outcome outcome;
     try {
-      const auto neurons = neuron_subset(store, job);
-      outcome = execute_job(job, neurons, sweep.paths, should_stop,
+      const auto inputs = job_inputs(store, job, [&](const std::string& id) -> const sweeps::JobSpec& {
+        return sweep.job(id);
+      });
+      outcome = execute_job(job, inputs, sweep.paths, should_stop,
                             [&](const worker::TrainingProgress& p) { progress.training(p); });
     } catch (const models::DataError& e) {
       outcome.job_id = job.id;
-      outcome.kind = Outcome::Kind::kFailed;
+      outcome.status = Outcome::Status::kFailed;
       outcome.error = job::first_line(e.what());
     }
     record_outcome(store, owner, outcome, summary);
     progress.job_finished(job, outcome);
     remove_spent_checkpoint(sweep.paths, outcome);
-    if (outcome.kind == Outcome::Kind::kPreempted) break;
+    if (outcome.status == Outcome::Status::kPreempted) break;
   }
   progress.clear();
   // A stop that came after the last job is no reason to run again.
@@ -233,6 +253,10 @@ Plan plan_sweep(const fs::path& spec_path, const fs::path& db_path) {
 Plan plan_jobs(const std::vector<sweeps::JobSpec>& jobs, const fs::path& db_path) {
   Plan plan;
   plan.total = static_cast<int64_t>(jobs.size());
+  for (const auto kind : job::all_job_kinds()) {
+    const auto n = std::count_if(jobs.begin(), jobs.end(), [&](const sweeps::JobSpec& j) { return j.kind == kind; });
+    if (n > 0) plan.kinds.emplace_back(job::to_string(kind), n);
+  }
   std::optional<storage::Reader> reader;
   if (fs::exists(db_path)) reader.emplace(db_path);
   for (const auto& j : jobs) {
@@ -263,6 +287,12 @@ std::string status_report(const fs::path& db_path, double now) {
                        now - std::get<1>(*lock), now - std::get<2>(*lock));
   } else {
     out += "run: none\n";
+  }
+  const auto models = reader.artifacts("model");
+  if (!models.empty()) {
+    // Where the kept models live: the jobs on them (decode, mei) fail without them.
+    out += fmt::format("models: {} trained models kept in {}\n", models.size(),
+                       fs::path(models.front().second).parent_path().string());
   }
   for (const auto& running : reader.running_jobs()) {
     out += fmt::format("running: {} {} for {:.0f} s\n", running.id, running.labels,

@@ -63,6 +63,8 @@ RunSummary run_sweep(const std::filesystem::path& spec, const std::filesystem::p
 struct Plan {
   int64_t total = 0, fresh = 0, done = 0, failed = 0, pending = 0, stale = 0;
   std::vector<std::string> fresh_ids;
+  /// Jobs per kind ("train", "decode", "mei"), in job::all_job_kinds order; kinds with none left out.
+  std::vector<std::pair<std::string, int64_t>> kinds;
 };
 
 /// Steps 1-3 of the protocol, shared by the in-process and the MPI runner
@@ -109,8 +111,10 @@ class PreparedSweep {
 std::string register_sweep(storage::Store& store, const std::filesystem::path& spec_path,
                            const sweeps::SweepSpec& spec, const std::vector<sweeps::JobSpec>& jobs);
 
-/// The axis values of a job as stored in jobs.labels.
+/// The axis values of a job as stored in jobs.labels; a decode / mei job's are its parent's
+/// with its kind, its parent's id and (mei) its objective.
 nlohmann::ordered_json labels_json(const sweeps::Labels& labels);
+nlohmann::ordered_json labels_json(const sweeps::JobSpec& job);
 
 /// What `run_sweep` would do, without writing anything.
 Plan plan_sweep(const std::filesystem::path& spec, const std::filesystem::path& db);

@@ -108,6 +108,12 @@ CREATE TABLE runs (
 );
 )sql";
 
+// Version 3: the job kinds (job/kind.h). A decode or mei job works on a finished training job
+// (its depends_on); every job of an older database is a training job.
+constexpr const char* kSchemaV3 = R"sql(
+ALTER TABLE jobs ADD COLUMN kind TEXT NOT NULL DEFAULT 'train';
+)sql";
+
 // The first read of a file: one that is not SQLite fails here, before any write.
 int user_version(Database& db) {
   try {
@@ -177,6 +183,7 @@ void Store::migrate() {
   Transaction tx(db_);
   if (version < 1) db_.exec(kSchemaV1);
   if (version < 2) db_.exec(kSchemaV2);
+  if (version < 3) db_.exec(kSchemaV3);
   db_.exec(fmt::format("PRAGMA user_version = {}", kSchemaVersion));
   tx.commit();
 }
@@ -198,8 +205,8 @@ std::string Store::insert_sweep(const std::string& name, const std::string& spec
 int64_t Store::insert_jobs(const std::string& sweep_id, const std::vector<NewJob>& jobs, double now) {
   Transaction tx(db_);
   Statement job(db_,
-                "INSERT OR IGNORE INTO jobs (id, config, labels, depends_on, created_at, updated_at) "
-                "VALUES (:id, :config, :labels, :dep, :now, :now)");
+                "INSERT OR IGNORE INTO jobs (id, config, labels, depends_on, kind, created_at, updated_at) "
+                "VALUES (:id, :config, :labels, :dep, :kind, :now, :now)");
   Statement link(db_, "INSERT OR IGNORE INTO sweep_jobs (sweep_id, job_id) VALUES (:sweep, :job)");
   int64_t added = 0;
   for (const auto& j : jobs) {
@@ -209,7 +216,7 @@ int64_t Store::insert_jobs(const std::string& sweep_id, const std::vector<NewJob
     } else {
       job.bind(":dep", j.depends_on);
     }
-    job.bind(":now", now).run();
+    job.bind(":kind", j.kind).bind(":now", now).run();
     added += db_.changes();
     link.bind(":sweep", sweep_id).bind(":job", j.id).run();
   }
@@ -303,6 +310,9 @@ void Store::record_result(const ResultRecord& r, const std::string& owner, doubl
     curve.bind(":job", r.job_id).bind(":step", c.step).bind(":phase", c.phase)
         .bind(":lr", c.learning_rate).bind(":train", c.train_loss).bind(":val", c.val_loss).run();
   }
+  Statement& artifact =
+      cached("INSERT OR REPLACE INTO artifacts (job_id, kind, path) VALUES (:job, :kind, :path)");
+  for (const auto& a : r.artifacts) artifact.bind(":job", r.job_id).bind(":kind", a.kind).bind(":path", a.path).run();
   Statement& u = cached(
               "UPDATE jobs SET state = 'done', lease_owner = NULL, lease_expiry = NULL, "
               "finished_at = :now, updated_at = :now, last_error = NULL WHERE id = :id");
@@ -464,6 +474,12 @@ bool has_table(Database& db, const char* name) {
   return s.step();
 }
 
+bool has_column(Database& db, const char* table, const char* column) {
+  Statement s(db, "SELECT 1 FROM pragma_table_info(:table) WHERE name = :column");
+  s.bind(":table", table).bind(":column", column);
+  return s.step();
+}
+
 }  // namespace
 
 std::vector<SlurmJobRecord> Queries::slurm_jobs() {
@@ -541,9 +557,11 @@ std::vector<SweepRef> Queries::find_sweeps(const std::string& name_or_id) {
 }
 
 std::vector<JobRow> Queries::jobs(const std::string& sweep_id) {
+  // An older file opened read-only (not migrated) has no kind column: all its jobs train.
+  const std::string kind = has_column(db_, "jobs", "kind") ? "j.kind" : "'train'";
   Statement s(db_,
               "SELECT j.id, j.labels, j.state, coalesce(j.last_error, ''), r.mse, r.psnr, r.ssim, "
-              "r.mean_r, r.n_significant, r.neurons, r.metrics FROM jobs j LEFT JOIN results r ON "
+              "r.mean_r, r.n_significant, r.neurons, r.metrics, " + kind + " FROM jobs j LEFT JOIN results r ON "
               "r.job_id = j.id WHERE :sweep = '' OR EXISTS (SELECT 1 FROM sweep_jobs w WHERE "
               "w.sweep_id = :sweep AND w.job_id = j.id)");
   s.bind(":sweep", sweep_id);
@@ -561,6 +579,7 @@ std::vector<JobRow> Queries::jobs(const std::string& sweep_id) {
     j.n_significant = s.column_optional_int(8);
     j.neurons = s.column_optional_int(9);
     if (!s.column_is_null(10)) j.metrics = s.column_text(10);
+    j.kind = s.column_text(11);
     out.push_back(std::move(j));
   }
   return out;

@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "job/outcome.h"
 #include "storage/sqlite.h"
 
 namespace daenr::storage {
@@ -37,6 +38,7 @@ struct NewJob {
   std::string config;      ///< canonical configuration (JSON)
   std::string labels;      ///< axis values for reports (JSON object)
   std::string depends_on;  ///< id of a job that must be done first, or empty
+  std::string kind = "train";  ///< job::JobKind's name (schema version 3)
 };
 
 struct LeasedJob {
@@ -46,21 +48,10 @@ struct LeasedJob {
   int attempts = 0;  ///< including this one
 };
 
-struct CurveRow {
-  int64_t step = 0;
-  int64_t phase = 0;
-  double learning_rate = 0, train_loss = 0, val_loss = 0;
-};
-
-struct ResultRecord {
-  std::string job_id;
-  std::string metrics;  ///< the whole result as JSON
-  std::optional<double> mse, psnr, ssim, mean_r;
-  std::optional<int64_t> n_significant;
-  int64_t neurons = 0, steps = 0;
-  std::vector<double> r, p;  ///< per neuron
-  std::vector<CurveRow> curve;
-};
+/// One validation point of a training curve, and a job's outcome: the job contract's types
+/// (job/outcome.h), which the database stores as they are.
+using CurveRow = job::CurveRow;
+using ResultRecord = job::Outcome;
 
 /// A Slurm allocation submitted to drive the database (`daenr slurm submit`).
 struct SlurmJobRecord {
@@ -102,6 +93,7 @@ struct SweepRef {
 /// A job with its results row where it has one (a report's input).
 struct JobRow {
   std::string id;
+  std::string kind = "train";  ///< job::JobKind's name
   std::string labels;  ///< JSON object
   JobState state = JobState::kPending;
   std::string last_error;
@@ -164,7 +156,7 @@ class Queries {
 /// cannot be written is a StorageError that changes nothing.
 class Store : public Queries {
  public:
-  static constexpr int kSchemaVersion = 2;
+  static constexpr int kSchemaVersion = 3;
 
   explicit Store(const std::filesystem::path& path);
 
@@ -182,7 +174,7 @@ class Store : public Queries {
                                       double now, double lease_s, int max_attempts);
   /// Extends every lease of `owner`.
   void heartbeat(const std::string& owner, double now, double lease_s);
-  /// Records a finished job: result, per-neuron and curve rows and state done,
+  /// Records a finished job: result, per-neuron and curve rows, its artifacts and state done,
   /// in one transaction. Only the lease holder may record; a second record of
   /// the same job throws and changes nothing.
   void record_result(const ResultRecord& result, const std::string& owner, double now);

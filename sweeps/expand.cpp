@@ -1,6 +1,8 @@
 #include "sweeps/expand.h"
 
 #include <fmt/format.h>
+
+#include <algorithm>
 #include <iterator>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -165,6 +167,78 @@ std::string loss_reason(const SweepSpec& spec, double alpha, double beta) {
   if (beta == 0 && !ro_none) parts.push_back("beta = 0 needs readout \"none\"");
   if (beta != 0 && !ro_some) parts.push_back("beta > 0 needs a readout other than \"none\"");
   return fmt::format("{}", fmt::join(parts, "; "));
+}
+
+}  // namespace
+
+bool selects(const job::ParentFilter& f, job::JobKind kind, const JobSpec& parent) {
+  const auto& l = parent.labels;
+  if (parent.kind != job::JobKind::kTrain || l.neurons != Neurons::kAll) return false;
+  if (kind == job::JobKind::kDecode && l.autoencoder == AutoencoderKind::kNone) return false;
+  if (kind == job::JobKind::kMei && l.readout == ReadoutKind::kNone) return false;
+  auto in = [](const auto& list, const auto& value) {
+    return list.empty() || std::find(list.begin(), list.end(), value) != list.end();
+  };
+  return in(f.autoencoders, job::to_string(l.autoencoder)) && in(f.readouts, job::to_string(l.readout)) &&
+         in(f.layers, l.layer) && in(f.seeds, l.seed);
+}
+
+namespace {
+
+JobSpec dependent_job(const JobSpec& parent, job::JobKind kind, const nlohmann::ordered_json& settings) {
+  JobSpec job;
+  job.config = parent.config;
+  job.labels = parent.labels;
+  job.depends_on = parent.id;
+  job.data_fingerprint = parent.data_fingerprint;
+  job.kind = kind;
+  // The parent's id stands for everything it was trained with and on.
+  job::Sha256 h;
+  h.update(job::to_string(kind)).update("\n").update(parent.id).update("\n").update(settings.dump());
+  h.update("\n").update(kModelCodeVersion);
+  job.id = h.hex().substr(0, 20);
+  return job;
+}
+
+// The decode and mei jobs of a spec, after every training job (so that a sweep trains first
+// and a worker is never idle waiting for a parent while training is left). A filter that
+// selects no trained model is a mistake in the spec, said as such.
+void add_dependent_jobs(const SweepSpec& spec, std::vector<JobSpec>& jobs) {
+  const std::size_t trained = jobs.size();
+  if (spec.decode) {
+    std::size_t made = 0;
+    for (std::size_t i = 0; i < trained; ++i) {
+      if (!selects(spec.decode->filter, job::JobKind::kDecode, jobs[i])) continue;
+      JobSpec d = dependent_job(jobs[i], job::JobKind::kDecode, job::to_json(spec.decode->settings));
+      d.decode = spec.decode->settings;
+      jobs.push_back(std::move(d));
+      ++made;
+    }
+    if (made == 0) {
+      throw SpecError(fmt::format("{}: decode: selects no trained model (a decode job needs a model with an "
+                                  "autoencoder, fitted to all neurons, that its filter keeps)",
+                                  spec.source));
+    }
+  }
+  if (spec.mei) {
+    std::size_t made = 0;
+    for (std::size_t i = 0; i < trained; ++i) {
+      if (!selects(spec.mei->filter, job::JobKind::kMei, jobs[i])) continue;
+      for (const auto objective : spec.mei->objectives) {
+        job::MeiSettings settings = spec.mei->settings;
+        settings.objective = objective;
+        JobSpec m = dependent_job(jobs[i], job::JobKind::kMei, job::to_json(settings));
+        m.mei = settings;
+        jobs.push_back(std::move(m));
+        ++made;
+      }
+    }
+    if (made == 0) {
+      throw SpecError(fmt::format("{}: mei: selects no trained model (an mei job needs a model with a readout, "
+                                  "fitted to all neurons, that its filter keeps)",
+                                  spec.source));
+    }
+  }
 }
 
 }  // namespace
@@ -418,6 +492,7 @@ std::vector<JobSpec> expand(const SweepSpec& spec, FingerprintCache& fingerprint
                       o.axis == Axis::kLayer ? " (a model without a readout has no layer)" : ""));
     }
   }
+  add_dependent_jobs(spec, jobs);
   return jobs;
 }
 

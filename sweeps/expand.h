@@ -36,11 +36,22 @@ inline constexpr const char* kModelCodeVersion = "1";
 
 struct JobSpec {
   std::string id;
+  /// The training configuration: the job's own, or for a decode / mei job its parent's (the
+  /// model it loads and the data it reads).
   job::JobConfig config;
-  Labels labels;
-  std::string depends_on;  ///< the job whose per-neuron results pick the neurons
+  Labels labels;  ///< a decode / mei job: its parent's
+  /// Training: the job whose per-neuron results pick the neurons (a subset), else empty.
+  /// Decode / mei: the parent training job, which must be done first.
+  std::string depends_on;
   std::string data_fingerprint;
+  job::JobKind kind = job::JobKind::kTrain;
+  job::DecodeSettings decode;  ///< kDecode
+  job::MeiSettings mei;        ///< kMei
 };
+
+/// Whether `parent` (a training job) is one that the kind's filter selects: a decode job needs
+/// a decoder, an mei job a readout; both take models fitted to all neurons.
+bool selects(const job::ParentFilter& filter, job::JobKind kind, const JobSpec& parent);
 
 /// Data fingerprints by (source, data seed). A virtual region is named by its
 /// seed and the code version (simulating it to hash it would cost seconds); a
@@ -54,7 +65,9 @@ class FingerprintCache {
 };
 
 /// The jobs of a spec, in a fixed order (region, layer, autoencoder, readout,
-/// loss, seed, neurons; a job after the one it depends on). Throws SpecError.
+/// loss, seed, neurons; a job after the one it depends on), then its decode jobs and its mei
+/// jobs in their parents' order. A decode / mei job's id hashes its kind, its parent's id and
+/// its settings (job/kind.h's canonical JSON) with kModelCodeVersion. Throws SpecError.
 std::vector<JobSpec> expand(const SweepSpec& spec);
 std::vector<JobSpec> expand(const SweepSpec& spec, FingerprintCache& fingerprints);
 

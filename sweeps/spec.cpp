@@ -679,6 +679,18 @@ SweepSpec parse_sweep_spec(const std::string& text, const std::string& source,
       }
     }
 
+    // [decode] / [mei]: jobs on the trained models, each with its parent filter.
+    if (const toml::table* t = top.sub_table("decode")) {
+      SweepSpec::DecodeJobs d;
+      job::read_decode_table(*t, source, d.settings, d.filter);
+      spec.decode = std::move(d);
+    }
+    if (const toml::table* t = top.sub_table("mei")) {
+      SweepSpec::MeiJobs m;
+      job::read_mei_table(*t, source, m.settings, m.filter, m.objectives);
+      spec.mei = std::move(m);
+    }
+
     // The shared job settings. Checked as a job table; here only claimed as
     // known keys.
     top.get("val_fraction");

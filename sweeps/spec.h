@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "job/error.h"
+#include "job/kind.h"
 #include "job/labels.h"
 #include "job/model_config.h"
 
@@ -73,6 +74,18 @@ struct SweepSpec {
   std::vector<Neurons> neurons;
   std::vector<Match> include, exclude;
   std::vector<Override> overrides;
+  /// [decode] and [mei]: jobs on the trained models the axes make (job/kind.h); unset: none.
+  struct DecodeJobs {
+    job::DecodeSettings settings;
+    job::ParentFilter filter;
+  };
+  struct MeiJobs {
+    job::MeiSettings settings;
+    job::ParentFilter filter;
+    std::vector<job::MeiObjective> objectives;
+  };
+  std::optional<DecodeJobs> decode;
+  std::optional<MeiJobs> mei;
   /// The shared job settings: top-level val_fraction and the [model], [loss]
   /// and [train] tables, as in a job file (docs/job-config.md), without the
   /// keys the axes set.

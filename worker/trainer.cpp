@@ -143,17 +143,8 @@ Trainer::Trainer(const JobConfig& config, const models::Dataset& data)
   test_expected_ = data.test_expected;
   rf_true_ = data.rf_centres;
 
-  auto model_config = config.model;
-  model_config.neurons = static_cast<int>(data.train_responses.size(1));
-  torch::Tensor fm_positions;
-  if (model_config.readout == job::ReadoutKind::kFm) {
-    // The fixed mask sits at each neuron's RF centre estimated from the
-    // training split alone, never from the test images.
-    auto centres = models::estimate_rf_centres(data.train_images31, data.train_responses);
-    fm_positions = models::rf_centres_to_positions(centres, model_config.layer);
-  }
   torch::manual_seed(mix(config.seed, 0, kInit));
-  model_ = models::DaeNr(model_config, data.train_responses.mean(0), fm_positions);
+  model_ = build_model(config, data);
   model_->to(device_);
   lr_ = config.train.learning_rate;
   best_val_ = std::numeric_limits<double>::infinity();
@@ -591,6 +582,37 @@ nlohmann::ordered_json to_json(const JobResult& r, bool per_neuron) {
   return j;
 }
 
+models::DaeNr build_model(const JobConfig& config, const models::Dataset& data) {
+  auto model_config = config.model;
+  model_config.neurons = static_cast<int>(data.train_responses.size(1));
+  torch::Tensor fm_positions;
+  if (model_config.readout == job::ReadoutKind::kFm) {
+    // The fixed mask sits at each neuron's RF centre estimated from the
+    // training split alone, never from the test images.
+    auto centres = models::estimate_rf_centres(data.train_images31, data.train_responses);
+    fm_positions = models::rf_centres_to_positions(centres, model_config.layer);
+  }
+  return models::DaeNr(model_config, data.train_responses.mean(0), fm_positions);
+}
+
+models::DaeNr load_model(const JobConfig& config, const models::Dataset& data, const std::filesystem::path& file,
+                         const torch::Device& device) {
+  if (!std::filesystem::exists(file)) {
+    throw CheckpointError(fmt::format("{}: the trained model is missing (was the database's artifacts folder "
+                                      "deleted or moved?)",
+                                      file.string()));
+  }
+  auto model = build_model(config, data);
+  try {
+    torch::load(model, file.string(), device);
+  } catch (const c10::Error&) {
+    throw CheckpointError(fmt::format("{}: not a readable model of this job", file.string()));
+  }
+  model->to(device);
+  model->eval();
+  return model;
+}
+
 JobResult run_job(const JobConfig& config, const RunOptions& options) {
   configure_threads(config.train.threads);
   auto raw = models::load_source(config.data, config.data_seed);
@@ -607,6 +629,17 @@ JobResult run_job(const JobConfig& config, const RunOptions& options) {
   }
   auto result = trainer.evaluate();
   result.data_fingerprint = models::fingerprint(raw);
+  const bool writer = options.reducer == nullptr || options.reducer->rank() == 0;
+  if (writer && !options.save_model.empty()) {
+    // The weights alone (not the optimiser): what a decode or mei job loads.
+    auto tmp = options.save_model;
+    tmp += fmt::format(".tmp.{}", ::getpid());
+    std::filesystem::create_directories(options.save_model.parent_path().empty() ? "."
+                                                                                  : options.save_model.parent_path());
+    torch::save(trainer.model(), tmp.string());
+    fsync_path(tmp, false);
+    std::filesystem::rename(tmp, options.save_model);
+  }
   return result;
 }
 

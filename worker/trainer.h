@@ -33,6 +33,7 @@
 #include "models/data.h"
 #include "models/network.h"
 #include "job/config.h"
+#include "job/outcome.h"
 
 namespace daenr::worker {
 
@@ -54,14 +55,9 @@ class CheckpointError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-/// One validation point of the training curve.
-struct CurvePoint {
-  int step = 0;
-  int phase = 0;
-  double learning_rate = 0;
-  double train_loss = 0;  ///< mean training objective since the previous point
-  double val_loss = 0;    ///< data terms on the held-out split (see trainer.cpp)
-};
+/// One validation point of the training curve: the job contract's row (job/outcome.h), the
+/// same from the trainer to the database.
+using CurvePoint = job::CurveRow;
 
 /// Where a job stands at a validation point, for a progress display.
 struct TrainingProgress {
@@ -133,7 +129,21 @@ struct RunOptions {
   /// `should_stop` is asked on every rank and the group stops when any rank's answer is true.
   /// A group of one is the single-process path, bit for bit.
   GradientReducer* reducer = nullptr;  ///< data-parallel group; null: this rank alone
+  /// Where to keep the trained (best, restored) model for later jobs (decode, mei); empty: not
+  /// kept. Written by group rank 0 alone, atomically.
+  std::filesystem::path save_model;
 };
+
+/// The model of `config` for `data`, untrained: the network with the neuron count of the data
+/// and, for the FM readout, the fixed mask at each neuron's receptive-field centre estimated
+/// from the training split.
+models::DaeNr build_model(const JobConfig& config, const models::Dataset& data);
+
+/// The model of a finished training job: build_model's, with the weights `save_model` kept,
+/// on `device`, in evaluation mode. Throws CheckpointError naming the file when it is missing
+/// or is not that model's.
+models::DaeNr load_model(const JobConfig& config, const models::Dataset& data, const std::filesystem::path& file,
+                         const torch::Device& device);
 
 class Trainer {
  public:

@@ -30,7 +30,9 @@ done
 # A worker group of two ranks (ranks_per_job in the spec) trains each job
 # data-parallel: the same jobs as in one process, with results equal up to
 # float32 rounding (tests/mpi checks the parameters themselves).
-printf 'name = "dp"\nranks_per_job = 2\n[data]\nregions = ["virtual:2"]\n[axes]\nlayer = [2]\nreadout = ["fr", "none"]\nloss = [[1.0, 1.0], [1.0, 0.0]]\n[model]\nwidth = 4\nlatent = 8\n[train]\nbatch_size = 16\nvalidate_every = 5\npatience = 10\nmax_steps = 40\n' >"$tmp/dp.toml"
+# Its decode and mei jobs (the talk's kinds) run on the same groups, every rank alike and the
+# group's rank 0 writing the files, and agree with the single process's.
+printf 'name = "dp"\nranks_per_job = 2\n[data]\nregions = ["virtual:2"]\n[axes]\nlayer = [2]\nreadout = ["fr", "none"]\nloss = [[1.0, 1.0], [1.0, 0.0]]\n[model]\nwidth = 4\nlatent = 8\n[train]\nbatch_size = 16\nvalidate_every = 5\npatience = 10\nmax_steps = 40\n[decode]\nsingle_trials = false\n[mei]\nneurons = "best:2"\nstarts = 1\nsteps = 5\nneurons_per_chunk = 1\n' >"$tmp/dp.toml"
 out=$("${mpirun[@]}" -n 3 "$daenr" sweep run "$tmp/dp.toml" --db "$tmp/dp.sqlite" 2>&1) || fail "group of 2: $out"
 "$daenr" sweep run "$tmp/dp.toml" --db "$tmp/dp1.sqlite" >/dev/null || fail "dp spec in one process"
 python3 - "$tmp/dp.sqlite" "$tmp/dp1.sqlite" <<'PY' || fail "a group of 2 ranks does not reproduce the single-process results"
@@ -38,7 +40,12 @@ import sqlite3, sys
 q = "SELECT job_id, mse, mean_r FROM results ORDER BY job_id"
 a = sqlite3.connect(sys.argv[1]).execute(q).fetchall()
 b = sqlite3.connect(sys.argv[2]).execute(q).fetchall()
-assert len(a) == 2 and [r[0] for r in a] == [r[0] for r in b], (a, b)
+# 2 trained, 2 decoded, 1 mei (the FR model's)
+assert len(a) == 5 and [r[0] for r in a] == [r[0] for r in b], (a, b)
+kinds = "SELECT kind, count(*) FROM jobs WHERE state = 'done' GROUP BY kind ORDER BY kind"
+assert sqlite3.connect(sys.argv[1]).execute(kinds).fetchall() == [("decode", 2), ("mei", 1), ("train", 2)]
+models = sqlite3.connect(sys.argv[1]).execute("SELECT count(*) FROM artifacts WHERE kind = 'model'").fetchone()
+assert models == (2,), models
 for x, y in zip(a, b):
     assert abs(x[1] - y[1]) < 1e-3, (x, y)
     assert (x[2] is None) == (y[2] is None) and (x[2] is None or abs(x[2] - y[2]) < 1e-3), (x, y)

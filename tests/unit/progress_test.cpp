@@ -49,10 +49,10 @@ worker::TrainingProgress at(int step, int max_steps, double val, int resumed = 0
 
 Outcome done(const std::string& id, std::optional<double> mse, std::optional<double> r) {
   Outcome o;
-  o.kind = Outcome::Kind::kDone;
+  o.status = Outcome::Status::kDone;
   o.job_id = id;
-  o.record.mse = mse;
-  o.record.mean_r = r;
+  o.mse = mse;
+  o.mean_r = r;
   return o;
 }
 
@@ -154,7 +154,7 @@ TEST(Progress, ALogGetsOneLinePerFinishedJobAndNothingElse) {
     // A retry: the count goes past the jobs expected rather than stopping at them.
     p.job_started(cae_fr2(0));
     Outcome stopped;
-    stopped.kind = Outcome::Kind::kPreempted;
+    stopped.status = Outcome::Status::kPreempted;
     p.job_finished(cae_fr2(0), stopped, 2.0);
     const auto cnn =
         spec("abcdef0123456789", models::AutoencoderKind::kNone, models::ReadoutKind::kFr, 1, 4);

@@ -991,7 +991,7 @@ TEST(ReportErrors, OneLineForADatabaseThatCannotBeRead) {
   }
   EXPECT_EQ(error_of(dir.path() / "newer.sqlite"),
             (dir.path() / "newer.sqlite").string() +
-                ": written by a newer daenr (schema version 99; this build knows up to 2)");
+                ": written by a newer daenr (schema version 99; this build knows up to 3)");
 }
 
 TEST(ReportErrors, AnEmptyDatabaseStillGivesEveryTable) {

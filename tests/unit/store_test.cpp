@@ -177,7 +177,7 @@ TEST(Store, RefusesWhatItCannotUseAndChangesNothing) {
   } catch (const StorageError& e) {
     EXPECT_EQ(std::string(e.what()), newer.string() +
                                          ": written by a newer daenr (schema version 99; this build "
-                                         "knows up to 2); nothing was changed");
+                                         "knows up to 3); nothing was changed");
   }
   EXPECT_EQ(bytes_of(newer), before);
 
@@ -209,11 +209,12 @@ TEST(Store, MigratesAVersionOneDatabaseKeepingItsJobs) {
   TempDir dir;
   const auto path = dir.path() / "v1.sqlite";
   {
-    // A version-1 file: today's schema less what version 2 added.
+    // A version-1 file: today's schema less what versions 2 and 3 added.
     Store store(path);
     const auto sweep = store.insert_sweep("s", "spec", 1.0);
     store.insert_jobs(sweep, jobs(2), 1.0);
-    store.database().exec("DROP TABLE slurm_jobs; DROP TABLE runs; PRAGMA user_version = 1");
+    store.database().exec(
+        "DROP TABLE slurm_jobs; DROP TABLE runs; ALTER TABLE jobs DROP COLUMN kind; PRAGMA user_version = 1");
   }
   {
     Reader old(path);  // read-only: not migrated, and no Slurm rows
@@ -222,12 +223,51 @@ TEST(Store, MigratesAVersionOneDatabaseKeepingItsJobs) {
     EXPECT_EQ(old.counts().total, 2);
   }
   Store store(path);
-  EXPECT_EQ(count(store.database(), "PRAGMA user_version"), 2);
+  EXPECT_EQ(count(store.database(), "PRAGMA user_version"), Store::kSchemaVersion);
   EXPECT_EQ(count(store.database(), "SELECT count(*) FROM jobs"), 2);
   store.record_slurm_job({"4242", "s", "/x/spec.toml", "/x/db.slurm/s.sbatch", 5.0});
   Reader reader(path);
   ASSERT_EQ(reader.slurm_jobs().size(), 1u);
   EXPECT_EQ(reader.slurm_jobs()[0].slurm_job_id, "4242");
+}
+
+TEST(Store, MigratesAVersionTwoDatabaseItsJobsTraining) {
+  TempDir dir;
+  const auto path = dir.path() / "v2.sqlite";
+  {
+    // A version-2 file: today's schema less the job kinds of version 3, with a finished job.
+    Store store(path);
+    const auto sweep = store.insert_sweep("s", "spec", 1.0);
+    store.insert_jobs(sweep, jobs(2), 1.0);
+    const auto leased = store.lease_next(sweep, "me", 2.0, 60, 2);
+    ASSERT_TRUE(leased);
+    store.record_result(result_for(leased->id), "me", 3.0);
+    store.database().exec("ALTER TABLE jobs DROP COLUMN kind; PRAGMA user_version = 2");
+  }
+  {
+    Reader old(path);  // read-only: not migrated; every job of it trains
+    const auto rows = old.jobs();
+    ASSERT_EQ(rows.size(), 2u);
+    for (const auto& row : rows) EXPECT_EQ(row.kind, "train");
+    EXPECT_EQ(count(old.database(), "PRAGMA user_version"), 2);
+  }
+  Store store(path);
+  EXPECT_EQ(count(store.database(), "PRAGMA user_version"), 3);
+  EXPECT_EQ(count(store.database(), "SELECT count(*) FROM jobs WHERE kind = 'train'"), 2);
+  EXPECT_EQ(count(store.database(), "SELECT count(*) FROM results"), 1);
+  // A decode job of the finished one can now be added, runs after it, and keeps its kind.
+  const auto sweep = store.insert_sweep("s", "spec", 1.0);
+  const auto done = store.jobs();
+  std::string parent;
+  for (const auto& row : done) {
+    if (row.state == JobState::kDone) parent = row.id;
+  }
+  ASSERT_FALSE(parent.empty());
+  store.insert_jobs(sweep, {NewJob{"decode1", "{}", "{}", parent, "decode"}}, 4.0);
+  Reader reader(path);
+  for (const auto& row : reader.jobs()) {
+    EXPECT_EQ(row.kind, row.id == "decode1" ? "decode" : "train");
+  }
 }
 
 TEST(Store, RecordsSlurmJobsAndRuns) {

@@ -1,0 +1,24 @@
+#pragma once
+// What a decode or mei job starts from: its parent training job's data, rebuilt exactly as the
+// parent saw it (same source, seed, split and neurons), and the parent's kept model.
+
+#include <torch/torch.h>
+
+#include "models/data.h"
+#include "models/network.h"
+#include "worker/job_kind.h"
+
+namespace daenr::worker {
+
+struct LoadedParent {
+  models::RawRegion raw;  ///< the region, restricted to the parent's neurons
+  models::Dataset data;
+  torch::Device device = torch::kCPU;
+  models::DaeNr model{nullptr};  ///< evaluation mode, on `device`
+};
+
+/// Loads the parent of `ctx` (configures the threads first). Throws CheckpointError when its
+/// model file is missing or unreadable, DataError for the data.
+LoadedParent load_parent(const KindContext& ctx);
+
+}  // namespace daenr::worker
