@@ -148,6 +148,10 @@ class MeiRunner final : public JobKindRunner {
     const int64_t chunk = s.neurons_per_chunk;
     const int64_t chunks = (static_cast<int64_t>(targets.size()) + chunk - 1) / chunk;
     Progress progress = load_progress(ctx.checkpoint, ctx.job_id);
+    // Every rank of a group reads the checkpoint before any writes the next one (a collective
+    // is the barrier): a rank that started late would otherwise find its leader's newer
+    // checkpoint, skip a chunk, and leave the others waiting in the chunk's collective.
+    if (ctx.reducer != nullptr) ctx.reducer->any(false);
     if (progress.chunks_done > chunks) {
       throw CheckpointError(fmt::format("{}: holds {} chunks of a job that has {}", ctx.checkpoint.string(),
                                         progress.chunks_done, chunks));
