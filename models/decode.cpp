@@ -1,9 +1,8 @@
 #include "models/decode.h"
 
+#include <cmath>
 #include <fmt/format.h>
 #include <fmt/ranges.h>  // fmt::join
-
-#include <cmath>
 #include <limits>
 
 #include "models/error.h"
@@ -44,9 +43,10 @@ torch::Tensor standardised_rows(const torch::Tensor& images) {
 
 void require_images(const torch::Tensor& t, const char* what, const char* function) {
   if (!t.defined() || t.dim() < 2 || t.numel() == 0) {
-    throw DataError(fmt::format("{}: {} must hold images (n, ...) with at least one pixel, "
-                                "found shape {}",
-                                function, what, t.defined() ? shape_str(t) : "undefined"));
+    throw DataError(
+        fmt::format("{}: {} must hold images (n, ...) with at least one pixel, "
+                    "found shape {}",
+                    function, what, t.defined() ? shape_str(t) : "undefined"));
   }
 }
 
@@ -69,12 +69,10 @@ RidgeFit fit_ridge(const torch::Tensor& x_train, const torch::Tensor& y_train,
                                 n == 1 ? "" : "s"));
   }
   if (xv.size(1) != p) {
-    throw DataError(
-        fmt::format("{}: x_val has {} columns but x_train has {}", kFn, xv.size(1), p));
+    throw DataError(fmt::format("{}: x_val has {} columns but x_train has {}", kFn, xv.size(1), p));
   }
   if (yv.size(1) != q) {
-    throw DataError(
-        fmt::format("{}: y_val has {} columns but y_train has {}", kFn, yv.size(1), q));
+    throw DataError(fmt::format("{}: y_val has {} columns but y_train has {}", kFn, yv.size(1), q));
   }
   if (yv.size(0) != xv.size(0)) {
     throw DataError(
@@ -96,13 +94,13 @@ RidgeFit fit_ridge(const torch::Tensor& x_train, const torch::Tensor& y_train,
   // Xc = U diag(s) V^T turns every ridge's solve into a rescaling of the same projections:
   // W(lambda) = V diag(s / (s^2 + n lambda)) U^T Yc, so the grid costs one SVD.
   auto [u, s, vh] = torch::linalg::svd(xc, /*full_matrices=*/false, c10::nullopt);
-  const auto projected = u.t().matmul(yc);          // (r, Q) U^T Yc
+  const auto projected = u.t().matmul(yc);                   // (r, Q) U^T Yc
   const auto val_coords = (xv - fit.x_mean).matmul(vh.t());  // (m, r) validation inputs in V
   const double s_max = s.numel() > 0 ? s.max().item<double>() : 0.0;
   // Singular values at rounding level belong to directions the data does not span; without a
   // ridge (r = 0) they would divide by ~0, so they get no weight (the pseudo-inverse's rule).
-  const double tol = static_cast<double>(std::max(n, p)) *
-                     std::numeric_limits<double>::epsilon() * s_max;
+  const double tol =
+      static_cast<double>(std::max(n, p)) * std::numeric_limits<double>::epsilon() * s_max;
   const auto keep = s > tol;
   // Mean eigenvalue of C = Xc^T Xc / n: trace(C) / P = sum(s^2) / (n P).
   const double mean_eigenvalue = s.square().sum().item<double>() / static_cast<double>(n * p);
@@ -145,8 +143,8 @@ torch::Tensor pixel_correlation(const torch::Tensor& a, const torch::Tensor& b) 
   require_images(a, "a", "pixel_correlation");
   require_images(b, "b", "pixel_correlation");
   if (a.sizes() != b.sizes()) {
-    throw DataError(fmt::format("pixel_correlation: a has shape {} but b has {}", shape_str(a),
-                                shape_str(b)));
+    throw DataError(
+        fmt::format("pixel_correlation: a has shape {} but b has {}", shape_str(a), shape_str(b)));
   }
   // Rounding can put |r| a few ulps above 1; a correlation never is.
   return (standardised_rows(a) * standardised_rows(b)).sum(1).clamp(-1.0, 1.0);

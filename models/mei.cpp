@@ -1,10 +1,9 @@
 #include "models/mei.h"
 
-#include <fmt/format.h>
-#include <fmt/ranges.h>  // fmt::join
-
 #include <algorithm>
 #include <cmath>
+#include <fmt/format.h>
+#include <fmt/ranges.h>  // fmt::join
 #include <limits>
 
 #include "models/error.h"
@@ -71,14 +70,16 @@ void blur(const double* in, double* out, int side, const std::vector<double>& ke
   for (int r = 0; r < side; ++r) {
     for (int c = 0; c < side; ++c) {
       double s = 0;
-      for (int k = -radius; k <= radius; ++k) s += kernel[k + radius] * in[r * side + fold(c + k, side)];
+      for (int k = -radius; k <= radius; ++k)
+        s += kernel[k + radius] * in[r * side + fold(c + k, side)];
       rows[r * side + c] = s;
     }
   }
   for (int r = 0; r < side; ++r) {
     for (int c = 0; c < side; ++c) {
       double s = 0;
-      for (int k = -radius; k <= radius; ++k) s += kernel[k + radius] * rows[fold(r + k, side) * side + c];
+      for (int k = -radius; k <= radius; ++k)
+        s += kernel[k + radius] * rows[fold(r + k, side) * side + c];
       out[r * side + c] = s;
     }
   }
@@ -134,7 +135,8 @@ void validate(const std::vector<int64_t>& targets, const MeiOptions& o) {
                     s.blur_end));
   }
   if ((s.blur_start == 0) != (s.blur_end == 0)) {
-    bad(fmt::format("mei.blur_start = {}, mei.blur_end = {}; both 0 (no blur) or both > 0 (a "
+    bad(
+        fmt::format("mei.blur_start = {}, mei.blur_end = {}; both 0 (no blur) or both > 0 (a "
                     "geometric decay cannot reach or leave 0)",
                     s.blur_start, s.blur_end));
   }
@@ -155,8 +157,7 @@ void check_responses(const torch::Tensor& a, int64_t batch, const std::vector<in
                      const char* function) {
   if (!a.defined() || a.dim() != 2 || a.size(0) != batch) {
     throw ModelError(fmt::format("{}: responses of {} images have shape {}; expected ({}, N)",
-                                 function, batch, a.defined() ? shape_str(a) : "undefined",
-                                 batch));
+                                 function, batch, a.defined() ? shape_str(a) : "undefined", batch));
   }
   for (auto t : targets) {
     if (t < 0 || t >= a.size(1)) {
@@ -228,9 +229,10 @@ torch::Tensor to_grid31(const torch::Tensor& images32, const char* function) {
 torch::Tensor one_image31(const torch::Tensor& image32, const char* function) {
   if (!image32.defined() || image32.numel() != kPixels ||
       (image32.dim() != 3 && image32.dim() != 4)) {
-    throw ModelError(fmt::format("{}: expected one image (1, 32, 32) or (1, 1, 32, 32), found "
-                                 "shape {}",
-                                 function, image32.defined() ? shape_str(image32) : "undefined"));
+    throw ModelError(
+        fmt::format("{}: expected one image (1, 32, 32) or (1, 1, 32, 32), found "
+                    "shape {}",
+                    function, image32.defined() ? shape_str(image32) : "undefined"));
   }
   return to_grid31(image32.reshape({1, 1, kSide, kSide}), function).reshape({kSide31, kSide31});
 }
@@ -281,6 +283,14 @@ MeiResult synthesise(const ResponseFunction& responses, const std::vector<int64_
   }
 
   const auto target_index = torch::tensor(row_target, torch::kLong).reshape({batch, 1});
+  // The rows `responses` sees at once: all of them, or each target's starts on their own
+  // (see MeiOptions::batch_independent).
+  std::vector<std::pair<int64_t, int64_t>> groups;
+  if (options.batch_independent) {
+    for (int64_t k = 0; k < k_count; ++k) groups.emplace_back(k * starts, (k + 1) * starts);
+  } else {
+    groups.emplace_back(0, batch);
+  }
   const int jitter = s.jitter;
   const double step = s.step_size * options.contrast;
   for (int t = 0; t < s.steps; ++t) {
@@ -306,25 +316,42 @@ MeiResult synthesise(const ResponseFunction& responses, const std::vector<int64_
     torch::Tensor grad;
     {
       torch::AutoGradMode enable(true);
-      auto x = images.detach().requires_grad_(true);
-      auto shifted = x.reshape({batch, kPixels}).gather(1, index).reshape({batch, 1, kSide, kSide});
-      auto a = responses(shifted);
-      check_responses(a, batch, targets, "synthesise");
-      if (!a.requires_grad()) {
-        throw ModelError("synthesise: the responses do not depend differentiably on the images "
-                         "(computed under NoGradGuard, or detached?)");
+      std::vector<torch::Tensor> leaves, objectives;
+      for (const auto& [begin, end] : groups) {
+        const int64_t rows = end - begin;
+        auto x = images.slice(0, begin, end).detach().requires_grad_(true);
+        auto shifted = x.reshape({rows, kPixels})
+                           .gather(1, index.slice(0, begin, end))
+                           .reshape({rows, 1, kSide, kSide});
+        auto a = responses(shifted);
+        check_responses(a, rows, targets, "synthesise");
+        if (!a.requires_grad()) {
+          throw ModelError(
+              "synthesise: the responses do not depend differentiably on the images "
+              "(computed under NoGradGuard, or detached?)");
+        }
+        // The one-hot share's gradient is taken through its logarithm: grad log p = grad p / p
+        // points the same way for each image, and the step is normalised per image, so the
+        // step is the same, while p underflowing in float32 for a silent target cannot zero it.
+        const auto per_image = s.objective == job::MeiObjective::kOneHot
+                                   ? torch::log_softmax(a.to(torch::kDouble), 1)
+                                   : a;
+        objectives.push_back(
+            per_image.gather(1, target_index.slice(0, begin, end).to(a.device())).sum());
+        leaves.push_back(x);
       }
-      // The one-hot share's gradient is taken through its logarithm: grad log p = grad p / p
-      // points the same way for each image, and the step is normalised per image, so the
-      // step is the same while p underflowing in float32 for a silent target cannot zero it.
-      const auto per_image = s.objective == job::MeiObjective::kOneHot
-                                 ? torch::log_softmax(a.to(torch::kDouble), 1)
-                                 : a;
-      const auto total = per_image.gather(1, target_index.to(a.device())).sum();
-      auto grads = torch::autograd::grad({total}, {x}, /*grad_outputs=*/{}, /*retain_graph=*/false,
-                                         /*create_graph=*/false, /*allow_unused=*/true);
-      grad = grads[0].defined() ? grads[0].detach().to(torch::kCPU, torch::kFloat).contiguous()
-                                : torch::zeros({batch, 1, kSide, kSide}, torch::kFloat);
+      // One backward pass for every group: each image's gradient is its own objective's (the
+      // objectives are summed, and no image enters another's).
+      const auto total = torch::stack(objectives).sum();
+      const auto grads = torch::autograd::grad({total}, leaves, /*grad_outputs=*/{},
+                                               /*retain_graph=*/false, /*create_graph=*/false,
+                                               /*allow_unused=*/true);
+      std::vector<torch::Tensor> parts;
+      for (size_t g = 0; g < grads.size(); ++g) {
+        parts.push_back(grads[g].defined() ? grads[g].detach().to(torch::kCPU, torch::kFloat)
+                                           : torch::zeros_like(leaves[g]).detach());
+      }
+      grad = torch::cat(parts).contiguous();
     }
     // Blur first, at a scale that shrinks over the steps: coarse structure is found first and
     // finer detail is allowed later, which keeps high-frequency patterns the model is blind to
@@ -341,12 +368,15 @@ MeiResult synthesise(const ResponseFunction& responses, const std::vector<int64_
         blur(work.data(), blurred.data(), kSide, kernel);
         work.swap(blurred);
       }
-      double mean_abs = 0;
-      for (int64_t p = 0; p < kPixels; ++p) mean_abs += std::abs(work[p]);
-      mean_abs /= static_cast<double>(kPixels);
+      // Divided by its RMS, a step's RMS is step_size x contrast, as MeiSettings documents it
+      // ("in units of the image's RMS contrast"); a mean-absolute normalisation would make the
+      // step grow with the gradient's sparsity (twice as large for a compact receptive field).
+      double sum_sq = 0;
+      for (int64_t p = 0; p < kPixels; ++p) sum_sq += work[p] * work[p];
+      const double rms = std::sqrt(sum_sq / static_cast<double>(kPixels));
       // A zero gradient (a rectified neuron that this shift silences) leaves the image where it
       // is; the next shift may wake it.
-      const double scale = mean_abs > 0 ? step / mean_abs : 0.0;
+      const double scale = rms > 0 ? step / rms : 0.0;
       for (int64_t p = 0; p < kPixels; ++p) {
         work[p] = static_cast<double>(pixels[b * kPixels + p]) + scale * work[p];
       }
@@ -358,9 +388,14 @@ MeiResult synthesise(const ResponseFunction& responses, const std::vector<int64_
   std::vector<double> final_values(batch);
   {
     torch::NoGradGuard no_grad;
-    const auto a = responses(images);
-    check_responses(a, batch, targets, "synthesise");
-    row_objectives(a, row_target, s.objective, /*per_row=*/true, final_values.data());
+    std::vector<torch::Tensor> parts;
+    for (const auto& [begin, end] : groups) {
+      auto a = responses(images.slice(0, begin, end));
+      check_responses(a, end - begin, targets, "synthesise");
+      parts.push_back(a.detach().to(torch::kCPU, torch::kDouble));
+    }
+    row_objectives(torch::cat(parts), row_target, s.objective, /*per_row=*/true,
+                   final_values.data());
   }
   MeiResult result;
   result.start_objectives = torch::tensor(final_values, torch::kDouble).reshape({k_count, starts});
@@ -385,7 +420,8 @@ torch::Tensor objective_values(const torch::Tensor& responses, const std::vector
                                  responses.defined() ? shape_str(responses) : "undefined"));
   }
   check_responses(responses, responses.size(0), targets, "objective_values");
-  auto out = torch::empty({responses.size(0), static_cast<int64_t>(targets.size())}, torch::kDouble);
+  auto out =
+      torch::empty({responses.size(0), static_cast<int64_t>(targets.size())}, torch::kDouble);
   row_objectives(responses, targets, objective, /*per_row=*/false, out.data_ptr<double>());
   return out;
 }
@@ -430,7 +466,8 @@ std::array<double, 2> image_centre(const torch::Tensor& image32) {
   const auto rows = torch::arange(kSide31, torch::kDouble).unsqueeze(1);
   const auto cols = torch::arange(kSide31, torch::kDouble).unsqueeze(0);
   const double total = weight.sum().item<double>();
-  return {(weight * rows).sum().item<double>() / total, (weight * cols).sum().item<double>() / total};
+  return {(weight * rows).sum().item<double>() / total,
+          (weight * cols).sum().item<double>() / total};
 }
 
 }  // namespace daenr::models

@@ -20,9 +20,16 @@ namespace daenr::models {
 
 struct MeiOptions {
   job::MeiSettings settings;
-  double mean_level = 0;  ///< the mean pixel value every image is held at (the test images' mean)
-  double contrast = 0.3;  ///< the RMS contrast (pixel std) every image is held at
-  double lo = -1, hi = 1; ///< the pixel range every image is clamped to
+  double mean_level = 0;   ///< the mean pixel value every image is held at (the test images' mean)
+  double contrast = 0.3;   ///< the RMS contrast (pixel std) every image is held at
+  double lo = -1, hi = 1;  ///< the pixel range every image is clamped to
+  /// true: `responses` sees each target's starts on their own (one call per target per step,
+  /// one backward pass for all), so a target's images are the same bits whatever else is in
+  /// the batch: LibTorch's CPU convolutions and matrix products round an image's result
+  /// differently with the batch's size and the image's place in it. false: one call per step
+  /// for all K x S images, faster for many small-batch targets (bench/README.md), but a
+  /// target's bits then depend on its batch: a chunked job must chunk the same way on resume.
+  bool batch_independent = true;
 };
 
 struct MeiResult {
@@ -34,25 +41,29 @@ struct MeiResult {
 /// Maps images (B, 1, 32, 32) to predicted responses (B, N), differentiably. A DaeNr must be in
 /// eval mode (so that an image's responses do not depend on the others in its batch):
 ///   model->eval();
-///   auto responses = [&](const torch::Tensor& x) { return model->forward(x, false, true).prediction; };
+///   auto responses = [&](const torch::Tensor& x) { return model->forward(x, false,
+///   true).prediction; };
 using ResponseFunction = std::function<torch::Tensor(const torch::Tensor&)>;
 
 /// Gradient ascent from options.settings.starts seeded noise images per target, all targets
-/// and starts in one batch (one forward and one backward per step). Each step: every image is
+/// and starts in one step (one backward pass per step; one forward call per target, or one for
+/// all with batch_independent = false). Each step: every image is
 /// shifted circularly by a random integer (dy, dx) in [-jitter, jitter]; the objective is the
 /// target's response (kStretch) or its softmax share of the population's responses (kOneHot);
 /// the gradient (taken through the shift, so it is shifted back) is blurred by a Gaussian whose
 /// sigma goes geometrically from blur_start to blur_end over the steps (both 0: no blur),
-/// divided by its mean absolute value per image and added times step_size * contrast; then the
+/// divided by its RMS per image and added times step_size * contrast (a step's RMS is
+/// step_size times the image's contrast, as MeiSettings::step_size reads); then the
 /// image is projected back onto the mean level, RMS contrast and range. After the last step
 /// every start is evaluated without jitter and the best (the first on ties) is kept.
 ///
 /// Every random draw (a start's noise, its shifts) is a function of (settings.seed, target,
-/// start, step) alone, and the per-image arithmetic outside `responses` is plain per-image
-/// loops, so that a target's images are the same bits whichever targets share its batch: a run
-/// chunked over targets reproduces an unchunked one, given a `responses` that computes each
-/// image on its own (checked for DaeNr in tests/unit/mei_test.cpp). Bits may differ between CPU
-/// types and thread counts (the model's kernels).
+/// start, step) alone, the per-image arithmetic outside `responses` is plain per-image loops,
+/// and with options.batch_independent (the default) `responses` sees each target's starts on
+/// their own, so that a target's images are the same bits whichever targets share its batch: a
+/// run chunked over targets reproduces an unchunked one (checked for DaeNr in
+/// tests/unit/mei_test.cpp). Bits may differ between CPU types and thread counts (the model's
+/// kernels).
 ///
 /// Throws ModelError for no targets, a negative target or one >= N, options out of range
 /// (starts < 1, steps < 0, step_size <= 0, negative blur or jitter, only one of the blurs 0,
