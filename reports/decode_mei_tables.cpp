@@ -163,10 +163,11 @@ struct Method {
   bool best;          // bold marks compare the models here
 };
 
-constexpr Method kMethods[] = {{"responses", "From the neurons", true},
+// Short group titles: Markdown repeats a group's title in each of its four columns.
+constexpr Method kMethods[] = {{"responses", "From neurons", true},
                                {"trials", "From single trials", true},
-                               {"autoencoder", "Autoencoder (ceiling)", false},
-                               {"pixels", "Pixel ridge (baseline)", false}};
+                               {"autoencoder", "AE ceiling", false},
+                               {"pixels", "Pixel baseline", false}};
 
 struct Score {
   const char* key;
@@ -296,14 +297,14 @@ Table table9(const ReportData& data) {
       "Each cell: mean ± sample standard deviation (divisor n − 1) over seeds of the decode jobs "
       "of the model (the training job each decodes through), with n the finished jobs that have "
       "a value; \"n=2 of 3\", \"no value\" and \"0 of k done\" as in Tables 2-6. Bold: the best "
-      "model of each column decoded from the neurons.");
+      "model of each column decoded from the neurons (from neurons, from single trials).");
   t.notes.push_back(
-      "From the neurons: a ridge map from the trial-averaged responses to the autoencoder's code "
+      "From neurons: a ridge map from the trial-averaged responses to the autoencoder's code "
       "(its ridge chosen on a validation split), decoded by the autoencoder's decoder; from single "
       "trials: the same from each single trial, averaged over trials (a region without repeats "
-      "has no such columns); autoencoder: its own reconstruction of the test images, the ceiling "
-      "of decoding through it; pixel ridge: a ridge map from the responses straight to the pixels, "
-      "no autoencoder, the baseline (docs/decode-mei.md).");
+      "has no such columns); AE ceiling: the autoencoder's own reconstruction of the test images, "
+      "the ceiling of decoding through it; pixel baseline: a ridge map from the responses straight "
+      "to the pixels, no autoencoder (docs/decode-mei.md).");
   t.notes.push_back(
       "pixel r: Pearson r between a decoded image and its test image over pixels, the mean over "
       "test images; SSIM as in Table 2; top-1, top-5: the share of test images whose decoded "

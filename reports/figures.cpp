@@ -938,17 +938,21 @@ std::optional<Figure> decoding_figure(const ModelJobs& group) {
         const double v = responses->values[std::size_t(c * m_all + i)];
         const double g = !std::isfinite(v) ? 0.0 : hi > lo ? (v - lo) / (hi - lo) : 0.5;
         const auto grey = static_cast<uint8_t>(std::lround(std::clamp(g, 0.0, 1.0) * 255));
-        // Cells of 4 px or more keep a white line between neighbours.
-        const int fill = size >= 4 ? size - 1 : size;
+        // Cells of 4 px or more get a grey frame, so that a white (the largest) response
+        // stands out from the white around the grid.
+        const bool framed = size >= 4;
         const int x = grid.x0(c) + offset + int(i % side) * size;
         const int y = grid.y0(2) + offset + int(i / side) * size;
-        for (int dy = 0; dy < fill; ++dy) {
-          for (int dx = 0; dx < fill; ++dx) grid.set(x + dx, y + dy, grey);
+        for (int dy = 0; dy < size; ++dy) {
+          for (int dx = 0; dx < size; ++dx) {
+            const bool edge = dx == 0 || dy == 0 || dx == size - 1 || dy == size - 1;
+            grid.set(x + dx, y + dy, framed && edge ? 160 : grey);
+          }
         }
       }
     }
     response_text = fmt::format(
-        "the {} neurons' trial-averaged responses to it, a grid of cells in neuron order{}, black "
+        "the {} neurons' trial-averaged responses to it, a grid of cells in neuron order{} (row by row), black "
         "{} to white {} (the largest shown)",
         m_all, m < m_all ? fmt::format(" (the first {})", m) : "", format_number(lo, 2),
         std::isfinite(hi) ? format_number(hi, 2) : "n/a");

@@ -1504,34 +1504,34 @@ TEST_F(ReportDecodeMei, DecodingTableCellsAreMeansOverSeedsWithChanceBeside) {
   const Block& r1 = t.blocks[0];
   // No single trials in region 1: that group is left out; chance from 100 test images.
   EXPECT_EQ(r1.subtitle, "Region 1 (virtual): 100 test images (chance: top-1 0.010, top-5 0.050)");
-  EXPECT_EQ(group_labels(r1), (Strings{"From the neurons/4", "Autoencoder (ceiling)/4",
-                                       "Pixel ridge (baseline)/4"}));
+  EXPECT_EQ(group_labels(r1), (Strings{"From neurons/4", "AE ceiling/4",
+                                       "Pixel baseline/4"}));
   const Block& b = t.blocks[1];
   EXPECT_EQ(b.subtitle, "Region 3 (virtual): 50 test images (chance: top-1 0.020, top-5 0.100)");
-  EXPECT_EQ(group_labels(b), (Strings{"From the neurons/4", "From single trials/4",
-                                      "Autoencoder (ceiling)/4", "Pixel ridge (baseline)/4"}));
+  EXPECT_EQ(group_labels(b), (Strings{"From neurons/4", "From single trials/4",
+                                      "AE ceiling/4", "Pixel baseline/4"}));
   EXPECT_EQ(b.columns.front(), "pixel r↑");
   EXPECT_EQ(row_labels(b), (Strings{"CAE", "CAE-FR_{1}", "CAE-FR_{2}", "CAE-FR_{3}",
                                     "CAE-FR_{2} (significant neurons)"}));
   // CAE-FR_1 from the neurons: pixel r 0.50, 0.53, 0.56 -> 0.53 ± 0.03; top-1 0.4, 0.5, 0.6.
-  const Cell& r = cell_at(b, "CAE-FR_{1}", "From the neurons", "pixel r↑");
+  const Cell& r = cell_at(b, "CAE-FR_{1}", "From neurons", "pixel r↑");
   EXPECT_EQ(r.stat.n, 3);
   EXPECT_NEAR(r.stat.mean, 0.53, 1e-12);
   EXPECT_NEAR(r.stat.sd, 0.03, 1e-12);
   EXPECT_TRUE(r.best);
   EXPECT_EQ(markdown_cell(r), "**0.530** ± 0.030 (n=3)");
-  EXPECT_NEAR(cell_at(b, "CAE-FR_{1}", "From the neurons", "top-1↑").stat.mean, 0.5, 1e-12);
-  EXPECT_NEAR(cell_at(b, "CAE-FR_{1}", "From the neurons", "top-1↑").stat.sd, 0.1, 1e-12);
+  EXPECT_NEAR(cell_at(b, "CAE-FR_{1}", "From neurons", "top-1↑").stat.mean, 0.5, 1e-12);
+  EXPECT_NEAR(cell_at(b, "CAE-FR_{1}", "From neurons", "top-1↑").stat.sd, 0.1, 1e-12);
   EXPECT_NEAR(cell_at(b, "CAE-FR_{1}", "From single trials", "pixel r↑").stat.mean, 0.25, 1e-12);
-  EXPECT_NEAR(cell_at(b, "CAE", "From the neurons", "pixel r↑").stat.mean, 0.42, 1e-12);
-  EXPECT_FALSE(cell_at(b, "CAE", "From the neurons", "pixel r↑").best);
-  EXPECT_NEAR(cell_at(b, "CAE", "Autoencoder (ceiling)", "SSIM↑").stat.mean, 0.8, 1e-12);
-  EXPECT_NEAR(cell_at(b, "CAE", "Pixel ridge (baseline)", "top-5↑").stat.mean, 0.3, 1e-12);
-  EXPECT_FALSE(cell_at(b, "CAE", "Pixel ridge (baseline)", "top-5↑").best);  // not a contest
+  EXPECT_NEAR(cell_at(b, "CAE", "From neurons", "pixel r↑").stat.mean, 0.42, 1e-12);
+  EXPECT_FALSE(cell_at(b, "CAE", "From neurons", "pixel r↑").best);
+  EXPECT_NEAR(cell_at(b, "CAE", "AE ceiling", "SSIM↑").stat.mean, 0.8, 1e-12);
+  EXPECT_NEAR(cell_at(b, "CAE", "Pixel baseline", "top-5↑").stat.mean, 0.3, 1e-12);
+  EXPECT_FALSE(cell_at(b, "CAE", "Pixel baseline", "top-5↑").best);  // not a contest
   // CAE-FR_2: one seed of two (the other failed); CAE-FR_3 not finished.
-  EXPECT_EQ(markdown_cell(cell_at(b, "CAE-FR_{2}", "From the neurons", "pixel r↑")),
+  EXPECT_EQ(markdown_cell(cell_at(b, "CAE-FR_{2}", "From neurons", "pixel r↑")),
             "0.480 (n=1 of 2)");
-  EXPECT_EQ(markdown_cell(cell_at(b, "CAE-FR_{3}", "From the neurons", "pixel r↑")),
+  EXPECT_EQ(markdown_cell(cell_at(b, "CAE-FR_{3}", "From neurons", "pixel r↑")),
             "n/a (0 of 1 done)");
   bool failed = false, pending = false;
   for (const auto& note : t.notes) {
@@ -1544,7 +1544,7 @@ TEST_F(ReportDecodeMei, DecodingTableCellsAreMeansOverSeedsWithChanceBeside) {
   EXPECT_TRUE(pending);
   // The tidy CSV: a row per cell and two for chance per model row.
   const std::string csv = render_csv(t);
-  EXPECT_NE(csv.find("table9,Region 3 (virtual),CAE-FR_1,From the neurons pixel r↑,virtual:3,cae,"
+  EXPECT_NE(csv.find("table9,Region 3 (virtual),CAE-FR_1,From neurons pixel r↑,virtual:3,cae,"
                      "fr,1,1,1,all,responses,pixel_r,0.53"),
             std::string::npos)
       << csv;
@@ -1720,11 +1720,14 @@ TEST_F(ReportDecodeMei, FiguresArePngsOfTheExpectedSize) {
   EXPECT_EQ(at(png, x0, 104 + 10), 191);   // (b) the autoencoder: 0.5
   EXPECT_EQ(at(png, x0, 304 + 10), 128);   // (d) decoded: 0
   EXPECT_EQ(at(png, x0, 404 + 10), 64);    // (e) the pixel baseline: -0.5
-  // (c) 5 responses 0..4 in a 3 x 3 grid of 32 px cells: black to white, a white line between.
-  EXPECT_EQ(at(png, x0 + 5, 204 + 5), 0);             // neuron 0
-  EXPECT_EQ(at(png, x0 + 64 + 5, 204 + 5), 128);      // neuron 2: half the largest
+  // (c) 5 responses 0..4 in a 3 x 3 grid of 32 px cells, row by row: black to white, each
+  // framed in grey; the grid's four unused cells stay white.
+  EXPECT_EQ(at(png, x0 + 5, 204 + 5), 0);              // neuron 0
+  EXPECT_EQ(at(png, x0 + 64 + 5, 204 + 5), 128);       // neuron 2: half the largest
   EXPECT_EQ(at(png, x0 + 32 + 5, 204 + 32 + 5), 255);  // neuron 4: the largest
-  EXPECT_EQ(at(png, x0 + 31, 204 + 5), 255);          // the line
+  EXPECT_EQ(at(png, x0 + 31, 204 + 5), 160);           // neuron 0's frame
+  EXPECT_EQ(at(png, x0 + 32, 204 + 32), 160);          // neuron 4's
+  EXPECT_EQ(at(png, x0 + 64 + 5, 204 + 32 + 5), 255);  // unused
   EXPECT_NE(d.caption.find("the 5 neurons' trial-averaged responses"), std::string::npos)
       << d.caption;
   EXPECT_NE(d.caption.find("Decode job d-r3-cae-fr1-s0 (seed 0) of training job r3-cae-fr1-s0."),
