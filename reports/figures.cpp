@@ -952,7 +952,8 @@ std::optional<Figure> decoding_figure(const ModelJobs& group) {
       }
     }
     response_text = fmt::format(
-        "the {} neurons' trial-averaged responses to it, a grid of cells in neuron order{} (row by row), black "
+        "the {} neurons' trial-averaged responses to it, a grid of cells in neuron order{} (row by "
+        "row), black "
         "{} to white {} (the largest shown)",
         m_all, m < m_all ? fmt::format(" (the first {})", m) : "", format_number(lo, 2),
         std::isfinite(hi) ? format_number(hi, 2) : "n/a");

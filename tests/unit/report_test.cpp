@@ -14,15 +14,15 @@
 #include <fmt/format.h>
 #include <fstream>
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <png.h>
 #include <sstream>
 
+#include "job/npy.h"
 #include "reports/figures.h"
 #include "reports/render.h"
 #include "reports/stats.h"
-#include "job/npy.h"
 #include "reports/tables.h"
 #include "storage/store.h"
 #include "tests/support/temp_dir.h"
@@ -1234,7 +1234,7 @@ struct DerivedJob {
 };
 
 nlohmann::json scores(double pixel_r, double ssim, double top1, double top5) {
-  return {{"mse", 0.1}, {"psnr", 16.0}, {"ssim", ssim},
+  return {{"mse", 0.1},         {"psnr", 16.0}, {"ssim", ssim},
           {"pixel_r", pixel_r}, {"top1", top1}, {"top5", top5}};
 }
 
@@ -1309,21 +1309,24 @@ std::vector<DerivedJob> derived_jobs() {
     auto* cae = decode(fmt::format("r3-cae-s{}", s),
                        decode_metrics(fmt::format("r3-cae-s{}", s), 50, true,
                                       scores(0.40 + 0.02 * s, 0.30, 0.3, 0.6), 0.2));
-    auto* fr1 = decode(fmt::format("r3-cae-fr1-s{}", s),
-                       decode_metrics(fmt::format("r3-cae-fr1-s{}", s), 50, true,
-                                      scores(0.50 + 0.03 * s, 0.40, 0.4 + 0.1 * s, 0.8),
-                                      0.20 + 0.05 * s));
-    if (s == 0) cae->artifacts = fr1->artifacts = {{"decode_figure", "write"}, {"decode_responses", "write"}};
+    auto* fr1 =
+        decode(fmt::format("r3-cae-fr1-s{}", s),
+               decode_metrics(fmt::format("r3-cae-fr1-s{}", s), 50, true,
+                              scores(0.50 + 0.03 * s, 0.40, 0.4 + 0.1 * s, 0.8), 0.20 + 0.05 * s));
+    if (s == 0)
+      cae->artifacts = fr1->artifacts = {{"decode_figure", "write"}, {"decode_responses", "write"}};
   }
   // CAE-FR_2: seed 0 done, its figure's file gone; seed 1 failed.
-  decode("r3-cae-fr2-s0", decode_metrics("r3-cae-fr2-s0", 50, true, scores(0.48, 0.35, 0.35, 0.7), 0.2))
+  decode("r3-cae-fr2-s0",
+         decode_metrics("r3-cae-fr2-s0", 50, true, scores(0.48, 0.35, 0.35, 0.7), 0.2))
       ->artifacts = {{"decode_figure", "missing"}};
   decode("r3-cae-fr2-s1", {})->outcome = DerivedJob::kFailed;
   decode("r3-cae-fr2-sig-s0",
          decode_metrics("r3-cae-fr2-sig-s0", 50, true, scores(0.45, 0.3, 0.3, 0.6), 0.2));
   decode("r3-cae-fr3-s0", {})->outcome = DerivedJob::kPending;
   // Region 1: no single trials, no chance key (1 / 100 and 5 / 100 then), no CAE decoded.
-  decode("r1-cae-fr1-s0", decode_metrics("r1-cae-fr1-s0", 100, false, scores(0.6, 0.5, 0.2, 0.4), -1));
+  decode("r1-cae-fr1-s0",
+         decode_metrics("r1-cae-fr1-s0", 100, false, scores(0.6, 0.5, 0.2, 0.4), -1));
 
   auto mei = [&](const std::string& id, const Planned& parent, const std::string& objective,
                  nlohmann::json metrics) {
@@ -1372,13 +1375,15 @@ void write_array(const fs::path& path, const std::vector<int64_t>& shape,
 // (3, 5): neuron i responds i to every image.
 void write_decode_artifacts(const fs::path& dir, const DerivedJob& d, storage::Store& store) {
   for (const auto& [kind, how] : d.artifacts) {
-    const fs::path file = how == "missing" ? fs::path("/nonexistent/daenr/" + d.id + "-" + kind + ".npy")
-                                           : dir / (d.id + "-" + kind + ".npy");
+    const fs::path file = how == "missing"
+                              ? fs::path("/nonexistent/daenr/" + d.id + "-" + kind + ".npy")
+                              : dir / (d.id + "-" + kind + ".npy");
     if (how == "write") {
       if (kind == "decode_figure") {
         std::vector<float> v;
         for (float fill : {2.0f, 0.5f, 0.0f, -0.5f}) {
-          for (int i = 0; i < 3 * 32 * 32; ++i) v.push_back(fill > 1 ? float(i % 32) / 31.0f * 2 - 1 : fill);
+          for (int i = 0; i < 3 * 32 * 32; ++i)
+            v.push_back(fill > 1 ? float(i % 32) / 31.0f * 2 - 1 : fill);
         }
         write_array(file, {4, 3, 1, 32, 32}, v);
       } else if (kind == "decode_responses") {
@@ -1504,12 +1509,11 @@ TEST_F(ReportDecodeMei, DecodingTableCellsAreMeansOverSeedsWithChanceBeside) {
   const Block& r1 = t.blocks[0];
   // No single trials in region 1: that group is left out; chance from 100 test images.
   EXPECT_EQ(r1.subtitle, "Region 1 (virtual): 100 test images (chance: top-1 0.010, top-5 0.050)");
-  EXPECT_EQ(group_labels(r1), (Strings{"From neurons/4", "AE ceiling/4",
-                                       "Pixel baseline/4"}));
+  EXPECT_EQ(group_labels(r1), (Strings{"From neurons/4", "AE ceiling/4", "Pixel baseline/4"}));
   const Block& b = t.blocks[1];
   EXPECT_EQ(b.subtitle, "Region 3 (virtual): 50 test images (chance: top-1 0.020, top-5 0.100)");
-  EXPECT_EQ(group_labels(b), (Strings{"From neurons/4", "From single trials/4",
-                                      "AE ceiling/4", "Pixel baseline/4"}));
+  EXPECT_EQ(group_labels(b), (Strings{"From neurons/4", "From single trials/4", "AE ceiling/4",
+                                      "Pixel baseline/4"}));
   EXPECT_EQ(b.columns.front(), "pixel r↑");
   EXPECT_EQ(row_labels(b), (Strings{"CAE", "CAE-FR_{1}", "CAE-FR_{2}", "CAE-FR_{3}",
                                     "CAE-FR_{2} (significant neurons)"}));
@@ -1535,9 +1539,10 @@ TEST_F(ReportDecodeMei, DecodingTableCellsAreMeansOverSeedsWithChanceBeside) {
             "n/a (0 of 1 done)");
   bool failed = false, pending = false;
   for (const auto& note : t.notes) {
-    failed = failed || note.find("Failed jobs: 1. decoding of CAE-FR_{2}, Region 3 (virtual), "
-                                 "α=1, β=1, seed 1 (job d-r3-cae-fr2-s1): ridge: singular "
-                                 "matrix.") != std::string::npos;
+    failed = failed || note.find(
+                           "Failed jobs: 1. decoding of CAE-FR_{2}, Region 3 (virtual), "
+                           "α=1, β=1, seed 1 (job d-r3-cae-fr2-s1): ridge: singular "
+                           "matrix.") != std::string::npos;
     pending = pending || note == "Not finished (pending, running or preempted): 1 job.";
   }
   EXPECT_TRUE(failed);
@@ -1677,9 +1682,9 @@ TEST_F(ReportDecodeMei, ThePaperTablesFiguresAndCurvesAreUnchangedByThem) {
   const std::string body = md_without.substr(md_without.find("\n## Table 2:"));
   const std::string paper_part = body.substr(0, body.find("\n## Figures"));
   EXPECT_NE(files_with.at("tables.md").find(paper_part + "\n## Table 9:"), std::string::npos);
-  for (const char* name : {"table9.csv", "table10.csv", "table11.csv",
-                           "figures/decoding-virtual-3-cae-fr-1.png",
-                           "figures/synthesis-virtual-3-cae-fr-1-stretch.png"}) {
+  for (const char* name :
+       {"table9.csv", "table10.csv", "table11.csv", "figures/decoding-virtual-3-cae-fr-1.png",
+        "figures/synthesis-virtual-3-cae-fr-1-stretch.png"}) {
     EXPECT_TRUE(files_with.count(name)) << name;
     EXPECT_FALSE(files_without.count(name)) << name;
   }
@@ -1690,15 +1695,16 @@ TEST_F(ReportDecodeMei, FiguresArePngsOfTheExpectedSize) {
   const auto figures = build_figures(data);
   std::vector<std::string> names;
   for (const auto& f : figures) {
-    if (f.name.rfind("decoding-", 0) == 0 || f.name.rfind("synthesis-", 0) == 0) names.push_back(f.name);
+    if (f.name.rfind("decoding-", 0) == 0 || f.name.rfind("synthesis-", 0) == 0)
+      names.push_back(f.name);
   }
   // One per model (and objective) with a finished job; CAE-FR_3's only job is pending.
-  EXPECT_EQ(names, (Strings{"decoding-virtual-1-cae-fr-1", "decoding-virtual-3-cae",
-                            "decoding-virtual-3-cae-fr-1", "decoding-virtual-3-cae-fr-2",
-                            "decoding-virtual-3-cae-fr-2-significant-neurons",
-                            "synthesis-region2-cae-fr-1-stretch",
-                            "synthesis-virtual-3-cae-fr-1-one-hot",
-                            "synthesis-virtual-3-cae-fr-1-stretch"}));
+  EXPECT_EQ(names,
+            (Strings{"decoding-virtual-1-cae-fr-1", "decoding-virtual-3-cae",
+                     "decoding-virtual-3-cae-fr-1", "decoding-virtual-3-cae-fr-2",
+                     "decoding-virtual-3-cae-fr-2-significant-neurons",
+                     "synthesis-region2-cae-fr-1-stretch", "synthesis-virtual-3-cae-fr-1-one-hot",
+                     "synthesis-virtual-3-cae-fr-1-stretch"}));
   auto find = [&](const std::string& name) -> const Figure& {
     for (const auto& f : figures) {
       if (f.name == name) return f;
@@ -1715,11 +1721,11 @@ TEST_F(ReportDecodeMei, FiguresArePngsOfTheExpectedSize) {
     return p.pixels[std::size_t(y) * std::size_t(p.width) + std::size_t(x)];
   };
   const int x0 = 62;
-  EXPECT_EQ(at(png, x0, 4), 0);            // (a) the ramp starts at -1
-  EXPECT_EQ(at(png, x0 + 95, 4), 255);     // and ends at 1
-  EXPECT_EQ(at(png, x0, 104 + 10), 191);   // (b) the autoencoder: 0.5
-  EXPECT_EQ(at(png, x0, 304 + 10), 128);   // (d) decoded: 0
-  EXPECT_EQ(at(png, x0, 404 + 10), 64);    // (e) the pixel baseline: -0.5
+  EXPECT_EQ(at(png, x0, 4), 0);           // (a) the ramp starts at -1
+  EXPECT_EQ(at(png, x0 + 95, 4), 255);    // and ends at 1
+  EXPECT_EQ(at(png, x0, 104 + 10), 191);  // (b) the autoencoder: 0.5
+  EXPECT_EQ(at(png, x0, 304 + 10), 128);  // (d) decoded: 0
+  EXPECT_EQ(at(png, x0, 404 + 10), 64);   // (e) the pixel baseline: -0.5
   // (c) 5 responses 0..4 in a 3 x 3 grid of 32 px cells, row by row: black to white, each
   // framed in grey; the grid's four unused cells stay white.
   EXPECT_EQ(at(png, x0 + 5, 204 + 5), 0);              // neuron 0
@@ -1750,8 +1756,9 @@ TEST_F(ReportDecodeMei, FiguresArePngsOfTheExpectedSize) {
   // Without true fields (one-hot stored none): one row.
   const Decoded onehot = decode_png(find("synthesis-virtual-3-cae-fr-1-one-hot").bytes);
   EXPECT_EQ(onehot.height, 4 + 100);
-  EXPECT_NE(find("synthesis-virtual-3-cae-fr-1-one-hot").caption.find("no true receptive fields stored"),
-            std::string::npos);
+  EXPECT_NE(
+      find("synthesis-virtual-3-cae-fr-1-one-hot").caption.find("no true receptive fields stored"),
+      std::string::npos);
 }
 
 TEST_F(ReportDecodeMei, AMissingArtifactIsOneNoteNotACrash) {
@@ -1797,8 +1804,10 @@ TEST_F(ReportDecodeMei, EveryOutputAndTheTerminalShowTheNewTables) {
                               "\n### Region 3 (virtual): 50 test images"}) {
     EXPECT_NE(md.find(heading), std::string::npos) << heading;
   }
-  EXPECT_NE(md.find("- [Decoding: CAE-FR_1, Region 3 (virtual)](figures/decoding-virtual-3-cae-fr-1.png)"),
-            std::string::npos);
+  EXPECT_NE(
+      md.find(
+          "- [Decoding: CAE-FR_1, Region 3 (virtual)](figures/decoding-virtual-3-cae-fr-1.png)"),
+      std::string::npos);
   EXPECT_NE(md.find("Besides these training jobs, 11 decode jobs (9 done, 1 failed, 1 not "
                     "finished) and 4 MEI jobs (4 done, 0 failed, 0 not finished)"),
             std::string::npos);
