@@ -187,8 +187,8 @@ auto order_key(const JobRecord& j) {
                          l.beta, l.seed, j.id);
 }
 
-// The same with an mei job's objective before its seed, so that a model's seeds of one
-// objective are neighbours. Empty for the other kinds.
+// The same with an mei job's objective before its seed (a decode job's is empty), so that a
+// model's seeds of one objective are neighbours: the decoding and synthesis tables group them so.
 auto derived_order_key(const JobRecord& j) {
   const auto& l = j.labels;
   return std::make_tuple(region_number(l.region), l.region, neurons_rank(l.neurons),

@@ -1321,8 +1321,10 @@ std::vector<DerivedJob> derived_jobs() {
          decode_metrics("r3-cae-fr2-s0", 50, true, scores(0.48, 0.35, 0.35, 0.7), 0.2))
       ->artifacts = {{"decode_figure", "missing"}};
   decode("r3-cae-fr2-s1", {})->outcome = DerivedJob::kFailed;
+  // Its neuron subset's figure is a reconstructions artifact's shape: the wrong one.
   decode("r3-cae-fr2-sig-s0",
-         decode_metrics("r3-cae-fr2-sig-s0", 50, true, scores(0.45, 0.3, 0.3, 0.6), 0.2));
+         decode_metrics("r3-cae-fr2-sig-s0", 50, true, scores(0.45, 0.3, 0.3, 0.6), 0.2))
+      ->artifacts = {{"decode_figure", "wrong shape"}};
   decode("r3-cae-fr3-s0", {})->outcome = DerivedJob::kPending;
   // Region 1: no single trials, no chance key (1 / 100 and 5 / 100 then), no CAE decoded.
   decode("r1-cae-fr1-s0",
@@ -1378,6 +1380,7 @@ void write_decode_artifacts(const fs::path& dir, const DerivedJob& d, storage::S
     const fs::path file = how == "missing"
                               ? fs::path("/nonexistent/daenr/" + d.id + "-" + kind + ".npy")
                               : dir / (d.id + "-" + kind + ".npy");
+    if (how == "wrong shape") write_reconstructions(file, 3);
     if (how == "write") {
       if (kind == "decode_figure") {
         std::vector<float> v;
@@ -1783,6 +1786,13 @@ TEST_F(ReportDecodeMei, AMissingArtifactIsOneNoteNotACrash) {
             std::string::npos)
       << d.caption;
   EXPECT_EQ(d.caption.find('\n'), std::string::npos);
+  // A file of another shape: the same, naming the shape expected.
+  const Figure& sig = find("decoding-virtual-3-cae-fr-2-significant-neurons");
+  EXPECT_NE(sig.caption.find(fmt::format(
+                " Unreadable: {}: the decode_figure artifact's shape is not (4, K, 1, 32, 32).",
+                (dir_->path() / "d-r3-cae-fr2-sig-s0-decode_figure.npy").string())),
+            std::string::npos)
+      << sig.caption;
   // A job that stored nothing: its cells crossed out, the caption says so.
   EXPECT_NE(find("decoding-virtual-1-cae-fr-1").caption.find("no decode_figure stored"),
             std::string::npos);
