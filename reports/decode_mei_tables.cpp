@@ -307,9 +307,10 @@ Table table9(const ReportData& data) {
       "to the pixels, no autoencoder (docs/decode-mei.md).");
   t.notes.push_back(
       "pixel r: Pearson r between a decoded image and its test image over pixels, the mean over "
-      "test images; SSIM as in Table 2; top-1, top-5: the share of test images whose decoded "
-      "image identifies them among all test images (best or among the five best matches). Chance "
-      "(beside each region): 1 / N and 5 / N for N test images.");
+      "test images; SSIM as in Table 2; top-1, top-5: identification, the share of test images "
+      "whose decoded image correlates more with them than with any other test image (top-1), or "
+      "with at most four others (top-5). Chance (beside each region): 1 / N and 5 / N for N test "
+      "images.");
   add_job_notes(t, used);
   return t;
 }
