@@ -69,6 +69,18 @@ std::optional<JobLabels> parse_labels(const std::string& text) {
         (l.autoencoder == "none" && l.readout == "none")) {
       return std::nullopt;
     }
+    // Labels written before job kinds existed have no "kind": training jobs.
+    l.kind = j.value("kind", std::string("train"));
+    if (l.kind == "decode" || l.kind == "mei") {
+      l.parent = j.at("parent").get<std::string>();
+      if (l.parent.empty()) return std::nullopt;
+      if (l.kind == "mei") {
+        l.objective = j.at("objective").get<std::string>();
+        if (l.objective != "stretch" && l.objective != "onehot") return std::nullopt;
+      }
+    } else if (l.kind != "train") {
+      return std::nullopt;
+    }
     return l;
   } catch (const nlohmann::json::exception&) {
     return std::nullopt;
@@ -100,11 +112,88 @@ void read_ground_truth(const std::string& text, JobRecord& j) {
   }
 }
 
+std::optional<double> number_at(const nlohmann::json& object, const char* key) {
+  const auto it = object.find(key);
+  if (it == object.end() || !it->is_number()) return std::nullopt;
+  return it->get<double>();
+}
+
+std::optional<int64_t> integer_at(const nlohmann::json& object, const char* key) {
+  const auto it = object.find(key);
+  if (it == object.end() || !it->is_number_integer()) return std::nullopt;
+  return it->get<int64_t>();
+}
+
+// A decode job's metrics JSON (docs/reports.md). A key that is missing, null or not a number
+// stays empty, so that a cell says "no value" rather than the report failing.
+DecodeResult read_decode(const nlohmann::json& m) {
+  DecodeResult d;
+  d.test_images = integer_at(m, "test_images");
+  d.trials = integer_at(m, "trials");
+  if (const auto it = m.find("chance"); it != m.end() && it->is_object()) {
+    d.chance_top1 = number_at(*it, "top1");
+    d.chance_top5 = number_at(*it, "top5");
+  }
+  if (d.test_images && *d.test_images > 0) {
+    if (!d.chance_top1) d.chance_top1 = 1.0 / double(*d.test_images);
+    if (!d.chance_top5) d.chance_top5 = std::min(1.0, 5.0 / double(*d.test_images));
+  }
+  if (const auto it = m.find("methods"); it != m.end() && it->is_object()) {
+    for (const auto& [name, v] : it->items()) {
+      if (!v.is_object()) continue;
+      DecodeScores s;
+      s.mse = number_at(v, "mse");
+      s.psnr = number_at(v, "psnr");
+      s.ssim = number_at(v, "ssim");
+      s.pixel_r = number_at(v, "pixel_r");
+      s.top1 = number_at(v, "top1");
+      s.top5 = number_at(v, "top5");
+      d.methods[name] = s;
+    }
+  }
+  return d;
+}
+
+MeiResult read_mei(const nlohmann::json& m) {
+  MeiResult r;
+  r.natural_images = integer_at(m, "natural_images");
+  if (const auto it = m.find("neurons"); it != m.end() && it->is_array()) {
+    for (const auto& n : *it) {
+      if (!n.is_object()) continue;
+      MeiNeuron x;
+      x.neuron = integer_at(n, "neuron").value_or(-1);
+      x.test_r = number_at(n, "test_r");
+      x.model_ratio = number_at(n, "model_ratio");
+      x.true_ratio = number_at(n, "true_ratio");
+      x.rf_corr = number_at(n, "rf_corr");
+      x.centre_error = number_at(n, "centre_error");
+      r.neurons.push_back(x);
+    }
+  }
+  if (const auto it = m.find("summary"); it != m.end() && it->is_object()) {
+    r.median_model_ratio = number_at(*it, "median_model_ratio");
+    r.median_true_ratio = number_at(*it, "median_true_ratio");
+    r.share_true_above_1 = number_at(*it, "share_true_above_1");
+    r.mean_rf_corr = number_at(*it, "mean_rf_corr");
+    r.mean_centre_error = number_at(*it, "mean_centre_error");
+  }
+  return r;
+}
+
 auto order_key(const JobRecord& j) {
   const auto& l = j.labels;
   return std::make_tuple(region_number(l.region), l.region, neurons_rank(l.neurons),
                          autoencoder_rank(l.autoencoder), readout_rank(l.readout), l.layer, l.alpha,
                          l.beta, l.seed, j.id);
+}
+
+// The same with an mei job's objective before its seed (a decode job's is empty), so that a
+// model's seeds of one objective are neighbours: the decoding and synthesis tables group them so.
+auto derived_order_key(const JobRecord& j) {
+  const auto& l = j.labels;
+  return std::make_tuple(region_number(l.region), l.region, neurons_rank(l.neurons),
+                         autoencoder_rank(l.autoencoder), readout_rank(l.readout), l.layer, l.alpha,
+                         l.beta, l.objective, l.seed, j.id);
 }
 
 // An artifact recorded with an absolute path that no longer exists may have
@@ -186,18 +275,36 @@ ReportData load_report_data(const fs::path& db_path, const std::string& sweep) {
         j.mean_r = row.mean_r;
         j.significant = row.n_significant;
         j.neurons = row.neurons;
-        if (!row.metrics.empty()) read_ground_truth(row.metrics, j);
+        if (j.labels.kind == "train") {
+          if (!row.metrics.empty()) read_ground_truth(row.metrics, j);
+        } else {
+          // A result the report cannot parse reads as one without values.
+          auto m = nlohmann::json::parse(row.metrics, nullptr, /*allow_exceptions=*/false);
+          if (!m.is_object()) m = nlohmann::json::object();
+          if (j.labels.kind == "decode") j.decode = read_decode(m);
+          if (j.labels.kind == "mei") j.mei = read_mei(m);
+        }
       }
-      data.jobs.push_back(std::move(j));
+      auto& into = j.labels.kind == "decode" ? data.decode_jobs
+                   : j.labels.kind == "mei"  ? data.mei_jobs
+                                             : data.jobs;
+      into.push_back(std::move(j));
     }
     std::sort(data.jobs.begin(), data.jobs.end(),
               [](const JobRecord& a, const JobRecord& b) { return order_key(a) < order_key(b); });
-    std::map<std::string, std::size_t> index;
-    for (std::size_t i = 0; i < data.jobs.size(); ++i) index[data.jobs[i].id] = i;
+    for (auto* derived : {&data.decode_jobs, &data.mei_jobs}) {
+      std::sort(derived->begin(), derived->end(), [](const JobRecord& a, const JobRecord& b) {
+        return derived_order_key(a) < derived_order_key(b);
+      });
+    }
+    std::map<std::string, JobRecord*> index;
+    for (auto* jobs : {&data.jobs, &data.decode_jobs, &data.mei_jobs}) {
+      for (auto& j : *jobs) index[j.id] = &j;
+    }
     // The job a row of another table belongs to, or null (a job left out).
     auto job_of = [&](const std::string& id) -> JobRecord* {
       const auto it = index.find(id);
-      return it == index.end() ? nullptr : &data.jobs[it->second];
+      return it == index.end() ? nullptr : it->second;
     };
 
     // The significance rule (job::is_significant) applied to the stored per-neuron results.
@@ -214,6 +321,18 @@ ReportData load_report_data(const fs::path& db_path, const std::string& sweep) {
     }
     for (const auto& [id, path] : reader.artifacts("reconstructions")) {
       if (JobRecord* j = job_of(id)) j->reconstructions = locate_artifact(db_path, path);
+    }
+    // A decode or mei job's artifacts; one of another kind's name is not looked at.
+    const std::pair<const char*, fs::path JobRecord::*> derived[] = {
+        {"decode_figure", &JobRecord::decode_figure},
+        {"decode_responses", &JobRecord::decode_responses},
+        {"mei_images", &JobRecord::mei_images},
+        {"mei_rf", &JobRecord::mei_rf}};
+    for (const auto& [kind, member] : derived) {
+      for (const auto& [id, path] : reader.artifacts(kind)) {
+        JobRecord* j = job_of(id);
+        if (j && j->labels.kind != "train") j->*member = locate_artifact(db_path, path);
+      }
     }
   } catch (const storage::StorageError& e) {
     throw ReportError(e.what());

@@ -2,10 +2,13 @@
 
 #include <algorithm>
 #include <array>
+#include <cctype>
 #include <cmath>
 #include <cstring>
 #include <fmt/format.h>
 #include <fstream>
+#include <functional>
+#include <limits>
 #include <map>
 #include <optional>
 #include <png.h>
@@ -17,6 +20,7 @@
 #include "reports/index.h"
 #include "reports/render.h"
 #include "reports/stats.h"
+#include "reports/tables.h"
 
 namespace daenr::reports {
 
@@ -738,6 +742,336 @@ std::string curve_svg(const JobRecord& job, const std::string& title) {
   return s;
 }
 
+// ---------------------------------------------------------------- the talk's figures
+
+// A white greyscale picture laid out as Figure 2: a column of row letters, then cells of
+// kSide x kSide pixels, each drawn kScale times larger, kGap apart.
+class Grid {
+ public:
+  static constexpr int kCell = kSide * kScale;
+
+  Grid(int columns, int rows)
+      : width_(kLabelWidth + columns * (kCell + kGap)),
+        height_(kGap + rows * (kCell + kGap)),
+        pixels_(std::size_t(width_) * std::size_t(height_), 255) {
+    for (int r = 0; r < rows && r < 26; ++r) letter(r);
+  }
+
+  int x0(int column) const { return kLabelWidth + column * (kCell + kGap); }
+  int y0(int row) const { return kGap + row * (kCell + kGap); }
+
+  void set(int x, int y, uint8_t v) {
+    pixels_[std::size_t(y) * std::size_t(width_) + std::size_t(x)] = v;
+  }
+
+  // An image of side x side values (side <= kSide), each pixel a kScale block, centred in its
+  // cell; `grey` maps a value to 0..1.
+  template <typename Grey>
+  void image(int row, int column, const float* values, int side, Grey grey) {
+    const int offset = (kCell - side * kScale) / 2;
+    for (int y = 0; y < side * kScale; ++y) {
+      for (int x = 0; x < side * kScale; ++x) {
+        const double g = grey(values[(y / kScale) * side + x / kScale]);
+        set(x0(column) + offset + x, y0(row) + offset + y,
+            static_cast<uint8_t>(std::lround(g * 255)));
+      }
+    }
+  }
+
+  // A grey square crossed out, as Figure 2 marks what is missing.
+  void crossed(int row, int column) {
+    for (int y = 0; y < kCell; ++y) {
+      for (int x = 0; x < kCell; ++x)
+        set(x0(column) + x, y0(row) + y, (x == y || x == kCell - 1 - y) ? 128 : 215);
+    }
+  }
+
+  std::string png() const { return encode_png_gray(width_, height_, pixels_); }
+
+ private:
+  void letter(int row) {
+    const std::string text = fmt::format("({})", char('a' + row));
+    const int top = y0(row) + (kCell - 7 * kGlyphScale) / 2;
+    for (std::size_t i = 0; i < text.size(); ++i) {
+      const auto& glyph = glyphs().at(text[i]);
+      const int left = kGap + int(i) * 6 * kGlyphScale;
+      for (int gy = 0; gy < 7 * kGlyphScale; ++gy) {
+        for (int gx = 0; gx < 5 * kGlyphScale; ++gx) {
+          if (glyph[std::size_t(gy / kGlyphScale)][gx / kGlyphScale] == '#')
+            set(left + gx, top + gy, 0);
+        }
+      }
+    }
+  }
+
+  int width_, height_;
+  std::vector<uint8_t> pixels_;
+};
+
+// Images on [-1, 1], black to white, as in Figure 2.
+double image_grey(float v) {
+  return std::isfinite(v) ? std::clamp((double(v) + 1) / 2, 0.0, 1.0) : 0.0;
+}
+
+// A file-name-safe form of a label: "CAE-FR_{2}, one-hot" -> "cae-fr-2-one-hot".
+std::string slug(const std::string& text) {
+  std::string out;
+  for (char c : text) {
+    if (std::isalnum(static_cast<unsigned char>(c))) {
+      out += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    } else if (!out.empty() && out.back() != '-') {
+      out += '-';
+    }
+  }
+  while (!out.empty() && out.back() == '-') out.pop_back();
+  return out;
+}
+
+// One artifact of a job, read and checked against its expected shape; on failure, why (the
+// figure crosses its cells out and its caption says so, in one line).
+std::optional<NpyArray> read_artifact(
+    const fs::path& path, const char* kind,
+    const std::function<bool(const std::vector<int64_t>&)>& shape_ok, const char* expected,
+    std::vector<std::string>& problems) {
+  if (path.empty()) return std::nullopt;
+  try {
+    auto a = read_npy_floats(path);
+    if (!shape_ok(a.shape)) {
+      throw ReportError(
+          fmt::format("{}: the {} artifact's shape is not {}", path.string(), kind, expected));
+    }
+    return a;
+  } catch (const ReportError& e) {
+    problems.push_back(e.what());
+    return std::nullopt;
+  }
+}
+
+// The job a talk figure draws: the finished job with the lowest seed whose main artifact can
+// be read, else the lowest finished one (whose missing cells are crossed out); null when no job
+// of the model has finished.
+template <typename Read>
+const JobRecord* pick_job(const ModelJobs& group, Read read) {
+  const JobRecord* first_done = nullptr;
+  for (const auto* j : group.jobs) {
+    if (j->state != "done") continue;
+    if (!first_done) first_done = j;
+    if (read(*j)) return j;
+  }
+  return first_done;
+}
+
+std::string unreadable(const std::vector<std::string>& problems) {
+  if (problems.empty()) return "";
+  return " Unreadable: " + problems.front() +
+         (problems.size() > 1 ? fmt::format(" (and {} more).", problems.size() - 1) : ".");
+}
+
+constexpr int kDecodeColumns = 10;  // test images, as in Figure 2
+constexpr int kMeiColumns = 16;     // neurons of a synthesis grid
+
+bool decode_figure_shape(const std::vector<int64_t>& s) {
+  return s.size() == 5 && s[0] == 4 && s[1] >= 1 && s[2] == 1 && s[3] == kSide && s[4] == kSide;
+}
+
+// The talk's decoding figure for one model: for the first K test images, (a) the image, (b)
+// the autoencoder's reconstruction, (c) the neurons' responses to it, (d) the image decoded
+// from them, (e) the pixel-ridge baseline.
+std::optional<Figure> decoding_figure(const ModelJobs& group) {
+  std::vector<std::string> problems;
+  std::optional<NpyArray> images;
+  const JobRecord* job = pick_job(group, [&](const JobRecord& j) {
+    images = read_artifact(j.decode_figure, "decode_figure", decode_figure_shape,
+                           "(4, K, 1, 32, 32)", problems);
+    return images.has_value();
+  });
+  if (!job) return std::nullopt;
+  const auto responses = read_artifact(
+      job->decode_responses, "decode_responses",
+      [](const std::vector<int64_t>& s) { return s.size() == 2 && s[0] >= 1 && s[1] >= 1; },
+      "(K, M)", problems);
+
+  const int64_t stored = images ? images->shape[1] : responses ? responses->shape[0] : 1;
+  const int k = int(std::min<int64_t>(stored, kDecodeColumns));
+  Grid grid(k, 5);
+  const std::size_t plane = kSide * kSide;
+  // Rows (a), (b), (d), (e) are indices 0, 1, 2, 3 of the artifact.
+  const int index_of_row[] = {0, 1, -1, 2, 3};
+  for (int row = 0; row < 5; ++row) {
+    if (row == 2) continue;
+    for (int c = 0; c < k; ++c) {
+      if (!images || c >= images->shape[1]) {
+        grid.crossed(row, c);
+        continue;
+      }
+      const std::size_t at =
+          (std::size_t(index_of_row[row]) * std::size_t(images->shape[1]) + std::size_t(c)) * plane;
+      grid.image(row, c, images->values.data() + at, kSide, image_grey);
+    }
+  }
+  // The responses: a square grid of M cells per image, black at 0 (or the lowest response, if
+  // below) to white at the highest response shown, so that images compare by the same scale.
+  std::string response_text;
+  if (responses) {
+    const int64_t m_all = responses->shape[1];
+    const int cell = Grid::kCell;
+    const int64_t m = std::min<int64_t>(m_all, int64_t(cell) * cell);
+    const int side = int(std::ceil(std::sqrt(double(m))));
+    const int size = std::max(1, cell / side);
+    const int offset = (cell - side * size) / 2;
+    const int shown = int(std::min<int64_t>(k, responses->shape[0]));
+    double lo = 0, hi = -std::numeric_limits<double>::infinity();
+    for (int c = 0; c < shown; ++c) {
+      for (int64_t i = 0; i < m; ++i) {
+        const double v = responses->values[std::size_t(c * m_all + i)];
+        if (!std::isfinite(v)) continue;
+        lo = std::min(lo, v);
+        hi = std::max(hi, v);
+      }
+    }
+    for (int c = 0; c < k; ++c) {
+      if (c >= shown) {
+        grid.crossed(2, c);
+        continue;
+      }
+      for (int64_t i = 0; i < m; ++i) {
+        const double v = responses->values[std::size_t(c * m_all + i)];
+        const double g = !std::isfinite(v) ? 0.0 : hi > lo ? (v - lo) / (hi - lo) : 0.5;
+        const auto grey = static_cast<uint8_t>(std::lround(std::clamp(g, 0.0, 1.0) * 255));
+        // Cells of 4 px or more get a grey frame, so that a white (the largest) response
+        // stands out from the white around the grid.
+        const bool framed = size >= 4;
+        const int x = grid.x0(c) + offset + int(i % side) * size;
+        const int y = grid.y0(2) + offset + int(i / side) * size;
+        for (int dy = 0; dy < size; ++dy) {
+          for (int dx = 0; dx < size; ++dx) {
+            const bool edge = dx == 0 || dy == 0 || dx == size - 1 || dy == size - 1;
+            grid.set(x + dx, y + dy, framed && edge ? 160 : grey);
+          }
+        }
+      }
+    }
+    response_text = fmt::format(
+        "the {} neurons' trial-averaged responses to it, a grid of cells in neuron order{} (row by "
+        "row), black "
+        "{} to white {} (the largest shown)",
+        m_all, m < m_all ? fmt::format(" (the first {})", m) : "", format_number(lo, 2),
+        std::isfinite(hi) ? format_number(hi, 2) : "n/a");
+  } else {
+    for (int c = 0; c < k; ++c) grid.crossed(2, c);
+    response_text = fmt::format("the neurons' responses: crossed out, {}",
+                                job->decode_responses.empty() ? "no decode_responses stored"
+                                                              : "no readable decode_responses");
+  }
+
+  const auto& l = job->labels;
+  Figure f;
+  f.name = fmt::format("decoding-{}-{}", region_slug(l.region), slug(plain_text(group.label)));
+  f.title = fmt::format("Decoding: {}, {}", group.label, region_title(l.region));
+  const std::string images_text = images ? ""
+                                  : job->decode_figure.empty()
+                                      ? ": crossed out, no decode_figure stored"
+                                      : ": crossed out, no readable decode_figure";
+  f.caption = fmt::format(
+      "From top to bottom, for the first {} test images: (a) the test image{}; (b) its "
+      "reconstruction by the autoencoder; (c) {}; (d) the image decoded from those responses "
+      "through the autoencoder; (e) the pixel-ridge baseline (no autoencoder). Decode job {} "
+      "(seed {}) of training job {}.{}",
+      k, images_text, response_text, job->id, l.seed, l.parent, unreadable(problems));
+  f.mime = "image/png";
+  f.bytes = grid.png();
+  return f;
+}
+
+// The synthesis grid for one model and objective: (a) each chosen neuron's synthesised image,
+// (b) below it the neuron's true receptive field, where the job stored them (simulated data).
+std::optional<Figure> synthesis_figure(const ModelJobs& group) {
+  std::vector<std::string> problems;
+  std::optional<NpyArray> images;
+  const JobRecord* job = pick_job(group, [&](const JobRecord& j) {
+    images = read_artifact(
+        j.mei_images, "mei_images",
+        [](const std::vector<int64_t>& s) {
+          return s.size() == 4 && s[0] >= 1 && s[1] == 1 && s[2] == kSide && s[3] == kSide;
+        },
+        "(K, 1, 32, 32)", problems);
+    return images.has_value();
+  });
+  if (!job) return std::nullopt;
+  constexpr int kRfSide = 31;
+  const auto rf = read_artifact(
+      job->mei_rf, "mei_rf",
+      [](const std::vector<int64_t>& s) {
+        return s.size() == 3 && s[0] >= 1 && s[1] == kRfSide && s[2] == kRfSide;
+      },
+      "(K, 31, 31)", problems);
+  const bool rf_row = !job->mei_rf.empty();
+
+  const int64_t chosen = images ? images->shape[0]
+                         : rf   ? rf->shape[0]
+                         : job->mei && !job->mei->neurons.empty()
+                             ? int64_t(job->mei->neurons.size())
+                             : 1;
+  const int k = int(std::min<int64_t>(chosen, kMeiColumns));
+  Grid grid(k, rf_row ? 2 : 1);
+  for (int c = 0; c < k; ++c) {
+    if (images && c < images->shape[0]) {
+      grid.image(0, c, images->values.data() + std::size_t(c) * kSide * kSide, kSide, image_grey);
+    } else {
+      grid.crossed(0, c);
+    }
+    if (!rf_row) continue;
+    if (!rf || c >= rf->shape[0]) {
+      grid.crossed(1, c);
+      continue;
+    }
+    // Each field on its own scale, grey at 0: its shape matters here, not its gain.
+    const float* field = rf->values.data() + std::size_t(c) * kRfSide * kRfSide;
+    double scale = 0;
+    for (int i = 0; i < kRfSide * kRfSide; ++i) {
+      if (std::isfinite(field[i])) scale = std::max(scale, std::abs(double(field[i])));
+    }
+    grid.image(1, c, field, kRfSide, [scale](float v) {
+      if (!std::isfinite(v) || scale <= 0) return 0.5;
+      return std::clamp(0.5 + 0.5 * double(v) / scale, 0.0, 1.0);
+    });
+  }
+
+  std::string neurons;
+  if (job->mei) {
+    for (std::size_t i = 0; i < job->mei->neurons.size() && i < std::size_t(k); ++i) {
+      const auto& n = job->mei->neurons[i];
+      auto opt = [](const char* name, const std::optional<double>& v) {
+        return v ? fmt::format(", {} {}", name, format_number(*v, 2)) : std::string();
+      };
+      neurons += fmt::format("{}neuron {} (model ratio {}{}{})", neurons.empty() ? "" : "; ",
+                             n.neuron, n.model_ratio ? format_number(*n.model_ratio, 2) : "n/a",
+                             opt("true ratio", n.true_ratio), opt("RF r", n.rf_corr));
+    }
+  }
+  const auto& l = job->labels;
+  Figure f;
+  f.name = fmt::format("synthesis-{}-{}", region_slug(l.region), slug(plain_text(group.label)));
+  f.title = fmt::format("Synthesised images: {}, {}", group.label, region_title(l.region));
+  f.caption = fmt::format(
+      "(a) The synthesised image of each chosen neuron{}{}, [-1, 1] black to white{}; {}. Left to "
+      "right: {}. MEI job {} (seed {}) of training job {}.{}",
+      chosen > k ? fmt::format(" (the first {} of {})", k, chosen) : "",
+      l.objective == "onehot" ? " (one-hot: its softmax share of the population)"
+                              : " (stretch: its predicted response)",
+      images                    ? ""
+      : job->mei_images.empty() ? ", crossed out: no mei_images stored"
+                                : ", crossed out: no readable mei_images",
+      !rf_row ? "no true receptive fields stored (a recording has none)"
+      : rf ? "(b) below it, the neuron's true receptive field, grey at 0, white and black at its "
+             "largest magnitude"
+           : "(b) its true receptive field: crossed out, no readable mei_rf",
+      neurons.empty() ? "no neurons recorded" : neurons, job->id, l.seed, l.parent,
+      unreadable(problems));
+  f.mime = "image/png";
+  f.bytes = grid.png();
+  return f;
+}
 }  // namespace
 
 std::vector<Figure> build_figures(const ReportData& data) {
@@ -752,6 +1086,14 @@ std::vector<Figure> build_figures(const ReportData& data) {
   }
   for (const auto& r : index.regions()) {
     if (auto f = figure6(index, r)) out.push_back(std::move(*f));
+  }
+  // The talk's figures, where the database holds decode or mei jobs: one per model (and
+  // objective) with a finished job.
+  for (const auto& g : group_by_model(data.decode_jobs)) {
+    if (auto f = decoding_figure(g)) out.push_back(std::move(*f));
+  }
+  for (const auto& g : group_by_model(data.mei_jobs)) {
+    if (auto f = synthesis_figure(g)) out.push_back(std::move(*f));
   }
   return out;
 }

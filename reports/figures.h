@@ -2,7 +2,12 @@
 // The paper's figures, rebuilt from a database: Figure 2 (test images and
 // their reconstructions by the CAE and CAE-FR_1..4, a PNG per region), Figures
 // 3 and 4 (significant and insignificant neurons per model, SVG bar charts per
-// region), and each job's training curve (SVG). Deterministic bytes.
+// region), and each job's training curve (SVG). Where the database holds them, the talk's
+// figures follow: a decoding figure per model with decode jobs (test images, the
+// autoencoder's reconstructions, the neurons' responses, the images decoded from
+// them and the pixel baseline) and a synthesis grid per model and objective with
+// mei jobs (synthesised images above the neurons' true receptive fields), PNG.
+// Deterministic bytes.
 
 #include <cstdint>
 #include <filesystem>
@@ -22,7 +27,10 @@ struct Figure {
   std::string group;    ///< curves: the section they are listed under
 };
 
-/// Figures 2, 3 and 4 for every region, in that order.
+/// Figures 2, 3 and 4 for every region, in that order, then Figures 5 and 6 where a region has
+/// what they draw, then the decoding figures and synthesis grids ("decoding-<region>-<model>",
+/// "synthesis-<region>-<model>-<objective>"), each from the model's finished job with the lowest
+/// seed whose artifact can be read.
 std::vector<Figure> build_figures(const ReportData& data);
 
 /// One training curve (train and validation loss against the step) per job

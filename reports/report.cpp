@@ -56,9 +56,9 @@ struct Counts {
   int64_t total = 0, done = 0, failed = 0, unfinished = 0;
 };
 
-Counts count(const ReportData& data) {
+Counts count(const std::vector<JobRecord>& jobs) {
   Counts c;
-  for (const auto& j : data.jobs) {
+  for (const auto& j : jobs) {
     ++c.total;
     if (j.state == "done")
       ++c.done;
@@ -68,6 +68,33 @@ Counts count(const ReportData& data) {
       ++c.unfinished;
   }
   return c;
+}
+
+Counts count(const ReportData& data) {
+  return count(data.jobs);
+}
+
+// The decode and mei jobs, which the counts above leave out, and the tables that are theirs;
+// empty without them, so that the paper's report reads as before.
+std::string decode_mei_summary(const ReportData& data) {
+  std::vector<std::string> parts;
+  auto describe = [&](const std::vector<JobRecord>& jobs, const char* kind) {
+    if (jobs.empty()) return;
+    const Counts c = count(jobs);
+    parts.push_back(fmt::format("{} {} job{} ({} done, {} failed, {} not finished)", c.total, kind,
+                                c.total == 1 ? "" : "s", c.done, c.failed, c.unfinished));
+  };
+  describe(data.decode_jobs, "decode");
+  describe(data.mei_jobs, "MEI");
+  if (parts.empty()) return "";
+  const bool decode = !data.decode_jobs.empty(), mei = !data.mei_jobs.empty();
+  return fmt::format(
+      " Besides these training jobs, {}, which work on trained models: {} the talk's, not in the "
+      "paper.",
+      parts.size() == 2 ? parts[0] + " and " + parts[1] : parts[0],
+      decode && mei ? "Tables 9 and 10 (decoding) and 11 (synthesis) and their figures are"
+      : decode      ? "Tables 9 and 10 (decoding) and their figures are"
+                    : "Table 11 (synthesis) and its figures are");
 }
 
 constexpr const char* kStyle = R"css(
@@ -152,8 +179,10 @@ std::string markdown_preamble(const ReportData& data) {
                        data.unlabelled == 1 ? "" : "s");
   }
   out +=
-      " Tables 2-6 are the paper's, regenerated from this database; Tables 7 and 8 are not in the paper. "
-      "docs/reports.md says how each is made.\n";
+      " Tables 2-6 are the paper's, regenerated from this database; Tables 7 and 8 are not in the "
+      "paper. "
+      "docs/reports.md says how each is made.";
+  out += decode_mei_summary(data) + "\n";
   return out;
 }
 
@@ -194,10 +223,12 @@ std::string render_html(const ReportData& data, const std::vector<Table>& tables
       html_text(data.source), kStyle);
   out += fmt::format(
       "<p>{} jobs: {} done, {} failed, {} not finished{}.{} Tables 2-6 are the paper's, "
-      "regenerated from this database; Tables 7 and 8 are not in the paper (docs/reports.md).</p>\n",
+      "regenerated from this database; Tables 7 and 8 are not in the paper "
+      "(docs/reports.md).{}</p>\n",
       c.total, c.done, c.failed, c.unfinished,
       data.sweep.empty() ? "" : " (sweep " + html_text(data.sweep) + ")",
-      data.unlabelled > 0 ? fmt::format(" {} jobs without labels left out.", data.unlabelled) : "");
+      data.unlabelled > 0 ? fmt::format(" {} jobs without labels left out.", data.unlabelled) : "",
+      html_text(decode_mei_summary(data)));
   out += "<nav><p>";
   for (const auto& t : tables) out += fmt::format("<a href=\"#{}\">{}</a> · ", t.id, t.name);
   out += "<a href=\"#figures\">Figures</a> · <a href=\"#curves\">Training curves</a></p></nav>\n";

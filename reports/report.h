@@ -1,7 +1,9 @@
 #pragma once
 // `daenr report`: the paper's tables (2-6, plus Table 7, the paired comparison
-// the paper lacks) and figures (2-4, training curves) regenerated from
-// whatever a sweep database holds, complete or not. docs/reports.md describes
+// the paper lacks, and Table 8, ground truth) and figures (2-6, training curves)
+// regenerated from whatever a sweep database holds, complete or not; and, where
+// it holds decode or mei jobs, the talk's decoding and synthesis tables (9-11)
+// and figures. docs/reports.md describes
 // every table and figure, the statistics and the outputs.
 //
 // Deterministic: the same database gives byte-identical files (no clock, no

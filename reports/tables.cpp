@@ -75,10 +75,90 @@ std::string number(double v) {
 std::string describe(const JobRecord& j) {
   const auto& l = j.labels;
   std::string subset = l.neurons == "all" ? "" : fmt::format(", {} neurons", l.neurons);
-  return fmt::format("{}, {}{}, {}, seed {} (job {})",
+  // A decode or mei job is named by what it works on: its parent's labels.
+  std::string kind = l.kind == "train" ? ""
+                     : l.kind == "mei" ? "MEI (" + l.objective + ") of "
+                                       : "decoding of ";
+  return fmt::format("{}{}, {}{}, {}, seed {} (job {})", kind,
                      model_name(l.autoencoder, l.readout, l.layer), region_title(l.region), subset,
                      pair_text({l.alpha, l.beta}), l.seed, j.id);
 }
+
+}  // namespace
+
+void add_job_notes(Table& table, const std::set<const JobRecord*>& used) {
+  std::vector<const JobRecord*> failed;
+  int64_t unfinished = 0;
+  // In report order: the set orders by address, and the jobs are one vector in that order.
+  for (const auto* j : used) {
+    if (j->state == "failed")
+      failed.push_back(j);
+    else if (j->state != "done")
+      ++unfinished;
+  }
+  if (used.empty()) table.notes.push_back("The database holds no job for this table.");
+  if (!failed.empty()) {
+    std::string text = fmt::format("Failed jobs: {}.", failed.size());
+    for (std::size_t i = 0; i < failed.size() && i < 10; ++i) {
+      text +=
+          fmt::format(" {}: {}{}", describe(*failed[i]),
+                      failed[i]->last_error.empty() ? "(no error recorded)" : failed[i]->last_error,
+                      i + 1 < failed.size() && i + 1 < 10 ? ";" : ".");
+    }
+    if (failed.size() > 10) text += fmt::format(" And {} more (daenr status).", failed.size() - 10);
+    table.notes.push_back(text);
+  }
+  if (unfinished > 0) {
+    table.notes.push_back(fmt::format("Not finished (pending, running or preempted): {} job{}.",
+                                      unfinished, unfinished == 1 ? "" : "s"));
+  }
+}
+
+PairedText paired_text(const PairedTest& test, int decimals, bool lower_is_better,
+                       const std::string& no_pair) {
+  PairedText out;
+  if (test.n == 0) {
+    out.diff = "n/a";
+    out.reading = no_pair;
+  } else {
+    out.diff = format_number(test.mean_diff, decimals);
+    if (test.n > 1) out.diff += " ± " + format_number(test.sd_diff, decimals);
+    if (test.n < 2) {
+      out.reading = "n/a (one seed)";
+    } else if (std::isnan(test.t)) {
+      out.reading = "n/a (no spread)";
+    } else if (test.p <= 0.05) {
+      const bool better = lower_is_better ? test.mean_diff < 0 : test.mean_diff > 0;
+      out.reading = better ? "better (p ≤ 0.05)" : "worse (p ≤ 0.05)";
+    } else {
+      out.reading = "no evidence (p > 0.05)";
+    }
+  }
+  out.t = std::isnan(test.t) ? "n/a" : format_number(test.t, 2);
+  out.p = std::isnan(test.p) ? "n/a"
+          : test.p < 0.001   ? fmt::format("{:.1e}", test.p)
+                             : format_number(test.p, 3);
+  return out;
+}
+
+void mark_best(const std::vector<Cell*>& cells, bool lower_is_better) {
+  auto shown = [](const Cell* c) { return std::stod(format_number(c->stat.mean, c->decimals)); };
+  auto has_value = [](const Cell* c) {
+    return c->kind == Cell::Kind::kStat && c->stat.n > 0 && std::isfinite(c->stat.mean);
+  };
+  std::optional<double> best;
+  for (const Cell* c : cells) {
+    if (!has_value(c)) continue;
+    const double v = shown(c);
+    if (!best || (lower_is_better ? v < *best : v > *best)) best = v;
+  }
+  if (!best) return;
+  for (Cell* c : cells) {
+    if (has_value(c) && shown(c) == *best) c->best = true;
+  }
+}
+
+namespace {
 
 // Builds one table: its cells, the jobs they rest on (for the footnotes) and
 // the (alpha, beta) of each model row.
@@ -174,62 +254,12 @@ class TableBuilder {
     }
   }
 
-  // Failed jobs listed (the first ten) and unfinished ones counted, among the
-  // jobs behind a table.
-  static void add_job_notes(Table& table, const std::set<const JobRecord*>& used) {
-    std::vector<const JobRecord*> failed;
-    int64_t unfinished = 0;
-    // In report order: the set orders by address, and the jobs are one vector in that order.
-    for (const auto* j : used) {
-      if (j->state == "failed")
-        failed.push_back(j);
-      else if (j->state != "done")
-        ++unfinished;
-    }
-    if (used.empty()) table.notes.push_back("The database holds no job for this table.");
-    if (!failed.empty()) {
-      std::string text = fmt::format("Failed jobs: {}.", failed.size());
-      for (std::size_t i = 0; i < failed.size() && i < 10; ++i) {
-        text += fmt::format(
-            " {}: {}{}", describe(*failed[i]),
-            failed[i]->last_error.empty() ? "(no error recorded)" : failed[i]->last_error,
-            i + 1 < failed.size() && i + 1 < 10 ? ";" : ".");
-      }
-      if (failed.size() > 10)
-        text += fmt::format(" And {} more (daenr status).", failed.size() - 10);
-      table.notes.push_back(text);
-    }
-    if (unfinished > 0) {
-      table.notes.push_back(fmt::format("Not finished (pending, running or preempted): {} job{}.",
-                                        unfinished, unfinished == 1 ? "" : "s"));
-    }
-  }
-
  private:
   const JobIndex& index_;
   Table& table_;
   std::set<const JobRecord*> used_;  // jobs are stored in report order: addresses sort the same way
   std::map<std::string, LossPair> weights_;
 };
-
-// Marks the best value among cells (lower or higher), as the table shows it:
-// values equal to the decimals shown are all marked, as a reader would.
-void mark_best(const std::vector<Cell*>& cells, bool lower_is_better) {
-  auto shown = [](const Cell* c) { return std::stod(format_number(c->stat.mean, c->decimals)); };
-  auto has_value = [](const Cell* c) {
-    return c->kind == Cell::Kind::kStat && c->stat.n > 0 && std::isfinite(c->stat.mean);
-  };
-  std::optional<double> best;
-  for (const Cell* c : cells) {
-    if (!has_value(c)) continue;
-    const double v = shown(c);
-    if (!best || (lower_is_better ? v < *best : v > *best)) best = v;
-  }
-  if (!best) return;
-  for (Cell* c : cells) {
-    if (has_value(c) && shown(c) == *best) c->best = true;
-  }
-}
 
 // Best of each data column of a block.
 void mark_best_per_column(Block& block, const std::vector<Metric>& column_metrics) {
@@ -518,41 +548,23 @@ Table table7(const JobIndex& index, const ReportData& data) {
           }
           const PairedTest test = paired_t_test(x, y);
           const int decimals = m == Metric::kMse ? 4 : 3;
-          std::string diff, reading;
-          if (test.n == 0) {
-            diff = "n/a";
-            reading = base_jobs.empty() ? "no baseline job" : "no seed finished by both";
-          } else {
-            diff = format_number(test.mean_diff, decimals);
-            if (test.n > 1) diff += " ± " + format_number(test.sd_diff, decimals);
-            if (test.n < 2) {
-              reading = "n/a (one seed)";
-            } else if (std::isnan(test.t)) {
-              reading = "n/a (no spread)";
-            } else if (test.p <= 0.05) {
-              const bool better = info(m).lower_is_better ? test.mean_diff < 0 : test.mean_diff > 0;
-              reading = better ? "better (p ≤ 0.05)" : "worse (p ≤ 0.05)";
-            } else {
-              reading = "no evidence (p > 0.05)";
-            }
-          }
-          const std::string t_text = std::isnan(test.t) ? "n/a" : format_number(test.t, 2);
-          const std::string p_text = std::isnan(test.p) ? "n/a"
-                                     : test.p < 0.001   ? fmt::format("{:.1e}", test.p)
-                                                        : format_number(test.p, 3);
+          const PairedText text =
+              paired_text(test, decimals, info(m).lower_is_better,
+                          base_jobs.empty() ? "no baseline job" : "no seed finished by both");
           Row row{
               region_title(region),
               {Cell::text_cell(model), Cell::text_cell(base_name), Cell::text_cell(info(m).header),
-               Cell::text_cell(std::to_string(test.n)), Cell::text_cell(diff),
-               Cell::text_cell(t_text), Cell::text_cell(p_text), Cell::text_cell(reading)}};
+               Cell::text_cell(std::to_string(test.n)), Cell::text_cell(text.diff),
+               Cell::text_cell(text.t), Cell::text_cell(text.p), Cell::text_cell(text.reading)}};
           block.rows.push_back(std::move(row));
           auto opt = [](double v) { return std::isnan(v) ? std::string() : number(v); };
-          t.csv_rows.push_back(
-              {t.id, region, model_name(ae, ro, layer), ae, ro, std::to_string(layer),
-               number(pair.first), number(pair.second), model_name(base.ae, base.ro, base.layer),
-               base_pair ? number(base_pair->first) : "",
-               base_pair ? number(base_pair->second) : "", info(m).key, std::to_string(test.n),
-               opt(test.mean_diff), opt(test.sd_diff), opt(test.t), opt(test.p), reading, seeds});
+          t.csv_rows.push_back({t.id, region, model_name(ae, ro, layer), ae, ro,
+                                std::to_string(layer), number(pair.first), number(pair.second),
+                                model_name(base.ae, base.ro, base.layer),
+                                base_pair ? number(base_pair->first) : "",
+                                base_pair ? number(base_pair->second) : "", info(m).key,
+                                std::to_string(test.n), opt(test.mean_diff), opt(test.sd_diff),
+                                opt(test.t), opt(test.p), text.reading, seeds});
         }
       }
     }
@@ -569,7 +581,7 @@ Table table7(const JobIndex& index, const ReportData& data) {
       "Reading: \"better\" or \"worse\" when p ≤ 0.05, by the metric's direction (lower MSE, "
       "higher PSNR, SSIM and PCC are better); \"no evidence\" when p > 0.05. Without two paired "
       "seeds, or with identical differences, there is no test.");
-  TableBuilder::add_job_notes(t, used);
+  add_job_notes(t, used);
   return t;
 }
 
@@ -802,8 +814,11 @@ Table jobs_table(const ReportData& data, std::size_t limit) {
 
 std::vector<Table> build_tables(const ReportData& data) {
   const JobIndex index(data);
-  return {table2(index), table3(index), table4(index),
-          table5(index), table6(index), table7(index, data), table8(index, data)};
+  std::vector<Table> tables = {table2(index),      table3(index), table4(index),
+                               table5(index),      table6(index), table7(index, data),
+                               table8(index, data)};
+  for (auto& t : build_decode_mei_tables(data)) tables.push_back(std::move(t));
+  return tables;
 }
 
 }  // namespace daenr::reports

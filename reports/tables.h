@@ -1,14 +1,17 @@
 #pragma once
-// The paper's Tables 2-6, rebuilt from whatever a database holds, and Table 7
-// (not in the paper): each DAE-NR variant against its baseline, paired over
-// seeds. A table is format-free here; render.h writes it as Markdown, LaTeX,
-// CSV or HTML. docs/reports.md describes each table and its rules.
+// The paper's Tables 2-6, rebuilt from whatever a database holds, and Tables 7
+// and 8 (not in the paper): each DAE-NR variant against its baseline, paired
+// over seeds, and the simulated regions' ground truth. Where the database holds
+// decode or mei jobs, the talk's Tables 9-11 follow (decoding, its paired test,
+// synthesis). A table is format-free here; render.h writes it as Markdown,
+// LaTeX, CSV or HTML. docs/reports.md describes each table and its rules.
 //
 // Text in labels, headers and notes uses one piece of markup that every
 // renderer understands: "_{...}" is a subscript (CAE-FR_{2}); and the symbols
 // ↓ ↑ ± α β Δ ✓ × − ≤ are written as each format writes them.
 
 #include <cstdint>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -74,8 +77,42 @@ struct Table {
   std::vector<std::vector<std::string>> csv_rows;
 };
 
-/// Tables 2, 3, 4, 5, 6 and 7, in that order.
+/// Tables 2 to 8, in that order; then Tables 9 and 10 when the database holds decode jobs and
+/// Table 11 when it holds mei jobs (build_decode_mei_tables).
 std::vector<Table> build_tables(const ReportData& data);
+
+/// The talk's tables (not in the paper), only those whose jobs the database holds: Table 9,
+/// decoding the test images from the neurons (a block per region, a row per model); Table 10,
+/// each DAE-NR variant's decoding against its plain autoencoder's, paired over seeds; Table 11,
+/// synthesised images (a block per region, a row per model and objective).
+std::vector<Table> build_decode_mei_tables(const ReportData& data);
+
+/// Marks the best value among cells (lower or higher) as the table shows it: values equal to
+/// the decimals shown are all marked, as a reader would. Cells without a value are skipped.
+void mark_best(const std::vector<Cell*>& cells, bool lower_is_better);
+
+/// Decode or mei jobs (ReportData::decode_jobs, mei_jobs) as Tables 9-11 and the talk's figures
+/// take them: one group per region, parent model, loss pair, neuron set and (mei) objective,
+/// the groups in report order, each group's jobs in seed order.
+struct ModelJobs {
+  std::string label;  ///< the row's label: "CAE-FR_{2}", "CAE-FR_{2} (α=1, β=0.5), one-hot"
+  std::vector<const JobRecord*> jobs;
+};
+std::vector<ModelJobs> group_by_model(const std::vector<JobRecord>& jobs);
+
+/// The footnotes on the jobs behind a table: the failed ones listed (the first ten, with their
+/// errors), the unfinished ones counted, or that the table has none. `used` must hold jobs of
+/// one vector of ReportData, whose order (by address) is the report's.
+void add_job_notes(Table& table, const std::set<const JobRecord*>& used);
+
+/// A paired test as Tables 7 and 10 write it: Δ ("0.012 ± 0.004"), t, p and the reading
+/// ("better (p ≤ 0.05)", "no evidence (p > 0.05)", "n/a (one seed)", ...). `no_pair` is the
+/// reading when n is 0.
+struct PairedText {
+  std::string diff, t, p, reading;
+};
+PairedText paired_text(const PairedTest& test, int decimals, bool lower_is_better,
+                       const std::string& no_pair);
 
 /// The tables as `daenr report` prints them on a terminal, where the paper's full grids of a
 /// small sweep are mostly "n/a (no job)" (a 4-job sweep fills one row of Table 5's 12 x 12).

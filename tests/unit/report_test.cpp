@@ -14,11 +14,12 @@
 #include <fmt/format.h>
 #include <fstream>
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <png.h>
 #include <sstream>
 
+#include "job/npy.h"
 #include "reports/figures.h"
 #include "reports/render.h"
 #include "reports/stats.h"
@@ -1218,6 +1219,666 @@ TEST_F(ReportTables, TheJobsTableListsEachJobUpToItsLimit) {
     EXPECT_EQ(row.cells[7].text, "-");
   }
   EXPECT_TRUE(saw_failed);
+}
+
+// ------------------------------------------------------------ decode and mei jobs
+
+// A decode or mei job of the talk fixture: its parent (a fixture job, whose labels it
+// carries) and its result.
+struct DerivedJob {
+  std::string id, kind, objective;
+  Planned parent;
+  enum { kDone, kFailed, kPending } outcome = kDone;
+  nlohmann::json metrics;
+  std::map<std::string, std::string> artifacts;  // kind -> "write" or "missing"
+};
+
+nlohmann::json scores(double pixel_r, double ssim, double top1, double top5) {
+  return {{"mse", 0.1},         {"psnr", 16.0}, {"ssim", ssim},
+          {"pixel_r", pixel_r}, {"top1", top1}, {"top5", top5}};
+}
+
+// A decode job's metrics; `trials_r` < 0: the data has no single trials.
+nlohmann::json decode_metrics(const std::string& parent, int test_images, bool chance,
+                              const nlohmann::json& responses, double trials_r) {
+  nlohmann::json m = {{"kind", "decode"},
+                      {"parent", parent},
+                      {"ridge", {{"code", 0.1}, {"pixels", 10.0}}},
+                      {"test_images", test_images},
+                      {"trials", trials_r < 0 ? 0 : 10}};
+  if (chance) m["chance"] = {{"top1", 1.0 / test_images}, {"top5", 5.0 / test_images}};
+  m["methods"] = {{"responses", responses},
+                  {"autoencoder", scores(0.9, 0.8, 0.96, 1.0)},
+                  {"pixels", scores(0.3, 0.2, 0.1, 0.3)}};
+  if (trials_r >= 0) m["methods"]["trials"] = scores(trials_r, 0.2, 0.1, 0.3);
+  return m;
+}
+
+// An mei job's metrics; a negative true ratio: recorded data (the true-data keys null).
+nlohmann::json mei_metrics(const std::string& parent, const std::string& objective,
+                           double model_ratio, double true_ratio, double share, double rf,
+                           double centre) {
+  const bool truth = true_ratio >= 0;
+  auto value = [&](double v) { return truth ? nlohmann::json(v) : nlohmann::json(nullptr); };
+  nlohmann::json neurons = nlohmann::json::array();
+  for (int n : {3, 0, 4}) {
+    neurons.push_back({{"neuron", n},
+                       {"test_r", 0.6},
+                       {"model_ratio", model_ratio},
+                       {"true_ratio", value(true_ratio)},
+                       {"rf_corr", value(rf)},
+                       {"centre_error", value(centre)}});
+  }
+  return {{"kind", "mei"},
+          {"parent", parent},
+          {"objective", objective},
+          {"natural_images", 1490},
+          {"neurons", neurons},
+          {"summary",
+           {{"median_model_ratio", model_ratio},
+            {"median_true_ratio", value(true_ratio)},
+            {"share_true_above_1", value(share)},
+            {"mean_rf_corr", value(rf)},
+            {"mean_centre_error", value(centre)}}}};
+}
+
+const Planned& planned(const std::vector<Planned>& jobs, const std::string& id) {
+  for (const auto& j : jobs) {
+    if (j.id == id) return j;
+  }
+  throw std::runtime_error("no fixture job " + id);
+}
+
+std::vector<DerivedJob> derived_jobs() {
+  const auto train = fixture_jobs();
+  std::vector<DerivedJob> out;
+  out.reserve(32);  // the helpers below hand out pointers into it
+  auto decode = [&](const std::string& parent, nlohmann::json metrics) {
+    DerivedJob d;
+    d.id = "d-" + parent;
+    d.kind = "decode";
+    d.parent = planned(train, parent);
+    d.metrics = std::move(metrics);
+    out.push_back(d);
+    return &out.back();
+  };
+  // Region 3: the CAE and CAE-FR_1 decoded over three seeds. Pixel r 0.40, 0.42, 0.44 and
+  // 0.50, 0.53, 0.56 (differences 0.10, 0.11, 0.12); top-1 0.3 each and 0.4, 0.5, 0.6
+  // (differences 0.1, 0.2, 0.3).
+  for (int s = 0; s < 3; ++s) {
+    auto* cae = decode(fmt::format("r3-cae-s{}", s),
+                       decode_metrics(fmt::format("r3-cae-s{}", s), 50, true,
+                                      scores(0.40 + 0.02 * s, 0.30, 0.3, 0.6), 0.2));
+    auto* fr1 =
+        decode(fmt::format("r3-cae-fr1-s{}", s),
+               decode_metrics(fmt::format("r3-cae-fr1-s{}", s), 50, true,
+                              scores(0.50 + 0.03 * s, 0.40, 0.4 + 0.1 * s, 0.8), 0.20 + 0.05 * s));
+    if (s == 0)
+      cae->artifacts = fr1->artifacts = {{"decode_figure", "write"}, {"decode_responses", "write"}};
+  }
+  // CAE-FR_2: seed 0 done, its figure's file gone; seed 1 failed.
+  decode("r3-cae-fr2-s0",
+         decode_metrics("r3-cae-fr2-s0", 50, true, scores(0.48, 0.35, 0.35, 0.7), 0.2))
+      ->artifacts = {{"decode_figure", "missing"}};
+  decode("r3-cae-fr2-s1", {})->outcome = DerivedJob::kFailed;
+  // Its neuron subset's figure is a reconstructions artifact's shape: the wrong one.
+  decode("r3-cae-fr2-sig-s0",
+         decode_metrics("r3-cae-fr2-sig-s0", 50, true, scores(0.45, 0.3, 0.3, 0.6), 0.2))
+      ->artifacts = {{"decode_figure", "wrong shape"}};
+  decode("r3-cae-fr3-s0", {})->outcome = DerivedJob::kPending;
+  // Region 1: no single trials, no chance key (1 / 100 and 5 / 100 then), no CAE decoded.
+  decode("r1-cae-fr1-s0",
+         decode_metrics("r1-cae-fr1-s0", 100, false, scores(0.6, 0.5, 0.2, 0.4), -1));
+
+  auto mei = [&](const std::string& id, const Planned& parent, const std::string& objective,
+                 nlohmann::json metrics) {
+    DerivedJob d;
+    d.id = id;
+    d.kind = "mei";
+    d.objective = objective;
+    d.parent = parent;
+    d.metrics = std::move(metrics);
+    out.push_back(d);
+    return &out.back();
+  };
+  // Region 3, CAE-FR_1, stretch: medians 1.8 and 2.0, true 1.2 and 1.4, shares 0.75 and 0.25,
+  // RF r 0.6 and 0.7, centre errors 1.5 and 2.5 over seeds 0 and 1.
+  mei("m-r3-fr1-s0", planned(train, "r3-cae-fr1-s0"), "stretch",
+      mei_metrics("r3-cae-fr1-s0", "stretch", 1.8, 1.2, 0.75, 0.6, 1.5))
+      ->artifacts = {{"mei_images", "write"}, {"mei_rf", "write"}};
+  mei("m-r3-fr1-s1", planned(train, "r3-cae-fr1-s1"), "stretch",
+      mei_metrics("r3-cae-fr1-s1", "stretch", 2.0, 1.4, 0.25, 0.7, 2.5));
+  // One-hot on the same model, its true keys null: n/a beside the stretch row's values.
+  mei("m-r3-fr1-onehot-s0", planned(train, "r3-cae-fr1-s0"), "onehot",
+      mei_metrics("r3-cae-fr1-s0", "onehot", 3.0, -1, 0, 0, 0))
+      ->artifacts = {{"mei_images", "write"}};
+  // A recorded region: no ground truth at all, and its images' file is gone.
+  Planned recorded = job("rec-fr1-s0", "/data/region2", "cae", "fr", 1, 1, 1, 0);
+  mei("m-rec-fr1-s0", recorded, "stretch", mei_metrics("rec-fr1-s0", "stretch", 1.5, -1, 0, 0, 0))
+      ->artifacts = {{"mei_images", "missing"}};
+  return out;
+}
+
+std::string derived_labels(const DerivedJob& d) {
+  auto labels = nlohmann::json::parse(labels_json(d.parent));
+  labels["kind"] = d.kind;
+  labels["parent"] = d.parent.id;
+  if (d.kind == "mei") labels["objective"] = d.objective;
+  return labels.dump();
+}
+
+void write_array(const fs::path& path, const std::vector<int64_t>& shape,
+                 const std::vector<float>& values) {
+  job::write_npy(path, job::NpyDtype::kFloat32, shape, values.data());
+}
+
+// decode_figure (4, 3, 1, 32, 32): the ramp of write_reconstructions, then 0.5 (the
+// autoencoder), 0 (decoded) and -0.5 (the pixel baseline) everywhere; decode_responses
+// (3, 5): neuron i responds i to every image.
+void write_decode_artifacts(const fs::path& dir, const DerivedJob& d, storage::Store& store) {
+  for (const auto& [kind, how] : d.artifacts) {
+    const fs::path file = how == "missing"
+                              ? fs::path("/nonexistent/daenr/" + d.id + "-" + kind + ".npy")
+                              : dir / (d.id + "-" + kind + ".npy");
+    if (how == "wrong shape") write_reconstructions(file, 3);
+    if (how == "write") {
+      if (kind == "decode_figure") {
+        std::vector<float> v;
+        for (float fill : {2.0f, 0.5f, 0.0f, -0.5f}) {
+          for (int i = 0; i < 3 * 32 * 32; ++i)
+            v.push_back(fill > 1 ? float(i % 32) / 31.0f * 2 - 1 : fill);
+        }
+        write_array(file, {4, 3, 1, 32, 32}, v);
+      } else if (kind == "decode_responses") {
+        std::vector<float> v;
+        for (int c = 0; c < 3; ++c) {
+          for (int i = 0; i < 5; ++i) v.push_back(float(i));
+        }
+        write_array(file, {3, 5}, v);
+      } else if (kind == "mei_images") {
+        // Neuron c's image is -1 + c everywhere: black, grey, white.
+        std::vector<float> v;
+        for (int c = 0; c < 3; ++c) v.insert(v.end(), 32 * 32, float(c) - 1);
+        write_array(file, {3, 1, 32, 32}, v);
+      } else if (kind == "mei_rf") {
+        // Each field is 0 but its centre pixel, 2.
+        std::vector<float> v(3 * 31 * 31, 0.0f);
+        for (int c = 0; c < 3; ++c) v[std::size_t(c) * 31 * 31 + 15 * 31 + 15] = 2.0f;
+        write_array(file, {3, 31, 31}, v);
+      }
+    }
+    store.add_artifact(d.id, kind, file.string());
+  }
+}
+
+// The fixture's training jobs (as make_fixture writes them) and, in a second sweep, the
+// decode and mei jobs of derived_jobs().
+fs::path make_talk_fixture(const fs::path& dir) {
+  const fs::path db = write_database(dir, "fixture.sqlite", fixture_jobs(), true);
+  storage::Store store(db);
+  const auto sweep = store.insert_sweep("talk", "talk spec", 2000);
+  const auto derived = derived_jobs();
+  std::vector<storage::NewJob> now_jobs, later;
+  for (const auto& d : derived) {
+    // The recorded region's parent is not in the fixture: no dependency to wait for.
+    const std::string depends = d.parent.region == "/data/region2" ? "" : d.parent.id;
+    (d.outcome == DerivedJob::kPending ? later : now_jobs)
+        .push_back({d.id, "{}", derived_labels(d), depends});
+  }
+  store.insert_jobs(sweep, now_jobs, 2000);
+  double now = 2001;
+  while (auto leased = store.lease_next(sweep, "tester", now, 60, 1)) {
+    now += 1;
+    const DerivedJob* d = nullptr;
+    for (const auto& x : derived) {
+      if (x.id == leased->id) d = &x;
+    }
+    if (d->outcome == DerivedJob::kFailed) {
+      store.record_failure(d->id, "tester", "ridge: singular matrix", now);
+      continue;
+    }
+    storage::ResultRecord r;
+    r.job_id = d->id;
+    r.metrics = d->metrics.dump();
+    if (d->kind == "decode") {
+      const auto& resp = d->metrics["methods"]["responses"];
+      r.mse = resp["mse"].get<double>();
+      r.psnr = resp["psnr"].get<double>();
+      r.ssim = resp["ssim"].get<double>();
+    }
+    store.record_result(r, "tester", now);
+    write_decode_artifacts(dir, *d, store);
+  }
+  store.insert_jobs(sweep, later, now);
+  return db;
+}
+
+class ReportDecodeMei : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new TempDir;
+    db_ = new fs::path(make_talk_fixture(dir_->path()));
+  }
+  static void TearDownTestSuite() {
+    delete db_;
+    delete dir_;
+  }
+  static TempDir* dir_;
+  static fs::path* db_;
+};
+TempDir* ReportDecodeMei::dir_ = nullptr;
+fs::path* ReportDecodeMei::db_ = nullptr;
+
+TEST_F(ReportDecodeMei, LoadsDecodeAndMeiJobsApartFromTheTrainingJobs) {
+  const auto data = load_report_data(*db_);
+  ASSERT_EQ(data.jobs.size(), fixture_jobs().size());  // the training jobs, as before
+  EXPECT_EQ(data.unlabelled, 1);
+  for (const auto& j : data.jobs) EXPECT_EQ(j.labels.kind, "train") << j.id;
+  ASSERT_EQ(data.decode_jobs.size(), 11u);
+  ASSERT_EQ(data.mei_jobs.size(), 4u);
+  // Report order: region 1 first; in region 3 the CAE, CAE-FR_1..3, then the neuron subset.
+  EXPECT_EQ(data.decode_jobs.front().id, "d-r1-cae-fr1-s0");
+  EXPECT_EQ(data.decode_jobs[1].id, "d-r3-cae-s0");
+  EXPECT_EQ(data.decode_jobs.back().id, "d-r3-cae-fr2-sig-s0");
+  // The recorded region (2) before virtual 3; there "onehot" before "stretch", then seeds.
+  EXPECT_EQ(data.mei_jobs[0].id, "m-rec-fr1-s0");
+  EXPECT_EQ(data.mei_jobs[1].id, "m-r3-fr1-onehot-s0");
+  EXPECT_EQ(data.mei_jobs[2].id, "m-r3-fr1-s0");
+  const JobRecord& d = data.decode_jobs[1];
+  EXPECT_EQ(d.labels.kind, "decode");
+  EXPECT_EQ(d.labels.parent, "r3-cae-s0");
+  ASSERT_TRUE(d.decode.has_value());
+  EXPECT_EQ(d.decode->test_images, 50);
+  EXPECT_DOUBLE_EQ(*d.decode->chance_top1, 0.02);
+  EXPECT_DOUBLE_EQ(*d.decode->methods.at("responses").pixel_r, 0.40);
+  EXPECT_EQ(d.mse, 0.1);  // the results row's columns are the responses' metrics
+  EXPECT_FALSE(d.decode_figure.empty());
+  // Without a chance key, chance is 1 / N and 5 / N.
+  EXPECT_DOUBLE_EQ(*data.decode_jobs[0].decode->chance_top5, 0.05);
+  const JobRecord& m = data.mei_jobs[2];
+  EXPECT_EQ(m.labels.objective, "stretch");
+  ASSERT_TRUE(m.mei.has_value());
+  ASSERT_EQ(m.mei->neurons.size(), 3u);
+  EXPECT_EQ(m.mei->neurons[0].neuron, 3);
+  EXPECT_DOUBLE_EQ(*m.mei->median_true_ratio, 1.2);
+  EXPECT_FALSE(data.mei_jobs[0].mei->median_true_ratio.has_value());  // null on recorded data
+  EXPECT_FALSE(m.mei_rf.empty());
+}
+
+TEST_F(ReportDecodeMei, DecodingTableCellsAreMeansOverSeedsWithChanceBeside) {
+  const auto tables = build_tables(load_report_data(*db_));
+  const Table& t = find_table(tables, "table9");
+  ASSERT_EQ(t.blocks.size(), 2u);
+  const Block& r1 = t.blocks[0];
+  // No single trials in region 1: that group is left out; chance from 100 test images.
+  EXPECT_EQ(r1.subtitle, "Region 1 (virtual): 100 test images (chance: top-1 0.010, top-5 0.050)");
+  EXPECT_EQ(group_labels(r1), (Strings{"From neurons/4", "AE ceiling/4", "Pixel baseline/4"}));
+  const Block& b = t.blocks[1];
+  EXPECT_EQ(b.subtitle, "Region 3 (virtual): 50 test images (chance: top-1 0.020, top-5 0.100)");
+  EXPECT_EQ(group_labels(b), (Strings{"From neurons/4", "From single trials/4", "AE ceiling/4",
+                                      "Pixel baseline/4"}));
+  EXPECT_EQ(b.columns.front(), "pixel r↑");
+  EXPECT_EQ(row_labels(b), (Strings{"CAE", "CAE-FR_{1}", "CAE-FR_{2}", "CAE-FR_{3}",
+                                    "CAE-FR_{2} (significant neurons)"}));
+  // CAE-FR_1 from the neurons: pixel r 0.50, 0.53, 0.56 -> 0.53 ± 0.03; top-1 0.4, 0.5, 0.6.
+  const Cell& r = cell_at(b, "CAE-FR_{1}", "From neurons", "pixel r↑");
+  EXPECT_EQ(r.stat.n, 3);
+  EXPECT_NEAR(r.stat.mean, 0.53, 1e-12);
+  EXPECT_NEAR(r.stat.sd, 0.03, 1e-12);
+  EXPECT_TRUE(r.best);
+  EXPECT_EQ(markdown_cell(r), "**0.530** ± 0.030 (n=3)");
+  EXPECT_NEAR(cell_at(b, "CAE-FR_{1}", "From neurons", "top-1↑").stat.mean, 0.5, 1e-12);
+  EXPECT_NEAR(cell_at(b, "CAE-FR_{1}", "From neurons", "top-1↑").stat.sd, 0.1, 1e-12);
+  EXPECT_NEAR(cell_at(b, "CAE-FR_{1}", "From single trials", "pixel r↑").stat.mean, 0.25, 1e-12);
+  EXPECT_NEAR(cell_at(b, "CAE", "From neurons", "pixel r↑").stat.mean, 0.42, 1e-12);
+  EXPECT_FALSE(cell_at(b, "CAE", "From neurons", "pixel r↑").best);
+  EXPECT_NEAR(cell_at(b, "CAE", "AE ceiling", "SSIM↑").stat.mean, 0.8, 1e-12);
+  EXPECT_NEAR(cell_at(b, "CAE", "Pixel baseline", "top-5↑").stat.mean, 0.3, 1e-12);
+  EXPECT_FALSE(cell_at(b, "CAE", "Pixel baseline", "top-5↑").best);  // not a contest
+  // CAE-FR_2: one seed of two (the other failed); CAE-FR_3 not finished.
+  EXPECT_EQ(markdown_cell(cell_at(b, "CAE-FR_{2}", "From neurons", "pixel r↑")),
+            "0.480 (n=1 of 2)");
+  EXPECT_EQ(markdown_cell(cell_at(b, "CAE-FR_{3}", "From neurons", "pixel r↑")),
+            "n/a (0 of 1 done)");
+  bool failed = false, pending = false;
+  for (const auto& note : t.notes) {
+    failed = failed || note.find(
+                           "Failed jobs: 1. decoding of CAE-FR_{2}, Region 3 (virtual), "
+                           "α=1, β=1, seed 1 (job d-r3-cae-fr2-s1): ridge: singular "
+                           "matrix.") != std::string::npos;
+    pending = pending || note == "Not finished (pending, running or preempted): 1 job.";
+  }
+  EXPECT_TRUE(failed);
+  EXPECT_TRUE(pending);
+  // The tidy CSV: a row per cell and two for chance per model row.
+  const std::string csv = render_csv(t);
+  EXPECT_NE(csv.find("table9,Region 3 (virtual),CAE-FR_1,From neurons pixel r↑,virtual:3,cae,"
+                     "fr,1,1,1,all,responses,pixel_r,0.53"),
+            std::string::npos)
+      << csv;
+  EXPECT_NE(csv.find("table9,Region 1 (virtual),CAE-FR_1,chance top-1,virtual:1,cae,fr,1,1,1,"
+                     "all,chance,top1,0.01,,1,1,1,0,0"),
+            std::string::npos)
+      << csv;
+}
+
+TEST_F(ReportDecodeMei, EachVariantIsPairedWithItsPlainAutoencoderBySeed) {
+  const auto tables = build_tables(load_report_data(*db_));
+  const Table& t = find_table(tables, "table10");
+  ASSERT_EQ(t.blocks.size(), 1u);
+  const Block& b = t.blocks[0];
+  // Region 1's CAE-FR_1, region 3's CAE-FR_1, _2 and _3; top-1 and pixel r each. The neuron
+  // subset's decoding has no pair.
+  ASSERT_EQ(b.rows.size(), 8u);
+  auto cells = [&](std::size_t row) {
+    std::vector<std::string> out = {b.rows[row].label};
+    for (const auto& c : b.rows[row].cells) out.push_back(c.text);
+    return out;
+  };
+  EXPECT_EQ(cells(0), (Strings{"Region 1 (virtual)", "CAE-FR_{1}", "CAE", "top-1↑", "0", "n/a",
+                               "n/a", "n/a", "no baseline job"}));
+  // Region 3, CAE-FR_1 against the CAE: top-1 differences 0.1, 0.2, 0.3 over seeds 0-2: mean
+  // 0.2, sd 0.1, t = 2 sqrt 3, p = 1 - sqrt(12 / 14) = 0.074 (df 2): no evidence.
+  const auto top1 = cells(2);
+  EXPECT_EQ(top1, (Strings{"Region 3 (virtual)", "CAE-FR_{1}", "CAE", "top-1↑", "3",
+                           "0.200 ± 0.100", "3.46", "0.074", "no evidence (p > 0.05)"}));
+  // Pixel r differences 0.10, 0.11, 0.12: mean 0.11, sd 0.01, t = 0.11 sqrt 3 / 0.01 = 19.05,
+  // p = 1 - t / sqrt(2 + t^2) = 0.0027: the variant's code decodes better.
+  const double t_r = 0.11 * std::sqrt(3.0) / 0.01;
+  const auto pixel = cells(3);
+  EXPECT_EQ(pixel[3], "pixel r↑");
+  EXPECT_EQ(pixel[4], "3");
+  EXPECT_EQ(pixel[5], "0.110 ± 0.010");
+  EXPECT_EQ(pixel[6], format_number(t_r, 2));
+  EXPECT_EQ(pixel[7], format_number(1 - t_r / std::sqrt(2 + t_r * t_r), 3));
+  EXPECT_EQ(pixel[8], "better (p ≤ 0.05)");
+  // CAE-FR_2: one seed finished by both (seed 1's decoding failed); CAE-FR_3: none.
+  EXPECT_EQ(cells(4)[4], "1");
+  EXPECT_EQ(cells(4)[8], "n/a (one seed)");
+  EXPECT_EQ(cells(6)[8], "no seed finished by both");
+  const std::string csv = render_csv(t);
+  EXPECT_NE(csv.find(",responses,top1,3,0.2"), std::string::npos) << csv;
+  EXPECT_NE(csv.find(",better (p ≤ 0.05),0 1 2\n"), std::string::npos) << csv;
+}
+
+TEST_F(ReportDecodeMei, SynthesisTableHasTheTrueColumnsOnlyWhereTheyExist) {
+  const auto tables = build_tables(load_report_data(*db_));
+  const Table& t = find_table(tables, "table11");
+  ASSERT_EQ(t.blocks.size(), 2u);
+  // The recorded region: no true responses, so no such columns, and a note says why.
+  const Block& rec = t.blocks[0];
+  EXPECT_EQ(rec.subtitle, "Region 2");
+  EXPECT_EQ(rec.columns, (Strings{"neurons", "median model ratio"}));
+  EXPECT_EQ(row_labels(rec), (Strings{"CAE-FR_{1}, stretch"}));
+  EXPECT_NE(std::find_if(t.notes.begin(), t.notes.end(),
+                         [](const std::string& n) {
+                           return n.rfind("The true-response columns are left out", 0) == 0;
+                         }),
+            t.notes.end());
+  const Block& b = t.blocks[1];
+  EXPECT_EQ(b.columns, (Strings{"neurons", "median model ratio", "median true ratio",
+                                "true ratio > 1", "mean RF r", "mean centre error (px)"}));
+  EXPECT_EQ(row_labels(b), (Strings{"CAE-FR_{1}, one-hot", "CAE-FR_{1}, stretch"}));
+  // Stretch over seeds 0 and 1: 1.8 and 2.0, 1.2 and 1.4, 0.75 and 0.25, 0.6 and 0.7, 1.5, 2.5.
+  EXPECT_EQ(markdown_cell(cell_at(b, "CAE-FR_{1}, stretch", "", "neurons")), "3 ± 0 (n=2)");
+  EXPECT_NEAR(cell_at(b, "CAE-FR_{1}, stretch", "", "median model ratio").stat.mean, 1.9, 1e-12);
+  EXPECT_NEAR(cell_at(b, "CAE-FR_{1}, stretch", "", "median true ratio").stat.mean, 1.3, 1e-12);
+  const Cell& share = cell_at(b, "CAE-FR_{1}, stretch", "", "true ratio > 1");
+  EXPECT_NEAR(share.stat.mean, 0.5, 1e-12);
+  EXPECT_NEAR(share.stat.sd, std::sqrt(0.125), 1e-12);
+  EXPECT_NEAR(cell_at(b, "CAE-FR_{1}, stretch", "", "mean RF r").stat.mean, 0.65, 1e-12);
+  EXPECT_EQ(markdown_cell(cell_at(b, "CAE-FR_{1}, stretch", "", "mean centre error (px)")),
+            "2.00 ± 0.71 (n=2)");
+  // One-hot's true keys are null: n/a, beside its model ratio.
+  EXPECT_EQ(markdown_cell(cell_at(b, "CAE-FR_{1}, one-hot", "", "median true ratio")),
+            "n/a (no value)");
+  EXPECT_EQ(markdown_cell(cell_at(b, "CAE-FR_{1}, one-hot", "", "median model ratio")),
+            "3.00 (n=1)");
+  EXPECT_FALSE(cell_at(b, "CAE-FR_{1}, stretch", "", "median model ratio").best);  // no bold
+  const std::string csv = render_csv(t);
+  // Full precision: the mean as summarize computes it, the sum in seed order over n.
+  EXPECT_NE(csv.find(fmt::format("table11,Region 3 (virtual),\"CAE-FR_1, stretch\",median true "
+                                 "ratio,virtual:3,cae,fr,1,1,1,all,stretch,median_true_ratio,{},",
+                                 (1.2 + 1.4) / 2)),
+            std::string::npos)
+      << csv;
+}
+
+// Every file of a report, by its path relative to the output folder.
+std::map<std::string, std::string> report_files(const ReportOutput& out) {
+  std::map<std::string, std::string> files;
+  for (const auto& f : out.files) {
+    files[fs::relative(f, out.out_dir).string()] = read_bytes(f);
+  }
+  return files;
+}
+
+TEST_F(ReportDecodeMei, ThePaperTablesFiguresAndCurvesAreUnchangedByThem) {
+  TempDir plain_dir, out;
+  const fs::path plain = make_fixture(plain_dir.path());
+  const auto with = load_report_data(*db_), without = load_report_data(plain);
+  const auto tables_with = build_tables(with), tables_without = build_tables(without);
+  ASSERT_EQ(tables_without.size(), 7u);  // no decode or mei job: no Table 9, 10 or 11
+  ASSERT_EQ(tables_with.size(), 10u);
+  for (std::size_t i = 0; i < tables_without.size(); ++i) {
+    EXPECT_EQ(render_markdown({tables_with[i]}, ""), render_markdown({tables_without[i]}, ""))
+        << tables_without[i].id;
+    EXPECT_EQ(render_csv(tables_with[i]), render_csv(tables_without[i])) << tables_without[i].id;
+  }
+  EXPECT_EQ(render_markdown({jobs_table(with, 1000)}, ""),
+            render_markdown({jobs_table(without, 1000)}, ""));
+
+  ReportOptions a, b;
+  a.out_dir = out.path() / "with";
+  b.out_dir = out.path() / "without";
+  const auto files_with = report_files(write_report(*db_, a));
+  const auto files_without = report_files(write_report(plain, b));
+  for (const auto& [name, bytes] : files_without) {
+    if (name == "tables.md" || name == "tables.tex" || name == "report.html") continue;
+    ASSERT_TRUE(files_with.count(name)) << name;
+    EXPECT_EQ(files_with.at(name), bytes) << name;
+  }
+  // The text files hold the paper's tables as before, the new ones after them.
+  const std::string& tex = files_with.at("tables.tex");
+  EXPECT_EQ(tex.rfind(files_without.at("tables.tex"), 0), 0u);
+  const std::string& md_without = files_without.at("tables.md");
+  const std::string body = md_without.substr(md_without.find("\n## Table 2:"));
+  const std::string paper_part = body.substr(0, body.find("\n## Figures"));
+  EXPECT_NE(files_with.at("tables.md").find(paper_part + "\n## Table 9:"), std::string::npos);
+  for (const char* name :
+       {"table9.csv", "table10.csv", "table11.csv", "figures/decoding-virtual-3-cae-fr-1.png",
+        "figures/synthesis-virtual-3-cae-fr-1-stretch.png"}) {
+    EXPECT_TRUE(files_with.count(name)) << name;
+    EXPECT_FALSE(files_without.count(name)) << name;
+  }
+}
+
+TEST_F(ReportDecodeMei, FiguresArePngsOfTheExpectedSize) {
+  const auto data = load_report_data(*db_);
+  const auto figures = build_figures(data);
+  std::vector<std::string> names;
+  for (const auto& f : figures) {
+    if (f.name.rfind("decoding-", 0) == 0 || f.name.rfind("synthesis-", 0) == 0)
+      names.push_back(f.name);
+  }
+  // One per model (and objective) with a finished job; CAE-FR_3's only job is pending.
+  EXPECT_EQ(names,
+            (Strings{"decoding-virtual-1-cae-fr-1", "decoding-virtual-3-cae",
+                     "decoding-virtual-3-cae-fr-1", "decoding-virtual-3-cae-fr-2",
+                     "decoding-virtual-3-cae-fr-2-significant-neurons",
+                     "synthesis-region2-cae-fr-1-stretch", "synthesis-virtual-3-cae-fr-1-one-hot",
+                     "synthesis-virtual-3-cae-fr-1-stretch"}));
+  auto find = [&](const std::string& name) -> const Figure& {
+    for (const auto& f : figures) {
+      if (f.name == name) return f;
+    }
+    throw std::runtime_error("no figure " + name);
+  };
+  // Decoding: 3 test images, 5 rows, as Figure 2's grid (62 px of row letters, 100 px a cell).
+  const Figure& d = find("decoding-virtual-3-cae-fr-1");
+  EXPECT_EQ(d.mime, "image/png");
+  const Decoded png = decode_png(d.bytes);
+  EXPECT_EQ(png.width, 62 + 3 * 100);
+  EXPECT_EQ(png.height, 4 + 5 * 100);
+  auto at = [&](const Decoded& p, int x, int y) {
+    return p.pixels[std::size_t(y) * std::size_t(p.width) + std::size_t(x)];
+  };
+  const int x0 = 62;
+  EXPECT_EQ(at(png, x0, 4), 0);           // (a) the ramp starts at -1
+  EXPECT_EQ(at(png, x0 + 95, 4), 255);    // and ends at 1
+  EXPECT_EQ(at(png, x0, 104 + 10), 191);  // (b) the autoencoder: 0.5
+  EXPECT_EQ(at(png, x0, 304 + 10), 128);  // (d) decoded: 0
+  EXPECT_EQ(at(png, x0, 404 + 10), 64);   // (e) the pixel baseline: -0.5
+  // (c) 5 responses 0..4 in a 3 x 3 grid of 32 px cells, row by row: black to white, each
+  // framed in grey; the grid's four unused cells stay white.
+  EXPECT_EQ(at(png, x0 + 5, 204 + 5), 0);              // neuron 0
+  EXPECT_EQ(at(png, x0 + 64 + 5, 204 + 5), 128);       // neuron 2: half the largest
+  EXPECT_EQ(at(png, x0 + 32 + 5, 204 + 32 + 5), 255);  // neuron 4: the largest
+  EXPECT_EQ(at(png, x0 + 31, 204 + 5), 160);           // neuron 0's frame
+  EXPECT_EQ(at(png, x0 + 32, 204 + 32), 160);          // neuron 4's
+  EXPECT_EQ(at(png, x0 + 64 + 5, 204 + 32 + 5), 255);  // unused
+  EXPECT_NE(d.caption.find("the 5 neurons' trial-averaged responses"), std::string::npos)
+      << d.caption;
+  EXPECT_NE(d.caption.find("Decode job d-r3-cae-fr1-s0 (seed 0) of training job r3-cae-fr1-s0."),
+            std::string::npos)
+      << d.caption;
+  // Synthesis: three neurons, their images above their true fields.
+  const Figure& s = find("synthesis-virtual-3-cae-fr-1-stretch");
+  const Decoded grid = decode_png(s.bytes);
+  EXPECT_EQ(grid.width, 62 + 3 * 100);
+  EXPECT_EQ(grid.height, 4 + 2 * 100);
+  EXPECT_EQ(at(grid, x0 + 10, 4 + 10), 0);          // neuron 3's image: -1
+  EXPECT_EQ(at(grid, x0 + 100 + 10, 4 + 10), 128);  // neuron 0's: 0
+  EXPECT_EQ(at(grid, x0 + 200 + 10, 4 + 10), 255);  // neuron 4's: 1
+  // The field (31 x 31 at 3 px, 1 px in): grey at 0, white at its centre.
+  EXPECT_EQ(at(grid, x0 + 10, 104 + 10), 128);
+  EXPECT_EQ(at(grid, x0 + 1 + 15 * 3 + 1, 104 + 1 + 15 * 3 + 1), 255);
+  EXPECT_NE(s.caption.find("neuron 3 (model ratio 1.80, true ratio 1.20, RF r 0.60)"),
+            std::string::npos)
+      << s.caption;
+  // Without true fields (one-hot stored none): one row.
+  const Decoded onehot = decode_png(find("synthesis-virtual-3-cae-fr-1-one-hot").bytes);
+  EXPECT_EQ(onehot.height, 4 + 100);
+  EXPECT_NE(
+      find("synthesis-virtual-3-cae-fr-1-one-hot").caption.find("no true receptive fields stored"),
+      std::string::npos);
+}
+
+TEST_F(ReportDecodeMei, AMissingArtifactIsOneNoteNotACrash) {
+  const auto figures = build_figures(load_report_data(*db_));
+  auto find = [&](const std::string& name) -> const Figure& {
+    for (const auto& f : figures) {
+      if (f.name == name) return f;
+    }
+    throw std::runtime_error("no figure " + name);
+  };
+  // CAE-FR_2's decode_figure was recorded but its file is gone: crossed out, and why.
+  const Figure& d = find("decoding-virtual-3-cae-fr-2");
+  const Decoded png = decode_png(d.bytes);
+  EXPECT_EQ(png.width, 62 + 100);  // one crossed-out column
+  EXPECT_EQ(png.pixels[std::size_t(4 + 10) * std::size_t(png.width) + 62 + 10], 128);
+  EXPECT_EQ(png.pixels[std::size_t(4 + 11) * std::size_t(png.width) + 62 + 10], 215);
+  EXPECT_NE(d.caption.find("(a) the test image: crossed out, no readable decode_figure"),
+            std::string::npos)
+      << d.caption;
+  EXPECT_NE(d.caption.find(" Unreadable: /nonexistent/daenr/d-r3-cae-fr2-s0-decode_figure.npy: no "
+                           "such file"),
+            std::string::npos)
+      << d.caption;
+  EXPECT_EQ(d.caption.find('\n'), std::string::npos);
+  // A file of another shape: the same, naming the shape expected.
+  const Figure& sig = find("decoding-virtual-3-cae-fr-2-significant-neurons");
+  EXPECT_NE(sig.caption.find(fmt::format(
+                " Unreadable: {}: the decode_figure artifact's shape is not (4, K, 1, 32, 32).",
+                (dir_->path() / "d-r3-cae-fr2-sig-s0-decode_figure.npy").string())),
+            std::string::npos)
+      << sig.caption;
+  // A job that stored nothing: its cells crossed out, the caption says so.
+  EXPECT_NE(find("decoding-virtual-1-cae-fr-1").caption.find("no decode_figure stored"),
+            std::string::npos);
+  const Figure& s = find("synthesis-region2-cae-fr-1-stretch");
+  EXPECT_NE(s.caption.find("crossed out: no readable mei_images"), std::string::npos) << s.caption;
+  EXPECT_NE(s.caption.find("Unreadable: /nonexistent/daenr/m-rec-fr1-s0-mei_images.npy"),
+            std::string::npos)
+      << s.caption;
+  EXPECT_EQ(decode_png(s.bytes).width, 62 + 3 * 100);  // its three neurons, crossed out
+}
+
+TEST_F(ReportDecodeMei, EveryOutputAndTheTerminalShowTheNewTables) {
+  TempDir out;
+  ReportOptions options;
+  options.out_dir = out.path() / "r";
+  const auto result = write_report(*db_, options);
+  const std::string md = read_bytes(result.out_dir / "tables.md");
+  for (const char* heading : {"\n## Table 9: ", "\n## Table 10: ", "\n## Table 11: ",
+                              "\n### Region 3 (virtual): 50 test images"}) {
+    EXPECT_NE(md.find(heading), std::string::npos) << heading;
+  }
+  EXPECT_NE(
+      md.find(
+          "- [Decoding: CAE-FR_1, Region 3 (virtual)](figures/decoding-virtual-3-cae-fr-1.png)"),
+      std::string::npos);
+  EXPECT_NE(md.find("Besides these training jobs, 11 decode jobs (9 done, 1 failed, 1 not "
+                    "finished) and 4 MEI jobs (4 done, 0 failed, 0 not finished)"),
+            std::string::npos);
+  const std::string tex = read_bytes(result.out_dir / "tables.tex");
+  EXPECT_NE(tex.find("\\label{tab:daenr-table9-2}"), std::string::npos);
+  EXPECT_NE(tex.find("\\label{tab:daenr-table11-1}"), std::string::npos);
+  EXPECT_TRUE(fs::exists(result.out_dir / "table10.csv"));
+  const std::string html = read_bytes(result.html);
+  for (const char* id : {"table9", "table10", "table11", "decoding-virtual-3-cae-fr-1",
+                         "synthesis-virtual-3-cae-fr-1-stretch"}) {
+    EXPECT_NE(html.find(fmt::format("id=\"{}\"", id)), std::string::npos) << id;
+  }
+  std::size_t images = 0;
+  for (auto at = html.find("<img src=\"data:"); at != std::string::npos;
+       at = html.find("<img src=\"data:", at + 1)) {
+    ++images;
+  }
+  EXPECT_EQ(images, 9u + 8u);  // the fixture's 6 figures and 3 curves; 5 decoding, 3 synthesis
+  // The terminal: the new tables, and the Jobs table of the training jobs only.
+  EXPECT_NE(result.terminal.find("\n## Table 9: "), std::string::npos);
+  EXPECT_NE(result.terminal.find("\n## Table 11: "), std::string::npos);
+  const auto jobs_at = result.terminal.find("\n## Jobs: ");
+  ASSERT_NE(jobs_at, std::string::npos);
+  const std::string jobs_section =
+      result.terminal.substr(jobs_at, result.terminal.find("\n## Table 2: ") - jobs_at);
+  EXPECT_EQ(jobs_section.find("| d-r"), std::string::npos) << jobs_section;
+  EXPECT_EQ(jobs_section.find("| m-r"), std::string::npos) << jobs_section;
+  TempDir plain_dir;
+  const auto plain = load_report_data(make_fixture(plain_dir.path()));
+  const std::string terminal = render_terminal(plain, build_tables(plain));
+  EXPECT_EQ(terminal.find("Table 9"), std::string::npos);
+  EXPECT_EQ(terminal.find("Besides"), std::string::npos);
+}
+
+TEST(ReportDecodeMeiLabels, AKindTheReportDoesNotKnowIsLeftOut) {
+  TempDir dir;
+  const auto db = dir.path() / "kinds.sqlite";
+  {
+    storage::Store store(db);
+    const auto sweep = store.insert_sweep("kinds", "spec", 0);
+    Planned j = job("x", "virtual:3", "cae", "fr", 2, 1, 1, 0);
+    auto labels = nlohmann::json::parse(labels_json(j));
+    std::vector<storage::NewJob> jobs;
+    labels["kind"] = "train";  // written out: a training job as before
+    jobs.push_back({"explicit-train", "{}", labels.dump(), ""});
+    labels["kind"] = "render";
+    jobs.push_back({"unknown-kind", "{}", labels.dump(), ""});
+    labels["kind"] = "decode";  // no parent
+    jobs.push_back({"orphan-decode", "{}", labels.dump(), ""});
+    labels["kind"] = "mei";
+    labels["parent"] = "x";
+    labels["objective"] = "maximise";
+    jobs.push_back({"bad-objective", "{}", labels.dump(), ""});
+    store.insert_jobs(sweep, jobs, 0);
+  }
+  const auto data = load_report_data(db);
+  ASSERT_EQ(data.jobs.size(), 1u);
+  EXPECT_EQ(data.jobs[0].id, "explicit-train");
+  EXPECT_TRUE(data.decode_jobs.empty());
+  EXPECT_TRUE(data.mei_jobs.empty());
+  EXPECT_EQ(data.unlabelled, 3);
 }
 
 }  // namespace
