@@ -1423,7 +1423,8 @@ fs::path make_talk_fixture(const fs::path& dir) {
     // The recorded region's parent is not in the fixture: no dependency to wait for.
     const std::string depends = d.parent.region == "/data/region2" ? "" : d.parent.id;
     (d.outcome == DerivedJob::kPending ? later : now_jobs)
-        .push_back({d.id, "{}", derived_labels(d), depends});
+        .push_back({d.id, "{}", derived_labels(d), depends,
+                    nlohmann::json::parse(derived_labels(d)).at("kind").get<std::string>()});
   }
   store.insert_jobs(sweep, now_jobs, 2000);
   double now = 2001;
