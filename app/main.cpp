@@ -16,12 +16,13 @@
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <cstdio>
 #include <optional>
 #include <sstream>
 
 #include "job/text.h"
 #include "models/error.h"
-#include "orchestrator/mpi.h"
+#include "mpi/comm.h"
 #include "orchestrator/mpi_runner.h"
 #include "orchestrator/sweep_runner.h"
 #include "reports/report.h"
@@ -101,123 +102,155 @@ int run_train(const std::string& config_path, const std::vector<std::string>& ov
   return 0;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  ensure_passive_openmp(argv);
-  CLI::App app{"daenr: deep autoencoders with neural response (DAE-NR) experiments"};
-  app.require_subcommand(1);
-  app.set_version_flag("--version", "daenr 0.1.0");
-
-  auto* train = app.add_subcommand("train", "train and evaluate one job; prints one JSON line");
+// What the command line asks for: the options CLI11 fills, and which subcommand was given.
+struct Options {
+  // train
   std::string config_path, checkpoint;
   std::vector<std::string> overrides;
   bool per_neuron = false, print_config = false;
-  train->add_option("-c,--config", config_path, "job configuration (TOML); defaults if omitted")
-      ->check(CLI::ExistingFile);
-  train->add_option("-s,--set", overrides,
-                    "override a key, e.g. --set model.layer=3 --set train.max_steps=500");
-  train->add_option("--checkpoint", checkpoint,
-                    "checkpoint file: written during training, resumed from if it exists");
-  train->add_flag("--per-neuron", per_neuron, "add per-neuron r and p and the training curve");
-  train->add_flag("--print-config", print_config, "print the resolved configuration and exit");
-
-  auto* data = app.add_subcommand("data", "data utilities");
-  data->require_subcommand(1);
-  auto* synth = data->add_subcommand("synth", "write the three virtual regions in the Antolík layout");
+  // data synth
   std::string out_dir;
   std::uint64_t seed = 1;
-  synth->add_option("--out", out_dir, "output folder (region1..3 are created in it)")->required();
-  synth->add_option("--seed", seed, "simulation seed (the data_seed of job configurations)");
-
-  auto* sweep = app.add_subcommand("sweep", "plan or run a sweep (a TOML sweep spec) against a database");
-  sweep->require_subcommand(1);
+  // sweep, status, report, slurm
   std::string spec_path, db_path;
   int max_attempts = 2;
   int ranks_per_job = 0;  // 0: the spec's ranks_per_job
   int jobs_per_gpu = 0;   // 0: the spec's jobs_per_gpu
   std::string run_grace_signal = "USR2";
-  auto* plan = sweep->add_subcommand("plan", "what a run would do: total, new, done, failed, stale");
-  plan->add_option("spec", spec_path, "sweep spec (TOML)")->required()->check(CLI::ExistingFile);
-  plan->add_option("--db", db_path, "sweep database (SQLite)")->required();
-  auto* run = sweep->add_subcommand("run", "run every job that is not done; resumable");
-  run->add_option("spec", spec_path, "sweep spec (TOML)")->required()->check(CLI::ExistingFile);
-  run->add_option("--db", db_path, "sweep database (SQLite; created if missing)")->required();
-  run->add_option("--max-attempts", max_attempts, "attempts per job before it stays failed")
+  std::string report_out, report_html, report_sweep;
+  std::vector<std::string> report_formats = {"md", "tex", "csv"};
+  daenr::slurm::SubmitRequest request;
+  std::string profile_file;
+};
+
+struct Commands {
+  CLI::App *train, *synth, *plan, *run, *status, *report, *slurm_submit, *slurm_status;
+};
+
+CLI::App* add_train(CLI::App& app, Options& o) {
+  auto* train = app.add_subcommand("train", "train and evaluate one job; prints one JSON line");
+  train->add_option("-c,--config", o.config_path, "job configuration (TOML); defaults if omitted")
+      ->check(CLI::ExistingFile);
+  train->add_option("-s,--set", o.overrides,
+                    "override a key, e.g. --set model.layer=3 --set train.max_steps=500");
+  train->add_option("--checkpoint", o.checkpoint,
+                    "checkpoint file: written during training, resumed from if it exists");
+  train->add_flag("--per-neuron", o.per_neuron, "add per-neuron r and p and the training curve");
+  train->add_flag("--print-config", o.print_config, "print the resolved configuration and exit");
+  return train;
+}
+
+CLI::App* add_data(CLI::App& app, Options& o) {
+  auto* data = app.add_subcommand("data", "data utilities");
+  data->require_subcommand(1);
+  auto* synth = data->add_subcommand("synth", "write the three virtual regions in the Antolík layout");
+  synth->add_option("--out", o.out_dir, "output folder (region1..3 are created in it)")->required();
+  synth->add_option("--seed", o.seed, "simulation seed (the data_seed of job configurations)");
+  return synth;
+}
+
+void add_sweep(CLI::App& app, Options& o, Commands& c) {
+  auto* sweep = app.add_subcommand("sweep", "plan or run a sweep (a TOML sweep spec) against a database");
+  sweep->require_subcommand(1);
+  c.plan = sweep->add_subcommand("plan", "what a run would do: total, new, done, failed, stale");
+  c.plan->add_option("spec", o.spec_path, "sweep spec (TOML)")->required()->check(CLI::ExistingFile);
+  c.plan->add_option("--db", o.db_path, "sweep database (SQLite)")->required();
+  auto* run = c.run = sweep->add_subcommand("run", "run every job that is not done; resumable");
+  run->add_option("spec", o.spec_path, "sweep spec (TOML)")->required()->check(CLI::ExistingFile);
+  run->add_option("--db", o.db_path, "sweep database (SQLite; created if missing)")->required();
+  run->add_option("--max-attempts", o.max_attempts, "attempts per job before it stays failed")
       ->check(CLI::Range(1, 100));
-  run->add_option("--ranks-per-job", ranks_per_job,
+  run->add_option("--ranks-per-job", o.ranks_per_job,
                   "under mpirun: ranks that train one job together, data-parallel (default: the spec's "
                   "ranks_per_job, else 1)")
       ->check(CLI::Range(1, 1 << 20));
-  run->add_option("--jobs-per-gpu", jobs_per_gpu,
+  run->add_option("--jobs-per-gpu", o.jobs_per_gpu,
                   "under mpirun on GPUs: worker ranks that share one GPU, each bounded to its share of "
                   "the GPU's memory (default: the spec's jobs_per_gpu, else 1)")
       ->check(CLI::Range(1, 1 << 10));
-  run->add_option("--grace-signal", run_grace_signal,
+  run->add_option("--grace-signal", o.run_grace_signal,
                   "a signal that stops the run gracefully besides TERM, INT, USR1 and USR2: USR1, USR2 "
                   "or ALRM (the Slurm batch script passes its grace signal; default USR2)");
-  auto* status = app.add_subcommand("status", "progress of a sweep database");
-  status->add_option("--db", db_path, "sweep database (SQLite)")->required()->check(CLI::ExistingFile);
+  c.status = app.add_subcommand("status", "progress of a sweep database");
+  c.status->add_option("--db", o.db_path, "sweep database (SQLite)")->required()->check(CLI::ExistingFile);
+}
 
+CLI::App* add_report(CLI::App& app, Options& o) {
   auto* report = app.add_subcommand(
       "report", "regenerate the paper's tables and figures from a sweep database; prints the tables");
-  std::string report_out, report_html, report_sweep;
-  std::vector<std::string> report_formats = {"md", "tex", "csv"};
-  report->add_option("--db", db_path, "sweep database (SQLite)")->required();
-  report->add_option("--out", report_out, "output folder (default: <db>.report beside the database)");
-  report->add_option("--format", report_formats, "table formats to write: md, tex, csv (default: all)")
+  report->add_option("--db", o.db_path, "sweep database (SQLite)")->required();
+  report->add_option("--out", o.report_out, "output folder (default: <db>.report beside the database)");
+  report->add_option("--format", o.report_formats, "table formats to write: md, tex, csv (default: all)")
       ->delimiter(',')
       ->check(CLI::IsMember({"md", "tex", "csv"}));
-  report->add_option("--html", report_html, "the self-contained HTML report (default: <out>/report.html)");
-  report->add_option("--sweep", report_sweep, "only this sweep's jobs (its name or id; default: every job)");
+  report->add_option("--html", o.report_html, "the self-contained HTML report (default: <out>/report.html)");
+  report->add_option("--sweep", o.report_sweep, "only this sweep's jobs (its name or id; default: every job)");
+  return report;
+}
 
+void add_slurm(CLI::App& app, Options& o, Commands& c) {
   auto* slurm = app.add_subcommand("slurm", "submit a sweep to Slurm and follow it (docs/slurm.md)");
   slurm->require_subcommand(1);
-  auto* slurm_submit = slurm->add_subcommand(
+  auto* submit = c.slurm_submit = slurm->add_subcommand(
       "submit", "write an sbatch script for a sweep and submit it; the allocation requeues itself until done");
-  daenr::slurm::SubmitRequest request;
-  daenr::slurm::Allocation& alloc = request.command_line;
-  std::string profile_file;
+  daenr::slurm::Allocation& alloc = o.request.command_line;
   // Flags left unset fall back to the cluster profile, then to the defaults;
   // CLI11 fills a std::optional only when the flag is given.
-  slurm_submit->add_option("spec", spec_path, "sweep spec (TOML)")->required()->check(CLI::ExistingFile);
-  slurm_submit->add_option("--db", db_path, "sweep database (SQLite; created if missing)")->required();
-  slurm_submit->add_option("--nodes", alloc.nodes, "nodes (default 1)")->check(CLI::Range(1, 1 << 20));
-  slurm_submit->add_option("--ntasks-per-node", alloc.ntasks_per_node, "MPI ranks per node (default 1)")
+  submit->add_option("spec", o.spec_path, "sweep spec (TOML)")->required()->check(CLI::ExistingFile);
+  submit->add_option("--db", o.db_path, "sweep database (SQLite; created if missing)")->required();
+  submit->add_option("--nodes", alloc.nodes, "nodes (default 1)")->check(CLI::Range(1, 1 << 20));
+  submit->add_option("--ntasks-per-node", alloc.ntasks_per_node, "MPI ranks per node (default 1)")
       ->check(CLI::Range(1, 1 << 20));
-  slurm_submit->add_option("--gpus-per-node", alloc.gpus_per_node, "GPUs per node (default none)")
+  submit->add_option("--gpus-per-node", alloc.gpus_per_node, "GPUs per node (default none)")
       ->check(CLI::Range(0, 1 << 10));
-  slurm_submit->add_option("--cpus-per-task", alloc.cpus_per_task, "CPUs per rank (default 1)")
+  submit->add_option("--cpus-per-task", alloc.cpus_per_task, "CPUs per rank (default 1)")
       ->check(CLI::Range(1, 1 << 20));
-  slurm_submit->add_option("--time", alloc.time, "time limit per allocation, Slurm's format (default: the partition's)");
-  slurm_submit->add_option("--grace", alloc.grace_s,
-                           "seconds before the time limit at which the run is told to checkpoint and requeue "
-                           "(default 120)");
-  slurm_submit->add_option("--grace-signal", alloc.grace_signal,
-                           "the signal of that warning: USR2 (default), USR1 or ALRM (NCCL 2.12 catches USR1)");
-  slurm_submit->add_option("--jobs-per-gpu", alloc.jobs_per_gpu,
-                           "worker ranks that share one GPU; with --gpus-per-node, tasks per node default to "
-                           "1 + GPUs x this (default: the spec's jobs_per_gpu, else the profile's, else 1)")
+  submit->add_option("--time", alloc.time, "time limit per allocation, Slurm's format (default: the partition's)");
+  submit->add_option("--grace", alloc.grace_s,
+                     "seconds before the time limit at which the run is told to checkpoint and requeue "
+                     "(default 120)");
+  submit->add_option("--grace-signal", alloc.grace_signal,
+                     "the signal of that warning: USR2 (default), USR1 or ALRM (NCCL 2.12 catches USR1)");
+  submit->add_option("--jobs-per-gpu", alloc.jobs_per_gpu,
+                     "worker ranks that share one GPU; with --gpus-per-node, tasks per node default to "
+                     "1 + GPUs x this (default: the spec's jobs_per_gpu, else the profile's, else 1)")
       ->check(CLI::Range(1, 1 << 10));
-  slurm_submit->add_option("--partition", alloc.partition, "partition");
-  slurm_submit->add_option("--account", alloc.account, "account to charge");
-  slurm_submit->add_option("--launcher", alloc.launcher, "how ranks start: srun (default) or mpirun")
+  submit->add_option("--partition", alloc.partition, "partition");
+  submit->add_option("--account", alloc.account, "account to charge");
+  submit->add_option("--launcher", alloc.launcher, "how ranks start: srun (default) or mpirun")
       ->check(CLI::IsMember({"srun", "mpirun"}));
-  slurm_submit->add_option("--cluster", request.cluster, "cluster profile to use (default: the file's default)");
-  slurm_submit->add_option("--profiles", profile_file,
-                           "cluster profiles file (default $DAENR_CLUSTERS, else ~/.config/daenr/clusters.toml)");
-  slurm_submit->add_option("--ranks-per-job", request.ranks_per_job,
-                           "ranks that train one job together (default: the spec's ranks_per_job, else 1)")
+  submit->add_option("--cluster", o.request.cluster, "cluster profile to use (default: the file's default)");
+  submit->add_option("--profiles", o.profile_file,
+                     "cluster profiles file (default $DAENR_CLUSTERS, else ~/.config/daenr/clusters.toml)");
+  submit->add_option("--ranks-per-job", o.request.ranks_per_job,
+                     "ranks that train one job together (default: the spec's ranks_per_job, else 1)")
       ->check(CLI::Range(1, 1 << 20));
-  slurm_submit->add_option("--max-attempts", request.max_attempts, "attempts per job before it stays failed")
+  submit->add_option("--max-attempts", o.request.max_attempts, "attempts per job before it stays failed")
       ->check(CLI::Range(1, 100));
-  slurm_submit->add_flag("--dry-run", request.dry_run, "print the batch script; submit and write nothing");
-  auto* slurm_status = slurm->add_subcommand(
+  submit->add_flag("--dry-run", o.request.dry_run, "print the batch script; submit and write nothing");
+  c.slurm_status = slurm->add_subcommand(
       "status", "a sweep database's progress and its Slurm jobs' state (one squeue call)");
-  slurm_status->add_option("--db", db_path, "sweep database (SQLite)")->required()->check(CLI::ExistingFile);
+  c.slurm_status->add_option("--db", o.db_path, "sweep database (SQLite)")->required()->check(CLI::ExistingFile);
+}
 
+Commands define_commands(CLI::App& app, Options& o) {
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "daenr 0.1.0");
+  Commands c{};
+  c.train = add_train(app, o);
+  c.synth = add_data(app, o);
+  add_sweep(app, o, c);
+  c.report = add_report(app, o);
+  add_slurm(app, o, c);
+  return c;
+}
+
+// -1 when the command line is good; otherwise the exit code (help, version, or one line on a
+// bad flag: CLI11 would add a second).
+int parse_command_line(CLI::App& app, int argc, char** argv) {
   try {
     app.parse(argc, argv);
+    return -1;
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
   } catch (const CLI::CallForAllHelp& e) {
@@ -225,150 +258,183 @@ int main(int argc, char** argv) {
   } catch (const CLI::CallForVersion& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    // One line, as for every other bad input (CLI11 would add a second).
     std::cerr << "daenr: error: " << e.what() << " (see daenr --help)\n";
     return kExitBadInput;
   }
+}
 
-  // Finalised (if initialised) when main returns, after any error is printed.
-  std::optional<daenr::orchestrator::mpi::Session> mpi_session;
+int print_plan(const Options& o) {
+  const auto p = daenr::orchestrator::plan_sweep(o.spec_path, o.db_path);
+  std::string kinds;
+  if (p.kinds.size() > 1) {
+    // Jobs on the trained models too: say how many of each kind.
+    std::vector<std::string> parts;
+    for (const auto& [kind, n] : p.kinds) parts.push_back(fmt::format("{} {}", n, kind));
+    kinds = fmt::format(" ({})", fmt::join(parts, ", "));
+  }
+  std::cout << fmt::format("{} jobs{}: {} new, {} done, {} failed, {} pending, {} stale\n", p.total, kinds, p.fresh,
+                           p.done, p.failed, p.pending, p.stale);
+  for (const auto& id : p.fresh_ids) std::cout << "new " << id << "\n";
+  return 0;
+}
+
+// `sweep run`: in process, or as one rank of an MPI world that main() has initialised.
+int run_sweep(const Options& o, const std::optional<daenr::mpi::World>& world) {
+  namespace orch = daenr::orchestrator;
+  install_stop_handlers(
+      daenr::slurm::grace_signal_number(daenr::slurm::parse_grace_signal(o.run_grace_signal, "--grace-signal")));
+  orch::RunnerOptions options;
+  options.max_attempts = o.max_attempts;
+  // A terminal gets an updating line as well; a log, a line per finished job.
+  options.progress = ::isatty(STDERR_FILENO) ? orch::ProgressMode::kTerminal : orch::ProgressMode::kLog;
+  options.stop = &g_stop;
+  const bool over_mpi = world && world->size > 1;
+  if (!world && o.ranks_per_job > 1) {
+    throw daenr::job::ConfigError(fmt::format(
+        "--ranks-per-job {}: needs a run under mpirun with 1 + a multiple of {} ranks", o.ranks_per_job,
+        o.ranks_per_job));
+  }
+  orch::RunSummary s;
+  if (over_mpi) {
+    // mpirun -n N: rank 0 orchestrates, the others train (docs/parallel.md).
+    orch::MpiOptions mpi_options;
+    mpi_options.ranks_per_job = o.ranks_per_job;
+    mpi_options.jobs_per_gpu = o.jobs_per_gpu;
+    if (g_rank != 0) options.progress = orch::ProgressMode::kOff;
+    s = orch::run_sweep_mpi(o.spec_path, o.db_path, options, mpi_options);
+  } else {
+    s = orch::run_sweep(o.spec_path, o.db_path, options);
+  }
+  const int code = s.stopped ? kExitStopped : s.failed > 0 ? kExitJobsFailed : 0;
+  if (g_rank != 0) return code;
+  std::cout << fmt::format("{} jobs: ran {} ({} done, {} failed, {} preempted){}\n", s.total, s.ran, s.done, s.failed,
+                           s.preempted, s.stopped ? "; stopped, rerun to resume" : "");
+  if (over_mpi) {
+    std::cout << fmt::format("rank 0 (orchestrator): {:.2f} s of CPU in the {:.1f} s job loop\n",
+                             s.orchestrator_cpu_s, s.loop_s);
+  }
+  return code;
+}
+
+int write_report(const Options& o) {
+  daenr::reports::ReportOptions options;
+  options.out_dir = o.report_out;
+  options.html = o.report_html;
+  options.sweep = o.report_sweep;
+  auto wants = [&](const char* f) {
+    return std::find(o.report_formats.begin(), o.report_formats.end(), f) != o.report_formats.end();
+  };
+  options.markdown = wants("md");
+  options.latex = wants("tex");
+  options.csv = wants("csv");
+  const auto out = daenr::reports::write_report(o.db_path, options);
+  // The terminal gets the tables trimmed to what holds a job; the files keep the paper's layouts.
+  std::cout << out.terminal << std::flush;
+  std::cerr << fmt::format("daenr report: {} files in {}; open {}\n", out.files.size(), out.out_dir.string(),
+                           out.html.string());
+  return 0;
+}
+
+int submit_to_slurm(Options& o) {
+  o.request.spec = o.spec_path;
+  o.request.db = o.db_path;
+  o.request.profile_file = o.profile_file;
+  const auto submitted = daenr::slurm::submit(o.request);
+  if (o.request.dry_run) {
+    std::cout << submitted.script;
+  } else if (submitted.slurm_job_id.empty()) {
+    std::cout << fmt::format("nothing to submit: all {} jobs of the sweep are done in {}\n", submitted.jobs_total,
+                             o.db_path);
+  } else {
+    std::cout << fmt::format("submitted slurm job {} ({}); follow it with: daenr slurm status --db {}\n",
+                             submitted.slurm_job_id, submitted.script_path.string(), o.db_path);
+  }
+  return 0;
+}
+
+int dispatch(const Commands& c, Options& o, const std::optional<daenr::mpi::World>& world) {
+  if (c.train->parsed()) return run_train(o.config_path, o.overrides, o.checkpoint, o.per_neuron, o.print_config);
+  if (c.plan->parsed()) return print_plan(o);
+  if (c.run->parsed()) return run_sweep(o, world);
+  if (c.status->parsed()) {
+    std::cout << daenr::orchestrator::status_report(o.db_path, daenr::orchestrator::unix_now());
+    return 0;
+  }
+  if (c.report->parsed()) return write_report(o);
+  if (c.slurm_submit->parsed()) return submit_to_slurm(o);
+  if (c.slurm_status->parsed()) {
+    std::cout << daenr::slurm::status(o.db_path);
+    return 0;
+  }
+  if (c.synth->parsed()) {
+    daenr::models::write_virtual_regions(o.out_dir, o.seed);
+    std::cout << fmt::format("wrote virtual regions 1-3 (seed {}) to {}\n", o.seed, o.out_dir);
+    return 0;
+  }
+  return kExitInternal;
+}
+
+// The exit code of an error that reached main, its one line printed. Every rank of a failed
+// MPI setup fails the same way, so only rank 0 prints those.
+int exit_code_of(const std::exception_ptr& error) {
+  auto say = [](const std::exception& e, bool every_rank = false) {
+    if (every_rank || g_rank == 0) std::cerr << "daenr: error: " << e.what() << "\n";
+  };
   try {
-    if (train->parsed()) return run_train(config_path, overrides, checkpoint, per_neuron, print_config);
-    if (plan->parsed()) {
-      const auto p = daenr::orchestrator::plan_sweep(spec_path, db_path);
-      std::string kinds;
-      if (p.kinds.size() > 1) {
-        // Jobs on the trained models too: say how many of each kind.
-        std::vector<std::string> parts;
-        for (const auto& [kind, n] : p.kinds) parts.push_back(fmt::format("{} {}", n, kind));
-        kinds = fmt::format(" ({})", fmt::join(parts, ", "));
-      }
-      std::cout << fmt::format("{} jobs{}: {} new, {} done, {} failed, {} pending, {} stale\n", p.total, kinds,
-                               p.fresh, p.done, p.failed, p.pending, p.stale);
-      for (const auto& id : p.fresh_ids) std::cout << "new " << id << "\n";
-      return 0;
-    }
-    if (run->parsed()) {
-      install_stop_handlers(daenr::slurm::grace_signal_number(
-          daenr::slurm::parse_grace_signal(run_grace_signal, "--grace-signal")));
-      daenr::orchestrator::RunnerOptions options;
-      options.max_attempts = max_attempts;
-      // A terminal gets an updating line as well; a log, a line per finished job.
-      options.progress = ::isatty(STDERR_FILENO) ? daenr::orchestrator::ProgressMode::kTerminal
-                                                 : daenr::orchestrator::ProgressMode::kLog;
-      options.stop = &g_stop;
-      daenr::orchestrator::RunSummary s;
-      if (daenr::orchestrator::mpi::launched_by_mpi()) {
-        // mpirun -n N: rank 0 orchestrates, the others train (docs/parallel.md).
-        mpi_session.emplace(&argc, &argv);
-        g_rank = mpi_session->rank();
-        daenr::orchestrator::MpiOptions mpi_options;
-        mpi_options.ranks_per_job = ranks_per_job;
-        mpi_options.jobs_per_gpu = jobs_per_gpu;
-        if (g_rank != 0) options.progress = daenr::orchestrator::ProgressMode::kOff;
-        if (mpi_session->size() == 1) {
-          s = daenr::orchestrator::run_sweep(spec_path, db_path, options);
-        } else {
-          s = daenr::orchestrator::run_sweep_mpi(spec_path, db_path, options, mpi_options);
-        }
-      } else {
-        if (ranks_per_job > 1) {
-          throw daenr::job::ConfigError(fmt::format(
-              "--ranks-per-job {}: needs a run under mpirun with 1 + a multiple of {} ranks", ranks_per_job,
-              ranks_per_job));
-        }
-        s = daenr::orchestrator::run_sweep(spec_path, db_path, options);
-      }
-      if (g_rank != 0) return s.stopped ? kExitStopped : s.failed > 0 ? kExitJobsFailed : 0;
-      std::cout << fmt::format("{} jobs: ran {} ({} done, {} failed, {} preempted){}\n", s.total, s.ran, s.done,
-                               s.failed, s.preempted, s.stopped ? "; stopped, rerun to resume" : "");
-      if (mpi_session && mpi_session->size() > 1) {
-        std::cout << fmt::format("rank 0 (orchestrator): {:.2f} s of CPU in the {:.1f} s job loop\n",
-                                 s.orchestrator_cpu_s, s.loop_s);
-      }
-      if (s.stopped) return kExitStopped;
-      return s.failed > 0 ? kExitJobsFailed : 0;
-    }
-    if (status->parsed()) {
-      std::cout << daenr::orchestrator::status_report(db_path, daenr::orchestrator::unix_now());
-      return 0;
-    }
-    if (report->parsed()) {
-      daenr::reports::ReportOptions options;
-      options.out_dir = report_out;
-      options.html = report_html;
-      options.sweep = report_sweep;
-      auto wants = [&](const char* f) {
-        return std::find(report_formats.begin(), report_formats.end(), f) != report_formats.end();
-      };
-      options.markdown = wants("md");
-      options.latex = wants("tex");
-      options.csv = wants("csv");
-      const auto out = daenr::reports::write_report(db_path, options);
-      // The terminal gets the tables trimmed to what holds a job; the files keep the paper's
-      // layouts.
-      std::cout << out.terminal << std::flush;
-      std::cerr << fmt::format("daenr report: {} files in {}; open {}\n", out.files.size(), out.out_dir.string(),
-                               out.html.string());
-      return 0;
-    }
-    if (slurm_submit->parsed()) {
-      request.spec = spec_path;
-      request.db = db_path;
-      request.profile_file = profile_file;
-      const auto submitted = daenr::slurm::submit(request);
-      if (request.dry_run) {
-        std::cout << submitted.script;
-        return 0;
-      }
-      if (submitted.slurm_job_id.empty()) {
-        std::cout << fmt::format("nothing to submit: all {} jobs of the sweep are done in {}\n",
-                                 submitted.jobs_total, db_path);
-        return 0;
-      }
-      std::cout << fmt::format("submitted slurm job {} ({}); follow it with: daenr slurm status --db {}\n",
-                               submitted.slurm_job_id, submitted.script_path.string(), db_path);
-      return 0;
-    }
-    if (slurm_status->parsed()) {
-      std::cout << daenr::slurm::status(db_path);
-      return 0;
-    }
-    if (synth->parsed()) {
-      daenr::models::write_virtual_regions(out_dir, seed);
-      std::cout << fmt::format("wrote virtual regions 1-3 (seed {}) to {}\n", seed, out_dir);
-      return 0;
-    }
+    std::rethrow_exception(error);
   } catch (const daenr::job::ConfigError& e) {
-    if (g_rank == 0) std::cerr << "daenr: error: " << e.what() << "\n";
-    return kExitBadInput;
+    say(e);
   } catch (const daenr::models::DataError& e) {
-    if (g_rank == 0) std::cerr << "daenr: error: " << e.what() << "\n";
-    return kExitBadInput;
+    say(e);
   } catch (const daenr::worker::CheckpointError& e) {
-    if (g_rank == 0) std::cerr << "daenr: error: " << e.what() << "\n";
-    return kExitBadInput;
+    say(e);
   } catch (const daenr::sweeps::SpecError& e) {
-    if (g_rank == 0) std::cerr << "daenr: error: " << e.what() << "\n";
-    return kExitBadInput;
+    say(e);
   } catch (const daenr::storage::LockHeld& e) {
-    if (g_rank == 0) std::cerr << "daenr: error: " << e.what() << "\n";
-    return kExitBadInput;
+    say(e);
   } catch (const daenr::storage::StorageError& e) {
-    if (g_rank == 0) std::cerr << "daenr: error: " << e.what() << "\n";
-    return kExitBadInput;
+    say(e);
   } catch (const daenr::slurm::SlurmError& e) {
-    std::cerr << "daenr: error: " << e.what() << "\n";
-    return kExitBadInput;
+    say(e, true);
   } catch (const daenr::reports::ReportError& e) {
-    std::cerr << "daenr: error: " << e.what() << "\n";
-    return kExitBadInput;
+    say(e, true);
   } catch (const daenr::worker::TrainingDiverged& e) {
-    if (g_rank == 0) std::cerr << "daenr: error: " << e.what() << "\n";
+    say(e);
     return kExitDiverged;
   } catch (const std::exception& e) {
     if (g_rank == 0) std::cerr << "daenr: internal error: " << daenr::job::first_line(e.what()) << "\n";
     return kExitInternal;
   }
-  return kExitInternal;
+  return kExitBadInput;
+}
+
+}  // namespace
+
+// The process's MPI lifecycle is here alone: `sweep run` under mpirun initialises MPI, and
+// main finalises it after the command (every communicator freed by then), or aborts the
+// world when one rank's error would leave the others waiting (mpi::AbortWorld).
+int main(int argc, char** argv) {
+  ensure_passive_openmp(argv);
+  CLI::App app{"daenr: deep autoencoders with neural response (DAE-NR) experiments"};
+  Options options;
+  const Commands commands = define_commands(app, options);
+  if (const int code = parse_command_line(app, argc, argv); code >= 0) return code;
+
+  std::optional<daenr::mpi::World> world;
+  int code = kExitInternal;
+  try {
+    if (commands.run->parsed() && daenr::mpi::launched_by_mpi()) {
+      world = daenr::mpi::init(&argc, &argv);
+      g_rank = world->rank;
+    }
+    code = dispatch(commands, options, world);
+  } catch (const daenr::mpi::AbortWorld& e) {
+    std::fprintf(stderr, "daenr: error: %s\n", e.what());
+    std::fflush(stderr);
+    MPI_Abort(MPI_COMM_WORLD, kExitInternal);
+  } catch (...) {
+    code = exit_code_of(std::current_exception());
+  }
+  if (world) daenr::mpi::check_quietly(MPI_Finalize(), "MPI_Finalize");
+  return code;
 }

@@ -19,6 +19,7 @@
 #include <mpi.h>
 
 #include "models/data.h"
+#include "mpi/comm.h"
 #include "models/synth.h"
 #include "worker/gradient_reducer.h"
 #include "job/config.h"
@@ -72,7 +73,7 @@ class TimingReducer final : public worker::GradientReducer {
   void wait() {
     if (!barrier_) return;
     const auto t0 = Clock::now();
-    MPI_Barrier(comm_);
+    daenr::mpi::check(MPI_Barrier(comm_), "MPI_Barrier");
     times.skew += since(t0);
   }
   worker::GradientReducer& inner_;
@@ -98,7 +99,7 @@ Run timed_train(const job::JobConfig& config, const models::Dataset& data, int s
     timing.emplace(*inner, comm, barrier);
     options.reducer = &*timing;
   }
-  MPI_Barrier(comm);
+  daenr::mpi::check(MPI_Barrier(comm), "MPI_Barrier");
   const auto t0 = Clock::now();
   trainer.train(options);
   Run run;
@@ -110,8 +111,7 @@ Run timed_train(const job::JobConfig& config, const models::Dataset& data, int s
 }  // namespace
 
 int main(int argc, char** argv) {
-  int provided = 0;
-  MPI_Init_thread(&argc, &argv, MPI_THREAD_SERIALIZED, &provided);
+  daenr::mpi::init(&argc, &argv);
   CLI::App app{"daenr data-parallel step benchmark (run under mpiexec)"};
   int batch = 256, steps = 20, threads = 1, region = 3, layer = 2, width = 32;
   double bucket_mib = 25;
@@ -133,12 +133,12 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     const int code = app.exit(e);
-    MPI_Finalize();
+    daenr::mpi::check(MPI_Finalize(), "MPI_Finalize");
     return code;
   }
   int rank = 0, size = 1;
-  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  daenr::mpi::check(MPI_Comm_rank(MPI_COMM_WORLD, &rank), "MPI_Comm_rank");
+  daenr::mpi::check(MPI_Comm_size(MPI_COMM_WORLD, &size), "MPI_Comm_size");
 
   worker::configure_threads(threads);
   auto raw = models::simulate_region(models::virtual_region_spec(region), 1);
@@ -177,7 +177,7 @@ int main(int argc, char** argv) {
       const auto l1 = timed_train(config, data, steps, nullptr, MPI_COMM_SELF, false);
       single_step = (l1.seconds - s1.seconds) / n;
     }
-    MPI_Barrier(MPI_COMM_WORLD);
+    daenr::mpi::check(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier");
   }
 
   if (rank == 0) {
@@ -204,6 +204,6 @@ int main(int argc, char** argv) {
     std::cout << out.dump() << std::endl;
   }
   reducer.reset();  // frees its communicator before MPI_Finalize
-  MPI_Finalize();
+  daenr::mpi::check(MPI_Finalize(), "MPI_Finalize");
   return 0;
 }

@@ -13,19 +13,21 @@
 #include <fstream>
 #include <iostream>
 
-#include "orchestrator/mpi.h"
+#include "mpi/comm.h"
 #include "orchestrator/mpi_runner.h"
 
 using namespace daenr::orchestrator;
 
+namespace mpi = daenr::mpi;
+
 int main(int argc, char** argv) {
-  mpi::Session session(&argc, &argv);
+  const mpi::World world = mpi::init(&argc, &argv);
   const int n = argc > 1 ? std::stoi(argv[1]) : 20000;
   // The same paths on every rank: rank 0 names them and broadcasts its pid.
   const int pid = mpi::broadcast_int(::getpid(), 0, MPI_COMM_WORLD);
   const auto dir = std::filesystem::temp_directory_path() / fmt::format("daenr-bench-mpi-{}", pid);
   const auto spec = dir / "noop.toml", db = dir / "noop.sqlite";
-  if (session.rank() == 0) {
+  if (world.rank == 0) {
     std::filesystem::create_directories(dir);
     // n jobs: n seeds of one tiny model (expansion is cheap: bench/expand).
     std::ofstream out(spec);
@@ -33,7 +35,7 @@ int main(int argc, char** argv) {
     for (int i = 0; i < n; ++i) out << (i ? "," : "") << i;
     out << "]\n";
   }
-  MPI_Barrier(MPI_COMM_WORLD);
+  mpi::check(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier");
 
   RunnerOptions options;
   MpiOptions mpi_options;
@@ -41,21 +43,21 @@ int main(int argc, char** argv) {
     Outcome o;
     o.status = Outcome::Status::kDone;
     o.job_id = job.id;
-    o.job_id = job.id;
     o.metrics = "{}";
     return o;
   };
   // The setup (every rank expands the spec; rank 0 inserts the jobs) is
   // reported apart from the loop of leases, messages and records.
   const auto summary = run_sweep_mpi(spec, db, options, mpi_options);
-  if (session.rank() == 0) {
+  if (world.rank == 0) {
     std::cout << fmt::format(
                      "{{\"ranks\":{},\"jobs\":{},\"done\":{},\"setup_s\":{:.3f},\"loop_s\":{:.3f},"
                      "\"jobs_per_s\":{:.0f}}}",
-                     session.size(), summary.total, summary.done, summary.setup_s, summary.loop_s,
+                     world.size, summary.total, summary.done, summary.setup_s, summary.loop_s,
                      summary.done / summary.loop_s)
               << std::endl;
     std::filesystem::remove_all(dir);
   }
+  mpi::check(MPI_Finalize(), "MPI_Finalize");
   return summary.done == n ? 0 : 1;
 }

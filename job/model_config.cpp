@@ -19,6 +19,23 @@ const std::vector<ReadoutKind>& all_readouts() {
   return kAll;
 }
 
+std::vector<std::string> autoencoder_names(bool none_first) {
+  std::vector<std::string> out;
+  if (none_first) out.push_back(to_string(AutoencoderKind::kNone));
+  for (const auto kind : all_autoencoders()) {
+    if (kind != AutoencoderKind::kNone) out.push_back(to_string(kind));
+  }
+  return out;
+}
+
+std::vector<std::string> readout_names() {
+  std::vector<std::string> out;
+  for (const auto kind : all_readouts()) {
+    if (kind != ReadoutKind::kNone) out.push_back(to_string(kind));
+  }
+  return out;
+}
+
 std::string to_string(AutoencoderKind kind) {
   switch (kind) {
     case AutoencoderKind::kCae:

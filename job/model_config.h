@@ -29,6 +29,12 @@ std::string display_name(ReadoutKind kind);
 const std::vector<AutoencoderKind>& all_autoencoders();
 const std::vector<ReadoutKind>& all_readouts();
 
+/// Spec names from those lists, for the reports' rows and columns: the autoencoders with a
+/// decoder ("cae", "vae", "vqvae"), with "none" (the readout-only CNN) first when asked, as the
+/// paper's tables list it; the readouts ("fr", "fc", "fm").
+std::vector<std::string> autoencoder_names(bool none_first = false);
+std::vector<std::string> readout_names();
+
 struct ModelConfig {
   AutoencoderKind autoencoder = AutoencoderKind::kCae;
   ReadoutKind readout = ReadoutKind::kFr;

@@ -22,12 +22,11 @@ constexpr int64_t kPixels = 31 * 31;
   throw DataError(fmt::format("{}: {}", file.string(), what));
 }
 
-std::string shape_str(const torch::Tensor& t) { return fmt::format("({})", fmt::join(t.sizes(), ", ")); }
 
 torch::Tensor load_checked(const fs::path& file, int64_t rank) {
   auto t = read_npy(file).to(torch::kDouble);
   if (t.dim() != rank) {
-    fail(file, fmt::format("expected a {}-D array, found shape {}", rank, shape_str(t)));
+    fail(file, fmt::format("expected a {}-D array, found shape {}", rank, shape_string(t)));
   }
   if (!torch::isfinite(t).all().item<bool>()) {
     const auto bad = (~torch::isfinite(t)).sum().item<int64_t>();
@@ -77,11 +76,11 @@ RawRegion load_antolik_region(const fs::path& dir) {
 
   if (r.train_inputs.size(1) != kPixels) {
     fail(train_inputs, fmt::format("expected {} columns (31x31 images), found shape {}", kPixels,
-                                   shape_str(r.train_inputs)));
+                                   shape_string(r.train_inputs)));
   }
   if (r.test_inputs.size(1) != kPixels) {
     fail(dir / "validation_inputs.npy", fmt::format("expected {} columns (31x31 images), found shape {}",
-                                                    kPixels, shape_str(r.test_inputs)));
+                                                    kPixels, shape_string(r.test_inputs)));
   }
   if (r.train_responses.size(0) != r.train_inputs.size(0)) {
     fail(dir / "training_set.npy",
@@ -92,28 +91,28 @@ RawRegion load_antolik_region(const fs::path& dir) {
   if (r.test_responses.size(0) != r.test_inputs.size(0) || r.test_responses.size(1) != neurons) {
     fail(dir / "validation_set.npy",
          fmt::format("shape {} does not match {} test images and {} neurons",
-                     shape_str(r.test_responses), r.test_inputs.size(0), neurons));
+                     shape_string(r.test_responses), r.test_inputs.size(0), neurons));
   }
   if (r.test_raw.defined() &&
       (r.test_raw.size(1) != r.test_inputs.size(0) || r.test_raw.size(2) != neurons)) {
     fail(dir / "raw_validation_set.npy",
-         fmt::format("shape {} does not match (repeats, {}, {})", shape_str(r.test_raw),
+         fmt::format("shape {} does not match (repeats, {}, {})", shape_string(r.test_raw),
                      r.test_inputs.size(0), neurons));
   }
   if (r.rf_centres.defined() && (r.rf_centres.size(0) != neurons || r.rf_centres.size(1) != 2)) {
     fail(dir / "rf_centres.npy",
-         fmt::format("shape {} does not match ({}, 2)", shape_str(r.rf_centres), neurons));
+         fmt::format("shape {} does not match ({}, 2)", shape_string(r.rf_centres), neurons));
   }
   if (r.test_expected.defined() && (r.test_expected.size(0) != r.test_inputs.size(0) ||
                                     r.test_expected.size(1) != neurons)) {
     fail(dir / "noiseless_validation_set.npy",
-         fmt::format("shape {} does not match {} test images and {} neurons", shape_str(r.test_expected),
+         fmt::format("shape {} does not match {} test images and {} neurons", shape_string(r.test_expected),
                      r.test_inputs.size(0), neurons));
   }
   if (r.rf_filters.defined() &&
       (r.rf_filters.size(0) != neurons || r.rf_filters.size(1) != 2 || r.rf_filters.size(2) != kPixels)) {
     fail(dir / "rf_filters.npy",
-         fmt::format("shape {} does not match ({}, 2, {})", shape_str(r.rf_filters), neurons, kPixels));
+         fmt::format("shape {} does not match ({}, 2, {})", shape_string(r.rf_filters), neurons, kPixels));
   }
   return r;
 }
@@ -217,6 +216,10 @@ Dataset prepare(const RawRegion& raw, std::uint64_t split_seed, double val_fract
   d.rf_centres = raw.rf_centres;
   if (raw.test_expected.defined()) d.test_expected = raw.test_expected.to(torch::kDouble);
   return d;
+}
+
+std::string shape_string(const torch::Tensor& t) {
+  return t.defined() ? fmt::format("({})", fmt::join(t.sizes(), ", ")) : "undefined";
 }
 
 }  // namespace daenr::models

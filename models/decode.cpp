@@ -13,14 +13,10 @@ namespace {
 
 constexpr double kTieTolerance = 1e-12;
 
-std::string shape_str(const torch::Tensor& t) {
-  return fmt::format("({})", fmt::join(t.sizes(), ", "));
-}
-
 torch::Tensor as_matrix(const torch::Tensor& t, const char* what, const char* function) {
   if (!t.defined() || t.dim() != 2) {
     throw DataError(fmt::format("{}: {} must be a 2-D (rows, columns) tensor, found shape {}",
-                                function, what, t.defined() ? shape_str(t) : "undefined"));
+                                function, what, shape_string(t)));
   }
   auto d = t.to(torch::kCPU, torch::kDouble).contiguous();
   if (!torch::isfinite(d).all().item<bool>()) {
@@ -46,7 +42,7 @@ void require_images(const torch::Tensor& t, const char* what, const char* functi
     throw DataError(
         fmt::format("{}: {} must hold images (n, ...) with at least one pixel, "
                     "found shape {}",
-                    function, what, t.defined() ? shape_str(t) : "undefined"));
+                    function, what, shape_string(t)));
   }
 }
 
@@ -144,7 +140,7 @@ torch::Tensor pixel_correlation(const torch::Tensor& a, const torch::Tensor& b) 
   require_images(b, "b", "pixel_correlation");
   if (a.sizes() != b.sizes()) {
     throw DataError(
-        fmt::format("pixel_correlation: a has shape {} but b has {}", shape_str(a), shape_str(b)));
+        fmt::format("pixel_correlation: a has shape {} but b has {}", shape_string(a), shape_string(b)));
   }
   // Rounding can put |r| a few ulps above 1; a correlation never is.
   return (standardised_rows(a) * standardised_rows(b)).sum(1).clamp(-1.0, 1.0);
@@ -155,7 +151,7 @@ torch::Tensor correlation_matrix(const torch::Tensor& a, const torch::Tensor& b)
   require_images(b, "b", "correlation_matrix");
   if (a.numel() / a.size(0) != b.numel() / b.size(0)) {
     throw DataError(fmt::format("correlation_matrix: images of a {} and b {} differ in pixels",
-                                shape_str(a), shape_str(b)));
+                                shape_string(a), shape_string(b)));
   }
   return standardised_rows(a).matmul(standardised_rows(b).t()).clamp(-1.0, 1.0);
 }
@@ -165,7 +161,7 @@ Identification identify(const torch::Tensor& decoded, const torch::Tensor& truth
   require_images(truth, "truth", "identify");
   if (decoded.sizes() != truth.sizes()) {
     throw DataError(fmt::format("identify: decoded has shape {} but truth has {}",
-                                shape_str(decoded), shape_str(truth)));
+                                shape_string(decoded), shape_string(truth)));
   }
   const int64_t n = decoded.size(0);
   if (n < 2) {

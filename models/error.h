@@ -7,6 +7,10 @@
 
 #include "job/error.h"
 
+namespace at {
+class Tensor;
+}
+
 namespace daenr::models {
 
 /// Bad or unreadable input data: the job contract's (job/error.h), shared with reports/.
@@ -18,5 +22,8 @@ class ModelError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };
+
+/// A tensor's shape as error messages write it: "(2, 31, 31)"; "undefined" for an undefined one.
+std::string shape_string(const at::Tensor& t);
 
 }  // namespace daenr::models

@@ -12,13 +12,10 @@ namespace daenr::models {
 
 namespace {
 
-constexpr int kSide = 32;
-constexpr int64_t kPixels = kSide * kSide;
-constexpr int kSide31 = 31;
-
-std::string shape_str(const torch::Tensor& t) {
-  return fmt::format("({})", fmt::join(t.sizes(), ", "));
-}
+// The model sees 32x32 images (the data's 31x31, resized by prepare); MEIs are optimised at 32.
+constexpr int kMeiSide = 32;
+constexpr int64_t kMeiPixels = kMeiSide * kMeiSide;
+constexpr int kDataSide = 31;
 
 // SplitMix64's finaliser: a bijective mix whose outputs for neighbouring inputs look
 // independent, so that (seed, target, start, step) can address random draws directly. A
@@ -140,8 +137,8 @@ void validate(const std::vector<int64_t>& targets, const MeiOptions& o) {
                     "geometric decay cannot reach or leave 0)",
                     s.blur_start, s.blur_end));
   }
-  if (s.jitter < 0 || s.jitter >= kSide) {
-    bad(fmt::format("mei.jitter = {}; expected 0..{}", s.jitter, kSide - 1));
+  if (s.jitter < 0 || s.jitter >= kMeiSide) {
+    bad(fmt::format("mei.jitter = {}; expected 0..{}", s.jitter, kMeiSide - 1));
   }
   if (!(o.contrast > 0) || !std::isfinite(o.contrast)) {
     bad(fmt::format("contrast = {}; expected > 0", o.contrast));
@@ -157,7 +154,7 @@ void check_responses(const torch::Tensor& a, int64_t batch, const std::vector<in
                      const char* function) {
   if (!a.defined() || a.dim() != 2 || a.size(0) != batch) {
     throw ModelError(fmt::format("{}: responses of {} images have shape {}; expected ({}, N)",
-                                 function, batch, a.defined() ? shape_str(a) : "undefined", batch));
+                                 function, batch, shape_string(a), batch));
   }
   for (auto t : targets) {
     if (t < 0 || t >= a.size(1)) {
@@ -205,36 +202,36 @@ void row_objectives(const torch::Tensor& responses, const std::vector<int64_t>& 
 // from it.
 torch::Tensor inverse_resize_matrix() {
   namespace F = torch::nn::functional;
-  const auto impulses = torch::eye(kSide31, torch::kDouble).reshape({kSide31, 1, kSide31});
+  const auto impulses = torch::eye(kDataSide, torch::kDouble).reshape({kDataSide, 1, kDataSide});
   const auto upsampled = F::interpolate(impulses, F::InterpolateFuncOptions()
-                                                      .size(std::vector<int64_t>{kSide})
+                                                      .size(std::vector<int64_t>{kMeiSide})
                                                       .mode(torch::kLinear)
                                                       .align_corners(false));
-  const auto r = upsampled.reshape({kSide31, kSide}).t();  // (32, 31): column i = impulse i
+  const auto r = upsampled.reshape({kDataSide, kMeiSide}).t();  // (32, 31): column i = impulse i
   return torch::linalg::pinv(r);
 }
 
 // Model images (n, 1, 32, 32) -> (n, 31, 31) float64 on the same [-1, 1] scale.
 torch::Tensor to_grid31(const torch::Tensor& images32, const char* function) {
   if (!images32.defined() || images32.dim() != 4 || images32.size(1) != 1 ||
-      images32.size(2) != kSide || images32.size(3) != kSide) {
+      images32.size(2) != kMeiSide || images32.size(3) != kMeiSide) {
     throw ModelError(fmt::format("{}: expected images (n, 1, 32, 32), found shape {}", function,
-                                 images32.defined() ? shape_str(images32) : "undefined"));
+                                 shape_string(images32)));
   }
   const auto p = inverse_resize_matrix();
-  const auto y = images32.detach().to(torch::kCPU, torch::kDouble).reshape({-1, kSide, kSide});
+  const auto y = images32.detach().to(torch::kCPU, torch::kDouble).reshape({-1, kMeiSide, kMeiSide});
   return p.matmul(y).matmul(p.t());
 }
 
 torch::Tensor one_image31(const torch::Tensor& image32, const char* function) {
-  if (!image32.defined() || image32.numel() != kPixels ||
+  if (!image32.defined() || image32.numel() != kMeiPixels ||
       (image32.dim() != 3 && image32.dim() != 4)) {
     throw ModelError(
         fmt::format("{}: expected one image (1, 32, 32) or (1, 1, 32, 32), found "
                     "shape {}",
-                    function, image32.defined() ? shape_str(image32) : "undefined"));
+                    function, image32.defined() ? shape_string(image32) : "undefined"));
   }
-  return to_grid31(image32.reshape({1, 1, kSide, kSide}), function).reshape({kSide31, kSide31});
+  return to_grid31(image32.reshape({1, 1, kMeiSide, kMeiSide}), function).reshape({kDataSide, kDataSide});
 }
 
 // Pearson r of two equally long float64 vectors; 0 when either is constant.
@@ -266,19 +263,19 @@ MeiResult synthesise(const ResponseFunction& responses, const std::vector<int64_
     }
   }
 
-  auto images = torch::empty({batch, 1, kSide, kSide}, torch::kFloat);
+  auto images = torch::empty({batch, 1, kMeiSide, kMeiSide}, torch::kFloat);
   float* pixels = images.data_ptr<float>();
-  std::vector<double> work(kPixels), blurred(kPixels);
+  std::vector<double> work(kMeiPixels), blurred(kMeiPixels);
   auto store = [&](int64_t b) {
-    for (int64_t p = 0; p < kPixels; ++p) pixels[b * kPixels + p] = static_cast<float>(work[p]);
+    for (int64_t p = 0; p < kMeiPixels; ++p) pixels[b * kMeiPixels + p] = static_cast<float>(work[p]);
   };
   // White noise has no structure to bias the ascent; held at the target mean and contrast from
   // the start so the first steps move it in the space it stays in.
   for (int64_t b = 0; b < batch; ++b) {
     auto gen = at::detail::createCPUGenerator(mix64(keys[b] ^ kNoiseSalt));
-    const auto noise = torch::randn({kPixels}, gen, torch::TensorOptions().dtype(torch::kDouble));
-    std::copy_n(noise.data_ptr<double>(), kPixels, work.begin());
-    project(work.data(), kPixels, options.mean_level, options.contrast, options.lo, options.hi);
+    const auto noise = torch::randn({kMeiPixels}, gen, torch::TensorOptions().dtype(torch::kDouble));
+    std::copy_n(noise.data_ptr<double>(), kMeiPixels, work.begin());
+    project(work.data(), kMeiPixels, options.mean_level, options.contrast, options.lo, options.hi);
     store(b);
   }
 
@@ -296,7 +293,7 @@ MeiResult synthesise(const ResponseFunction& responses, const std::vector<int64_
   for (int t = 0; t < s.steps; ++t) {
     // A circular shift as a gather: differentiable, so the gradient reaches the unshifted image
     // (shifted back) through autograd, and each image can have its own shift in one batch.
-    auto index = torch::empty({batch, kPixels}, torch::kLong);
+    auto index = torch::empty({batch, kMeiPixels}, torch::kLong);
     int64_t* pi = index.data_ptr<int64_t>();
     for (int64_t b = 0; b < batch; ++b) {
       int dy = 0, dx = 0;
@@ -306,10 +303,10 @@ MeiResult synthesise(const ResponseFunction& responses, const std::vector<int64_
         dy = static_cast<int>(h % span) - jitter;
         dx = static_cast<int>((h >> 32) % span) - jitter;
       }
-      for (int r = 0; r < kSide; ++r) {
-        for (int c = 0; c < kSide; ++c) {
-          pi[b * kPixels + r * kSide + c] =
-              ((r - dy + kSide) % kSide) * kSide + (c - dx + kSide) % kSide;
+      for (int r = 0; r < kMeiSide; ++r) {
+        for (int c = 0; c < kMeiSide; ++c) {
+          pi[b * kMeiPixels + r * kMeiSide + c] =
+              ((r - dy + kMeiSide) % kMeiSide) * kMeiSide + (c - dx + kMeiSide) % kMeiSide;
         }
       }
     }
@@ -320,9 +317,9 @@ MeiResult synthesise(const ResponseFunction& responses, const std::vector<int64_
       for (const auto& [begin, end] : groups) {
         const int64_t rows = end - begin;
         auto x = images.slice(0, begin, end).detach().requires_grad_(true);
-        auto shifted = x.reshape({rows, kPixels})
+        auto shifted = x.reshape({rows, kMeiPixels})
                            .gather(1, index.slice(0, begin, end))
-                           .reshape({rows, 1, kSide, kSide});
+                           .reshape({rows, 1, kMeiSide, kMeiSide});
         auto a = responses(shifted);
         check_responses(a, rows, targets, "synthesise");
         if (!a.requires_grad()) {
@@ -363,24 +360,24 @@ MeiResult synthesise(const ResponseFunction& responses, const std::vector<int64_
     }
     const float* pg = grad.data_ptr<float>();
     for (int64_t b = 0; b < batch; ++b) {
-      for (int64_t p = 0; p < kPixels; ++p) work[p] = pg[b * kPixels + p];
+      for (int64_t p = 0; p < kMeiPixels; ++p) work[p] = pg[b * kMeiPixels + p];
       if (!kernel.empty()) {
-        blur(work.data(), blurred.data(), kSide, kernel);
+        blur(work.data(), blurred.data(), kMeiSide, kernel);
         work.swap(blurred);
       }
       // Divided by its RMS, a step's RMS is step_size x contrast, as MeiSettings documents it
       // ("in units of the image's RMS contrast"); a mean-absolute normalisation would make the
       // step grow with the gradient's sparsity (twice as large for a compact receptive field).
       double sum_sq = 0;
-      for (int64_t p = 0; p < kPixels; ++p) sum_sq += work[p] * work[p];
-      const double rms = std::sqrt(sum_sq / static_cast<double>(kPixels));
+      for (int64_t p = 0; p < kMeiPixels; ++p) sum_sq += work[p] * work[p];
+      const double rms = std::sqrt(sum_sq / static_cast<double>(kMeiPixels));
       // A zero gradient (a rectified neuron that this shift silences) leaves the image where it
       // is; the next shift may wake it.
       const double scale = rms > 0 ? step / rms : 0.0;
-      for (int64_t p = 0; p < kPixels; ++p) {
-        work[p] = static_cast<double>(pixels[b * kPixels + p]) + scale * work[p];
+      for (int64_t p = 0; p < kMeiPixels; ++p) {
+        work[p] = static_cast<double>(pixels[b * kMeiPixels + p]) + scale * work[p];
       }
-      project(work.data(), kPixels, options.mean_level, options.contrast, options.lo, options.hi);
+      project(work.data(), kMeiPixels, options.mean_level, options.contrast, options.lo, options.hi);
       store(b);
     }
   }
@@ -417,7 +414,7 @@ torch::Tensor objective_values(const torch::Tensor& responses, const std::vector
                                job::MeiObjective objective) {
   if (!responses.defined() || responses.dim() != 2) {
     throw ModelError(fmt::format("objective_values: responses must be (B, N), found shape {}",
-                                 responses.defined() ? shape_str(responses) : "undefined"));
+                                 responses.defined() ? shape_string(responses) : "undefined"));
   }
   check_responses(responses, responses.size(0), targets, "objective_values");
   auto out =
@@ -432,15 +429,15 @@ torch::Tensor to_file_units(const torch::Tensor& images32, double pixel_min, dou
                                  pixel_max, pixel_min));
   }
   const auto x = to_grid31(images32, "to_file_units");
-  return ((x + 1.0) * 0.5 * (pixel_max - pixel_min) + pixel_min).reshape({-1, kSide31 * kSide31});
+  return ((x + 1.0) * 0.5 * (pixel_max - pixel_min) + pixel_min).reshape({-1, kDataSide * kDataSide});
 }
 
 double rf_correlation(const torch::Tensor& image32, const torch::Tensor& filters,
                       bool complex_cell) {
   if (!filters.defined() || filters.dim() != 2 || filters.size(0) != 2 ||
-      filters.size(1) != kSide31 * kSide31) {
+      filters.size(1) != kDataSide * kDataSide) {
     throw ModelError(fmt::format("rf_correlation: expected a filter pair (2, 961), found shape {}",
-                                 filters.defined() ? shape_str(filters) : "undefined"));
+                                 filters.defined() ? shape_string(filters) : "undefined"));
   }
   const auto x = one_image31(image32, "rf_correlation").reshape({-1});
   const auto f = filters.detach().to(torch::kCPU, torch::kDouble);
@@ -460,11 +457,11 @@ std::array<double, 2> image_centre(const torch::Tensor& image32) {
   // Sigma 1 px: enough to make the median a baseline of the local energy rather than of single
   // pixels, small against a receptive field (sigma 2-4 px), so the centroid barely moves.
   auto smooth = torch::empty_like(energy);
-  blur(energy.data_ptr<double>(), smooth.data_ptr<double>(), kSide31, gaussian_kernel(1.0));
+  blur(energy.data_ptr<double>(), smooth.data_ptr<double>(), kDataSide, gaussian_kernel(1.0));
   auto weight = (smooth - smooth.reshape({-1}).median()).clamp_min(0.0);
   if (!(weight.sum().item<double>() > 0)) weight = smooth;  // a uniform map: no floor to remove
-  const auto rows = torch::arange(kSide31, torch::kDouble).unsqueeze(1);
-  const auto cols = torch::arange(kSide31, torch::kDouble).unsqueeze(0);
+  const auto rows = torch::arange(kDataSide, torch::kDouble).unsqueeze(1);
+  const auto cols = torch::arange(kDataSide, torch::kDouble).unsqueeze(0);
   const double total = weight.sum().item<double>();
   return {(weight * rows).sum().item<double>() / total,
           (weight * cols).sum().item<double>() / total};

@@ -1,11 +1,12 @@
 // The MPI sweep: rank 0 orchestrates, worker groups pull jobs.
 //
 // Message protocol (MPI_COMM_WORLD; payloads are short JSON texts):
-//  1. Every rank loads and expands the spec; rank 0 alone opens the database,
-//     takes the run lock, inserts the sweep and requeues stale leases (the
-//     in-process runner's steps 1-3). Rank 0 then broadcasts
-//     {"ok", "error", "checkpoint_dir", "artifact_dir"}; on an error every rank
-//     stops with it.
+//  1. Every rank parses the spec once and checks the group size; the workers
+//     expand it, and rank 0 alone opens the database, takes the run lock,
+//     inserts the sweep and requeues stale leases (the in-process runner's
+//     steps 1-3). Every rank's {"ok", "error"} is gathered at rank 0, which
+//     broadcasts the first failure or {"ok", "checkpoint_dir", "artifact_dir"};
+//     on a failure every rank stops with it.
 //  2. The workers split into groups of ranks_per_job (MPI_Comm_split by
 //     (rank - 1) / ranks_per_job); a group's rank 0 is its leader, and only
 //     leaders talk to rank 0.
@@ -44,12 +45,15 @@
 #include <chrono>
 #include <cstdio>
 #include <map>
+#include <memory>
+#include <optional>
 #include <thread>
 
 #include <nlohmann/json.hpp>
 
 #include "job/text.h"
 #include "models/error.h"
+#include "mpi/comm.h"
 #include "sweeps/expand.h"
 #include "sweeps/spec.h"
 #include "worker/gpu_share.h"
@@ -63,6 +67,7 @@ namespace fs = std::filesystem;
 namespace {
 
 enum Tag : int { kRequest = 1, kAssign = 2, kHeartbeat = 3, kOutcome = 4, kStop = 5 };
+const MPI_Comm kWorldComm = MPI_COMM_WORLD;
 
 
 double cpu_seconds() {
@@ -92,339 +97,439 @@ RunSummary summary_from_json(const nlohmann::json& j) {
   return s;
 }
 
-// Rank 0: steps 3, 4, 6, 7 of the protocol.
-RunSummary orchestrate(PreparedSweep& sweep, const RunnerOptions& options, int groups, int ranks_per_job) {
-  auto& store = sweep.store;
-  const MPI_Comm world = MPI_COMM_WORLD;
-  auto stop_requested = [&] { return options.stop && options.stop->load(); };
-  auto owner_of = [&](int leader) { return fmt::format("{}/g{}", sweep.owner, (leader - 1) / ranks_per_job); };
+// Rank 0: steps 3, 4, 6, 7 of the protocol, one named step per method.
+class Orchestrator {
+ public:
+  Orchestrator(PreparedSweep& sweep, const RunnerOptions& options, int groups, int ranks_per_job)
+      : sweep_(sweep),
+        store_(sweep.store),
+        options_(options),
+        ranks_per_job_(ranks_per_job),
+        live_(groups),
+        // A line per finished job on rank 0's stderr (the workers' in-job progress stays with them).
+        progress_(options.progress,
+                  options.progress == ProgressMode::kOff ? 0 : sweep.jobs_left(options.max_attempts)) {
+    summary_.total = static_cast<int64_t>(sweep.jobs.size());
+  }
 
-  RunSummary summary;
-  summary.total = static_cast<int64_t>(sweep.jobs.size());
-  std::map<int, std::vector<std::string>> busy;  // leader rank -> the jobs it holds
+  RunSummary run() {
+    mpi::Backoff backoff;
+    while (live_ > 0) {
+      if (stop_requested()) begin_stop();
+      refresh_lock_if_due();
+      auto status = mpi::poll(kWorldComm);
+      if (!status) {
+        backoff.pause();  // nothing to do: yield the core to the workers (mpi/comm.h)
+        continue;
+      }
+      backoff.reset();
+      handle_waiting_messages(*status);
+    }
+    // A stop that came after the last job is no reason to run again.
+    if (stop_requested() && sweep_.work_left(options_.max_attempts)) summary_.stopped = true;
+    sweep_.finish(summary_);
+    return summary_;
+  }
+
+ private:
   // Jobs per assignment, per group: 1 for real training (the best balance),
   // growing while a group's jobs take under kShortJob each (no-op or failing
   // jobs), so that messages and commits are shared by many of them. Only for
   // groups of one rank: a group trains its jobs in lockstep, one at a time.
+  static constexpr auto kShortJob = std::chrono::milliseconds(20);
+  static constexpr int kMaxBatch = 64;
   struct Pace {
     int batch = 1;
     std::chrono::steady_clock::time_point assigned;
   };
-  std::map<int, Pace> pace;
-  // A line per finished job on rank 0's stderr (the workers' in-job progress stays with them).
-  ProgressReporter progress(options.progress,
-                            options.progress == ProgressMode::kOff ? 0 : sweep.jobs_left(options.max_attempts));
-  constexpr auto kShortJob = std::chrono::milliseconds(20);
-  constexpr int kMaxBatch = 64;
-  int live = groups;
-  bool stopping = false;
-  auto last_refresh = std::chrono::steady_clock::now();
-  int idle_polls = 0, sleep_us = 5;
 
-  auto begin_stop = [&] {
-    if (stopping) return;
-    stopping = true;
-    for (const auto& [leader, ids] : busy) mpi::send_text("", leader, kStop, world);
-  };
-  const nlohmann::json exit_msg{{"exit", true}}, wait_msg{{"wait", true}};
+  bool stop_requested() const { return options_.stop && options_.stop->load(); }
+  std::string owner_of(int leader) const {
+    return fmt::format("{}/g{}", sweep_.owner, (leader - 1) / ranks_per_job_);
+  }
 
-  // Step 4: the next jobs for the group led by `source`, or wait, or exit.
-  auto assign = [&](int source, bool source_stopping) {
-    if (source_stopping) begin_stop();
-    if (stopping) {
-      mpi::send_text(exit_msg.dump(), source, kAssign, world);
-      --live;
-      return;
+  // Without heartbeats (every group between validation points) the lock still shows rank 0 alive.
+  void refresh_lock_if_due() {
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_refresh_ > std::chrono::seconds(10)) {
+      store_.refresh_run_lock(sweep_.owner, unix_now());
+      last_refresh_ = now;
     }
-    const std::size_t want = ranks_per_job == 1 ? static_cast<std::size_t>(pace[source].batch) : 1;
-    nlohmann::json jobs = nlohmann::json::array();
-    while (jobs.size() < want) {
-      const auto leased =
-          store.lease_next(sweep.sweep_id, owner_of(source), unix_now(), options.lease_s, options.max_attempts);
-      if (!leased) break;
-      const auto& job = sweep.job(leased->id);
-      ++summary.ran;
-      JobInputs inputs;
-      try {
-        inputs = job_inputs(store, job, [&](const std::string& id) -> const sweeps::JobSpec& { return sweep.job(id); });
-      } catch (const models::DataError& e) {
-        Outcome failed;
-        failed.job_id = job.id;
-        failed.error = job::first_line(e.what());
-        record_outcome(store, owner_of(source), failed, summary);
-        progress.job_finished(job, failed, 0.0);
-        continue;  // lease the next one for this group
-      }
-      jobs.push_back({{"id", job.id}, {"inputs", to_json(inputs)}});
-      busy[source].push_back(job.id);
+  }
+
+  // Every message already waiting is handled in one transaction: with short
+  // jobs and many workers, a commit per lease and per result would cap the
+  // rate at the disk's sync rate. A single message is one commit as before.
+  void handle_waiting_messages(MPI_Status first) {
+    std::vector<Outcome> recorded;
+    auto batch = store_.transaction();
+    std::optional<MPI_Status> status = first;
+    for (int handled = 0; status && handled < 256 && live_ > 0; ++handled, status = mpi::poll(kWorldComm)) {
+      handle(*status, recorded);
     }
-    if (jobs.empty()) {
-      if (busy.empty()) {
-        mpi::send_text(exit_msg.dump(), source, kAssign, world);
-        --live;
-      } else {
-        mpi::send_text(wait_msg.dump(), source, kAssign, world);
-      }
-      return;
-    }
-    pace[source].assigned = std::chrono::steady_clock::now();
-    mpi::send_text(nlohmann::json{{"jobs", jobs}}.dump(), source, kAssign, world);
-  };
+    batch.commit();
+    for (const auto& o : recorded) remove_spent_checkpoint(sweep_.paths, o);
+  }
 
   // One message of steps 3, 5 and 6; outcomes recorded go to `recorded`.
-  auto handle = [&](const MPI_Status& status, std::vector<Outcome>& recorded) {
+  void handle(const MPI_Status& status, std::vector<Outcome>& recorded) {
     const int source = status.MPI_SOURCE;
-    const std::string text = mpi::recv_text(status, world);
+    const std::string text = mpi::recv_text(status, kWorldComm);
     switch (status.MPI_TAG) {
       case kRequest:
         assign(source, text == "stopping");
         return;
       case kHeartbeat: {
         const double now = unix_now();
-        store.heartbeat(owner_of(source), now, options.lease_s);
-        store.refresh_run_lock(sweep.owner, now);
-        last_refresh = std::chrono::steady_clock::now();
+        store_.heartbeat(owner_of(source), now, options_.lease_s);
+        store_.refresh_run_lock(sweep_.owner, now);
+        last_refresh_ = std::chrono::steady_clock::now();
         return;
       }
-      case kOutcome: {
-        // Outcomes are also the group's request for its next jobs (step 3).
-        const auto message = nlohmann::json::parse(text);
-        const auto& outcomes = message.at("outcomes");
-        auto& p = pace[source];
-        const auto per_job = (std::chrono::steady_clock::now() - p.assigned) / std::max<std::size_t>(outcomes.size(), 1);
-        for (const auto& o : outcomes) {
-          auto outcome = outcome_from_json(o);
-          record_outcome(store, owner_of(source), outcome, summary);
-          // Rank 0 saw the batch assigned, not each job start: each gets the batch's mean.
-          progress.job_finished(sweep.job(outcome.job_id), outcome,
-                                std::chrono::duration<double>(per_job).count());
-          recorded.push_back(std::move(outcome));
-        }
-        busy.erase(source);
-        p.batch = per_job < kShortJob ? std::min(p.batch * 2, kMaxBatch) : 1;
-        assign(source, message.at("stopping").get<bool>());
+      case kOutcome:
+        record_outcomes(source, nlohmann::json::parse(text), recorded);
         return;
-      }
       default:
         throw mpi::MpiError(fmt::format("rank 0: unexpected message tag {} from rank {}", status.MPI_TAG, source));
     }
-  };
-
-  while (live > 0) {
-    if (stop_requested()) begin_stop();
-    const auto now_steady = std::chrono::steady_clock::now();
-    if (now_steady - last_refresh > std::chrono::seconds(10)) {
-      store.refresh_run_lock(sweep.owner, unix_now());
-      last_refresh = now_steady;
-    }
-    auto status = mpi::poll(world);
-    if (!status) {
-      // Nothing to do: yield the core to the workers (see mpi.h).
-      if (++idle_polls > 64) {
-        std::this_thread::sleep_for(std::chrono::microseconds(sleep_us));
-        sleep_us = std::min(sleep_us * 2, 1000);
-      }
-      continue;
-    }
-    idle_polls = 0;
-    sleep_us = 5;
-    // Every message already waiting is handled in one transaction: with short
-    // jobs and many workers, a commit per lease and per result would cap the
-    // rate at the disk's sync rate. A single message is one commit as before.
-    std::vector<Outcome> recorded;
-    auto batch = store.transaction();
-    for (int handled = 0; status && handled < 256 && live > 0; ++handled, status = mpi::poll(world)) {
-      handle(*status, recorded);
-    }
-    batch.commit();
-    for (const auto& o : recorded) remove_spent_checkpoint(sweep.paths, o);
   }
-  // A stop that came after the last job is no reason to run again.
-  if (stop_requested() && sweep.work_left(options.max_attempts)) summary.stopped = true;
-  sweep.finish(summary);
-  return summary;
-}
+
+  // Step 6: outcomes are also the group's request for its next jobs (step 3).
+  void record_outcomes(int source, const nlohmann::json& message, std::vector<Outcome>& recorded) {
+    const auto& outcomes = message.at("outcomes");
+    auto& p = pace_[source];
+    const auto per_job = (std::chrono::steady_clock::now() - p.assigned) / std::max<std::size_t>(outcomes.size(), 1);
+    for (const auto& o : outcomes) {
+      auto outcome = outcome_from_json(o);
+      record_outcome(store_, owner_of(source), outcome, summary_);
+      // Rank 0 saw the batch assigned, not each job start: each gets the batch's mean.
+      progress_.job_finished(sweep_.job(outcome.job_id), outcome, std::chrono::duration<double>(per_job).count());
+      recorded.push_back(std::move(outcome));
+    }
+    busy_.erase(source);
+    p.batch = per_job < kShortJob ? std::min(p.batch * 2, kMaxBatch) : 1;
+    assign(source, message.at("stopping").get<bool>());
+  }
+
+  void begin_stop() {
+    if (stopping_) return;
+    stopping_ = true;
+    for (const auto& [leader, ids] : busy_) mpi::send_text("", leader, kStop, kWorldComm);
+  }
+
+  void send_exit(int source) {
+    mpi::send_text(nlohmann::json{{"exit", true}}.dump(), source, kAssign, kWorldComm);
+    --live_;
+  }
+
+  // Step 4: the next jobs for the group led by `source`, or wait, or exit.
+  void assign(int source, bool source_stopping) {
+    if (source_stopping) begin_stop();
+    if (stopping_) return send_exit(source);
+    const nlohmann::json jobs = lease_jobs(source);
+    if (jobs.empty()) {
+      if (busy_.empty()) return send_exit(source);
+      mpi::send_text(nlohmann::json{{"wait", true}}.dump(), source, kAssign, kWorldComm);
+      return;
+    }
+    pace_[source].assigned = std::chrono::steady_clock::now();
+    mpi::send_text(nlohmann::json{{"jobs", jobs}}.dump(), source, kAssign, kWorldComm);
+  }
+
+  // Leases up to the group's pace of runnable jobs, each with its inputs from the database. A
+  // job whose inputs cannot be gathered (its parent's model is gone) fails here, in place.
+  nlohmann::json lease_jobs(int source) {
+    const std::size_t want = ranks_per_job_ == 1 ? static_cast<std::size_t>(pace_[source].batch) : 1;
+    nlohmann::json jobs = nlohmann::json::array();
+    while (jobs.size() < want) {
+      const auto leased =
+          store_.lease_next(sweep_.sweep_id, owner_of(source), unix_now(), options_.lease_s, options_.max_attempts);
+      if (!leased) break;
+      const auto& job = sweep_.job(leased->id);
+      ++summary_.ran;
+      JobInputs inputs;
+      try {
+        inputs = job_inputs(store_, job, [&](const std::string& id) -> const sweeps::JobSpec& { return sweep_.job(id); });
+      } catch (const models::DataError& e) {
+        Outcome failed;
+        failed.job_id = job.id;
+        failed.error = job::first_line(e.what());
+        record_outcome(store_, owner_of(source), failed, summary_);
+        progress_.job_finished(job, failed, 0.0);
+        continue;  // lease the next one for this group
+      }
+      jobs.push_back({{"id", job.id}, {"inputs", to_json(inputs)}});
+      busy_[source].push_back(job.id);
+    }
+    return jobs;
+  }
+
+  PreparedSweep& sweep_;
+  storage::Store& store_;
+  const RunnerOptions& options_;
+  const int ranks_per_job_;
+  int live_;  // groups not yet told to exit
+  ProgressReporter progress_;
+  RunSummary summary_;
+  std::map<int, std::vector<std::string>> busy_;  // leader rank -> the jobs it holds
+  std::map<int, Pace> pace_;
+  bool stopping_ = false;
+  std::chrono::steady_clock::time_point last_refresh_ = std::chrono::steady_clock::now();
+};
 
 // Worker ranks: steps 3, 5 and 6 (the leader) or 5 alone (the others).
-void work(const std::vector<sweeps::JobSpec>& jobs, const JobPaths& paths, const mpi::Comm& group,
-          const RunnerOptions& options, const MpiOptions& mpi_options, int jobs_per_gpu) {
-  std::map<std::string, const sweeps::JobSpec*> by_id;
-  for (const auto& j : jobs) by_id[j.id] = &j;
-  const MPI_Comm world = MPI_COMM_WORLD;
-  const bool leader = group.rank() == 0;
-  auto local_stop = [&] { return options.stop && options.stop->load(); };
-  bool remote_stop = false;
-  auto last_heartbeat = std::chrono::steady_clock::now();
-
-  // The first request is kRequest; later ones ride on kOutcome (step 6).
-  nlohmann::json pending_outcomes;  // null: none
-  for (;;) {
-    std::string assignment;
-    if (leader) {
-      for (;;) {
-        if (mpi::poll(world, kStop)) {  // a stop that came after our last job ended
-          mpi::recv_text_politely(0, kStop, world);
-          remote_stop = true;
-        }
-        const bool stopping = local_stop() || remote_stop;
-        if (!pending_outcomes.is_null()) {
-          mpi::send_text(nlohmann::json{{"outcomes", pending_outcomes}, {"stopping", stopping}}.dump(), 0, kOutcome,
-                         world);
-          pending_outcomes = nullptr;
-        } else {
-          mpi::send_text(stopping ? "stopping" : "", 0, kRequest, world);
-        }
-        const auto reply = nlohmann::json::parse(mpi::recv_text_politely(0, kAssign, world));
-        if (reply.contains("wait")) {
-          std::this_thread::sleep_for(std::chrono::milliseconds(50));
-          continue;
-        }
-        if (!reply.contains("exit")) assignment = reply.dump();
-        break;
-      }
-    }
-    mpi::broadcast_text(assignment, 0, group.get());
-    if (assignment.empty()) return;  // exit
-    nlohmann::json outcomes = nlohmann::json::array();
-    const auto batch = nlohmann::json::parse(assignment);  // named: the loop below refers into it
-    for (const auto& a : batch.at("jobs")) {
-      const auto id = a.at("id").get<std::string>();
-      const auto found = by_id.find(id);
-      if (leader && !remote_stop && mpi::poll(world, kStop)) {
-        mpi::recv_text_politely(0, kStop, world);
-        remote_stop = true;
-      }
-      Outcome outcome;
-      outcome.job_id = id;
-      if (found == by_id.end()) {
-        outcome.error = "this worker's expansion of the spec lacks the job";
-      } else if (group.size() == 1 && (local_stop() || remote_stop)) {
-        // The rest of a batch after a stop: back to the queue, never started.
-        outcome.status = Outcome::Status::kPreempted;
-      } else if (mpi_options.execute_override) {
-        outcome = mpi_options.execute_override(*found->second);
-      } else {
-        auto should_stop = [&](int) {
-          if (!leader) return local_stop();
-          const auto now = std::chrono::steady_clock::now();
-          if (now - last_heartbeat > std::chrono::duration<double>(mpi_options.heartbeat_s)) {
-            mpi::send_text(found->first, 0, kHeartbeat, world);
-            last_heartbeat = now;
-          }
-          if (!remote_stop && mpi::poll(world, kStop)) {
-            mpi::recv_text_politely(0, kStop, world);
-            remote_stop = true;
-          }
-          return local_stop() || remote_stop;
-        };
-        // A group of several ranks trains the job data-parallel; the reducer is
-        // collective over the group and lives for this job only. The trainer
-        // maps "cuda" to this rank's own GPU (its local rank) itself.
-        std::unique_ptr<worker::GradientReducer> reducer;
-        std::string setup_error;
-        try {
-          const torch::Device device(worker::device_for_local_rank(found->second->config.train.device));
-          // Before the job's first tensor reaches the GPU: a rank that shares it is held to its
-          // share of its memory from the start (a no-op for one job per GPU or the CPU).
-          worker::share_gpu(device, jobs_per_gpu);
-          if (group.size() > 1) reducer = worker::make_reducer(group.get(), device);
-        } catch (const std::exception& e) {
-          // A rank alone records it as the job's failure, as the trainer's own checks are; in a
-          // group the others would wait for this rank, so the run ends (below, MPI_Abort).
-          if (group.size() > 1) throw;
-          setup_error = worker::failure_message(e);
-        }
-        if (setup_error.empty()) {
-          outcome = execute_job(*found->second, inputs_from_json(a.at("inputs")), paths, should_stop,
-                                reducer.get());
-        } else {
-          outcome.error = setup_error;
-        }
-      }
-      if (leader) outcomes.push_back(to_json(outcome));
-    }
-    if (leader) pending_outcomes = std::move(outcomes);
+class Worker {
+ public:
+  Worker(const std::vector<sweeps::JobSpec>& jobs, JobPaths paths, const mpi::Comm& group,
+         const RunnerOptions& options, const MpiOptions& mpi_options, int jobs_per_gpu)
+      : paths_(std::move(paths)),
+        group_(group),
+        options_(options),
+        mpi_options_(mpi_options),
+        jobs_per_gpu_(jobs_per_gpu),
+        leader_(group.rank() == 0) {
+    for (const auto& j : jobs) by_id_[j.id] = &j;
   }
+
+  void run() {
+    for (;;) {
+      std::string assignment = leader_ ? next_assignment() : std::string();
+      mpi::broadcast_text(assignment, 0, group_.get());
+      if (assignment.empty()) return;  // exit
+      nlohmann::json outcomes = nlohmann::json::array();
+      const auto batch = nlohmann::json::parse(assignment);  // named: the loop below refers into it
+      for (const auto& a : batch.at("jobs")) {
+        if (leader_) take_stop_message();
+        const Outcome outcome = run_one(a);
+        if (leader_) outcomes.push_back(to_json(outcome));
+      }
+      if (leader_) pending_outcomes_ = std::move(outcomes);
+    }
+  }
+
+ private:
+
+  bool local_stop() const { return options_.stop && options_.stop->load(); }
+  bool stopping() const { return local_stop() || remote_stop_; }
+
+  // A kStop from rank 0, if one has come (leaders only).
+  void take_stop_message() {
+    if (!remote_stop_ && mpi::poll(kWorldComm, kStop)) {
+      mpi::recv_text_politely(0, kStop, kWorldComm);
+      remote_stop_ = true;
+    }
+  }
+
+  // The leader's steps 3 and 6: the last outcomes (or a request), then rank 0's answer; "" to
+  // exit. The first request is kRequest; later ones ride on kOutcome.
+  std::string next_assignment() {
+    for (;;) {
+      take_stop_message();  // a stop that came after our last job ended
+      if (!pending_outcomes_.is_null()) {
+        mpi::send_text(nlohmann::json{{"outcomes", pending_outcomes_}, {"stopping", stopping()}}.dump(), 0,
+                       kOutcome, kWorldComm);
+        pending_outcomes_ = nullptr;
+      } else {
+        mpi::send_text(stopping() ? "stopping" : "", 0, kRequest, kWorldComm);
+      }
+      const auto reply = nlohmann::json::parse(mpi::recv_text_politely(0, kAssign, kWorldComm));
+      if (reply.contains("wait")) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        continue;
+      }
+      return reply.contains("exit") ? std::string() : reply.dump();
+    }
+  }
+
+  // Step 5: one assigned job on this group.
+  Outcome run_one(const nlohmann::json& assigned) {
+    Outcome outcome;
+    outcome.job_id = assigned.at("id").get<std::string>();
+    const auto found = by_id_.find(outcome.job_id);
+    if (found == by_id_.end()) {
+      outcome.error = "this worker's expansion of the spec lacks the job";
+    } else if (group_.size() == 1 && stopping()) {
+      // The rest of a batch after a stop: back to the queue, never started.
+      outcome.status = Outcome::Status::kPreempted;
+    } else if (mpi_options_.execute_override) {
+      outcome = mpi_options_.execute_override(*found->second);
+    } else {
+      outcome = train(*found->second, inputs_from_json(assigned.at("inputs")));
+    }
+    return outcome;
+  }
+
+  // At validation points: the leader's heartbeat (at most every heartbeat_s) and stop check.
+  bool should_stop(const std::string& job_id) {
+    if (!leader_) return local_stop();
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_heartbeat_ > std::chrono::duration<double>(mpi_options_.heartbeat_s)) {
+      mpi::send_text(job_id, 0, kHeartbeat, kWorldComm);
+      last_heartbeat_ = now;
+    }
+    take_stop_message();
+    return stopping();
+  }
+
+  Outcome train(const sweeps::JobSpec& job, const JobInputs& inputs) {
+    // A group of several ranks trains the job data-parallel; the reducer is
+    // collective over the group and lives for this job only. The trainer
+    // maps "cuda" to this rank's own GPU (its local rank) itself.
+    std::unique_ptr<worker::GradientReducer> reducer;
+    try {
+      const torch::Device device(worker::device_for_local_rank(job.config.train.device));
+      // Before the job's first tensor reaches the GPU: a rank that shares it is held to its
+      // share of its memory from the start (a no-op for one job per GPU or the CPU).
+      worker::share_gpu(device, jobs_per_gpu_);
+      if (group_.size() > 1) reducer = worker::make_reducer(group_.get(), device);
+    } catch (const std::exception& e) {
+      // A rank alone records it as the job's failure, as the trainer's own checks are; in a
+      // group the others would wait for this rank, so the run ends (run_sweep_mpi: AbortWorld).
+      if (group_.size() > 1) throw;
+      Outcome failed;
+      failed.job_id = job.id;
+      failed.error = worker::failure_message(e);
+      return failed;
+    }
+    return execute_job(job, inputs, paths_, [&](int) { return should_stop(job.id); }, reducer.get());
+  }
+
+  const JobPaths paths_;
+  const mpi::Comm& group_;
+  const RunnerOptions& options_;
+  const MpiOptions& mpi_options_;
+  const int jobs_per_gpu_;
+  const bool leader_;
+  std::map<std::string, const sweeps::JobSpec*> by_id_;
+  bool remote_stop_ = false;
+  std::chrono::steady_clock::time_point last_heartbeat_ = std::chrono::steady_clock::now();
+  nlohmann::json pending_outcomes_;  // null: none
+};
+
+// What step 1 gives each rank.
+struct Setup {
+  int ranks_per_job = 1, jobs_per_gpu = 1;
+  std::unique_ptr<PreparedSweep> sweep;  // rank 0
+  std::vector<sweeps::JobSpec> jobs;     // workers
+  JobPaths paths;                        // workers: rank 0's folders
+};
+
+// This rank's part of step 1, which throws on a bad spec, data file or database. Every rank
+// parses the spec once; the group size is checked before rank 0 touches the database.
+Setup set_up_this_rank(const fs::path& spec_path, const fs::path& db_path, const RunnerOptions& options,
+                       const MpiOptions& mpi_options, const mpi::World& world) {
+  auto spec = sweeps::load_sweep_spec(spec_path);
+  Setup setup;
+  const bool from_flag = mpi_options.ranks_per_job > 0;
+  setup.ranks_per_job = from_flag ? mpi_options.ranks_per_job : spec.ranks_per_job;
+  setup.jobs_per_gpu = mpi_options.jobs_per_gpu > 0 ? mpi_options.jobs_per_gpu : spec.jobs_per_gpu.value_or(1);
+  const int rpj = setup.ranks_per_job;
+  if (world.size < 2 || rpj < 1 || (world.size - 1) % rpj != 0) {
+    throw job::ConfigError(fmt::format(
+        "{} {}: the {} worker ranks (world size {}; rank 0 orchestrates) do not form groups of {}",
+        from_flag ? "--ranks-per-job" : spec_path.string() + ": ranks_per_job =", rpj, world.size - 1, world.size,
+        rpj));
+  }
+  if (world.rank == 0) {
+    setup.sweep = std::make_unique<PreparedSweep>(spec_path, std::move(spec), db_path, options);
+  } else {
+    // The same file gives every rank the same expansion (deterministic).
+    setup.jobs = sweeps::expand(spec);
+  }
+  return setup;
+}
+
+// Step 1, collective: each rank sets itself up, rank 0 gathers how that went and broadcasts the
+// first failure (its own, else the lowest rank's) or its folders. On a failure every rank
+// throws the same one-line error, so that every rank ends with the same exit code; rank 0
+// rethrows its own exception as it is.
+Setup set_up(const fs::path& spec_path, const fs::path& db_path, const RunnerOptions& options,
+             const MpiOptions& mpi_options, const mpi::World& world) {
+  Setup setup;
+  std::exception_ptr failure;
+  nlohmann::json mine{{"ok", true}};
+  try {
+    setup = set_up_this_rank(spec_path, db_path, options, mpi_options, world);
+  } catch (const std::exception& e) {
+    failure = std::current_exception();
+    // What main() makes of it: bad input (exit 2) unless it is none of daenr's input errors.
+    const bool bad_input = dynamic_cast<const job::ConfigError*>(&e) || dynamic_cast<const job::DataError*>(&e) ||
+                           dynamic_cast<const sweeps::SpecError*>(&e) ||
+                           dynamic_cast<const storage::StorageError*>(&e) ||
+                           dynamic_cast<const storage::LockHeld*>(&e);
+    mine = {{"ok", false}, {"error", job::first_line(e.what())}, {"bad_input", bad_input}};
+  }
+  const auto reports = mpi::gather_text(mine.dump(), 0, kWorldComm);
+  std::string verdict;
+  if (world.rank == 0) {
+    nlohmann::json v{{"ok", true}};
+    for (std::size_t r = 0; r < reports.size(); ++r) {
+      const auto report = nlohmann::json::parse(reports[r]);
+      if (report.at("ok").get<bool>()) continue;
+      v = report;
+      // Rank 0 names the rank whose setup failed when it was not itself.
+      if (r > 0) v["error"] = fmt::format("rank {}: {}", r, report.at("error").get<std::string>());
+      break;
+    }
+    if (v.at("ok").get<bool>()) {
+      v["checkpoint_dir"] = setup.sweep->paths.checkpoint_dir.string();
+      v["artifact_dir"] = setup.sweep->paths.artifact_dir.string();
+    }
+    verdict = v.dump();
+  }
+  mpi::broadcast_text(verdict, 0, kWorldComm);
+  const auto v = nlohmann::json::parse(verdict);
+  if (!v.at("ok").get<bool>()) {
+    setup.sweep.reset();  // releases the run lock before anyone exits
+    if (failure && world.rank == 0) std::rethrow_exception(failure);
+    const auto error = v.at("error").get<std::string>();
+    if (v.value("bad_input", false)) throw sweeps::SpecError(error);
+    throw std::runtime_error(error);
+  }
+  if (world.rank != 0) setup.paths = {v.at("checkpoint_dir").get<std::string>(), v.at("artifact_dir").get<std::string>()};
+  return setup;
 }
 
 }  // namespace
 
 RunSummary run_sweep_mpi(const fs::path& spec_path, const fs::path& db_path, const RunnerOptions& options,
                          const MpiOptions& mpi_options) {
-  const MPI_Comm world = MPI_COMM_WORLD;
-  int rank = 0, size = 1;
-  MPI_Comm_rank(world, &rank);
-  MPI_Comm_size(world, &size);
-  // Every rank reads the same file: a bad spec fails alike everywhere.
-  const bool from_flag = mpi_options.ranks_per_job > 0;
-  const auto own_spec = sweeps::load_sweep_spec(spec_path);
-  const int rpj = from_flag ? mpi_options.ranks_per_job : own_spec.ranks_per_job;
-  const int jobs_per_gpu = mpi_options.jobs_per_gpu > 0 ? mpi_options.jobs_per_gpu : own_spec.jobs_per_gpu.value_or(1);
-  if (size < 2 || rpj < 1 || (size - 1) % rpj != 0) {
-    throw job::ConfigError(fmt::format(
-        "{} {}: the {} worker ranks (world size {}; rank 0 orchestrates) do not form groups of {}",
-        from_flag ? "--ranks-per-job" : spec_path.string() + ": ranks_per_job =", rpj, size - 1, size, rpj));
-  }
-  const int groups = (size - 1) / rpj;
-
+  mpi::World world;
+  mpi::check(MPI_Comm_rank(kWorldComm, &world.rank), "MPI_Comm_rank");
+  mpi::check(MPI_Comm_size(kWorldComm, &world.size), "MPI_Comm_size");
   const auto t0 = std::chrono::steady_clock::now();
   auto since = [](auto t) { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count(); };
-  // Step 1. Rank 0 prepares; everyone learns whether that worked.
-  std::unique_ptr<PreparedSweep> sweep;
-  std::vector<sweeps::JobSpec> jobs;
-  std::exception_ptr failure;
-  nlohmann::json setup{{"ok", true}, {"error", ""}};
-  try {
-    if (rank == 0) {
-      sweep = std::make_unique<PreparedSweep>(spec_path, db_path, options);
-      setup["checkpoint_dir"] = sweep->paths.checkpoint_dir.string();
-      setup["artifact_dir"] = sweep->paths.artifact_dir.string();
-    }
-  } catch (const std::exception& e) {
-    failure = std::current_exception();
-    setup = {{"ok", false}, {"error", job::first_line(e.what())}};
-  }
-  std::string setup_text = setup.dump();
-  mpi::broadcast_text(setup_text, 0, world);
-  setup = nlohmann::json::parse(setup_text);
-  if (failure) std::rethrow_exception(failure);
-  if (!setup.at("ok").get<bool>()) {
-    // Rank 0 reports the error; the others only stop with the same outcome.
-    throw sweeps::SpecError(setup.at("error").get<std::string>());
-  }
-  if (rank != 0) {
-    // The same file gives every rank the same expansion (deterministic).
-    jobs = sweeps::expand(sweeps::load_sweep_spec(spec_path));
-  }
+
+  // Step 1.
+  Setup setup = set_up(spec_path, db_path, options, mpi_options, world);
+  const int rpj = setup.ranks_per_job;
+  const int groups = (world.size - 1) / rpj;
 
   // Step 2.
-  const auto group = mpi::Comm::split(world, rank == 0 ? MPI_UNDEFINED : (rank - 1) / rpj, rank);
-  MPI_Barrier(world);  // every worker has expanded the spec: the loop starts now
+  const auto group = mpi::Comm::split(kWorldComm, world.rank == 0 ? MPI_UNDEFINED : (world.rank - 1) / rpj, world.rank);
+  mpi::check(MPI_Barrier(kWorldComm), "MPI_Barrier");  // every worker has expanded the spec: the loop starts now
   const double setup_s = since(t0);
   const auto t1 = std::chrono::steady_clock::now();
   RunSummary summary;
   try {
-    if (rank == 0) {
+    if (world.rank == 0) {
       const double cpu0 = cpu_seconds();
-      summary = orchestrate(*sweep, options, groups, rpj);
+      summary = Orchestrator(*setup.sweep, options, groups, rpj).run();
       summary.setup_s = setup_s;
       summary.loop_s = since(t1);
       summary.orchestrator_cpu_s = cpu_seconds() - cpu0;
     } else {
-      JobPaths paths{setup.at("checkpoint_dir").get<std::string>(), setup.at("artifact_dir").get<std::string>()};
-      work(jobs, paths, group, options, mpi_options, jobs_per_gpu);
+      Worker(setup.jobs, setup.paths, group, options, mpi_options, setup.jobs_per_gpu).run();
     }
   } catch (const std::exception& e) {
     // Past setup, an error on one rank (the database failing under rank 0, a
-    // broken message) leaves the others waiting for it: end them all. Jobs in
-    // flight keep their checkpoints and the next run requeues them.
-    std::fprintf(stderr, "daenr: error: rank %d: %s\n", rank, job::first_line(e.what()).c_str());
-    std::fflush(stderr);
-    MPI_Abort(world, 1);
+    // broken message) leaves the others waiting for it: main() ends them all
+    // (MPI_Abort). Jobs in flight keep their checkpoints and the next run requeues them.
+    throw mpi::AbortWorld(fmt::format("rank {}: {}", world.rank, job::first_line(e.what())));
   }
   // Step 8.
-  std::string text = rank == 0 ? summary_json(summary).dump() : std::string();
-  mpi::broadcast_text(text, 0, world);
+  std::string text = world.rank == 0 ? summary_json(summary).dump() : std::string();
+  mpi::broadcast_text(text, 0, kWorldComm);
   return summary_from_json(nlohmann::json::parse(text));
 }
 

@@ -7,7 +7,8 @@
 
 #include <filesystem>
 
-#include "orchestrator/mpi.h"
+#include <functional>
+
 #include "orchestrator/sweep_runner.h"
 
 namespace daenr::orchestrator {
@@ -27,8 +28,10 @@ struct MpiOptions {
 
 /// Runs the sweep on every rank of MPI_COMM_WORLD (collective: every rank
 /// calls it). Every rank returns the same summary; only rank 0's has the
-/// counts. Throws on rank 0 what run_sweep throws; a worker rank whose own
-/// setup failed throws too, after telling rank 0.
+/// counts. A failed setup on any rank (a bad spec, data file or database) is
+/// gathered at rank 0 and thrown on every rank alike (on rank 0 as it was
+/// thrown). An error past setup, which leaves other ranks waiting, is thrown
+/// as mpi::AbortWorld: the caller (main) ends the world with MPI_Abort.
 RunSummary run_sweep_mpi(const std::filesystem::path& spec, const std::filesystem::path& db,
                          const RunnerOptions& options, const MpiOptions& mpi_options);
 

@@ -130,7 +130,7 @@ namespace {
 bool holder_is_gone(storage::Store& store) {
   const auto lock = store.run_lock();
   if (!lock) return false;
-  const OwnerName holder = parse_owner(std::get<0>(*lock));
+  const OwnerName holder = parse_owner(lock->owner);
   const OwnerName me = parse_owner(process_owner());
   if (!me.slurm_job.empty() && holder.slurm_job == me.slurm_job) return true;
   if (holder.host != me.host || holder.pid <= 0) return false;
@@ -140,8 +140,12 @@ bool holder_is_gone(storage::Store& store) {
 }  // namespace
 
 PreparedSweep::PreparedSweep(const fs::path& spec_path, const fs::path& db, const RunnerOptions& options)
+    : PreparedSweep(spec_path, sweeps::load_sweep_spec(spec_path), db, options) {}
+
+PreparedSweep::PreparedSweep(const fs::path& spec_path, sweeps::SweepSpec parsed, const fs::path& db,
+                             const RunnerOptions& options)
     : db_path(db),
-      spec(sweeps::load_sweep_spec(spec_path)),
+      spec(std::move(parsed)),
       jobs(sweeps::expand(spec)),
       store(db),
       owner(process_owner()) {
@@ -283,8 +287,8 @@ std::string status_report(const fs::path& db_path, double now) {
   std::string out = fmt::format("{}: {} jobs: {} done, {} pending, {} running, {} failed, {} preempted\n",
                                 db_path.string(), c.total, c.done, c.pending, c.leased, c.failed, c.preempted);
   if (auto lock = reader.run_lock()) {
-    out += fmt::format("run: {} (started {:.0f} s ago, last heartbeat {:.0f} s ago)\n", std::get<0>(*lock),
-                       now - std::get<1>(*lock), now - std::get<2>(*lock));
+    out += fmt::format("run: {} (started {:.0f} s ago, last heartbeat {:.0f} s ago)\n", lock->owner,
+                       now - lock->acquired_at, now - lock->heartbeat_at);
   } else {
     out += "run: none\n";
   }

@@ -36,7 +36,7 @@ namespace daenr::orchestrator {
 
 struct RunnerOptions {
   int max_attempts = 2;
-  double lock_stale_s = 120;
+  double lock_stale_s = storage::RunLock::kStaleAfterSeconds;
   double lease_s = 600;
   std::filesystem::path checkpoint_dir;  ///< default: <db>.checkpoints
   /// Progress on stderr (progress.h): off, a line per finished job, or also an updating line.
@@ -74,6 +74,9 @@ struct Plan {
 class PreparedSweep {
  public:
   PreparedSweep(const std::filesystem::path& spec, const std::filesystem::path& db, const RunnerOptions& options);
+  /// The same with the spec already parsed from `spec_path` (the MPI runner parses it once per rank).
+  PreparedSweep(const std::filesystem::path& spec_path, sweeps::SweepSpec spec, const std::filesystem::path& db,
+                const RunnerOptions& options);
   ~PreparedSweep();
   PreparedSweep(const PreparedSweep&) = delete;
   PreparedSweep& operator=(const PreparedSweep&) = delete;

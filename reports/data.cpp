@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <tuple>
 
+#include "job/model_config.h"
 #include "storage/store.h"
 
 namespace daenr::reports {
@@ -34,7 +35,7 @@ std::string last_component(const std::string& region) {
 }
 
 int autoencoder_rank(const std::string& a) {
-  static const std::vector<std::string> order = {"none", "cae", "vae", "vqvae"};
+  static const std::vector<std::string> order = job::autoencoder_names(true);
   const auto it = std::find(order.begin(), order.end(), a);
   return it == order.end() ? 99 : int(it - order.begin());
 }
@@ -316,7 +317,7 @@ ReportData load_report_data(const fs::path& db_path, const std::string& sweep) {
     }
     for (const auto& [id, row] : reader.curves()) {
       if (JobRecord* j = job_of(id)) {
-        j->curve.push_back({row.step, row.phase, row.learning_rate, row.train_loss, row.val_loss});
+        j->curve.push_back(row);
       }
     }
     for (const auto& [id, path] : reader.artifacts("reconstructions")) {

@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+#include "job/outcome.h"
+
 namespace daenr::reports {
 
 /// A database a report cannot be made from (missing, not SQLite, not daenr's,
@@ -39,10 +41,8 @@ struct JobLabels {
   std::string objective;       ///< mei: stretch | onehot
 };
 
-struct CurvePoint {
-  int64_t step = 0, phase = 0;
-  double learning_rate = 0, train_loss = 0, val_loss = 0;
-};
+/// A row of a job's training curve: the job contract's one curve row.
+using CurvePoint = job::CurveRow;
 
 /// How well one way of decoding recovers the test images (a decode job's `metrics.methods.<name>`,
 /// docs/reports.md): image metrics and identification among the test images.

@@ -19,11 +19,6 @@ namespace daenr::reports {
 
 namespace {
 
-// Full precision for the CSV, as the other tables write it.
-std::string number(double v) {
-  return fmt::format("{}", v);
-}
-
 // What a decode or mei job works on, but its seed: its parent's model, neuron set, and an mei
 // job's objective. The jobs of one key are one row, summarised over seeds.
 struct ModelKey {
@@ -126,8 +121,8 @@ bool column_known(const std::vector<const Group*>& groups, const Value& value) {
 }
 
 std::vector<std::string> stat_csv(const Cell& c) {
-  return {c.stat.n > 0 ? number(c.stat.mean) : "",
-          c.stat.n > 1 ? number(c.stat.sd) : "",
+  return {c.stat.n > 0 ? csv_number(c.stat.mean) : "",
+          c.stat.n > 1 ? csv_number(c.stat.sd) : "",
           std::to_string(c.stat.n),
           std::to_string(c.jobs),
           std::to_string(c.done),
@@ -139,8 +134,8 @@ std::vector<std::string> model_csv(const ModelKey& k) {
           k.autoencoder,
           k.readout,
           std::to_string(k.layer),
-          number(k.pair.first),
-          number(k.pair.second),
+          csv_number(k.pair.first),
+          csv_number(k.pair.second),
           k.neurons};
 }
 
@@ -394,18 +389,18 @@ Table table10(const ReportData& data) {
              {Cell::text_cell(model), Cell::text_cell(base_name), Cell::text_cell(c.header),
               Cell::text_cell(std::to_string(test.n)), Cell::text_cell(text.diff),
               Cell::text_cell(text.t), Cell::text_cell(text.p), Cell::text_cell(text.reading)}});
-        auto opt = [](double v) { return std::isnan(v) ? std::string() : number(v); };
+        auto opt = [](double v) { return std::isnan(v) ? std::string() : csv_number(v); };
         t.csv_rows.push_back({t.id,
                               k.region,
                               model_name(k.autoencoder, k.readout, k.layer),
                               k.autoencoder,
                               k.readout,
                               std::to_string(k.layer),
-                              number(k.pair.first),
-                              number(k.pair.second),
+                              csv_number(k.pair.first),
+                              csv_number(k.pair.second),
                               model_name(k.autoencoder, "none", 0),
-                              base ? number(base->key.pair.first) : "",
-                              base ? number(base->key.pair.second) : "",
+                              base ? csv_number(base->key.pair.first) : "",
+                              base ? csv_number(base->key.pair.second) : "",
                               "responses",
                               c.key,
                               std::to_string(test.n),

@@ -15,6 +15,7 @@
 #include <set>
 #include <sstream>
 
+#include "job/model_config.h"
 #include "job/error.h"
 #include "job/npy.h"
 #include "reports/index.h"
@@ -406,9 +407,9 @@ Figure figure3(const JobIndex& index, const std::string& region) {
 
 Figure figure4(const JobIndex& index, const std::string& region) {
   std::vector<Bar> bars;
-  for (const std::string ro : {"fr", "fc", "fm"}) {
+  for (const auto& ro : job::readout_names()) {
     bool first = ro != "fr";
-    for (const std::string ae : {"none", "cae", "vae", "vqvae"}) {
+    for (const auto& ae : job::autoencoder_names(true)) {
       const auto pairs = index.pairs(ae, ro, true);
       for (int layer = 1; layer <= 4; ++layer) {
         for (const auto& pair : pairs) {
@@ -462,7 +463,7 @@ std::optional<Figure> figure5(const JobIndex& index, const std::string& region) 
   };
   std::vector<Panel> panels;
   for (const std::string ro : {"fr", "fm"}) {
-    for (const std::string ae : {"none", "cae", "vae", "vqvae"}) {
+    for (const auto& ae : job::autoencoder_names(true)) {
       const auto pairs = index.pairs(ae, ro, true);
       for (int layer = 1; layer <= 4; ++layer) {
         for (const auto& pair : pairs) {
@@ -550,8 +551,8 @@ std::optional<Figure> figure6(const JobIndex& index, const std::string& region) 
     std::optional<Point> ae_base, cnn_base;
   };
   std::vector<Curve> curves;
-  for (const std::string ae : {"cae", "vae", "vqvae"}) {
-    for (const std::string ro : {"fr", "fc", "fm"}) {
+  for (const auto& ae : job::autoencoder_names()) {
+    for (const auto& ro : job::readout_names()) {
       const auto pairs = index.pairs(ae, ro, true);
       for (int layer = 1; layer <= 4; ++layer) {
         Curve c;

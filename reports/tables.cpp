@@ -8,6 +8,8 @@
 #include <set>
 #include <tuple>
 
+#include "job/model_config.h"
+
 namespace daenr::reports {
 
 namespace {
@@ -65,12 +67,10 @@ std::optional<double> value_of(const JobRecord& j, Metric m) {
 }
 
 constexpr Metric kReconstruction[] = {Metric::kMse, Metric::kPsnr, Metric::kSsim};
-const std::vector<std::string> kAutoencoders = {"cae", "vae", "vqvae"};
-const std::vector<std::string> kReadouts = {"fr", "fc", "fm"};
-
-std::string number(double v) {
-  return fmt::format("{}", v);
-}
+// The model names in the paper's order, from the job contract's one table.
+const std::vector<std::string> kAutoencoders = job::autoencoder_names();
+const std::vector<std::string> kAllAutoencoders = job::autoencoder_names(true);
+const std::vector<std::string> kReadouts = job::readout_names();
 
 std::string describe(const JobRecord& j) {
   const auto& l = j.labels;
@@ -193,8 +193,8 @@ class TableBuilder {
               ae,
               ro,
               std::to_string(layer),
-              pair ? number(pair->first) : "",
-              pair ? number(pair->second) : "",
+              pair ? csv_number(pair->first) : "",
+              pair ? csv_number(pair->second) : "",
               neurons,
               info(metric).key};
     return c;
@@ -241,8 +241,8 @@ class TableBuilder {
           if (cell.kind != Cell::Kind::kStat) continue;
           std::vector<std::string> line = {table_.id, block.subtitle, row.label, block.columns[c]};
           line.insert(line.end(), cell.keys.begin(), cell.keys.end());
-          line.push_back(cell.stat.n > 0 ? number(cell.stat.mean) : "");
-          line.push_back(cell.stat.n > 1 ? number(cell.stat.sd) : "");
+          line.push_back(cell.stat.n > 0 ? csv_number(cell.stat.mean) : "");
+          line.push_back(cell.stat.n > 1 ? csv_number(cell.stat.sd) : "");
           line.push_back(std::to_string(cell.stat.n));
           line.push_back(std::to_string(cell.jobs));
           line.push_back(std::to_string(cell.done));
@@ -458,7 +458,7 @@ Table table6(const JobIndex& index) {
     }
   }
   for (const auto& ro : kReadouts) {
-    for (const std::string ae : {"none", "cae", "vae", "vqvae"}) {
+    for (const auto& ae : kAllAutoencoders) {
       const auto pairs = index.pairs(ae, ro, true);
       for (const auto& pair : pairs) {
         Row row{b.label(ae, ro, -1, pairs, pair), {}};
@@ -557,12 +557,12 @@ Table table7(const JobIndex& index, const ReportData& data) {
                Cell::text_cell(std::to_string(test.n)), Cell::text_cell(text.diff),
                Cell::text_cell(text.t), Cell::text_cell(text.p), Cell::text_cell(text.reading)}};
           block.rows.push_back(std::move(row));
-          auto opt = [](double v) { return std::isnan(v) ? std::string() : number(v); };
+          auto opt = [](double v) { return std::isnan(v) ? std::string() : csv_number(v); };
           t.csv_rows.push_back({t.id, region, model_name(ae, ro, layer), ae, ro,
-                                std::to_string(layer), number(pair.first), number(pair.second),
+                                std::to_string(layer), csv_number(pair.first), csv_number(pair.second),
                                 model_name(base.ae, base.ro, base.layer),
-                                base_pair ? number(base_pair->first) : "",
-                                base_pair ? number(base_pair->second) : "", info(m).key,
+                                base_pair ? csv_number(base_pair->first) : "",
+                                base_pair ? csv_number(base_pair->second) : "", info(m).key,
                                 std::to_string(test.n), opt(test.mean_diff), opt(test.sd_diff),
                                 opt(test.t), opt(test.p), text.reading, seeds});
         }
@@ -610,7 +610,7 @@ Table table8(const JobIndex& index, const ReportData& data) {
     block.row_header = "Model";
     for (auto m : metrics) block.columns.push_back(info(m).header);
     for (const auto& ro : kReadouts) {
-      for (const std::string ae : {"none", "cae", "vae", "vqvae"}) {
+      for (const auto& ae : kAllAutoencoders) {
         const auto pairs = index.pairs(ae, ro, true);
         for (int layer = 1; layer <= 4; ++layer) {
           for (const auto& pair : pairs) {
@@ -654,6 +654,8 @@ Table table8(const JobIndex& index, const ReportData& data) {
   b.finish("the best of each column", false, true);
   return t;
 }
+
+std::string csv_number(double v) { return fmt::format("{}", v); }
 
 std::string format_number(double value, int decimals) {
   if (std::isnan(value)) return "nan";

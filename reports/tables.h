@@ -134,6 +134,9 @@ CompactTables compact_tables(const std::vector<Table>& tables);
 /// a few jobs is about, before the tables summarise them over seeds.
 Table jobs_table(const ReportData& data, std::size_t limit);
 
+/// A number as the CSV files write it: full precision (the shortest text that reads back exactly).
+std::string csv_number(double v);
+
 /// A number as the tables write it: fixed decimals, never "-0.000".
 std::string format_number(double value, int decimals);
 

@@ -507,11 +507,9 @@ SubmitResult submit(const SubmitRequest& request) {
   if (fs::exists(job.db)) {
     storage::Reader reader(job.db);
     const double now = orchestrator::unix_now();
-    // Fresh by the same measure as `sweep run` uses to take a lock over.
-    const double stale_s = orchestrator::RunnerOptions{}.lock_stale_s;
-    if (auto lock = reader.run_lock(); lock && now - std::get<2>(*lock) < stale_s) {
-      throw storage::LockHeld(fmt::format("{}: another run is using this database: {} (last heartbeat {:.0f} s ago)",
-                                          job.db.string(), std::get<0>(*lock), now - std::get<2>(*lock)));
+    // Fresh by the same rule as `sweep run` takes a lock over by.
+    if (auto lock = reader.run_lock(); lock && lock->fresh(now)) {
+      throw storage::LockHeld(fmt::format("{}: {}", job.db.string(), lock->held_by(now)));
     }
     std::vector<std::string> ids;
     for (const auto& j : reader.slurm_jobs()) ids.push_back(j.slurm_job_id);

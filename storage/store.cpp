@@ -351,17 +351,10 @@ int64_t Store::reconcile_stale(double now) {
 
 void Store::acquire_run_lock(const std::string& owner, double now, double stale_s) {
   Transaction tx(db_);
-  Statement s(db_, "SELECT owner, acquired_at, heartbeat_at FROM run_lock WHERE id = 1");
-  if (s.step()) {
-    const std::string holder = s.column_text(0);
-    const double heartbeat = s.column_double(2);
-    if (holder != owner && now - heartbeat < stale_s) {
-      throw LockHeld(fmt::format("{}: another run is using this database: {} (last heartbeat {:.0f} s "
-                                 "ago; taken over after {:.0f} s without one)",
-                                 db_.path().string(), holder, now - heartbeat, stale_s));
-    }
+  if (const auto lock = run_lock(); lock && lock->owner != owner && lock->fresh(now, stale_s)) {
+    throw LockHeld(fmt::format("{}: {}", db_.path().string(),
+                               lock->held_by(now, fmt::format("; taken over after {:.0f} s without one", stale_s))));
   }
-  s.reset();
   Statement w(db_,
               "INSERT INTO run_lock (id, owner, acquired_at, heartbeat_at) VALUES (1, :owner, :now, :now) "
               "ON CONFLICT (id) DO UPDATE SET owner = :owner, acquired_at = :now, heartbeat_at = :now");
@@ -460,10 +453,15 @@ std::vector<std::pair<std::string, std::string>> Queries::last_errors(int limit)
   return out;
 }
 
-std::optional<std::tuple<std::string, double, double>> Queries::run_lock() {
+std::optional<RunLock> Queries::run_lock() {
   Statement s(db_, "SELECT owner, acquired_at, heartbeat_at FROM run_lock WHERE id = 1");
   if (!s.step()) return std::nullopt;
-  return std::make_tuple(s.column_text(0), s.column_double(1), s.column_double(2));
+  return RunLock{s.column_text(0), s.column_double(1), s.column_double(2)};
+}
+
+std::string RunLock::held_by(double now, const std::string& more) const {
+  return fmt::format("another run is using this database: {} (last heartbeat {:.0f} s ago{})", owner,
+                     now - heartbeat_at, more);
 }
 
 namespace {

@@ -70,6 +70,22 @@ struct RunRecord {
   std::string outcome;  ///< "complete", "stopped", "failed jobs"; empty while running or if it died
 };
 
+/// The one run that drives a database (docs/schema.md, `run_lock`), and the one rule by which
+/// it is still alive: `sweep run` takes over a lock that is not fresh, `slurm submit` refuses to
+/// queue an allocation while one is.
+struct RunLock {
+  /// A lock without a heartbeat for this long belongs to a run that is gone (runs refresh it
+  /// every few seconds, and at least every 10 s under MPI).
+  static constexpr double kStaleAfterSeconds = 120;
+
+  std::string owner;
+  double acquired_at = 0, heartbeat_at = 0;
+
+  bool fresh(double now, double stale_s = kStaleAfterSeconds) const { return now - heartbeat_at < stale_s; }
+  /// "another run is using this database: <owner> (last heartbeat N s ago<more>)", for LockHeld.
+  std::string held_by(double now, const std::string& more = "") const;
+};
+
 struct StateCounts {
   int64_t total = 0, pending = 0, leased = 0, done = 0, failed = 0, preempted = 0;
 };
@@ -116,8 +132,8 @@ class Queries {
   StateCounts counts(const std::string& sweep_id = "");
   /// (job id, error) of the most recent failures.
   std::vector<std::pair<std::string, std::string>> last_errors(int limit);
-  /// (owner, acquired_at, heartbeat_at) of the run lock, if held.
-  std::optional<std::tuple<std::string, double, double>> run_lock();
+  /// The run lock, if held (fresh or not: RunLock::fresh says).
+  std::optional<RunLock> run_lock();
   /// Submitted allocations, oldest first (none in a version-1 database).
   std::vector<SlurmJobRecord> slurm_jobs();
   /// The most recent runs, newest first.

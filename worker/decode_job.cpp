@@ -22,23 +22,12 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// Batches keep evaluation's memory flat on the largest regions.
-constexpr int64_t kBatch = 256;
-
 torch::Tensor codes_of(models::DaeNr& model, const torch::Tensor& images, const torch::Device& device) {
-  std::vector<torch::Tensor> parts;
-  for (int64_t i = 0; i < images.size(0); i += kBatch) {
-    parts.push_back(model->code(images.slice(0, i, i + kBatch).to(device)).to(torch::kCPU, torch::kDouble));
-  }
-  return torch::cat(parts);
+  return in_batches(images, device, [&](const torch::Tensor& x) { return model->code(x).to(torch::kDouble); });
 }
 
 torch::Tensor decode_codes(models::DaeNr& model, const torch::Tensor& codes, const torch::Device& device) {
-  std::vector<torch::Tensor> parts;
-  for (int64_t i = 0; i < codes.size(0); i += kBatch) {
-    parts.push_back(model->decode_code(codes.slice(0, i, i + kBatch).to(device, torch::kFloat)).to(torch::kCPU));
-  }
-  return torch::cat(parts);
+  return in_batches(codes, device, [&](const torch::Tensor& c) { return model->decode_code(c.to(torch::kFloat)); });
 }
 
 struct ImageScores {

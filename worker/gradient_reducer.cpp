@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 #include <map>
 
+#include "mpi/check.h"
 #include "worker/gpu_share.h"
 #include "job/config.h"
 
@@ -66,14 +67,6 @@ std::string device_for_local_rank(const std::string& requested) {
 
 namespace {
 
-void check_mpi(int rc, const char* what) {
-  if (rc == MPI_SUCCESS) return;
-  char text[MPI_MAX_ERROR_STRING];
-  int length = 0;
-  MPI_Error_string(rc, text, &length);
-  throw ParallelError(fmt::format("{}: {}", what, std::string(text, length)));
-}
-
 MPI_Datatype mpi_type(torch::ScalarType type) {
   switch (type) {
     case torch::kFloat:
@@ -98,17 +91,17 @@ class ReducerBase : public GradientReducer {
  public:
   ReducerBase(MPI_Comm group, std::size_t bucket_bytes) : cap_(bucket_bytes) {
     int initialised = 0;
-    MPI_Initialized(&initialised);
+    mpi::check(MPI_Initialized(&initialised), "MPI_Initialized");
     if (!initialised) throw ParallelError("make_reducer: MPI is not initialised");
     if (group == MPI_COMM_NULL) throw ParallelError("make_reducer: the group is MPI_COMM_NULL");
-    check_mpi(MPI_Comm_dup(group, &comm_), "MPI_Comm_dup");
-    MPI_Comm_rank(comm_, &rank_);
-    MPI_Comm_size(comm_, &size_);
+    mpi::check(MPI_Comm_dup(group, &comm_), "MPI_Comm_dup");
+    mpi::check(MPI_Comm_rank(comm_, &rank_), "MPI_Comm_rank");
+    mpi::check(MPI_Comm_size(comm_, &size_), "MPI_Comm_size");
   }
   ~ReducerBase() override {
     int finalised = 0;
-    MPI_Finalized(&finalised);
-    if (!finalised) MPI_Comm_free(&comm_);
+    mpi::check_quietly(MPI_Finalized(&finalised), "MPI_Finalized");
+    if (!finalised) mpi::check_quietly(MPI_Comm_free(&comm_), "MPI_Comm_free");
   }
   ReducerBase(const ReducerBase&) = delete;
   ReducerBase& operator=(const ReducerBase&) = delete;
@@ -118,7 +111,7 @@ class ReducerBase : public GradientReducer {
 
   bool any(bool flag) override {
     int value = flag ? 1 : 0;
-    check_mpi(MPI_Allreduce(MPI_IN_PLACE, &value, 1, MPI_INT, MPI_LOR, comm_), "MPI_Allreduce");
+    mpi::check(MPI_Allreduce(MPI_IN_PLACE, &value, 1, MPI_INT, MPI_LOR, comm_), "MPI_Allreduce");
     return value != 0;
   }
 
@@ -212,7 +205,7 @@ class MpiReducer final : public ReducerBase {
     const int64_t piece = INT_MAX / 2;
     for (int64_t start = 0; start < flat.numel(); start += piece) {
       const int count = static_cast<int>(std::min(piece, flat.numel() - start));
-      check_mpi(MPI_Allreduce(MPI_IN_PLACE, data + start * flat.element_size(), count, type,
+      mpi::check(MPI_Allreduce(MPI_IN_PLACE, data + start * flat.element_size(), count, type,
                               MPI_SUM, comm_),
                 "MPI_Allreduce");
     }
@@ -262,7 +255,7 @@ class NcclReducer final : public ReducerBase {
     ncclUniqueId id;
     std::memset(&id, 0, sizeof id);
     if (rank_ == 0) check_nccl(ncclGetUniqueId(&id), "ncclGetUniqueId");
-    check_mpi(MPI_Bcast(&id, sizeof id, MPI_BYTE, 0, comm_), "MPI_Bcast (NCCL unique id)");
+    mpi::check(MPI_Bcast(&id, sizeof id, MPI_BYTE, 0, comm_), "MPI_Bcast (NCCL unique id)");
     c10::cuda::CUDAGuard guard(device_.index());
     check_nccl(ncclCommInitRank(&nccl_, size_, id, rank_), "ncclCommInitRank");
   }

@@ -18,8 +18,9 @@
 
 namespace daenr::worker {
 
-/// A collective that could not be set up or carried out (an MPI or NCCL error, a tensor of a
-/// type the transport cannot carry).
+/// A collective that could not be set up or carried out: an NCCL error, a tensor of a type the
+/// transport cannot carry, MPI not initialised. A failed MPI call is an mpi::MpiError
+/// (mpi/check.h), the one type for that check.
 class ParallelError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;

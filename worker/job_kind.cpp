@@ -34,6 +34,14 @@ LoadedParent load_parent(const KindContext& ctx) {
   return p;
 }
 
+torch::Tensor in_batches(const torch::Tensor& rows, const torch::Device& device,
+                         const std::function<torch::Tensor(const torch::Tensor&)>& f) {
+  constexpr int64_t kRows = 256;
+  std::vector<torch::Tensor> parts;
+  for (int64_t i = 0; i < rows.size(0); i += kRows) parts.push_back(f(rows.slice(0, i, i + kRows).to(device)).to(torch::kCPU));
+  return torch::cat(parts);
+}
+
 void write_atomically(const std::filesystem::path& path,
                       const std::function<void(const std::filesystem::path& tmp)>& write) {
   auto tmp = path;

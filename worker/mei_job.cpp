@@ -30,8 +30,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr int64_t kBatch = 256;
-
 // The chosen neurons, as columns of the parent's neurons.
 std::vector<int64_t> chosen_neurons(const job::MeiSettings& s, const std::vector<double>& parent_r, int64_t m) {
   std::vector<int64_t> out;
@@ -65,12 +63,9 @@ std::vector<int64_t> chosen_neurons(const job::MeiSettings& s, const std::vector
 // The model's responses to images (n, 1, 32, 32), in batches, without autograd.
 torch::Tensor predict_all(models::DaeNr& model, const torch::Tensor& images, const torch::Device& device) {
   torch::NoGradGuard no_grad;
-  std::vector<torch::Tensor> parts;
-  for (int64_t i = 0; i < images.size(0); i += kBatch) {
-    parts.push_back(model->forward(images.slice(0, i, i + kBatch).to(device), false, true)
-                        .prediction.to(torch::kCPU, torch::kDouble));
-  }
-  return torch::cat(parts);
+  return in_batches(images, device, [&](const torch::Tensor& x) {
+    return model->forward(x, false, true).prediction.to(torch::kDouble);
+  });
 }
 
 // The job's progress between chunks.

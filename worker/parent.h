@@ -4,6 +4,8 @@
 
 #include <torch/torch.h>
 
+#include <functional>
+
 #include "models/data.h"
 #include "models/network.h"
 #include "worker/job_kind.h"
@@ -20,5 +22,10 @@ struct LoadedParent {
 /// Loads the parent of `ctx` (configures the threads first). Throws CheckpointError when its
 /// model file is missing or unreadable, DataError for the data.
 LoadedParent load_parent(const KindContext& ctx);
+
+/// `f` applied to `rows` (moved to `device`) in slices of 256 rows, its results concatenated on
+/// the CPU: evaluating a parent's model on a whole region keeps its memory flat.
+torch::Tensor in_batches(const torch::Tensor& rows, const torch::Device& device,
+                         const std::function<torch::Tensor(const torch::Tensor&)>& f);
 
 }  // namespace daenr::worker

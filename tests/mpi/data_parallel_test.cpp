@@ -10,6 +10,7 @@
 #include <optional>
 #include <stdlib.h>
 
+#include "mpi/check.h"
 #include "tests/support/temp_dir.h"
 #include "tests/support/tiny_data.h"
 #include "worker/gradient_reducer.h"
@@ -23,13 +24,13 @@ namespace fs = std::filesystem;
 
 int world_rank() {
   int r = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &r);
+  daenr::mpi::check(MPI_Comm_rank(MPI_COMM_WORLD, &r), "MPI_Comm_rank");
   return r;
 }
 
 int world_size() {
   int n = 1;
-  MPI_Comm_size(MPI_COMM_WORLD, &n);
+  daenr::mpi::check(MPI_Comm_size(MPI_COMM_WORLD, &n), "MPI_Comm_size");
   return n;
 }
 
@@ -75,10 +76,10 @@ double max_abs_difference(models::DaeNr& a, models::DaeNr& b, std::string* where
 bool same_on_all_ranks(const torch::Tensor& t) {
   auto mine = t.detach().to(torch::kCPU).to(torch::kDouble).contiguous().flatten();
   auto lo = mine.clone(), hi = mine.clone();
-  MPI_Allreduce(MPI_IN_PLACE, lo.data_ptr<double>(), lo.numel(), MPI_DOUBLE, MPI_MIN,
-                MPI_COMM_WORLD);
-  MPI_Allreduce(MPI_IN_PLACE, hi.data_ptr<double>(), hi.numel(), MPI_DOUBLE, MPI_MAX,
-                MPI_COMM_WORLD);
+  daenr::mpi::check(MPI_Allreduce(MPI_IN_PLACE, lo.data_ptr<double>(), lo.numel(), MPI_DOUBLE, MPI_MIN,
+                MPI_COMM_WORLD), "MPI_Allreduce");
+  daenr::mpi::check(MPI_Allreduce(MPI_IN_PLACE, hi.data_ptr<double>(), hi.numel(), MPI_DOUBLE, MPI_MAX,
+                MPI_COMM_WORLD), "MPI_Allreduce");
   return torch::equal(lo, hi);
 }
 
@@ -91,10 +92,10 @@ class SharedTempDir {
       own_.emplace();
       path.replace(0, own_->path().string().size(), own_->path().string());
     }
-    MPI_Bcast(path.data(), static_cast<int>(path.size()), MPI_CHAR, 0, MPI_COMM_WORLD);
+    daenr::mpi::check(MPI_Bcast(path.data(), static_cast<int>(path.size()), MPI_CHAR, 0, MPI_COMM_WORLD), "MPI_Bcast");
     path_ = path.c_str();
   }
-  ~SharedTempDir() { MPI_Barrier(MPI_COMM_WORLD); }  // no rank still reads when rank 0 removes
+  ~SharedTempDir() { daenr::mpi::check_quietly(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier"); }  // no rank still reads when rank 0 removes
   const fs::path& path() const { return path_; }
 
  private:
@@ -331,7 +332,7 @@ TEST(DataParallel, OnlyRankZeroWritesTheCheckpointAndAllRanksResumeFromIt) {
     ASSERT_FALSE(part.train(options));
     EXPECT_EQ(part.step(), 4);
   }
-  MPI_Barrier(MPI_COMM_WORLD);
+  daenr::mpi::check(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier");
   EXPECT_EQ(fs::exists(options.checkpoint), r == 0);
 
   // Resuming needs the file on every rank.
@@ -348,9 +349,9 @@ TEST(DataParallel, OnlyRankZeroWritesTheCheckpointAndAllRanksResumeFromIt) {
 
   // With one shared path, all ranks resume from rank 0's file and end where an uninterrupted
   // run ends, bit for bit.
-  MPI_Barrier(MPI_COMM_WORLD);
+  daenr::mpi::check(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier");
   if (r == 0) fs::rename(options.checkpoint, dir.path() / "job.ckpt");
-  MPI_Barrier(MPI_COMM_WORLD);
+  daenr::mpi::check(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier");
   options.checkpoint = dir.path() / "job.ckpt";
   options.should_stop = nullptr;
   Trainer resumed(config, data);

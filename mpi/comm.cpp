@@ -1,40 +1,23 @@
-#include "orchestrator/mpi.h"
+#include "mpi/comm.h"
 
-#include <fmt/format.h>
-
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <string>
 #include <thread>
 #include <utility>
+#include <vector>
 
-namespace daenr::orchestrator::mpi {
-
-namespace {
-
-void check(int rc, const char* call) {
-  if (rc == MPI_SUCCESS) return;
-  char text[MPI_MAX_ERROR_STRING];
-  int len = 0;
-  MPI_Error_string(rc, text, &len);
-  throw MpiError(fmt::format("{} failed: {}", call, std::string(text, static_cast<std::size_t>(len))));
-}
+namespace daenr::mpi {
 
 // MPI_Test first spins a little (a reply usually comes within microseconds),
 // then sleeps longer and longer, up to 1 ms: the latency this adds is small
 // against a training job, and the core goes to the ranks that compute.
-class Backoff {
- public:
-  void pause() {
-    if (++polls_ < 64) return;
-    std::this_thread::sleep_for(std::chrono::microseconds(sleep_us_));
-    sleep_us_ = std::min(sleep_us_ * 2, 1000);
-  }
-
- private:
-  int polls_ = 0, sleep_us_ = 5;
-};
-
-}  // namespace
+void Backoff::pause() {
+  if (++polls_ < 64) return;
+  std::this_thread::sleep_for(std::chrono::microseconds(sleep_us_));
+  sleep_us_ = std::min(sleep_us_ * 2, 1000);
+}
 
 bool launched_by_mpi() {
   // Open MPI's mpirun, then PMIx (srun --mpi=pmix, prterun), then PMI-1/2 (srun --mpi=pmi2).
@@ -44,7 +27,7 @@ bool launched_by_mpi() {
   return false;
 }
 
-Session::Session(int* argc, char*** argv) {
+World init(int* argc, char*** argv) {
   int provided = 0;
   // SERIALIZED: MPI is called by one thread at a time, but not always the
   // main one: with CUDA tensors and no NCCL, the synchronised BatchNorm's
@@ -55,12 +38,12 @@ Session::Session(int* argc, char*** argv) {
   }
   // Errors come back as return codes (turned into exceptions by `check`),
   // not as an abort of the whole world.
-  MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
-  MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
-  MPI_Comm_size(MPI_COMM_WORLD, &size_);
+  check(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN), "MPI_Comm_set_errhandler");
+  World world;
+  check(MPI_Comm_rank(MPI_COMM_WORLD, &world.rank), "MPI_Comm_rank");
+  check(MPI_Comm_size(MPI_COMM_WORLD, &world.size), "MPI_Comm_size");
+  return world;
 }
-
-Session::~Session() { MPI_Finalize(); }
 
 Comm Comm::split(MPI_Comm parent, int colour, int key) {
   MPI_Comm out = MPI_COMM_NULL;
@@ -69,7 +52,7 @@ Comm Comm::split(MPI_Comm parent, int colour, int key) {
 }
 
 Comm::~Comm() {
-  if (owned_ && comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
+  if (owned_ && comm_ != MPI_COMM_NULL) check_quietly(MPI_Comm_free(&comm_), "MPI_Comm_free");
 }
 
 Comm::Comm(Comm&& other) noexcept
@@ -77,7 +60,7 @@ Comm::Comm(Comm&& other) noexcept
 
 Comm& Comm::operator=(Comm&& other) noexcept {
   if (this != &other) {
-    if (owned_ && comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
+    if (owned_ && comm_ != MPI_COMM_NULL) check_quietly(MPI_Comm_free(&comm_), "MPI_Comm_free");
     comm_ = std::exchange(other.comm_, MPI_COMM_NULL);
     owned_ = std::exchange(other.owned_, false);
   }
@@ -159,4 +142,31 @@ void broadcast_text(std::string& text, int root, MPI_Comm comm) {
   wait_politely(request);
 }
 
-}  // namespace daenr::orchestrator::mpi
+std::vector<std::string> gather_text(const std::string& text, int root, MPI_Comm comm) {
+  int rank = 0, size = 1;
+  check(MPI_Comm_rank(comm, &rank), "MPI_Comm_rank");
+  check(MPI_Comm_size(comm, &size), "MPI_Comm_size");
+  int length = static_cast<int>(text.size());
+  std::vector<int> lengths(rank == root ? static_cast<std::size_t>(size) : 0);
+  MPI_Request request;
+  check(MPI_Igather(&length, 1, MPI_INT, lengths.data(), 1, MPI_INT, root, comm, &request), "MPI_Igather");
+  wait_politely(request);
+  std::vector<int> offsets(lengths.size());
+  std::string all;
+  if (rank == root) {
+    int total = 0;
+    for (std::size_t i = 0; i < lengths.size(); ++i) offsets[i] = std::exchange(total, total + lengths[i]);
+    all.resize(static_cast<std::size_t>(total));
+  }
+  check(MPI_Igatherv(text.data(), length, MPI_CHAR, all.data(), lengths.data(), offsets.data(), MPI_CHAR, root,
+                     comm, &request),
+        "MPI_Igatherv");
+  wait_politely(request);
+  std::vector<std::string> out;
+  for (std::size_t i = 0; i < lengths.size(); ++i) {
+    out.push_back(all.substr(static_cast<std::size_t>(offsets[i]), static_cast<std::size_t>(lengths[i])));
+  }
+  return out;
+}
+
+}  // namespace daenr::mpi

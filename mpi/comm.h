@@ -1,19 +1,27 @@
 #pragma once
-// The little of MPI the orchestrator needs, with RAII for its handles and
+// The little of MPI the orchestrator and the workers need, with RAII for its handles and
 // waits that do not burn a core: Open MPI busy-polls inside blocking calls,
 // which on a 2-core machine takes half of the compute away from the workers
 // while rank 0 merely waits for their messages.
+//
+// The process's MPI lifecycle belongs to main(): it calls init() (MPI_Init_thread), and
+// MPI_Finalize or MPI_Abort itself. Libraries throw; an error that leaves other ranks waiting
+// for this one is an AbortWorld, which main() answers with MPI_Abort.
 
 #include <mpi.h>
 
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
-namespace daenr::orchestrator::mpi {
+#include "mpi/check.h"
 
-/// An MPI call that failed; what() names it.
-class MpiError : public std::runtime_error {
+namespace daenr::mpi {
+
+/// An error past the point where the other ranks can still be told: they wait for this rank
+/// in a message or a collective, and only MPI_Abort ends them. what() says which rank and why.
+class AbortWorld : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };
@@ -23,18 +31,24 @@ class MpiError : public std::runtime_error {
 /// in process without initialising MPI at all.
 bool launched_by_mpi();
 
-/// MPI_Init_thread .. MPI_Finalize. One per process, in main().
-class Session {
+struct World {
+  int rank = 0, size = 1;
+};
+
+/// MPI_Init_thread with MPI_THREAD_SERIALIZED, and errors returned as codes (check()) rather
+/// than aborting the world. For main() alone, which finalises (MPI_Finalize) once every
+/// communicator is freed.
+World init(int* argc, char*** argv);
+
+/// Spins, then sleeps longer and longer (5 us doubling to 1 ms): a rank that waits for a
+/// message yields its core to the ranks that compute. reset() after something arrived.
+class Backoff {
  public:
-  Session(int* argc, char*** argv);
-  ~Session();
-  Session(const Session&) = delete;
-  Session& operator=(const Session&) = delete;
-  int rank() const { return rank_; }
-  int size() const { return size_; }
+  void pause();
+  void reset() { polls_ = 0, sleep_us_ = 5; }
 
  private:
-  int rank_ = 0, size_ = 1;
+  int polls_ = 0, sleep_us_ = 5;
 };
 
 /// A communicator this process owns (freed on destruction), or a borrowed one
@@ -79,5 +93,7 @@ std::string recv_text_politely(int source, int tag, MPI_Comm comm, MPI_Status* s
 void broadcast_text(std::string& text, int root, MPI_Comm comm);
 /// Broadcast of one int from `root`, waiting politely.
 int broadcast_int(int value, int root, MPI_Comm comm);
+/// Every rank's `text`, in rank order, at `root` (empty elsewhere); collective, waiting politely.
+std::vector<std::string> gather_text(const std::string& text, int root, MPI_Comm comm);
 
-}  // namespace daenr::orchestrator::mpi
+}  // namespace daenr::mpi

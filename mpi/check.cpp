@@ -1,0 +1,46 @@
+#include "mpi/check.h"
+
+#include <fmt/format.h>
+#include <mpi.h>
+
+#include <cstdio>
+#include <string>
+#include <string_view>
+
+namespace daenr::mpi {
+
+namespace {
+
+// "orchestrator/mpi_runner.cpp" rather than the build machine's absolute path.
+std::string_view short_file(std::string_view file) {
+  for (const char* root : {"/orchestrator/", "/worker/", "/mpi/", "/app/", "/tests/", "/bench/"}) {
+    if (const auto at = file.rfind(root); at != std::string_view::npos) return file.substr(at + 1);
+  }
+  return file;
+}
+
+std::string message(int rc, const char* call, const std::source_location& where) {
+  char text[MPI_MAX_ERROR_STRING];
+  int length = 0;
+  if (MPI_Error_string(rc, text, &length) != MPI_SUCCESS) length = 0;
+  return fmt::format("{} failed ({}:{}): {}", call, short_file(where.file_name()), where.line(),
+                     length > 0 ? std::string(text, static_cast<std::size_t>(length))
+                                : fmt::format("MPI error code {}", rc));
+}
+
+}  // namespace
+
+void check(int rc, const char* call, std::source_location where) {
+  if (rc != MPI_SUCCESS) throw MpiError(message(rc, call, where));
+}
+
+void check_quietly(int rc, const char* call, std::source_location where) noexcept {
+  if (rc == MPI_SUCCESS) return;
+  try {
+    std::fprintf(stderr, "daenr: warning: %s\n", message(rc, call, where).c_str());
+  } catch (...) {
+    std::fprintf(stderr, "daenr: warning: %s failed\n", call);
+  }
+}
+
+}  // namespace daenr::mpi
