@@ -16,7 +16,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr int64_t kPixels = 31 * 31;
 
 [[noreturn]] void fail(const fs::path& file, const std::string& what) {
   throw DataError(fmt::format("{}: {}", file.string(), what));
@@ -74,13 +73,13 @@ RawRegion load_antolik_region(const fs::path& dir) {
   require_non_negative(dir / "validation_set.npy", r.test_responses);
   if (r.test_raw.defined()) require_non_negative(dir / "raw_validation_set.npy", r.test_raw);
 
-  if (r.train_inputs.size(1) != kPixels) {
-    fail(train_inputs, fmt::format("expected {} columns (31x31 images), found shape {}", kPixels,
+  if (r.train_inputs.size(1) != kDataPixels) {
+    fail(train_inputs, fmt::format("expected {} columns (31x31 images), found shape {}", kDataPixels,
                                    shape_string(r.train_inputs)));
   }
-  if (r.test_inputs.size(1) != kPixels) {
+  if (r.test_inputs.size(1) != kDataPixels) {
     fail(dir / "validation_inputs.npy", fmt::format("expected {} columns (31x31 images), found shape {}",
-                                                    kPixels, shape_string(r.test_inputs)));
+                                                    kDataPixels, shape_string(r.test_inputs)));
   }
   if (r.train_responses.size(0) != r.train_inputs.size(0)) {
     fail(dir / "training_set.npy",
@@ -110,9 +109,9 @@ RawRegion load_antolik_region(const fs::path& dir) {
                      r.test_inputs.size(0), neurons));
   }
   if (r.rf_filters.defined() &&
-      (r.rf_filters.size(0) != neurons || r.rf_filters.size(1) != 2 || r.rf_filters.size(2) != kPixels)) {
+      (r.rf_filters.size(0) != neurons || r.rf_filters.size(1) != 2 || r.rf_filters.size(2) != kDataPixels)) {
     fail(dir / "rf_filters.npy",
-         fmt::format("shape {} does not match ({}, 2, {})", shape_string(r.rf_filters), neurons, kPixels));
+         fmt::format("shape {} does not match ({}, 2, {})", shape_string(r.rf_filters), neurons, kDataPixels));
   }
   return r;
 }

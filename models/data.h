@@ -10,6 +10,11 @@
 
 namespace daenr::models {
 
+/// The data's images: 31x31, as the Antolík files hold them (the networks see them resized to
+/// 32x32, resize_31_to_32).
+constexpr int kDataSide = 31;
+constexpr int kDataPixels = kDataSide * kDataSide;
+
 /// One region exactly as stored (all float64, CPU).
 struct RawRegion {
   torch::Tensor train_inputs;     ///< (N, 961): 31x31 images, row-major.

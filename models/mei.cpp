@@ -6,6 +6,7 @@
 #include <fmt/ranges.h>  // fmt::join
 #include <limits>
 
+#include "models/data.h"
 #include "models/error.h"
 
 namespace daenr::models {
@@ -15,7 +16,6 @@ namespace {
 // The model sees 32x32 images (the data's 31x31, resized by prepare); MEIs are optimised at 32.
 constexpr int kMeiSide = 32;
 constexpr int64_t kMeiPixels = kMeiSide * kMeiSide;
-constexpr int kDataSide = 31;
 
 // SplitMix64's finaliser: a bijective mix whose outputs for neighbouring inputs look
 // independent, so that (seed, target, start, step) can address random draws directly. A

@@ -15,8 +15,6 @@ namespace daenr::models {
 
 namespace {
 
-constexpr int kSide = 31;
-constexpr int kPixels = kSide * kSide;
 
 // Independent random streams of one region, so that e.g. the neuron count can
 // change without changing the images.
@@ -42,26 +40,26 @@ torch::Tensor dead_leaves(int n, std::mt19937_64& rng) {
   constexpr int max_discs = 2000;
   std::uniform_real_distribution<double> unit(0.0, 1.0);
   std::uniform_int_distribution<int> grey(0, 255);
-  auto images = torch::empty({n, kPixels}, torch::kDouble);
+  auto images = torch::empty({n, kDataPixels}, torch::kDouble);
   auto* out = images.data_ptr<double>();
-  std::vector<int> canvas(kPixels);
+  std::vector<int> canvas(kDataPixels);
   for (int i = 0; i < n; ++i) {
     std::fill(canvas.begin(), canvas.end(), -1);
-    int uncovered = kPixels;
+    int uncovered = kDataPixels;
     for (int d = 0; d < max_discs && uncovered > 0; ++d) {
       // Inverse CDF of the r^-3 density.
       const double u = unit(rng);
       const double r = 1.0 / std::sqrt(1.0 / (r_min * r_min) - u * (1.0 / (r_min * r_min) - 1.0 / (r_max * r_max)));
-      const double cy = -r + unit(rng) * (kSide + 2 * r);
-      const double cx = -r + unit(rng) * (kSide + 2 * r);
+      const double cy = -r + unit(rng) * (kDataSide + 2 * r);
+      const double cx = -r + unit(rng) * (kDataSide + 2 * r);
       const int value = grey(rng);
       const int y0 = std::max(0, static_cast<int>(std::floor(cy - r)));
-      const int y1 = std::min(kSide - 1, static_cast<int>(std::ceil(cy + r)));
+      const int y1 = std::min(kDataSide - 1, static_cast<int>(std::ceil(cy + r)));
       const int x0 = std::max(0, static_cast<int>(std::floor(cx - r)));
-      const int x1 = std::min(kSide - 1, static_cast<int>(std::ceil(cx + r)));
+      const int x1 = std::min(kDataSide - 1, static_cast<int>(std::ceil(cx + r)));
       for (int y = y0; y <= y1; ++y) {
         for (int x = x0; x <= x1; ++x) {
-          int& px = canvas[y * kSide + x];
+          int& px = canvas[y * kDataSide + x];
           if (px < 0 && (y - cy) * (y - cy) + (x - cx) * (x - cx) <= r * r) {
             px = value;
             --uncovered;
@@ -70,9 +68,9 @@ torch::Tensor dead_leaves(int n, std::mt19937_64& rng) {
       }
     }
     const int background = grey(rng);
-    for (int p = 0; p < kPixels; ++p) {
+    for (int p = 0; p < kDataPixels; ++p) {
       // Grey levels / 1e6, exactly as the real files store them.
-      out[static_cast<int64_t>(i) * kPixels + p] = (canvas[p] < 0 ? background : canvas[p]) / 1e6;
+      out[static_cast<int64_t>(i) * kDataPixels + p] = (canvas[p] < 0 ? background : canvas[p]) / 1e6;
     }
   }
   return images;
@@ -81,19 +79,19 @@ torch::Tensor dead_leaves(int n, std::mt19937_64& rng) {
 // Zero-mean, unit-norm Gabor filter on the 31x31 grid.
 std::vector<double> gabor(double cy, double cx, double sigma, double wavelength, double theta,
                           double phase, double aspect) {
-  std::vector<double> g(kPixels);
+  std::vector<double> g(kDataPixels);
   double mean = 0;
-  for (int y = 0; y < kSide; ++y) {
-    for (int x = 0; x < kSide; ++x) {
+  for (int y = 0; y < kDataSide; ++y) {
+    for (int x = 0; x < kDataSide; ++x) {
       const double xr = (x - cx) * std::cos(theta) + (y - cy) * std::sin(theta);
       const double yr = -(x - cx) * std::sin(theta) + (y - cy) * std::cos(theta);
       const double v = std::exp(-(xr * xr + aspect * aspect * yr * yr) / (2 * sigma * sigma)) *
                        std::cos(2 * std::numbers::pi * xr / wavelength + phase);
-      g[y * kSide + x] = v;
+      g[y * kDataSide + x] = v;
       mean += v;
     }
   }
-  mean /= kPixels;
+  mean /= kDataPixels;
   double norm = 0;
   for (auto& v : g) {
     v -= mean;
@@ -203,8 +201,8 @@ VirtualNeurons::VirtualNeurons(const VirtualRegionSpec& spec, std::uint64_t seed
 // order, not LibTorch's parallel kernels: the data must not depend on the
 // thread count of the process that simulates it.
 std::vector<double> VirtualNeurons::drive(const torch::Tensor& images) const {
-  if (images.dim() != 2 || images.size(1) != kPixels) {
-    throw ModelError(fmt::format("virtual neurons: expected images of shape (n, {}), got ({})", kPixels,
+  if (images.dim() != 2 || images.size(1) != kDataPixels) {
+    throw ModelError(fmt::format("virtual neurons: expected images of shape (n, {}), got ({})", kDataPixels,
                                  fmt::join(images.sizes(), ", ")));
   }
   const auto rows = images.to(torch::kDouble).contiguous();
@@ -212,12 +210,12 @@ std::vector<double> VirtualNeurons::drive(const torch::Tensor& images) const {
   const int64_t count = rows.size(0);
   const auto* x = rows.data_ptr<double>();
   std::vector<double> out(static_cast<std::size_t>(count) * m);
-  std::vector<double> c(kPixels);
+  std::vector<double> c(kDataPixels);
   for (int64_t i = 0; i < count; ++i) {
-    for (int p = 0; p < kPixels; ++p) c[p] = x[i * kPixels + p] * (1e6 / 255.0) - 0.5;
+    for (int p = 0; p < kDataPixels; ++p) c[p] = x[i * kDataPixels + p] * (1e6 / 255.0) - 0.5;
     for (int n = 0; n < m; ++n) {
       double lin = 0, quad = 0;
-      for (int p = 0; p < kPixels; ++p) {
+      for (int p = 0; p < kDataPixels; ++p) {
         lin += c[p] * even_[n][p];
         quad += c[p] * odd_[n][p];
       }
@@ -267,10 +265,10 @@ torch::Tensor VirtualNeurons::expected(const torch::Tensor& images) const {
 
 torch::Tensor VirtualNeurons::filters() const {
   const int m = size();
-  auto out = torch::empty({m, 2, kPixels}, torch::kDouble);
+  auto out = torch::empty({m, 2, kDataPixels}, torch::kDouble);
   auto a = out.accessor<double, 3>();
   for (int n = 0; n < m; ++n) {
-    for (int p = 0; p < kPixels; ++p) a[n][0][p] = even_[n][p], a[n][1][p] = odd_[n][p];
+    for (int p = 0; p < kDataPixels; ++p) a[n][0][p] = even_[n][p], a[n][1][p] = odd_[n][p];
   }
   return out;
 }

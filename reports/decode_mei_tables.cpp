@@ -314,7 +314,7 @@ Table table9(const ReportData& data) {
 
 // Per seed, the mean of the done jobs' values (one job per seed unless two sweeps ran the
 // same labels), as Table 7 pairs them.
-std::map<uint64_t, double> by_seed(const std::vector<const JobRecord*>& jobs, const Value& value) {
+std::map<uint64_t, double> values_by_seed(const std::vector<const JobRecord*>& jobs, const Value& value) {
   std::map<uint64_t, std::vector<double>> values;
   for (const auto* j : jobs) {
     if (j->state != "done") continue;
@@ -371,7 +371,7 @@ Table table10(const ReportData& data) {
       const std::string base_name = base ? base->label : model_name(k.autoencoder, "none", 0);
       for (const auto& c : compared) {
         const Value value = decode_value("responses", c.member);
-        const auto a = by_seed(g.jobs, value), b = by_seed(base_jobs, value);
+        const auto a = values_by_seed(g.jobs, value), b = values_by_seed(base_jobs, value);
         std::vector<double> x, y;
         std::string seeds;
         for (const auto& [seed, v] : a) {

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <array>
 #include <iterator>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -248,31 +249,180 @@ std::vector<JobSpec> expand(const SweepSpec& spec) {
   return expand(spec, cache);
 }
 
-std::vector<JobSpec> expand(const SweepSpec& spec, FingerprintCache& fingerprints) {
-  if (spec.overrides.size() > 63) {
-    throw SpecError(fmt::format("{}: {}: the 64th override; at most 63 are supported",
-                                spec.overrides[63].at, spec.overrides[63].name));
+namespace {
+
+// The base configuration of each set of matching overrides, parsed once.
+// Two templates per base: the canonical form of a model with a decoder can hold a key that
+// one without lacks (loss.reconstruction, see job::to_json), so they differ in layout.
+struct Base {
+  job::JobConfig config;
+  CanonicalTemplate without_decoder, with_decoder;
+  CanonicalTemplate& canonical(const job::JobConfig& c) {
+    return c.model.autoencoder == AutoencoderKind::kNone ? without_decoder : with_decoder;
   }
-  // The base configuration of each set of matching overrides, parsed once.
-  // Two templates per base: the canonical form of a model with a decoder can hold a key that
-  // one without lacks (loss.reconstruction, see job::to_json), so they differ in layout.
-  struct Base {
-    job::JobConfig config;
-    CanonicalTemplate without_decoder, with_decoder;
-    CanonicalTemplate& canonical(const job::JobConfig& c) {
-      return c.model.autoencoder == AutoencoderKind::kNone ? without_decoder : with_decoder;
+};
+
+bool override_matches(const Override& o, const Labels& l) {
+  switch (o.axis) {
+    case Axis::kRegion:
+      return l.region == o.value;
+    // A model without a readout has no layer (see expand.h).
+    case Axis::kLayer:
+      return l.readout != ReadoutKind::kNone && std::to_string(l.layer) == o.value;
+    case Axis::kAutoencoder:
+      return job::to_string(l.autoencoder) == o.value;
+    case Axis::kReadout:
+      return job::to_string(l.readout) == o.value;
+    case Axis::kAlpha:
+      return fmt::format("{}", l.alpha) == o.value;
+    case Axis::kBeta:
+      return fmt::format("{}", l.beta) == o.value;
+    case Axis::kSeed:
+      return std::to_string(l.seed) == o.value;
+    case Axis::kNeurons:
+      return to_string(l.neurons) == o.value;
+  }
+  return false;
+}
+
+// One value per axis, by index into the spec's lists: a model of the grid.
+struct Point {
+  std::size_t region = 0, layer = 0, autoencoder = 0, readout = 0, loss = 0, seed = 0;
+};
+
+// The training jobs of a spec, built in the grid's order (regions outermost, seeds innermost,
+// the neuron sets of one model last), with what expand() must report about the spec.
+class Expansion {
+ public:
+  Expansion(const SweepSpec& spec, FingerprintCache& fingerprints)
+      : spec_(spec), fingerprints_(fingerprints), possible_(spec), used_(spec) {
+    if (spec.overrides.size() > 63) {
+      throw SpecError(fmt::format("{}: {}: the 64th override; at most 63 are supported", spec.overrides[63].at,
+                                  spec.overrides[63].name));
     }
-  };
-  std::map<std::uint64_t, Base> bases;
-  auto base_for = [&](std::uint64_t mask) -> Base& {
-    auto it = bases.find(mask);
-    if (it != bases.end()) return it->second;
-    toml::table merged = spec.base;
+    // Overrides that set the data seed (per region, say) win over [data].
     for (std::size_t i = 0; i < spec.overrides.size(); ++i) {
-      if (mask & (std::uint64_t{1} << i)) job::merge(merged, spec.overrides[i].settings);
+      if (spec.overrides[i].settings.get("data_seed")) seeds_data_ |= std::uint64_t{1} << i;
+    }
+    // Neuron subsets come last for each model, after the job they depend on.
+    for (Neurons n : {Neurons::kAll, Neurons::kSignificant, Neurons::kInsignificant}) {
+      if (std::find(spec.neurons.begin(), spec.neurons.end(), n) != spec.neurons.end()) neuron_order_.push_back(n);
+    }
+  }
+
+  std::vector<JobSpec> run() {
+    for_each_point([&](const Point& at) { add_model(at); });
+    check_every_value_used();
+    check_every_override_used();
+    return std::move(jobs_);
+  }
+
+ private:
+  // Every point of the grid, in order: an odometer whose last wheel (seeds) turns fastest.
+  template <typename F>
+  void for_each_point(F&& f) const {
+    const std::array<std::size_t, 6> sizes = {spec_.regions.size(),      spec_.layers.size(),
+                                              spec_.autoencoders.size(), spec_.readouts.size(),
+                                              spec_.losses.size(),       spec_.seeds.size()};
+    if (std::find(sizes.begin(), sizes.end(), 0u) != sizes.end()) return;
+    std::array<std::size_t, 6> i{};
+    for (;;) {
+      f(Point{i[0], i[1], i[2], i[3], i[4], i[5]});
+      std::size_t wheel = sizes.size();
+      while (wheel > 0 && ++i[wheel - 1] == sizes[wheel - 1]) i[--wheel] = 0;
+      if (wheel == 0) return;
+    }
+  }
+
+  void mark(Usage& u, const Point& at, Neurons n) {
+    u.regions[at.region] = u.layers[at.layer] = u.autoencoders[at.autoencoder] = u.readouts[at.readout] = true;
+    u.losses[at.loss] = u.seeds[at.seed] = u.neurons[static_cast<std::size_t>(n)] = true;
+  }
+
+  bool selected(const Labels& l) const {
+    auto matches = [&](const Match& m) { return m.matches(l); };
+    if (!spec_.include.empty() && std::none_of(spec_.include.begin(), spec_.include.end(), matches)) return false;
+    return std::none_of(spec_.exclude.begin(), spec_.exclude.end(), matches);
+  }
+
+  // The jobs of one model: all neurons, then its subsets (which depend on the first).
+  void add_model(const Point& at) {
+    const auto [alpha, beta] = spec_.losses[at.loss];
+    std::string all_id;  // the "all" job of this model, if kept
+    for (Neurons neurons : neuron_order_) {
+      Labels l{spec_.regions[at.region], spec_.layers[at.layer], spec_.autoencoders[at.autoencoder],
+               spec_.readouts[at.readout], alpha, beta, spec_.seeds[at.seed], neurons};
+      if (!is_model(l)) continue;
+      mark(possible_, at, neurons);
+      if (!selected(l)) continue;
+      mark(used_, at, neurons);
+      JobSpec job = make_job(at, l, all_id);
+      if (neurons == Neurons::kAll) all_id = job.id;
+      // A baseline (no readout) met again on another layer.
+      if (ids_.insert(job.id).second) jobs_.push_back(std::move(job));
+    }
+  }
+
+  JobSpec make_job(const Point& at, Labels l, const std::string& all_id) {
+    std::uint64_t mask = 0;
+    for (std::size_t i = 0; i < spec_.overrides.size(); ++i) {
+      if (override_matches(spec_.overrides[i], l)) mask |= std::uint64_t{1} << i;
+    }
+    overrides_used_ |= mask;
+    Base& base = base_for(mask);
+    JobSpec job;
+    job.config = base.config;
+    auto& c = job.config;
+    c.data = spec_.region_paths[at.region];
+    if (!(mask & seeds_data_)) c.data_seed = spec_.data_seed;
+    c.seed = l.seed;
+    c.model.autoencoder = l.autoencoder;
+    c.model.readout = l.readout;
+    // Without a readout the layer does not exist: one job, layer 1
+    // in its configuration (the default), 0 in its label.
+    c.model.layer = l.readout == ReadoutKind::kNone ? 1 : l.layer;
+    if (l.readout == ReadoutKind::kNone) l.layer = 0;
+    c.loss.alpha = l.alpha;
+    c.loss.beta = l.beta;
+    try {
+      job::validate(c, spec_.source);
+    } catch (const job::ConfigError& e) {
+      throw SpecError(e.what());
+    }
+    job.labels = l;
+    job.data_fingerprint = fingerprints_.get(c.data, c.data_seed);
+
+    // A data folder enters the id by its content, not its path.
+    const std::string canonical =
+        base.canonical(c).render(c, c.data.rfind("virtual:", 0) == 0 ? c.data : "folder:" + job.data_fingerprint);
+    std::string subset = "all";
+    if (l.neurons != Neurons::kAll) {
+      if (all_id.empty()) {
+        throw SpecError(fmt::format(
+            "{}: axes.neurons: the {} job of {}-{}_{} {} seed {} needs the same "
+            "model fitted to all neurons, which the spec excludes",
+            written_at("axes.neurons", to_string(l.neurons)), to_string(l.neurons),
+            job::to_string(l.autoencoder), job::to_string(l.readout), spec_.layers[at.layer], l.region, l.seed));
+      }
+      job.depends_on = all_id;
+      subset = fmt::format("{} of {}", to_string(l.neurons), all_id);
+    }
+    job::Sha256 h;
+    h.update(canonical).update("\n").update(job.data_fingerprint).update("\n").update(subset);
+    h.update("\n").update(kModelCodeVersion);
+    job.id = h.hex().substr(0, 20);
+    return job;
+  }
+
+  Base& base_for(std::uint64_t mask) {
+    auto it = bases_.find(mask);
+    if (it != bases_.end()) return it->second;
+    toml::table merged = spec_.base;
+    for (std::size_t i = 0; i < spec_.overrides.size(); ++i) {
+      if (mask & (std::uint64_t{1} << i)) job::merge(merged, spec_.overrides[i].settings);
     }
     try {
-      auto config = job::job_config_from_table(merged, spec.source);
+      auto config = job::job_config_from_table(merged, spec_.source);
       auto variant = [&](AutoencoderKind ae) {
         auto c = config;
         c.model.autoencoder = ae;
@@ -280,218 +430,99 @@ std::vector<JobSpec> expand(const SweepSpec& spec, FingerprintCache& fingerprint
       };
       auto without = variant(AutoencoderKind::kNone);
       auto with = variant(AutoencoderKind::kCae);
-      return bases.emplace(mask, Base{std::move(config), std::move(without), std::move(with)}).first->second;
+      return bases_.emplace(mask, Base{std::move(config), std::move(without), std::move(with)}).first->second;
     } catch (const job::ConfigError& e) {
       throw SpecError(e.what());
     }
-  };
-  auto override_matches = [](const Override& o, const Labels& l) {
-    switch (o.axis) {
-      case Axis::kRegion:
-        return l.region == o.value;
-      // A model without a readout has no layer (see expand.h).
-      case Axis::kLayer:
-        return l.readout != ReadoutKind::kNone && std::to_string(l.layer) == o.value;
-      case Axis::kAutoencoder:
-        return job::to_string(l.autoencoder) == o.value;
-      case Axis::kReadout:
-        return job::to_string(l.readout) == o.value;
-      case Axis::kAlpha:
-        return fmt::format("{}", l.alpha) == o.value;
-      case Axis::kBeta:
-        return fmt::format("{}", l.beta) == o.value;
-      case Axis::kSeed:
-        return std::to_string(l.seed) == o.value;
-      case Axis::kNeurons:
-        return to_string(l.neurons) == o.value;
-    }
-    return false;
-  };
+  }
+
   // "file:line:col" of an axis value, or the file for a default.
-  auto written_at = [&](const std::string& key, const std::string& value) {
-    const auto it = spec.written_at.find(key + "=" + value);
-    return it != spec.written_at.end() ? it->second : spec.source;
-  };
-
-  // Overrides that set the data seed (per region, say) win over [data].
-  std::uint64_t seeds_data = 0;
-  for (std::size_t i = 0; i < spec.overrides.size(); ++i) {
-    if (spec.overrides[i].settings.get("data_seed")) seeds_data |= std::uint64_t{1} << i;
+  std::string written_at(const std::string& key, const std::string& value) const {
+    const auto it = spec_.written_at.find(key + "=" + value);
+    return it != spec_.written_at.end() ? it->second : spec_.source;
   }
 
-  std::vector<JobSpec> jobs;
-  std::unordered_set<std::string> ids;
-  // Values in some model, and values in some job (after [[include]] and
-  // [[exclude]]): a value in neither is named below with the reason.
-  Usage possible(spec), used(spec);
-  auto mark = [](Usage& u, std::size_t r, std::size_t li, std::size_t ai, std::size_t ri,
-                 std::size_t wi, std::size_t si, Neurons n) {
-    u.regions[r] = u.layers[li] = u.autoencoders[ai] = u.readouts[ri] = true;
-    u.losses[wi] = u.seeds[si] = u.neurons[static_cast<std::size_t>(n)] = true;
-  };
-  std::uint64_t overrides_used = 0;
-  // Neuron subsets come last for each model, after the job they depend on.
-  std::vector<Neurons> neuron_order;
-  for (Neurons n : {Neurons::kAll, Neurons::kSignificant, Neurons::kInsignificant}) {
-    if (std::find(spec.neurons.begin(), spec.neurons.end(), n) != spec.neurons.end()) {
-      neuron_order.push_back(n);
-    }
-  }
-
-  for (std::size_t r = 0; r < spec.regions.size(); ++r) {
-    for (std::size_t li = 0; li < spec.layers.size(); ++li) {
-      const int layer = spec.layers[li];
-      for (std::size_t ai = 0; ai < spec.autoencoders.size(); ++ai) {
-        const AutoencoderKind ae = spec.autoencoders[ai];
-        for (std::size_t ri = 0; ri < spec.readouts.size(); ++ri) {
-          const ReadoutKind ro = spec.readouts[ri];
-          for (std::size_t wi = 0; wi < spec.losses.size(); ++wi) {
-            const auto [alpha, beta] = spec.losses[wi];
-            for (std::size_t si = 0; si < spec.seeds.size(); ++si) {
-              const std::uint64_t seed = spec.seeds[si];
-              std::string all_id;  // the "all" job of this model, if kept
-              for (Neurons neurons : neuron_order) {
-                Labels l{spec.regions[r], layer, ae, ro, alpha, beta, seed, neurons};
-                if (!is_model(l)) continue;
-                mark(possible, r, li, ai, ri, wi, si, neurons);
-                if (!spec.include.empty() &&
-                    std::none_of(spec.include.begin(), spec.include.end(),
-                                 [&](const Match& m) { return m.matches(l); })) {
-                  continue;
-                }
-                if (std::any_of(spec.exclude.begin(), spec.exclude.end(),
-                                [&](const Match& m) { return m.matches(l); })) {
-                  continue;
-                }
-                mark(used, r, li, ai, ri, wi, si, neurons);
-                std::uint64_t mask = 0;
-                for (std::size_t i = 0; i < spec.overrides.size(); ++i) {
-                  if (override_matches(spec.overrides[i], l)) mask |= std::uint64_t{1} << i;
-                }
-                overrides_used |= mask;
-
-                Base& base = base_for(mask);
-                JobSpec job;
-                job.config = base.config;
-                auto& c = job.config;
-                c.data = spec.region_paths[r];
-                if (!(mask & seeds_data)) c.data_seed = spec.data_seed;
-                c.seed = seed;
-                c.model.autoencoder = ae;
-                c.model.readout = ro;
-                // Without a readout the layer does not exist: one job, layer 1
-                // in its configuration (the default), 0 in its label.
-                c.model.layer = ro == ReadoutKind::kNone ? 1 : layer;
-                if (ro == ReadoutKind::kNone) l.layer = 0;
-                c.loss.alpha = alpha;
-                c.loss.beta = beta;
-                try {
-                  job::validate(c, spec.source);
-                } catch (const job::ConfigError& e) {
-                  throw SpecError(e.what());
-                }
-                job.labels = l;
-                job.data_fingerprint = fingerprints.get(c.data, c.data_seed);
-
-                // A data folder enters the id by its content, not its path.
-                const std::string canonical = base.canonical(c).render(
-                    c,
-                    c.data.rfind("virtual:", 0) == 0 ? c.data : "folder:" + job.data_fingerprint);
-                std::string subset = "all";
-                if (neurons != Neurons::kAll) {
-                  if (all_id.empty()) {
-                    throw SpecError(fmt::format(
-                        "{}: axes.neurons: the {} job of {}-{}_{} {} seed {} needs the same "
-                        "model fitted to all neurons, which the spec excludes",
-                        written_at("axes.neurons", to_string(neurons)), to_string(neurons),
-                        job::to_string(ae), job::to_string(ro), layer, l.region, seed));
-                  }
-                  job.depends_on = all_id;
-                  subset = fmt::format("{} of {}", to_string(neurons), all_id);
-                }
-                job::Sha256 h;
-                h.update(canonical)
-                    .update("\n")
-                    .update(job.data_fingerprint)
-                    .update("\n")
-                    .update(subset);
-                h.update("\n").update(kModelCodeVersion);
-                job.id = h.hex().substr(0, 20);
-                if (neurons == Neurons::kAll) all_id = job.id;
-                // A baseline (no readout) met again on another layer.
-                if (ids.insert(job.id).second) jobs.push_back(std::move(job));
-              }
-            }
-          }
-        }
-      }
-    }
+  [[noreturn]] void in_no_job(const std::string& key, const std::string& value, const std::string& shown,
+                              const std::string& why) const {
+    throw SpecError(fmt::format("{}: {}: {} is in no job: {}", written_at(key, value), key, shown, why));
   }
 
   // Name an axis value that ended in no job, and why: a built-in rule, or the
   // spec's rules. Losses first: once each loss has a model, the reasons given
   // for the other axes are the whole story.
-  const std::string excluded = "every job with it is excluded by [[include]] / [[exclude]]";
-  auto in_no_job = [&](const std::string& key, const std::string& value, const std::string& shown,
-                       const std::string& why) {
-    throw SpecError(
-        fmt::format("{}: {}: {} is in no job: {}", written_at(key, value), key, shown, why));
-  };
-  for (std::size_t i = 0; i < spec.losses.size(); ++i) {
-    const auto [a, b] = spec.losses[i];
-    const std::string v = fmt::format("[{}, {}]", a, b);
-    if (!used.losses[i])
-      in_no_job("axes.loss", v, v, possible.losses[i] ? excluded : loss_reason(spec, a, b));
-  }
-  for (std::size_t i = 0; i < spec.autoencoders.size(); ++i) {
-    const auto v = job::to_string(spec.autoencoders[i]);
-    const std::string why = spec.autoencoders[i] == AutoencoderKind::kNone
-                                ? "autoencoder \"none\" (the readout-only baseline) needs a loss "
-                                  "with alpha = 0"
-                                : "autoencoder \"" + v + "\" needs a loss with alpha > 0";
-    if (!used.autoencoders[i]) {
-      in_no_job("axes.autoencoder", v, "\"" + v + "\"", possible.autoencoders[i] ? excluded : why);
+  void check_every_value_used() const {
+    const std::string excluded = "every job with it is excluded by [[include]] / [[exclude]]";
+    for (std::size_t i = 0; i < spec_.losses.size(); ++i) {
+      const auto [a, b] = spec_.losses[i];
+      const std::string v = fmt::format("[{}, {}]", a, b);
+      if (!used_.losses[i]) in_no_job("axes.loss", v, v, possible_.losses[i] ? excluded : loss_reason(spec_, a, b));
+    }
+    for (std::size_t i = 0; i < spec_.autoencoders.size(); ++i) {
+      const auto v = job::to_string(spec_.autoencoders[i]);
+      const std::string why = spec_.autoencoders[i] == AutoencoderKind::kNone
+                                  ? "autoencoder \"none\" (the readout-only baseline) needs a loss "
+                                    "with alpha = 0"
+                                  : "autoencoder \"" + v + "\" needs a loss with alpha > 0";
+      if (!used_.autoencoders[i]) {
+        in_no_job("axes.autoencoder", v, "\"" + v + "\"", possible_.autoencoders[i] ? excluded : why);
+      }
+    }
+    for (std::size_t i = 0; i < spec_.readouts.size(); ++i) {
+      const auto v = job::to_string(spec_.readouts[i]);
+      const std::string why = spec_.readouts[i] == ReadoutKind::kNone
+                                  ? "readout \"none\" (the autoencoder-only baseline) needs a loss "
+                                    "with beta = 0"
+                                  : "readout \"" + v + "\" needs a loss with beta > 0";
+      if (!used_.readouts[i]) in_no_job("axes.readout", v, "\"" + v + "\"", possible_.readouts[i] ? excluded : why);
+    }
+    for (Neurons n : spec_.neurons) {
+      const auto i = static_cast<std::size_t>(n);
+      if (!used_.neurons[i]) {
+        in_no_job("axes.neurons", to_string(n), "\"" + to_string(n) + "\"",
+                  possible_.neurons[i] ? excluded : "a neuron subset needs a model with a readout");
+      }
+    }
+    for (std::size_t i = 0; i < spec_.regions.size(); ++i) {
+      if (!used_.regions[i]) in_no_job("data.regions", spec_.region_paths[i], spec_.regions[i], excluded);
+    }
+    for (std::size_t i = 0; i < spec_.layers.size(); ++i) {
+      const auto v = std::to_string(spec_.layers[i]);
+      if (!used_.layers[i]) in_no_job("axes.layer", v, v, excluded);
+    }
+    for (std::size_t i = 0; i < spec_.seeds.size(); ++i) {
+      const auto v = std::to_string(spec_.seeds[i]);
+      if (!used_.seeds[i]) in_no_job("axes.seeds", v, v, excluded);
     }
   }
-  for (std::size_t i = 0; i < spec.readouts.size(); ++i) {
-    const auto v = job::to_string(spec.readouts[i]);
-    const std::string why = spec.readouts[i] == ReadoutKind::kNone
-                                ? "readout \"none\" (the autoencoder-only baseline) needs a loss "
-                                  "with beta = 0"
-                                : "readout \"" + v + "\" needs a loss with beta > 0";
-    if (!used.readouts[i]) {
-      in_no_job("axes.readout", v, "\"" + v + "\"", possible.readouts[i] ? excluded : why);
-    }
-  }
-  for (Neurons n : spec.neurons) {
-    const auto i = static_cast<std::size_t>(n);
-    if (!used.neurons[i]) {
-      in_no_job("axes.neurons", to_string(n), "\"" + to_string(n) + "\"",
-                possible.neurons[i] ? excluded : "a neuron subset needs a model with a readout");
-    }
-  }
-  for (std::size_t i = 0; i < spec.regions.size(); ++i) {
-    if (!used.regions[i])
-      in_no_job("data.regions", spec.region_paths[i], spec.regions[i], excluded);
-  }
-  for (std::size_t i = 0; i < spec.layers.size(); ++i) {
-    const auto v = std::to_string(spec.layers[i]);
-    if (!used.layers[i]) in_no_job("axes.layer", v, v, excluded);
-  }
-  for (std::size_t i = 0; i < spec.seeds.size(); ++i) {
-    const auto v = std::to_string(spec.seeds[i]);
-    if (!used.seeds[i]) in_no_job("axes.seeds", v, v, excluded);
-  }
+
   // Every override value is on its axis (checked by the parse) and so in some
   // job, but a layer override reaches only models with a readout.
-  for (std::size_t i = 0; i < spec.overrides.size(); ++i) {
-    const auto& o = spec.overrides[i];
-    if (!(overrides_used & (std::uint64_t{1} << i))) {
-      throw SpecError(
-          fmt::format("{}: {}: matches no job{}", o.at, o.name,
-                      o.axis == Axis::kLayer ? " (a model without a readout has no layer)" : ""));
+  void check_every_override_used() const {
+    for (std::size_t i = 0; i < spec_.overrides.size(); ++i) {
+      const auto& o = spec_.overrides[i];
+      if (!(overrides_used_ & (std::uint64_t{1} << i))) {
+        throw SpecError(fmt::format("{}: {}: matches no job{}", o.at, o.name,
+                                    o.axis == Axis::kLayer ? " (a model without a readout has no layer)" : ""));
+      }
     }
   }
+
+  const SweepSpec& spec_;
+  FingerprintCache& fingerprints_;
+  std::map<std::uint64_t, Base> bases_;
+  std::uint64_t seeds_data_ = 0, overrides_used_ = 0;
+  std::vector<Neurons> neuron_order_;
+  // Values in some model, and values in some job (after [[include]] and
+  // [[exclude]]): a value in neither is named with the reason.
+  Usage possible_, used_;
+  std::vector<JobSpec> jobs_;
+  std::unordered_set<std::string> ids_;
+};
+
+}  // namespace
+
+std::vector<JobSpec> expand(const SweepSpec& spec, FingerprintCache& fingerprints) {
+  auto jobs = Expansion(spec, fingerprints).run();
   add_dependent_jobs(spec, jobs);
   return jobs;
 }

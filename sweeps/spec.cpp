@@ -502,8 +502,284 @@ bool Match::matches(const Labels& l) const {
   return true;
 }
 
-SweepSpec parse_sweep_spec(const std::string& text, const std::string& source,
-                           const fs::path& base_dir) {
+namespace {
+
+// The steps of parse_sweep_spec, one per part of the spec, in the order a spec is read.
+
+void read_top_level(Parser& p, TableReader& top, const toml::table& root, SweepSpec& spec) {
+  spec.name = fs::path(spec.source).stem().string();
+  top.read("name", spec.name);
+  if (spec.name.empty()) p.fail(*root.get("name"), "name", "must not be empty");
+  std::string description;
+  top.read("description", description);
+  top.read("ranks_per_job", spec.ranks_per_job);
+  top.require_range("ranks_per_job", spec.ranks_per_job, 1, 1 << 20);
+  if (root.contains("jobs_per_gpu")) {
+    int jobs_per_gpu = 1;
+    top.read("jobs_per_gpu", jobs_per_gpu);
+    top.require_range("jobs_per_gpu", jobs_per_gpu, 1, 1 << 10);
+    spec.jobs_per_gpu = jobs_per_gpu;
+  }
+}
+
+// [data]
+void read_data(Parser& p, TableReader& top, const toml::table& root, SweepSpec& spec) {
+  const toml::table* data = top.sub_table("data");
+  if (!data) p.fail_at(root.source(), "data", "missing: a sweep names its regions in [data] regions = [...]");
+  const job::Overridden none;
+  TableReader r(*data, "data.", spec.source, none);
+  p.read_axis(spec, r, "regions", [&](const toml::node& e, const std::string& key) {
+    const auto region = p.read_string(e, e.source(), key, {}, "region");
+    spec.regions.push_back(region);
+    spec.region_paths.push_back(p.resolve_region(e, key, region));
+    // Two spellings of one folder are one region.
+    return spec.region_paths.back();
+  });
+  if (spec.regions.empty()) {
+    p.fail_at(data->source(), "data.regions", "missing: list at least one region (\"virtual:1\" or a folder)");
+  }
+  r.read("data_seed", spec.data_seed);
+  r.reject_unknown();
+}
+
+std::string loss_label(double a, double b) { return fmt::format("[{}, {}]", format_number(a), format_number(b)); }
+
+// One element of axes.loss: a pair [alpha, beta], or a table {alpha = A, beta = [b1, b2, ...]}
+// (or alpha as the array, or both) that stands for every pair of the product, in the order
+// written: the paper's alpha/beta trade-off in one line. Returns the element's label.
+std::string read_loss(Parser& p, const toml::node& e, const std::string& key, SweepSpec& spec) {
+  // One (alpha, beta) pair, unless an earlier element already gave it.
+  auto add = [&](const toml::node& at, double alpha, double beta) {
+    if (alpha == 0 && beta == 0) p.fail(at, key, "alpha and beta are both 0: nothing to train");
+    if (std::find(spec.losses.begin(), spec.losses.end(), std::pair{alpha, beta}) != spec.losses.end()) {
+      p.fail(at, key, fmt::format("duplicate value {}", loss_label(alpha, beta)));
+    }
+    spec.losses.emplace_back(alpha, beta);
+    spec.written_at.emplace(key + "=" + loss_label(alpha, beta), p.where(at.source()));
+  };
+  if (const auto* grid = e.as_table()) {
+    std::vector<double> values[2];
+    const char* names[2] = {"alpha", "beta"};
+    for (const auto& [k, v] : *grid) {
+      const std::string name(k.str());
+      if (name != "alpha" && name != "beta") {
+        p.fail(v, key, fmt::format("a loss table has keys alpha and beta, got '{}'", name));
+      }
+    }
+    for (int w = 0; w < 2; ++w) {
+      const toml::node* v = grid->get(names[w]);
+      if (!v) p.fail(e, key, fmt::format("a loss table needs {} (a number or an array)", names[w]));
+      if (const auto* list = v->as_array()) {
+        if (list->empty()) p.fail(*v, key, fmt::format("{} is an empty array", names[w]));
+        for (const auto& x : *list) values[w].push_back(p.read_weight(x, x.source(), key, names[w]));
+      } else {
+        values[w].push_back(p.read_weight(*v, v->source(), key, names[w]));
+      }
+    }
+    std::vector<std::string> pairs;
+    for (double a : values[0]) {
+      for (double b : values[1]) {
+        add(e, a, b);
+        pairs.push_back(loss_label(a, b));
+      }
+    }
+    return fmt::format("{{{}}}", fmt::join(pairs, ", "));
+  }
+  const auto* pair = e.as_array();
+  if (!pair || pair->size() != 2) {
+    p.fail(e, key,
+           fmt::format("each loss is a pair [alpha, beta] or a table {{alpha = ..., beta = [...]}}, got {}{}",
+                       TableReader::type_name(e), pair ? fmt::format(" of {} elements", pair->size()) : ""));
+  }
+  const auto& a = *pair->get(0);
+  const auto& b = *pair->get(1);
+  const double alpha = p.read_weight(a, a.source(), key, "alpha");
+  const double beta = p.read_weight(b, b.source(), key, "beta");
+  add(e, alpha, beta);
+  return loss_label(alpha, beta);
+}
+
+// [axes]; returns the table (null without one).
+const toml::table* read_axes(Parser& p, TableReader& top, SweepSpec& spec) {
+  const toml::table* axes = top.sub_table("axes");
+  if (!axes) return nullptr;
+  const job::Overridden none;
+  TableReader r(*axes, "axes.", spec.source, none);
+  p.read_axis(spec, r, "layer", [&](const toml::node& e, const std::string& key) {
+    spec.layers.push_back(p.read_layer(e, e.source(), key));
+    return std::to_string(spec.layers.back());
+  });
+  p.read_axis(spec, r, "autoencoder", [&](const toml::node& e, const std::string& key) {
+    const auto s = p.read_string(e, e.source(), key, kAutoencoders, "autoencoder");
+    spec.autoencoders.push_back(job::parse_autoencoder(s));
+    return s;
+  });
+  p.read_axis(spec, r, "readout", [&](const toml::node& e, const std::string& key) {
+    const auto s = p.read_string(e, e.source(), key, kReadouts, "readout");
+    spec.readouts.push_back(job::parse_readout(s));
+    return s;
+  });
+  p.read_axis(spec, r, "loss",
+              [&](const toml::node& e, const std::string& key) { return read_loss(p, e, key, spec); });
+  p.read_axis(spec, r, "seeds", [&](const toml::node& e, const std::string& key) {
+    spec.seeds.push_back(p.read_seed(e, e.source(), key));
+    return std::to_string(spec.seeds.back());
+  });
+  p.read_axis(spec, r, "neurons", [&](const toml::node& e, const std::string& key) {
+    const auto s = p.read_string(e, e.source(), key, kNeuronSets, "neuron set");
+    spec.neurons.push_back(parse_neurons(s));
+    return s;
+  });
+  r.reject_unknown();
+  return axes;
+}
+
+// Axes left out take one value, the README's model; a neuron subset needs what it comes from.
+void complete_axes(Parser& p, const toml::table* axes, SweepSpec& spec) {
+  if (spec.layers.empty()) spec.layers = {1};
+  if (spec.autoencoders.empty()) spec.autoencoders = {job::AutoencoderKind::kCae};
+  if (spec.readouts.empty()) spec.readouts = {job::ReadoutKind::kFr};
+  if (spec.losses.empty()) spec.losses = {{1.0, 1.0}};
+  if (spec.seeds.empty()) spec.seeds = {0};
+  if (spec.neurons.empty()) spec.neurons = {Neurons::kAll};
+  const bool subsets =
+      std::any_of(spec.neurons.begin(), spec.neurons.end(), [](Neurons n) { return n != Neurons::kAll; });
+  if (!subsets) return;
+  const toml::node& neurons = *axes->get("neurons");
+  if (std::find(spec.neurons.begin(), spec.neurons.end(), Neurons::kAll) == spec.neurons.end()) {
+    p.fail(neurons, "axes.neurons",
+           "a neuron subset needs \"all\" too: the subset comes from the model fitted to all neurons");
+  }
+  if (std::all_of(spec.readouts.begin(), spec.readouts.end(),
+                  [](job::ReadoutKind r) { return r == job::ReadoutKind::kNone; })) {
+    p.fail(neurons, "axes.neurons", "a neuron subset needs a model with a readout, and every readout is \"none\"");
+  }
+}
+
+// [[include]] / [[exclude]]
+void read_rules(Parser& p, TableReader& top, SweepSpec& spec) {
+  for (const char* kind : {"include", "exclude"}) {
+    const toml::node* node = top.get(kind);
+    if (!node) continue;
+    const auto* array = node->as_array();
+    if (!array || !array->is_array_of_tables()) {
+      p.fail(*node, kind, fmt::format("expected [[{}]] tables of axis = value(s)", kind));
+    }
+    auto& rules = std::string(kind) == "include" ? spec.include : spec.exclude;
+    for (std::size_t i = 0; i < array->size(); ++i) {
+      rules.push_back(p.read_match(spec, *array->get(i), fmt::format("{}[{}]", kind, i + 1)));
+    }
+  }
+}
+
+// [decode] / [mei]: jobs on the trained models, each with its parent filter.
+void read_dependent_kinds(TableReader& top, SweepSpec& spec) {
+  if (const toml::table* t = top.sub_table("decode")) {
+    SweepSpec::DecodeJobs d;
+    job::read_decode_table(*t, spec.source, d.settings, d.filter);
+    spec.decode = std::move(d);
+  }
+  if (const toml::table* t = top.sub_table("mei")) {
+    SweepSpec::MeiJobs m;
+    job::read_mei_table(*t, spec.source, m.settings, m.filter, m.objectives);
+    spec.mei = std::move(m);
+  }
+}
+
+// Two overrides of different axes can meet on one job: they must not disagree. `own` are the
+// overrides' own tables (the copies in spec.overrides have lost their source positions).
+void check_overrides_agree(Parser& p, const SweepSpec& spec, const std::vector<const toml::table*>& own) {
+  for (std::size_t i = 0; i < spec.overrides.size(); ++i) {
+    for (std::size_t j = i + 1; j < spec.overrides.size(); ++j) {
+      const auto& a = spec.overrides[i];
+      const auto& b = spec.overrides[j];
+      if (a.axis == b.axis) continue;
+      std::map<std::string, const toml::node*> fa, fb;
+      flatten(*own[i], "", fa);
+      flatten(*own[j], "", fb);
+      for (const auto& [key, node] : fb) {
+        const auto other = fa.find(key);
+        if (other == fa.end()) continue;
+        const std::string here = value_text(*node), there = value_text(*other->second);
+        if (here != there) {
+          p.fail(*node, b.name + "." + key,
+                 fmt::format("is {} here but {} in {}, and a job can have both; set it in one of them", here,
+                             there, a.name));
+        }
+      }
+    }
+  }
+}
+
+// [override.<value>] or [override.<axis>.<value>]
+void read_overrides(Parser& p, TableReader& top, SweepSpec& spec) {
+  const toml::table* overrides = top.sub_table("override");
+  if (!overrides) return;
+  const std::vector<std::string> short_names = {"cae", "vae", "vqvae", "fr", "fc", "fm", "h1", "h2", "h3", "h4"};
+  std::vector<std::string> names = short_names;
+  for (Axis a : kAllAxes) names.push_back(to_string(a));
+  std::vector<const toml::table*> own;
+  auto add = [&](Axis axis, const std::string& value, const toml::node& settings, const toml::source_region& at,
+                 const std::string& name, const std::vector<std::string>& path) {
+    const auto* t = settings.as_table();
+    if (!t) {
+      p.fail(settings, name,
+             fmt::format("expected a table of job settings, got {}", TableReader::type_name(settings)));
+    }
+    for (const auto& o : spec.overrides) {
+      if (o.axis == axis && o.value == value) {
+        p.fail_at(at, name, fmt::format("applies to the same jobs as {}; merge the two", o.name));
+      }
+    }
+    reject_axis_keys(p, *t, name + ".");
+    check_job_table(job_table(spec.text, spec.source, path), spec.source, name);
+    spec.overrides.push_back({axis, value, name, *t, p.where(at)});
+    own.push_back(t);
+  };
+  for (const auto& [k, node] : *overrides) {
+    const std::string key(k.str());
+    const std::string name = "override." + key;
+    if (std::find(short_names.begin(), short_names.end(), key) != short_names.end()) {
+      const Axis axis = key[0] == 'h'                               ? Axis::kLayer
+                        : key == "fr" || key == "fc" || key == "fm" ? Axis::kReadout
+                                                                    : Axis::kAutoencoder;
+      add(axis, p.override_value(spec, axis, k, name), node, k.source(), name, {key});
+      continue;
+    }
+    auto it = std::find_if(kAllAxes.begin(), kAllAxes.end(), [&](Axis a) { return to_string(a) == key; });
+    if (it == kAllAxes.end()) {
+      p.fail_at(k.source(), name,
+                fmt::format("unknown override target{}; expected an axis value such as vae, "
+                            "fc, h2, or an axis table such as override.region",
+                            suggest(key, names)));
+    }
+    const auto* by_value = node.as_table();
+    if (!by_value) {
+      p.fail(node, name,
+             fmt::format("expected a table of [{}.<value>] tables, got {}", name, TableReader::type_name(node)));
+    }
+    for (const auto& [vk, settings] : *by_value) {
+      const std::string value_key(vk.str());
+      const std::string vname = name + "." + value_key;
+      add(*it, p.override_value(spec, *it, vk, vname), settings, vk.source(), vname, {key, value_key});
+    }
+  }
+  check_overrides_agree(p, spec, own);
+}
+
+// A job setting written at the top level of the spec, where it belongs in a table.
+void reject_misplaced(Parser& p, const toml::table& root) {
+  for (const auto& [k, node] : root) {
+    const std::string key(k.str());
+    for (const auto& [misplaced, belongs] : kMisplaced) {
+      if (key == misplaced) p.fail_at(k.source(), key, fmt::format("unknown key (did you mean '{}'?)", belongs));
+    }
+  }
+}
+
+}  // namespace
+
+SweepSpec parse_sweep_spec(const std::string& text, const std::string& source, const fs::path& base_dir) {
   toml::table root;
   try {
     root = job::parse_toml(text, source);
@@ -517,281 +793,19 @@ SweepSpec parse_sweep_spec(const std::string& text, const std::string& source,
   const job::Overridden none;
   try {
     TableReader top(root, "", source, none);
-    spec.name = fs::path(source).stem().string();
-    top.read("name", spec.name);
-    if (spec.name.empty()) p.fail(*root.get("name"), "name", "must not be empty");
-    std::string description;
-    top.read("description", description);
-    top.read("ranks_per_job", spec.ranks_per_job);
-    top.require_range("ranks_per_job", spec.ranks_per_job, 1, 1 << 20);
-    if (root.contains("jobs_per_gpu")) {
-      int jobs_per_gpu = 1;
-      top.read("jobs_per_gpu", jobs_per_gpu);
-      top.require_range("jobs_per_gpu", jobs_per_gpu, 1, 1 << 10);
-      spec.jobs_per_gpu = jobs_per_gpu;
-    }
-
-    // [data]
-    const toml::table* data = top.sub_table("data");
-    if (!data) {
-      p.fail_at(root.source(), "data",
-                "missing: a sweep names its regions in [data] regions = [...]");
-    }
-    {
-      TableReader r(*data, "data.", source, none);
-      p.read_axis(spec, r, "regions", [&](const toml::node& e, const std::string& key) {
-        const auto region = p.read_string(e, e.source(), key, {}, "region");
-        spec.regions.push_back(region);
-        spec.region_paths.push_back(p.resolve_region(e, key, region));
-        // Two spellings of one folder are one region.
-        return spec.region_paths.back();
-      });
-      if (spec.regions.empty()) {
-        p.fail_at(data->source(), "data.regions",
-                  "missing: list at least one region (\"virtual:1\" or a folder)");
-      }
-      r.read("data_seed", spec.data_seed);
-      r.reject_unknown();
-    }
-
-    // [axes]
-    const toml::table* axes = top.sub_table("axes");
-    if (axes) {
-      TableReader r(*axes, "axes.", source, none);
-      p.read_axis(spec, r, "layer", [&](const toml::node& e, const std::string& key) {
-        spec.layers.push_back(p.read_layer(e, e.source(), key));
-        return std::to_string(spec.layers.back());
-      });
-      p.read_axis(spec, r, "autoencoder", [&](const toml::node& e, const std::string& key) {
-        const auto s = p.read_string(e, e.source(), key, kAutoencoders, "autoencoder");
-        spec.autoencoders.push_back(job::parse_autoencoder(s));
-        return s;
-      });
-      p.read_axis(spec, r, "readout", [&](const toml::node& e, const std::string& key) {
-        const auto s = p.read_string(e, e.source(), key, kReadouts, "readout");
-        spec.readouts.push_back(job::parse_readout(s));
-        return s;
-      });
-      p.read_axis(spec, r, "loss", [&](const toml::node& e, const std::string& key) {
-        auto label = [](double a, double b) {
-          return fmt::format("[{}, {}]", format_number(a), format_number(b));
-        };
-        // One (alpha, beta) pair, unless an earlier element already gave it.
-        auto add = [&](const toml::node& at, double alpha, double beta) {
-          if (alpha == 0 && beta == 0) p.fail(at, key, "alpha and beta are both 0: nothing to train");
-          if (std::find(spec.losses.begin(), spec.losses.end(), std::pair{alpha, beta}) != spec.losses.end()) {
-            p.fail(at, key, fmt::format("duplicate value {}", label(alpha, beta)));
-          }
-          spec.losses.emplace_back(alpha, beta);
-          spec.written_at.emplace(key + "=" + label(alpha, beta), p.where(at.source()));
-        };
-        if (const auto* grid = e.as_table()) {
-          // {alpha = A, beta = [b1, b2, ...]} (or alpha as the array, or both): every pair of
-          // the product, in the order written. The paper's alpha/beta trade-off in one line.
-          std::vector<double> values[2];
-          const char* names[2] = {"alpha", "beta"};
-          for (const auto& [k, v] : *grid) {
-            const std::string name(k.str());
-            if (name != "alpha" && name != "beta") {
-              p.fail(v, key, fmt::format("a loss table has keys alpha and beta, got '{}'", name));
-            }
-          }
-          for (int w = 0; w < 2; ++w) {
-            const toml::node* v = grid->get(names[w]);
-            if (!v) p.fail(e, key, fmt::format("a loss table needs {} (a number or an array)", names[w]));
-            if (const auto* list = v->as_array()) {
-              if (list->empty()) p.fail(*v, key, fmt::format("{} is an empty array", names[w]));
-              for (const auto& x : *list) values[w].push_back(p.read_weight(x, x.source(), key, names[w]));
-            } else {
-              values[w].push_back(p.read_weight(*v, v->source(), key, names[w]));
-            }
-          }
-          std::vector<std::string> pairs;
-          for (double a : values[0]) {
-            for (double b : values[1]) {
-              add(e, a, b);
-              pairs.push_back(label(a, b));
-            }
-          }
-          return fmt::format("{{{}}}", fmt::join(pairs, ", "));
-        }
-        const auto* pair = e.as_array();
-        if (!pair || pair->size() != 2) {
-          p.fail(
-              e, key,
-              fmt::format("each loss is a pair [alpha, beta] or a table {{alpha = ..., beta = [...]}}, got {}{}",
-                          TableReader::type_name(e),
-                          pair ? fmt::format(" of {} elements", pair->size()) : ""));
-        }
-        const auto& a = *pair->get(0);
-        const auto& b = *pair->get(1);
-        const double alpha = p.read_weight(a, a.source(), key, "alpha");
-        const double beta = p.read_weight(b, b.source(), key, "beta");
-        add(e, alpha, beta);
-        return label(alpha, beta);
-      });
-      p.read_axis(spec, r, "seeds", [&](const toml::node& e, const std::string& key) {
-        spec.seeds.push_back(p.read_seed(e, e.source(), key));
-        return std::to_string(spec.seeds.back());
-      });
-      p.read_axis(spec, r, "neurons", [&](const toml::node& e, const std::string& key) {
-        const auto s = p.read_string(e, e.source(), key, kNeuronSets, "neuron set");
-        spec.neurons.push_back(parse_neurons(s));
-        return s;
-      });
-      r.reject_unknown();
-    }
-    // Defaults: one job of the README's model.
-    if (spec.layers.empty()) spec.layers = {1};
-    if (spec.autoencoders.empty()) spec.autoencoders = {job::AutoencoderKind::kCae};
-    if (spec.readouts.empty()) spec.readouts = {job::ReadoutKind::kFr};
-    if (spec.losses.empty()) spec.losses = {{1.0, 1.0}};
-    if (spec.seeds.empty()) spec.seeds = {0};
-    if (spec.neurons.empty()) spec.neurons = {Neurons::kAll};
-    const bool subsets = std::any_of(spec.neurons.begin(), spec.neurons.end(),
-                                     [](Neurons n) { return n != Neurons::kAll; });
-    if (subsets) {
-      const toml::node& neurons = *axes->get("neurons");
-      if (std::find(spec.neurons.begin(), spec.neurons.end(), Neurons::kAll) ==
-          spec.neurons.end()) {
-        p.fail(neurons, "axes.neurons",
-               "a neuron subset needs \"all\" too: the subset comes from the model fitted to all "
-               "neurons");
-      }
-      if (std::all_of(spec.readouts.begin(), spec.readouts.end(),
-                      [](job::ReadoutKind r) { return r == job::ReadoutKind::kNone; })) {
-        p.fail(neurons, "axes.neurons",
-               "a neuron subset needs a model with a readout, and every readout is \"none\"");
-      }
-    }
-
-    // [[include]] / [[exclude]]
-    for (const char* kind : {"include", "exclude"}) {
-      const toml::node* node = top.get(kind);
-      if (!node) continue;
-      const auto* array = node->as_array();
-      if (!array || !array->is_array_of_tables()) {
-        p.fail(*node, kind, fmt::format("expected [[{}]] tables of axis = value(s)", kind));
-      }
-      auto& rules = std::string(kind) == "include" ? spec.include : spec.exclude;
-      for (std::size_t i = 0; i < array->size(); ++i) {
-        rules.push_back(p.read_match(spec, *array->get(i), fmt::format("{}[{}]", kind, i + 1)));
-      }
-    }
-
-    // [decode] / [mei]: jobs on the trained models, each with its parent filter.
-    if (const toml::table* t = top.sub_table("decode")) {
-      SweepSpec::DecodeJobs d;
-      job::read_decode_table(*t, source, d.settings, d.filter);
-      spec.decode = std::move(d);
-    }
-    if (const toml::table* t = top.sub_table("mei")) {
-      SweepSpec::MeiJobs m;
-      job::read_mei_table(*t, source, m.settings, m.filter, m.objectives);
-      spec.mei = std::move(m);
-    }
-
-    // The shared job settings. Checked as a job table; here only claimed as
-    // known keys.
+    read_top_level(p, top, root, spec);
+    read_data(p, top, root, spec);
+    complete_axes(p, read_axes(p, top, spec), spec);
+    read_rules(p, top, spec);
+    read_dependent_kinds(top, spec);
+    // The shared job settings. Checked as a job table; here only claimed as known keys.
     top.get("val_fraction");
     for (const char* key : {"model", "loss", "train"}) top.sub_table(key);
     spec.base = job_table(text, source, {});
     reject_axis_keys(p, spec.base, "");
     check_job_table(spec.base, source, "");
-
-    // [override.<value>] or [override.<axis>.<value>]
-    if (const toml::table* overrides = top.sub_table("override")) {
-      const std::vector<std::string> short_names = {"cae", "vae", "vqvae", "fr", "fc",
-                                                    "fm",  "h1",  "h2",    "h3", "h4"};
-      std::vector<std::string> names = short_names;
-      for (Axis a : kAllAxes) names.push_back(to_string(a));
-      // The overrides' own tables: the copies in spec.overrides have lost
-      // their source positions.
-      std::vector<const toml::table*> own;
-      auto add = [&](Axis axis, const std::string& value, const toml::node& settings,
-                     const toml::source_region& at, const std::string& name,
-                     const std::vector<std::string>& path) {
-        const auto* t = settings.as_table();
-        if (!t) {
-          p.fail(settings, name,
-                 fmt::format("expected a table of job settings, got {}",
-                             TableReader::type_name(settings)));
-        }
-        for (const auto& o : spec.overrides) {
-          if (o.axis == axis && o.value == value) {
-            p.fail_at(at, name,
-                      fmt::format("applies to the same jobs as {}; merge the two", o.name));
-          }
-        }
-        reject_axis_keys(p, *t, name + ".");
-        check_job_table(job_table(text, source, path), source, name);
-        spec.overrides.push_back({axis, value, name, *t, p.where(at)});
-        own.push_back(t);
-      };
-      for (const auto& [k, node] : *overrides) {
-        const std::string key(k.str());
-        const std::string name = "override." + key;
-        if (std::find(short_names.begin(), short_names.end(), key) != short_names.end()) {
-          const Axis axis = key[0] == 'h'                               ? Axis::kLayer
-                            : key == "fr" || key == "fc" || key == "fm" ? Axis::kReadout
-                                                                        : Axis::kAutoencoder;
-          add(axis, p.override_value(spec, axis, k, name), node, k.source(), name, {key});
-          continue;
-        }
-        auto it = std::find_if(kAllAxes.begin(), kAllAxes.end(),
-                               [&](Axis a) { return to_string(a) == key; });
-        if (it == kAllAxes.end()) {
-          p.fail_at(k.source(), name,
-                    fmt::format("unknown override target{}; expected an axis value such as vae, "
-                                "fc, h2, or an axis table such as override.region",
-                                suggest(key, names)));
-        }
-        const auto* by_value = node.as_table();
-        if (!by_value) {
-          p.fail(node, name,
-                 fmt::format("expected a table of [{}.<value>] tables, got {}", name,
-                             TableReader::type_name(node)));
-        }
-        for (const auto& [vk, settings] : *by_value) {
-          const std::string value_key(vk.str());
-          const std::string vname = name + "." + value_key;
-          add(*it, p.override_value(spec, *it, vk, vname), settings, vk.source(), vname,
-              {key, value_key});
-        }
-      }
-      // Two overrides of different axes can meet on one job: they must not
-      // disagree.
-      for (std::size_t i = 0; i < spec.overrides.size(); ++i) {
-        for (std::size_t j = i + 1; j < spec.overrides.size(); ++j) {
-          const auto& a = spec.overrides[i];
-          const auto& b = spec.overrides[j];
-          if (a.axis == b.axis) continue;
-          std::map<std::string, const toml::node*> fa, fb;
-          flatten(*own[i], "", fa);
-          flatten(*own[j], "", fb);
-          for (const auto& [key, node] : fb) {
-            const auto other = fa.find(key);
-            if (other == fa.end()) continue;
-            const std::string here = value_text(*node), there = value_text(*other->second);
-            if (here != there) {
-              p.fail(*node, b.name + "." + key,
-                     fmt::format("is {} here but {} in {}, and a job can have both; set it in one "
-                                 "of them",
-                                 here, there, a.name));
-            }
-          }
-        }
-      }
-    }
-
-    for (const auto& [k, node] : root) {
-      const std::string key(k.str());
-      for (const auto& [misplaced, belongs] : kMisplaced) {
-        if (key == misplaced) {
-          p.fail_at(k.source(), key, fmt::format("unknown key (did you mean '{}'?)", belongs));
-        }
-      }
-    }
+    read_overrides(p, top, spec);
+    reject_misplaced(p, root);
     top.reject_unknown();
   } catch (const job::ConfigError& e) {
     throw SpecError(e.what());

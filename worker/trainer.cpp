@@ -245,41 +245,139 @@ double Trainer::validation_loss() {
   return total / static_cast<double>(n);
 }
 
-bool Trainer::train(const RunOptions& options) {
-  const auto& tc = config_.train;
-  // A group of one has nothing to synchronise: it takes the single-process path exactly.
-  GradientReducer* group =
-      options.reducer != nullptr && options.reducer->size() > 1 ? options.reducer : nullptr;
-  const int rank = group != nullptr ? group->rank() : 0;
-  const int ranks = group != nullptr ? group->size() : 1;
-  if (tc.batch_size < ranks) {
+// The steps of train(), in the order a training run takes them.
+
+void Trainer::check_group(const Group& g) const {
+  if (config_.train.batch_size < g.ranks) {
     throw ConfigError(
         fmt::format("train.batch_size: {} is smaller than the data-parallel group "
                     "({} ranks), which needs a sample per rank",
-                    tc.batch_size, ranks));
+                    config_.train.batch_size, g.ranks));
   }
+}
+
+void Trainer::resume_from(const std::filesystem::path& path, const Group& g) {
+  if (path.empty()) return;
+  const bool here = std::filesystem::exists(path);
+  if (g.reducer != nullptr) {
+    const bool somewhere = g.reducer->any(here), missing_somewhere = g.reducer->any(!here);
+    if (somewhere && missing_somewhere) {
+      throw CheckpointError(fmt::format(
+          "{}: exists for some ranks of the data-parallel group only (it must be on a file "
+          "system that all ranks share)",
+          path.string()));
+    }
+  }
+  if (!here) return;
+  collectively(
+      g.reducer, [&] { load_checkpoint(path); },
+      fmt::format("{}: another rank of the data-parallel group could not resume from it", path.string()));
+  resumed_from_step_ = step_;
+}
+
+void Trainer::optimisation_step(const Group& g, const models::LossWeights& weights, torch::Tensor& running) {
+  const auto& tc = config_.train;
+  // One optimisation step; its random draws are seeded by (seed, step).
+  torch::manual_seed(step_seed(config_.seed, step_, g.rank));
+  auto idx = batch_indices(step_);
+  // Data parallel: this rank's share of the batch is every R-th sample from its rank on.
+  if (g.reducer != nullptr) idx = idx.slice(0, g.rank, tc.batch_size, g.ranks);
+  auto x = train_x_.index_select(0, idx);
+  auto s = train_s_.index_select(0, idx);
+  // Drop the gradients instead of filling them with zeros: backward then
+  // writes them fresh, one pass less over every parameter. (Every parameter
+  // is reached by the loss at every step, so Adam sees the same gradients.)
+  model_->zero_grad(/*set_to_none=*/true);
+  auto out = model_->forward(x);
+  auto terms = models::compute_loss(model_, out, x, s, weights);
+  if (g.reducer == nullptr) {
+    terms.total.backward();
+    running += terms.total.detach();
+  } else {
+    // The loss is a mean over this rank's share. Weighted by share * R / B, the ranks' losses
+    // average to the whole batch's mean loss, and their gradients (through the group's
+    // BatchNorm statistics too) average, in all_reduce_mean, to its gradient.
+    const double share = static_cast<double>(idx.size(0)) / tc.batch_size;
+    (terms.total * (share * g.ranks)).backward();
+    reduce_gradients(*g.reducer);
+    running += terms.total.detach() * share;
+  }
+  optimizer_->step();
+  ++step_;
+}
+
+std::pair<double, double> Trainer::point_losses(const Group& g, double train_sum, int steps) {
+  double val = validation_loss();
+  if (g.reducer != nullptr) {
+    // The training loss is the group's (each rank summed its share's); the validation loss
+    // is rank 0's, so that all ranks take the same schedule decisions even if their own
+    // evaluations were to round differently.
+    auto both = torch::tensor({train_sum, g.rank == 0 ? val : 0.0},
+                              torch::TensorOptions().dtype(torch::kDouble).device(device_));
+    g.reducer->all_reduce_sum(both);
+    both = both.cpu();
+    train_sum = both[0].item<double>();
+    val = both[1].item<double>();
+  }
+  const double train_loss = train_sum / steps;
+  if (!std::isfinite(train_loss) || !std::isfinite(val)) {
+    throw TrainingDiverged(
+        fmt::format("loss diverged at step {} (train {}, validation {})", step_, train_loss, val));
+  }
+  return {train_loss, val};
+}
+
+void Trainer::advance_schedule(double val, bool at_cap) {
+  const auto& tc = config_.train;
+  if (val < best_val_) {
+    best_val_ = val;
+    best_step_ = step_;
+    snapshot_best();
+  }
+  if (step_ - best_step_ >= tc.patience) {
+    // End of a phase: back to the best parameters, then a smaller step size.
+    restore_best();
+    ++phase_;
+    if (phase_ < tc.phases) {
+      lr_ *= tc.lr_decay;
+      reset_optimizer(lr_);
+      best_step_ = step_;
+    }
+  }
+  if (phase_ >= tc.phases || at_cap) {
+    restore_best();
+    finished_ = true;
+  }
+}
+
+bool Trainer::stop_requested(const RunOptions& options, const Group& g) {
+  if (finished_) return false;
+  bool stop = options.should_stop && options.should_stop(step_);
+  if (g.reducer != nullptr) stop = g.reducer->any(stop);
+  return stop;
+}
+
+void Trainer::checkpoint(const std::filesystem::path& path, const Group& g) {
+  collectively(
+      g.reducer,
+      [&] {
+        if (g.rank == 0) save_checkpoint(path);
+      },
+      fmt::format("{}: rank 0 of the data-parallel group could not write it", path.string()));
+}
+
+bool Trainer::train(const RunOptions& options) {
+  const auto& tc = config_.train;
+  // A group of one has nothing to synchronise: it takes the single-process path exactly.
+  Group g;
+  if (options.reducer != nullptr && options.reducer->size() > 1) {
+    g = {options.reducer, options.reducer->rank(), options.reducer->size()};
+  }
+  check_group(g);
   const auto& path = options.checkpoint;
-  if (!path.empty()) {
-    const bool here = std::filesystem::exists(path);
-    if (group != nullptr) {
-      const bool somewhere = group->any(here), missing_somewhere = group->any(!here);
-      if (somewhere && missing_somewhere) {
-        throw CheckpointError(fmt::format(
-            "{}: exists for some ranks of the data-parallel group only (it must be on a file "
-            "system that all ranks share)",
-            path.string()));
-      }
-    }
-    if (here) {
-      collectively(
-          group, [&] { load_checkpoint(path); },
-          fmt::format("{}: another rank of the data-parallel group could not resume from it",
-                      path.string()));
-      resumed_from_step_ = step_;
-    }
-  }
-  BatchNormGroup batchnorm_group(model_, group);
-  if (group != nullptr) broadcast_from_rank0(*group);
+  resume_from(path, g);
+  BatchNormGroup batchnorm_group(model_, g.reducer);
+  if (g.reducer != nullptr) broadcast_from_rank0(*g.reducer);
   const models::LossWeights weights = config_.loss;
   model_->train();
   auto started = std::chrono::steady_clock::now();
@@ -288,98 +386,28 @@ bool Trainer::train(const RunOptions& options) {
   int validations = 0;
 
   while (!finished_) {
-    // One optimisation step; its random draws are seeded by (seed, step).
-    torch::manual_seed(step_seed(config_.seed, step_, rank));
-    auto idx = batch_indices(step_);
-    // Data parallel: this rank's share of the batch is every R-th sample from its rank on.
-    if (group != nullptr) idx = idx.slice(0, rank, tc.batch_size, ranks);
-    auto x = train_x_.index_select(0, idx);
-    auto s = train_s_.index_select(0, idx);
-    // Drop the gradients instead of filling them with zeros: backward then
-    // writes them fresh, one pass less over every parameter. (Every parameter
-    // is reached by the loss at every step, so Adam sees the same gradients.)
-    model_->zero_grad(/*set_to_none=*/true);
-    auto out = model_->forward(x);
-    auto terms = models::compute_loss(model_, out, x, s, weights);
-    if (group == nullptr) {
-      terms.total.backward();
-      running += terms.total.detach();
-    } else {
-      // The loss is a mean over this rank's share. Weighted by share * R / B, the ranks' losses
-      // average to the whole batch's mean loss, and their gradients (through the group's
-      // BatchNorm statistics too) average, in all_reduce_mean, to its gradient.
-      const double share = static_cast<double>(idx.size(0)) / tc.batch_size;
-      (terms.total * (share * ranks)).backward();
-      reduce_gradients(*group);
-      running += terms.total.detach() * share;
-    }
-    optimizer_->step();
+    optimisation_step(g, weights, running);
     ++since_point;
-    ++step_;
-
     const bool at_cap = step_ >= tc.max_steps;
     if (step_ % tc.validate_every != 0 && !at_cap) continue;
 
-    double train_sum = scalar(running);
-    double val = validation_loss();
-    if (group != nullptr) {
-      // The training loss is the group's (each rank summed its share's); the validation loss
-      // is rank 0's, so that all ranks take the same schedule decisions even if their own
-      // evaluations were to round differently.
-      auto both = torch::tensor({train_sum, rank == 0 ? val : 0.0},
-                                torch::TensorOptions().dtype(torch::kDouble).device(device_));
-      group->all_reduce_sum(both);
-      both = both.cpu();
-      train_sum = both[0].item<double>();
-      val = both[1].item<double>();
-    }
-    const double train_loss = train_sum / since_point;
+    // A validation point: losses, the schedule, progress, a stop, a checkpoint.
+    const auto [train_loss, val] = point_losses(g, scalar(running), since_point);
     running.zero_();
     since_point = 0;
-    if (!std::isfinite(train_loss) || !std::isfinite(val)) {
-      throw TrainingDiverged(fmt::format("loss diverged at step {} (train {}, validation {})",
-                                         step_, train_loss, val));
-    }
     curve_.push_back({step_, phase_, lr_, train_loss, val});
-    if (val < best_val_) {
-      best_val_ = val;
-      best_step_ = step_;
-      snapshot_best();
-    }
-    if (step_ - best_step_ >= tc.patience) {
-      // End of a phase: back to the best parameters, then a smaller step size.
-      restore_best();
-      ++phase_;
-      if (phase_ < tc.phases) {
-        lr_ *= tc.lr_decay;
-        reset_optimizer(lr_);
-        best_step_ = step_;
-      }
-    }
-    if (phase_ >= tc.phases || at_cap) {
-      restore_best();
-      finished_ = true;
-    }
+    advance_schedule(val, at_cap);
     ++validations;
     if (options.on_progress) {
-      options.on_progress({step_, tc.max_steps, std::min(phase_, tc.phases - 1), tc.phases, val,
-                           best_val_, resumed_from_step_, finished_});
+      options.on_progress({step_, tc.max_steps, std::min(phase_, tc.phases - 1), tc.phases, val, best_val_,
+                           resumed_from_step_, finished_});
     }
-    bool stop = false;
-    if (!finished_) {
-      stop = options.should_stop && options.should_stop(step_);
-      if (group != nullptr) stop = group->any(stop);
-    }
+    const bool stop = stop_requested(options, g);
     const bool periodic = tc.checkpoint_every > 0 && validations % tc.checkpoint_every == 0;
     if (!path.empty() && (stop || periodic || finished_)) {
       train_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
       started = std::chrono::steady_clock::now();
-      collectively(
-          group,
-          [&] {
-            if (rank == 0) save_checkpoint(path);
-          },
-          fmt::format("{}: rank 0 of the data-parallel group could not write it", path.string()));
+      checkpoint(path, g);
     }
     if (stop) return false;
   }

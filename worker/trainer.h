@@ -25,6 +25,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -168,6 +169,23 @@ class Trainer {
   double validation_loss();
 
  private:
+  // This rank's data-parallel group: none (a single process, or a group of one), or its reducer.
+  struct Group {
+    GradientReducer* reducer = nullptr;
+    int rank = 0, ranks = 1;
+  };
+  // The steps of train().
+  void check_group(const Group& g) const;
+  void resume_from(const std::filesystem::path& path, const Group& g);
+  void optimisation_step(const Group& g, const models::LossWeights& weights, torch::Tensor& running);
+  /// (training loss over the `steps` since the last point, validation loss), the group's; throws
+  /// TrainingDiverged on a non-finite one.
+  std::pair<double, double> point_losses(const Group& g, double train_sum, int steps);
+  /// Best parameters, patience, phases and the end of the schedule.
+  void advance_schedule(double val, bool at_cap);
+  bool stop_requested(const RunOptions& options, const Group& g);
+  void checkpoint(const std::filesystem::path& path, const Group& g);
+
   torch::Tensor batch_indices(int step);
   void reduce_gradients(GradientReducer& group);
   void broadcast_from_rank0(GradientReducer& group);

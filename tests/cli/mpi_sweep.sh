@@ -66,6 +66,20 @@ printf 'name = "x"\n[data]\nregions = ["virtual:1"]\n[axes]\nlayr = [1]\n' >"$tm
 rc=$?
 [ "$rc" -eq 2 ] || fail "bad spec under mpirun exited $rc"
 [ "$(grep -c 'daenr: error: .*bad.toml:5:1: axes.layr' "$tmp/err")" -eq 1 ] || fail "bad spec: $(cat "$tmp/err")"
+# A worker's own setup fails where rank 0's succeeds (here each side reads spec.toml from its own
+# working directory, as a node with another copy of the file would): the worker tells rank 0,
+# which names it; every rank exits 2 instead of waiting for the others, and the run lock is
+# released.
+mkdir -p "$tmp/here" "$tmp/there"
+cp "$spec" "$tmp/here/spec.toml"
+printf 'name = "x"\n[data]\nregions = ["virtual:1"]\n[axes]\nseeds = [1, 1]\n' >"$tmp/there/spec.toml"
+timeout 120 "${mpirun[@]}" -n 1 --wdir "$tmp/here" "$daenr" sweep run spec.toml --db "$tmp/w.sqlite" : \
+  -n 2 --wdir "$tmp/there" "$daenr" sweep run spec.toml --db "$tmp/w.sqlite" >"$tmp/out" 2>"$tmp/err"
+rc=$?
+[ "$rc" -eq 2 ] || fail "a worker's failed setup exited $rc, expected 2: $(cat "$tmp/err")"
+[ "$(grep -c 'daenr: error: rank 1: .*spec.toml:5:.*axes.seeds.*duplicate' "$tmp/err")" -eq 1 ] ||
+  fail "a worker's failed setup: $(cat "$tmp/err")"
+"$daenr" status --db "$tmp/w.sqlite" | grep -q "^run: none" || fail "the run lock was kept after a failed setup"
 # Ranks that do not form groups of --ranks-per-job: a one-line flag error.
 "${mpirun[@]}" -n 3 "$daenr" sweep run "$spec" --db "$tmp/g.sqlite" --ranks-per-job 3 >"$tmp/out" 2>"$tmp/err"
 [ $? -eq 2 ] && grep -q -- "--ranks-per-job 3: the 2 worker ranks" "$tmp/err" || fail "groups: $(cat "$tmp/err")"

@@ -5,6 +5,8 @@
 
 #include <fstream>
 
+#include "tests/support/region_files.h"
+#include "tests/support/error_of.h"
 #include "models/data.h"
 #include "tests/support/temp_dir.h"
 #include "models/error.h"
@@ -14,18 +16,14 @@
 namespace daenr::models {
 namespace {
 
+using daenr::testing::tiny_region;
+using daenr::testing::write_region;
+
+using daenr::testing::error_of;
+
 namespace fs = std::filesystem;
 
 using daenr::testing::TempDir;
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const DataError& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
 
 // Writes raw bytes: a hand-made .npy with the given header text.
 void write_raw_npy(const fs::path& p, int major, const std::string& header, const std::string& data) {
@@ -85,47 +83,29 @@ TEST(Npy, EveryBadFileGivesOneLineNamingIt) {
   TempDir dir;
   const auto p = dir.path() / "x.npy";
   const std::string s = p.string();
-  EXPECT_EQ(error_of([&] { read_npy(p); }), s + ": no such file");
+  EXPECT_EQ(error_of<DataError>([&] { read_npy(p); }), s + ": no such file");
   { std::ofstream(p) << "hello, this is not numpy"; }
-  EXPECT_EQ(error_of([&] { read_npy(p); }), s + ": not a .npy file (bad magic string)");
+  EXPECT_EQ(error_of<DataError>([&] { read_npy(p); }), s + ": not a .npy file (bad magic string)");
   write_raw_npy(p, 1, "{'descr': '<f8', 'fortran_order': True, 'shape': (1,), }", doubles({1}));
-  EXPECT_EQ(error_of([&] { read_npy(p); }),
+  EXPECT_EQ(error_of<DataError>([&] { read_npy(p); }),
             s + ": Fortran-order arrays are not supported (save with C order)");
   write_raw_npy(p, 1, "{'descr': '<i4', 'fortran_order': False, 'shape': (1,), }", "abcd");
-  EXPECT_EQ(error_of([&] { read_npy(p); }), s + ": unsupported dtype '<i4' (expected '<f4' or '<f8')");
+  EXPECT_EQ(error_of<DataError>([&] { read_npy(p); }), s + ": unsupported dtype '<i4' (expected '<f4' or '<f8')");
   write_raw_npy(p, 1, "{'descr': '>f8', 'fortran_order': False, 'shape': (1,), }", doubles({1}));
-  EXPECT_EQ(error_of([&] { read_npy(p); }), s + ": unsupported dtype '>f8' (expected '<f4' or '<f8')");
+  EXPECT_EQ(error_of<DataError>([&] { read_npy(p); }), s + ": unsupported dtype '>f8' (expected '<f4' or '<f8')");
   write_raw_npy(p, 1, "{'descr': '<f8', 'fortran_order': False, 'shape': (2, 3), }", doubles({1, 2}));
-  EXPECT_EQ(error_of([&] { read_npy(p); }),
+  EXPECT_EQ(error_of<DataError>([&] { read_npy(p); }),
             s + ": truncated data: expected 48 bytes for shape (2, 3), found 16");
   write_raw_npy(p, 9, "{'descr': '<f8', 'fortran_order': False, 'shape': (1,), }", doubles({1}));
-  EXPECT_EQ(error_of([&] { read_npy(p); }), s + ": unsupported .npy format version 9.0");
+  EXPECT_EQ(error_of<DataError>([&] { read_npy(p); }), s + ": unsupported .npy format version 9.0");
   write_raw_npy(p, 1, "{'descr': '<f8', 'fortran_order': False, }", doubles({1}));
-  EXPECT_EQ(error_of([&] { read_npy(p); }), s + ": malformed .npy header: no 'shape'");
+  EXPECT_EQ(error_of<DataError>([&] { read_npy(p); }), s + ": malformed .npy header: no 'shape'");
 }
 
 // A small region written in the Antolík layout.
-RawRegion small_region() {
-  VirtualRegionSpec spec;
-  spec.neurons = 4;
-  spec.train_images = 30;
-  spec.test_images = 6;
-  spec.repeats = 3;
-  return simulate_region(spec, 5);
-}
-
-void write_region(const fs::path& dir, const RawRegion& r) {
-  fs::create_directories(dir);
-  write_npy(dir / "training_inputs.npy", r.train_inputs);
-  write_npy(dir / "training_set.npy", r.train_responses);
-  write_npy(dir / "validation_inputs.npy", r.test_inputs);
-  write_npy(dir / "validation_set.npy", r.test_responses);
-  write_npy(dir / "raw_validation_set.npy", r.test_raw);
-}
-
 TEST(AntolikLayout, LoadsWhatWasWritten) {
   TempDir dir;
-  const auto r = small_region();
+  const auto r = tiny_region(5);
   write_region(dir.path(), r);
   const auto back = load_antolik_region(dir.path());
   EXPECT_TRUE(torch::equal(back.train_inputs, r.train_inputs));
@@ -141,38 +121,38 @@ TEST(AntolikLayout, LoadsWhatWasWritten) {
 
 TEST(AntolikLayout, InconsistentFilesAreNamed) {
   TempDir dir;
-  const auto r = small_region();
+  const auto r = tiny_region(5);
   const auto d = dir.path();
   auto reset = [&] { write_region(d, r); };
   reset();
   write_npy(d / "training_set.npy", r.train_responses.slice(0, 0, 20));
-  EXPECT_EQ(error_of([&] { load_antolik_region(d); }),
+  EXPECT_EQ(error_of<DataError>([&] { load_antolik_region(d); }),
             (d / "training_set.npy").string() +
                 ": 20 rows of responses for 30 training images in training_inputs.npy");
   reset();
   auto bad = r.train_responses.clone();
   bad[3][1] = std::numeric_limits<double>::quiet_NaN();
   write_npy(d / "training_set.npy", bad);
-  EXPECT_EQ(error_of([&] { load_antolik_region(d); }),
+  EXPECT_EQ(error_of<DataError>([&] { load_antolik_region(d); }),
             (d / "training_set.npy").string() + ": contains 1 NaN or infinite value");
   reset();
   write_npy(d / "training_inputs.npy", r.train_inputs.slice(1, 0, 900));
-  EXPECT_EQ(error_of([&] { load_antolik_region(d); }),
+  EXPECT_EQ(error_of<DataError>([&] { load_antolik_region(d); }),
             (d / "training_inputs.npy").string() +
                 ": expected 961 columns (31x31 images), found shape (30, 900)");
   reset();
   write_npy(d / "validation_set.npy", r.test_responses.slice(1, 0, 3));
-  EXPECT_EQ(error_of([&] { load_antolik_region(d); }),
+  EXPECT_EQ(error_of<DataError>([&] { load_antolik_region(d); }),
             (d / "validation_set.npy").string() + ": shape (6, 3) does not match 6 test images and 4 neurons");
   reset();
   write_npy(d / "raw_validation_set.npy", r.test_raw.slice(1, 0, 5));
-  EXPECT_EQ(error_of([&] { load_antolik_region(d); }),
+  EXPECT_EQ(error_of<DataError>([&] { load_antolik_region(d); }),
             (d / "raw_validation_set.npy").string() + ": shape (3, 5, 4) does not match (repeats, 6, 4)");
   reset();
   fs::remove(d / "validation_inputs.npy");
-  EXPECT_EQ(error_of([&] { load_antolik_region(d); }), (d / "validation_inputs.npy").string() + ": no such file");
-  EXPECT_NE(error_of([&] { load_antolik_region(d / "nope"); }).find("no such region folder"), std::string::npos);
-  EXPECT_EQ(error_of([&] { load_source("virtual:4", 1); }),
+  EXPECT_EQ(error_of<DataError>([&] { load_antolik_region(d); }), (d / "validation_inputs.npy").string() + ": no such file");
+  EXPECT_NE(error_of<DataError>([&] { load_antolik_region(d / "nope"); }).find("no such region folder"), std::string::npos);
+  EXPECT_EQ(error_of<DataError>([&] { load_source("virtual:4", 1); }),
             "data \"virtual:4\": no such virtual region (expected virtual:1, virtual:2 or virtual:3)");
 }
 
@@ -191,14 +171,14 @@ TEST(AntolikLayout, TheRealPartialCopyLoadsWithItsDocumentedShapes) {
     const double diff = (raw.mean(0) - read_npy(dir / "validation_set.npy")).abs().max().item<double>();
     EXPECT_LT(diff, 1e-12);
     // The training images are missing: the error says so and where to get them.
-    const auto msg = error_of([&] { load_antolik_region(dir); });
+    const auto msg = error_of<DataError>([&] { load_antolik_region(dir); });
     EXPECT_EQ(msg.rfind((dir / "training_inputs.npy").string() + ": missing", 0), 0u) << msg;
     EXPECT_NE(msg.find("doi:10.1371/journal.pcbi.1004927.s001"), std::string::npos) << msg;
   }
 }
 
 TEST(Preprocessing, MapsTheTrainingRangeToMinusOneOneAndSplitsBySeed) {
-  const auto r = small_region();
+  const auto r = tiny_region(5);
   const auto d = prepare(r, 11);
   EXPECT_EQ(d.train_images.sizes(), torch::IntArrayRef({24, 1, 32, 32}));
   EXPECT_EQ(d.val_images.sizes(), torch::IntArrayRef({6, 1, 32, 32}));
@@ -243,19 +223,19 @@ TEST(Preprocessing, BilinearResizeKeepsConstantsAndOrder) {
 }
 
 TEST(Preprocessing, SelectingNeuronsKeepsTheirColumnsInOrder) {
-  const auto r = small_region();  // 4 neurons
+  const auto r = tiny_region(5);  // 4 neurons
   const auto s = select_neurons(r, {3, 1});
   EXPECT_EQ(s.train_responses.size(1), 2);
   EXPECT_TRUE(torch::equal(s.train_responses.select(1, 0), r.train_responses.select(1, 3)));
   EXPECT_TRUE(torch::equal(s.test_raw.select(2, 1), r.test_raw.select(2, 1)));
   EXPECT_TRUE(torch::equal(s.rf_centres[0], r.rf_centres[3]));
   EXPECT_TRUE(torch::equal(s.train_inputs, r.train_inputs));
-  EXPECT_EQ(error_of([&] { select_neurons(r, {4}); }), "neuron 4 does not exist (the region has 4)");
-  EXPECT_EQ(error_of([&] { select_neurons(r, {}); }), "neuron selection is empty: no neuron to fit");
+  EXPECT_EQ(error_of<DataError>([&] { select_neurons(r, {4}); }), "neuron 4 does not exist (the region has 4)");
+  EXPECT_EQ(error_of<DataError>([&] { select_neurons(r, {}); }), "neuron selection is empty: no neuron to fit");
 }
 
 TEST(Preprocessing, FingerprintChangesWithOneValue) {
-  auto r = small_region();
+  auto r = tiny_region(5);
   const auto before = fingerprint(r);
   r.train_responses[0][0] += 1e-9;
   EXPECT_NE(fingerprint(r), before);

@@ -1,6 +1,7 @@
 // Decoding: the ridge fit against a known map and against an independent direct solve of the
 // normal equations, and image identification against hand-worked cases and chance.
 
+#include "tests/support/error_of.h"
 #include "models/decode.h"
 
 #include <cmath>
@@ -14,14 +15,7 @@
 namespace daenr::models {
 namespace {
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const DataError& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using daenr::testing::error_of;
 
 torch::Tensor randn(std::vector<int64_t> shape, at::Generator& gen) {
   return torch::randn(shape, gen, torch::TensorOptions().dtype(torch::kDouble));
@@ -140,35 +134,35 @@ TEST(DecodeRidge, TiesGoToTheLargerRidge) {
 TEST(DecodeRidge, RejectsBadInputWithOneLine) {
   const auto x = torch::zeros({5, 3}), y = torch::zeros({5, 2});
   const std::vector<double> grid = {1.0};
-  EXPECT_EQ(error_of([&] {
+  EXPECT_EQ(error_of<DataError>([&] {
               fit_ridge(x, torch::zeros({4, 2}), x, y, grid);
             }),
             "fit_ridge: x_train has 5 rows but y_train has 4");
-  EXPECT_EQ(error_of([&] { fit_ridge(x.slice(0, 0, 1), y.slice(0, 0, 1), x, y, grid); }),
+  EXPECT_EQ(error_of<DataError>([&] { fit_ridge(x.slice(0, 0, 1), y.slice(0, 0, 1), x, y, grid); }),
             "fit_ridge: 1 training row; a centred fit needs at least 2");
-  EXPECT_EQ(error_of([&] {
+  EXPECT_EQ(error_of<DataError>([&] {
               fit_ridge(x, y, torch::zeros({5, 4}), y, grid);
             }),
             "fit_ridge: x_val has 4 columns but x_train has 3");
-  EXPECT_EQ(error_of([&] {
+  EXPECT_EQ(error_of<DataError>([&] {
               fit_ridge(x, y, x, torch::zeros({5, 1}), grid);
             }),
             "fit_ridge: y_val has 1 columns but y_train has 2");
-  EXPECT_EQ(error_of([&] { fit_ridge(x, y, x, y.slice(0, 0, 2), grid); }),
+  EXPECT_EQ(error_of<DataError>([&] { fit_ridge(x, y, x, y.slice(0, 0, 2), grid); }),
             "fit_ridge: x_val has 5 rows but y_val has 2");
-  EXPECT_EQ(error_of([&] { fit_ridge(x, y, x, y, {}); }), "fit_ridge: the ridge grid is empty");
-  EXPECT_EQ(error_of([&] {
+  EXPECT_EQ(error_of<DataError>([&] { fit_ridge(x, y, x, y, {}); }), "fit_ridge: the ridge grid is empty");
+  EXPECT_EQ(error_of<DataError>([&] {
               fit_ridge(x, y, x, y, {1, -0.5});
             }),
             "fit_ridge: ridge -0.5 in the grid is not a finite value >= 0");
-  EXPECT_EQ(error_of([&] { fit_ridge(torch::zeros({5}), y, x, y, grid); }),
+  EXPECT_EQ(error_of<DataError>([&] { fit_ridge(torch::zeros({5}), y, x, y, grid); }),
             "fit_ridge: x_train must be a 2-D (rows, columns) tensor, found shape (5)");
   auto nan = x.clone();
   nan[2][1] = NAN;
-  EXPECT_EQ(error_of([&] { fit_ridge(nan, y, x, y, grid); }),
+  EXPECT_EQ(error_of<DataError>([&] { fit_ridge(nan, y, x, y, grid); }),
             "fit_ridge: x_train contains NaN or infinite values");
   const auto fit = fit_ridge(x, y, x, y, grid);
-  EXPECT_EQ(error_of([&] {
+  EXPECT_EQ(error_of<DataError>([&] {
               predict(fit, torch::zeros({2, 4}));
             }),
             "predict: x has 4 columns but the fit has 3 inputs");
@@ -188,7 +182,7 @@ TEST(DecodePixelCorrelation, IsPearsonPerImageAndZeroForAConstantImage) {
   EXPECT_NEAR(r[1].item<double>(), 1.0, 1e-12);
   EXPECT_NEAR(r[2].item<double>(), -1.0, 1e-12);
   EXPECT_EQ(r[3].item<double>(), 0.0);
-  EXPECT_EQ(error_of([&] {
+  EXPECT_EQ(error_of<DataError>([&] {
               pixel_correlation(a, b.reshape({4, 4}));
             }),
             "pixel_correlation: a has shape (4, 2, 2) but b has (4, 4)");
@@ -274,15 +268,15 @@ TEST(DecodeIdentify, RandomDecodingScoresChance) {
 }
 
 TEST(DecodeIdentify, RejectsMismatchedShapesAndASingleImage) {
-  EXPECT_EQ(error_of([] {
+  EXPECT_EQ(error_of<DataError>([] {
               identify(torch::zeros({3, 4}), torch::zeros({2, 4}));
             }),
             "identify: decoded has shape (3, 4) but truth has (2, 4)");
-  EXPECT_EQ(error_of([] {
+  EXPECT_EQ(error_of<DataError>([] {
               identify(torch::zeros({1, 4}), torch::zeros({1, 4}));
             }),
             "identify: 1 image; identification needs at least 2");
-  EXPECT_EQ(error_of([] {
+  EXPECT_EQ(error_of<DataError>([] {
               correlation_matrix(torch::zeros({3, 4}), torch::zeros({3, 5}));
             }),
             "correlation_matrix: images of a (3, 4) and b (3, 5) differ in pixels");

@@ -1,6 +1,8 @@
 // Sweep expansion: which jobs a spec makes, in which order, with which
 // configuration, and ids that change exactly when a job's result can.
 
+#include "tests/support/region_files.h"
+#include "tests/support/error_of.h"
 #include "sweeps/expand.h"
 
 #include <algorithm>
@@ -24,6 +26,11 @@
 namespace daenr::sweeps {
 namespace {
 
+using daenr::testing::tiny_region;
+using daenr::testing::write_region;
+
+using daenr::testing::error_of;
+
 namespace fs = std::filesystem;
 using job::AutoencoderKind;
 using job::ReadoutKind;
@@ -39,13 +46,8 @@ std::vector<std::string> ids_of(const std::vector<JobSpec>& jobs) {
   return ids;
 }
 
-std::string error_of(const std::string& text) {
-  try {
-    jobs_of(text);
-  } catch (const SpecError& e) {
-    return e.what();
-  }
-  return "(no error)";
+std::string expand_error(const std::string& text) {
+  return error_of<SpecError>([&] { jobs_of(text); });
 }
 
 // "cae-fr_2 a=1 b=1 seed 0 all": a job's labels, to compare orders and sets.
@@ -74,21 +76,6 @@ void expect_kept(const std::vector<JobSpec>& before, const std::vector<JobSpec>&
 
 // A small region in the Antolík layout, as `daenr data synth` writes one
 // (write_virtual_regions writes three full-size ones: seconds, not needed).
-void write_region(const fs::path& dir, std::uint64_t seed) {
-  models::VirtualRegionSpec spec;
-  spec.neurons = 4;
-  spec.train_images = 30;
-  spec.test_images = 6;
-  spec.repeats = 3;
-  const auto r = models::simulate_region(spec, seed);
-  fs::create_directories(dir);
-  models::write_npy(dir / "training_inputs.npy", r.train_inputs);
-  models::write_npy(dir / "training_set.npy", r.train_responses);
-  models::write_npy(dir / "validation_inputs.npy", r.test_inputs);
-  models::write_npy(dir / "validation_set.npy", r.test_responses);
-  models::write_npy(dir / "raw_validation_set.npy", r.test_raw);
-}
-
 const std::string kSmall = R"(
 [data]
 regions = ["virtual:1"]
@@ -156,7 +143,7 @@ TEST(Expand, TheIdHashesConfigFingerprintNeuronSetAndCodeVersion) {
 // template; each id must still hash exactly what job::to_json writes.
 TEST(Expand, EveryIdHashesTheJobsFullCanonicalConfiguration) {
   TempDir dir;
-  write_region(dir.path() / "region", 5);
+  write_region(dir.path() / "region", tiny_region(5));
   const auto jobs = jobs_of(R"(
 [data]
 regions = ["virtual:2", "region"]
@@ -382,7 +369,7 @@ train.max_steps = 9
   EXPECT_EQ(labels_of(jobs), (std::vector<std::string>{"virtual:1 cae-fr_1 a=1 b=1 seed 0 all",
                                                        "virtual:1 cae-fr_2 a=1 b=1 seed 0 all",
                                                        "virtual:1 cae-none_0 a=1 b=0 seed 0 all"}));
-  EXPECT_EQ(error_of(spec + "[[exclude]]\nlayer = [1, 2]\nreadout = \"none\"\n"),
+  EXPECT_EQ(expand_error(spec + "[[exclude]]\nlayer = [1, 2]\nreadout = \"none\"\n"),
             "s.toml:7:17: axes.loss: [1, 0] is in no job: every job with it is excluded by "
             "[[include]] / [[exclude]]");
   jobs = jobs_of(spec);
@@ -497,12 +484,12 @@ neurons = ["significant", "insignificant", "all"]
 
 TEST(Expand, AFolderIsIdentifiedByItsContentNotItsPath) {
   TempDir dir;
-  write_region(dir.path() / "a" / "region", 5);
+  write_region(dir.path() / "a" / "region", tiny_region(5));
   fs::create_directories(dir.path() / "b" / "region");
   for (const auto& file : fs::directory_iterator(dir.path() / "a" / "region")) {
     fs::copy_file(file.path(), dir.path() / "b" / "region" / file.path().filename());
   }
-  write_region(dir.path() / "c" / "region", 6);
+  write_region(dir.path() / "c" / "region", tiny_region(6));
   const std::string axes = "[axes]\nlayer = [1, 2]\nseeds = [0, 1]\n";
   auto spec = [&](const std::string& folder) {
     return fmt::format("[data]\nregions = [\"{}/region\"]\n{}", folder, axes);
@@ -536,7 +523,7 @@ TEST(Expand, AVirtualRegionIsIdentifiedByItsNumberAndDataSeed) {
 
 TEST(Expand, AFolderIsReadOncePerCache) {
   TempDir dir;
-  write_region(dir.path() / "region", 5);
+  write_region(dir.path() / "region", tiny_region(5));
   FingerprintCache cache;
   const std::string source = (dir.path() / "region").string();
   const std::string first = cache.get(source, 1);
@@ -548,17 +535,17 @@ TEST(Expand, AFolderIsReadOncePerCache) {
 
 TEST(Expand, ValuesInNoJobAreErrorsThatSayWhy) {
   const std::string r = "[data]\nregions = [\"virtual:1\"]\n[axes]\n";
-  EXPECT_EQ(error_of(r + "autoencoder = [\"cae\", \"none\"]\n"),
+  EXPECT_EQ(expand_error(r + "autoencoder = [\"cae\", \"none\"]\n"),
             "s.toml:4:23: axes.autoencoder: \"none\" is in no job: autoencoder \"none\" (the "
             "readout-only baseline) needs a loss with alpha = 0");
-  EXPECT_EQ(error_of(r + "loss = [[0, 1]]\n"),
+  EXPECT_EQ(expand_error(r + "loss = [[0, 1]]\n"),
             "s.toml:4:9: axes.loss: [0, 1] is in no job: alpha = 0 needs autoencoder \"none\"");
   // A default written nowhere is blamed on the file.
   EXPECT_EQ(
-      error_of(r + "[[exclude]]\nseed = 0\n"),
+      expand_error(r + "[[exclude]]\nseed = 0\n"),
       "s.toml: axes.loss: [1, 1] is in no job: every job with it is excluded by [[include]] / "
       "[[exclude]]");
-  EXPECT_EQ(error_of(r + "neurons = [\"all\", \"significant\"]\n[[exclude]]\nneurons = \"all\"\n"),
+  EXPECT_EQ(expand_error(r + "neurons = [\"all\", \"significant\"]\n[[exclude]]\nneurons = \"all\"\n"),
             "s.toml:4:19: axes.neurons: the significant job of cae-fr_1 virtual:1 seed 0 needs "
             "the same model fitted to all neurons, which the spec excludes");
 }

@@ -20,7 +20,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-VirtualRegionSpec small_region(int repeats, int test_images = 50) {
+VirtualRegionSpec small_region_spec(int repeats, int test_images = 50) {
   auto spec = virtual_region_spec(3);
   spec.neurons = 24;
   spec.train_images = 300;
@@ -32,7 +32,7 @@ VirtualRegionSpec small_region(int repeats, int test_images = 50) {
 TEST(GroundTruth, ExpectedResponseIsTheMeanOfManyTrials) {
   // 4000 simulated trials of 6 images: their mean must agree with the closed form within a few
   // standard errors for every image and neuron (a wrong noise model, offset or gain fails).
-  const auto spec = small_region(4000, 6);
+  const auto spec = small_region_spec(4000, 6);
   const auto r = simulate_region(spec, 11);
   ASSERT_TRUE(r.test_expected.defined());
   ASSERT_EQ(r.test_expected.sizes(), torch::IntArrayRef({6, spec.neurons}));
@@ -46,7 +46,7 @@ TEST(GroundTruth, ExpectedResponseIsTheMeanOfManyTrials) {
 }
 
 TEST(GroundTruth, TrueRIsOneForTheTruthAndNearZeroShuffled) {
-  const auto r = simulate_region(small_region(10), 2);
+  const auto r = simulate_region(small_region_spec(10), 2);
   const auto truth = r.test_expected;
   EXPECT_NEAR(pearson_per_neuron(truth, truth).mean().item<double>(), 1.0, 1e-12);
   // The same responses assigned to other images: no relation left.
@@ -58,7 +58,7 @@ TEST(GroundTruth, TrueRIsOneForTheTruthAndNearZeroShuffled) {
 TEST(GroundTruth, TheDataComeCloserToTheTruthWithMoreRepeats) {
   std::vector<double> data_true_r;
   for (int repeats : {1, 4, 16, 64}) {
-    const auto r = simulate_region(small_region(repeats), 3);
+    const auto r = simulate_region(small_region_spec(repeats), 3);
     data_true_r.push_back(pearson_per_neuron(r.test_responses, r.test_expected).mean().item<double>());
   }
   for (std::size_t i = 1; i < data_true_r.size(); ++i) {
@@ -69,7 +69,7 @@ TEST(GroundTruth, TheDataComeCloserToTheTruthWithMoreRepeats) {
 }
 
 TEST(GroundTruth, VirtualNeuronsAreAFunctionOfAnyImage) {
-  const auto spec = small_region(5);
+  const auto spec = small_region_spec(5);
   const auto r = simulate_region(spec, 9);
   const VirtualNeurons neurons(spec, 9);
   // The same neurons as the region's: rates and expectations of its test images agree.
@@ -143,7 +143,7 @@ TEST(GroundTruth, SynthWritesItAndTheLayoutReadsItBack) {
 
 TEST(GroundTruth, NegativeResponsesAreRefusedNamingTheFileAndCount) {
   testing::TempDir dir;
-  auto spec = small_region(3);
+  auto spec = small_region_spec(3);
   const auto r = simulate_region(spec, 1);
   write_npy(dir.path() / "training_inputs.npy", r.train_inputs);
   auto bad = r.train_responses.clone();

@@ -2,18 +2,16 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/support/error_of.h"
 #include "job/config.h"
 
 namespace daenr::job {
 namespace {
 
-std::string error_of(const std::string& text, const std::vector<std::string>& overrides = {}) {
-  try {
-    apply_overrides(text, "job.toml", overrides);
-  } catch (const ConfigError& e) {
-    return e.what();
-  }
-  return "(no error)";
+using daenr::testing::error_of;
+
+std::string config_error(const std::string& text, const std::vector<std::string>& overrides = {}) {
+  return error_of<ConfigError>([&] { apply_overrides(text, "job.toml", overrides); });
 }
 
 TEST(JobConfig, DefaultsAreThePapersSettings) {
@@ -71,41 +69,41 @@ TEST(JobConfig, OverridesTakeDottedKeysAndBareWords) {
 }
 
 TEST(JobConfig, ErrorsNameTheFileLineKeyAndProblem) {
-  EXPECT_EQ(error_of("[model]\nlayr = 2\n"),
+  EXPECT_EQ(config_error("[model]\nlayr = 2\n"),
             "job.toml:2:1: model.layr: unknown key (did you mean 'model.layer'?)");
-  EXPECT_EQ(error_of("[model]\nlayer = 5\n"), "job.toml:2:9: model.layer: must be 1..4 (h1..h4), got 5");
-  EXPECT_EQ(error_of("[model]\nlayer = \"2\"\n"),
+  EXPECT_EQ(config_error("[model]\nlayer = 5\n"), "job.toml:2:9: model.layer: must be 1..4 (h1..h4), got 5");
+  EXPECT_EQ(config_error("[model]\nlayer = \"2\"\n"),
             "job.toml:2:9: model.layer: expected an integer, got a string");
-  EXPECT_EQ(error_of("[model]\nautoencoder = \"ae\"\n"),
+  EXPECT_EQ(config_error("[model]\nautoencoder = \"ae\"\n"),
             "job.toml:2:15: model.autoencoder: unknown autoencoder 'ae' (expected cae, vae, vqvae "
             "or none)");
-  EXPECT_EQ(error_of("[loss]\nbeta = -1.0\n"), "job.toml:2:8: loss.beta: must be >= 0, got -1");
-  EXPECT_EQ(error_of("[loss]\nbeta = nan\n"), "job.toml:2:8: loss.beta: must be finite, got nan");
-  EXPECT_EQ(error_of("[train]\ndevice = \"tpu\"\n"),
+  EXPECT_EQ(config_error("[loss]\nbeta = -1.0\n"), "job.toml:2:8: loss.beta: must be >= 0, got -1");
+  EXPECT_EQ(config_error("[loss]\nbeta = nan\n"), "job.toml:2:8: loss.beta: must be finite, got nan");
+  EXPECT_EQ(config_error("[train]\ndevice = \"tpu\"\n"),
             "job.toml:2:10: train.device: expected \"cpu\" or \"cuda[:K]\", got \"tpu\"");
-  EXPECT_EQ(error_of("model = 3\n"), "job.toml:1:9: model: expected a table, got an integer");
-  EXPECT_EQ(error_of("sed = 3\n"), "job.toml:1:1: sed: unknown key (did you mean 'seed'?)");
-  EXPECT_EQ(error_of("colour = 3\n"), "job.toml:1:1: colour: unknown key");
-  EXPECT_EQ(error_of("[model\n").substr(0, 13), "job.toml:1:7:");
-  EXPECT_EQ(error_of("seed = -1\n"), "job.toml:1:8: seed: must not be negative, got -1");
+  EXPECT_EQ(config_error("model = 3\n"), "job.toml:1:9: model: expected a table, got an integer");
+  EXPECT_EQ(config_error("sed = 3\n"), "job.toml:1:1: sed: unknown key (did you mean 'seed'?)");
+  EXPECT_EQ(config_error("colour = 3\n"), "job.toml:1:1: colour: unknown key");
+  EXPECT_EQ(config_error("[model\n").substr(0, 13), "job.toml:1:7:");
+  EXPECT_EQ(config_error("seed = -1\n"), "job.toml:1:8: seed: must not be negative, got -1");
 }
 
 TEST(JobConfig, HeadsAndWeightsMustAgree) {
-  EXPECT_EQ(error_of("[loss]\nalpha = 0\n"),
+  EXPECT_EQ(config_error("[loss]\nalpha = 0\n"),
             "job.toml: loss.alpha: is 0 but model.autoencoder is \"cae\"; use autoencoder = "
             "\"none\" for the readout-only baseline");
-  EXPECT_EQ(error_of("[model]\nreadout = \"none\"\n"),
+  EXPECT_EQ(config_error("[model]\nreadout = \"none\"\n"),
             "job.toml: loss.beta: is 1 but model.readout is \"none\"; set beta = 0");
-  EXPECT_EQ(error_of("[model]\nreadout = \"none\"\nautoencoder = \"none\"\n[loss]\nalpha = 0\nbeta = 0\n"),
+  EXPECT_EQ(config_error("[model]\nreadout = \"none\"\nautoencoder = \"none\"\n[loss]\nalpha = 0\nbeta = 0\n"),
             "job.toml: model: autoencoder and readout are both \"none\": nothing to train");
-  EXPECT_EQ(error_of("", {"train.validate_every=50", "train.patience=10"}),
+  EXPECT_EQ(config_error("", {"train.validate_every=50", "train.patience=10"}),
             "job.toml: train.validate_every: 50 exceeds train.patience 10");
 }
 
 TEST(JobConfig, BadOverridesAreNamed) {
-  EXPECT_EQ(error_of("", {"model.layer"}), "--set 'model.layer': expected key=value");
-  EXPECT_EQ(error_of("", {"model.layer=7"}), "--set 'model.layer=7': model.layer: must be 1..4 (h1..h4), got 7");
-  EXPECT_EQ(error_of("", {"model.lyer=2"}),
+  EXPECT_EQ(config_error("", {"model.layer"}), "--set 'model.layer': expected key=value");
+  EXPECT_EQ(config_error("", {"model.layer=7"}), "--set 'model.layer=7': model.layer: must be 1..4 (h1..h4), got 7");
+  EXPECT_EQ(config_error("", {"model.lyer=2"}),
             "--set 'model.lyer=2': model.lyer: unknown key (did you mean 'model.layer'?)");
 }
 
@@ -124,9 +122,9 @@ TEST(JobConfig, ReconstructionIsSummedAsInThePaperUnlessAskedOtherwise) {
   EXPECT_EQ(parse_job_config("", "job.toml").loss.reconstruction, Reduction::kSum);
   EXPECT_EQ(parse_job_config("[loss]\nreconstruction = \"mean\"\n", "job.toml").loss.reconstruction,
             Reduction::kMean);
-  EXPECT_EQ(error_of("[loss]\nreconstruction = \"max\"\n"),
+  EXPECT_EQ(config_error("[loss]\nreconstruction = \"max\"\n"),
             "job.toml:2:18: loss.reconstruction: unknown reduction 'max' (expected sum or mean)");
-  EXPECT_EQ(error_of("[loss]\nreconstruction = 1\n"),
+  EXPECT_EQ(config_error("[loss]\nreconstruction = 1\n"),
             "job.toml:2:18: loss.reconstruction: expected a string, got an integer");
 }
 

@@ -9,12 +9,15 @@
 #include <set>
 #include <string>
 
+#include "tests/support/error_of.h"
 #include "job/outcome.h"
 #include "sweeps/expand.h"
 #include "sweeps/spec.h"
 
 namespace daenr::sweeps {
 namespace {
+
+using daenr::testing::error_of;
 
 const std::string kQuick = R"(
 [data]
@@ -27,15 +30,10 @@ loss = [[1.0, 1.0], [1.0, 0.0]]
 seeds = [0, 1]
 )";
 
-SweepSpec parse(const std::string& text) { return parse_sweep_spec(text, "s.toml", "/nonexistent-base"); }
+SweepSpec parse_spec(const std::string& text) { return parse_sweep_spec(text, "s.toml", "/nonexistent-base"); }
 
-std::string error_of(const std::string& text) {
-  try {
-    expand(parse(text));
-  } catch (const SpecError& e) {
-    return e.what();
-  }
-  return "(no error)";
+std::string kind_error(const std::string& text) {
+  return error_of<SpecError>([&] { expand(parse_spec(text)); });
 }
 
 std::vector<JobSpec> of_kind(const std::vector<JobSpec>& jobs, job::JobKind kind) {
@@ -47,18 +45,18 @@ std::vector<JobSpec> of_kind(const std::vector<JobSpec>& jobs, job::JobKind kind
 }
 
 TEST(JobKinds, DefaultsOfTheDecodeAndMeiTables) {
-  const auto s = parse(kQuick + "[decode]\n[mei]\n");
+  const auto s = parse_spec(kQuick + "[decode]\n[mei]\n");
   ASSERT_TRUE(s.decode && s.mei);
   EXPECT_EQ(s.decode->settings.ridges.size(), 7u);
   EXPECT_TRUE(s.decode->settings.single_trials);
   EXPECT_EQ(s.mei->objectives, std::vector<job::MeiObjective>{job::MeiObjective::kStretch});
   EXPECT_EQ(s.mei->settings.best, 8);
   EXPECT_FALSE(s.mei->settings.all);
-  EXPECT_FALSE(parse(kQuick).decode.has_value());
+  EXPECT_FALSE(parse_spec(kQuick).decode.has_value());
 }
 
 TEST(JobKinds, ReadsEveryMeiKey) {
-  const auto s = parse(kQuick + R"([mei]
+  const auto s = parse_spec(kQuick + R"([mei]
 readouts = "fr"
 neurons = [4, 1, 7]
 objective = ["stretch", "onehot"]
@@ -84,43 +82,43 @@ neurons_per_chunk = 2
   EXPECT_EQ(m.settings.jitter, 1);
   EXPECT_EQ(m.settings.seed, 9u);
   EXPECT_EQ(m.settings.neurons_per_chunk, 2);
-  EXPECT_TRUE(parse(kQuick + "[mei]\nneurons = \"all\"\n").mei->settings.all);
-  EXPECT_EQ(parse(kQuick + "[mei]\nneurons = \"best:3\"\n").mei->settings.best, 3);
+  EXPECT_TRUE(parse_spec(kQuick + "[mei]\nneurons = \"all\"\n").mei->settings.all);
+  EXPECT_EQ(parse_spec(kQuick + "[mei]\nneurons = \"best:3\"\n").mei->settings.best, 3);
 }
 
 TEST(JobKinds, EveryBadValueIsOneLineNamingTheKey) {
-  EXPECT_EQ(error_of(kQuick + "[decode]\nridge = [1.0]\n"),
+  EXPECT_EQ(kind_error(kQuick + "[decode]\nridge = [1.0]\n"),
             "s.toml:11:1: decode.ridge: unknown key (did you mean 'decode.ridges'?)");
-  EXPECT_EQ(error_of(kQuick + "[decode]\nridges = [1.0, -2]\n"),
+  EXPECT_EQ(kind_error(kQuick + "[decode]\nridges = [1.0, -2]\n"),
             "s.toml:11:10: decode.ridges: every ridge must be a positive number, got -2");
-  EXPECT_EQ(error_of(kQuick + "[decode]\nridges = []\n"), "s.toml:11:10: decode.ridges: must not be an empty list");
-  EXPECT_EQ(error_of(kQuick + "[decode]\nautoencoders = [\"cea\"]\n"),
+  EXPECT_EQ(kind_error(kQuick + "[decode]\nridges = []\n"), "s.toml:11:10: decode.ridges: must not be an empty list");
+  EXPECT_EQ(kind_error(kQuick + "[decode]\nautoencoders = [\"cea\"]\n"),
             "s.toml:11:16: decode.autoencoders: unknown autoencoder 'cea' (expected cae, vae, vqvae or none)");
-  EXPECT_EQ(error_of(kQuick + "[mei]\nobjective = \"strech\"\n"),
+  EXPECT_EQ(kind_error(kQuick + "[mei]\nobjective = \"strech\"\n"),
             "s.toml:11:13: mei.objective: unknown objective 'strech' (did you mean 'stretch'?); expected stretch or "
             "onehot");
-  EXPECT_EQ(error_of(kQuick + "[mei]\nneurons = \"best:0\"\n"),
+  EXPECT_EQ(kind_error(kQuick + "[mei]\nneurons = \"best:0\"\n"),
             "s.toml:11:11: mei.neurons: expected \"best:N\" with N >= 1, got \"best:0\"");
-  EXPECT_EQ(error_of(kQuick + "[mei]\nneurons = \"most\"\n"),
+  EXPECT_EQ(kind_error(kQuick + "[mei]\nneurons = \"most\"\n"),
             "s.toml:11:11: mei.neurons: expected \"all\", \"best:N\" or a list of neuron indices, got \"most\"");
-  EXPECT_EQ(error_of(kQuick + "[mei]\nneurons = [1, 1]\n"), "s.toml:11:11: mei.neurons: lists a neuron twice");
-  EXPECT_EQ(error_of(kQuick + "[mei]\nsteps = 0\n"), "s.toml:11:9: mei.steps: must be in [1, 1000000], got 0");
-  EXPECT_EQ(error_of(kQuick + "[mei]\nblur_end = 0\n"),
+  EXPECT_EQ(kind_error(kQuick + "[mei]\nneurons = [1, 1]\n"), "s.toml:11:11: mei.neurons: lists a neuron twice");
+  EXPECT_EQ(kind_error(kQuick + "[mei]\nsteps = 0\n"), "s.toml:11:9: mei.steps: must be in [1, 1000000], got 0");
+  EXPECT_EQ(kind_error(kQuick + "[mei]\nblur_end = 0\n"),
             "s.toml:11:12: mei.blur_end: blur_start and blur_end are both 0 (no blur) or both positive");
-  EXPECT_EQ(error_of(kQuick + "[mei]\nobjective = [\"onehot\", \"onehot\"]\n"),
+  EXPECT_EQ(kind_error(kQuick + "[mei]\nobjective = [\"onehot\", \"onehot\"]\n"),
             "s.toml:11:13: mei.objective: names 'onehot' twice");
   // A filter that keeps no model is a mistake, not an empty set of jobs.
-  EXPECT_EQ(error_of(kQuick + "[mei]\nreadouts = [\"fc\"]\n"),
+  EXPECT_EQ(kind_error(kQuick + "[mei]\nreadouts = [\"fc\"]\n"),
             "s.toml: mei: selects no trained model (an mei job needs a model with a readout, fitted to all "
             "neurons, that its filter keeps)");
-  EXPECT_EQ(error_of(kQuick + "[decode]\nlayers = [3]\n"),
+  EXPECT_EQ(kind_error(kQuick + "[decode]\nlayers = [3]\n"),
             "s.toml: decode: selects no trained model (a decode job needs a model with an autoencoder, fitted "
             "to all neurons, that its filter keeps)");
 }
 
 TEST(JobKinds, ExpansionAddsDecodeAndMeiJobsAfterTrainingKeepingTrainingIds) {
-  const auto plain = expand(parse(kQuick));
-  const auto jobs = expand(parse(kQuick + "[decode]\n[mei]\nobjective = [\"stretch\", \"onehot\"]\n"));
+  const auto plain = expand(parse_spec(kQuick));
+  const auto jobs = expand(parse_spec(kQuick + "[decode]\n[mei]\nobjective = [\"stretch\", \"onehot\"]\n"));
   // The training jobs and their ids are the same with or without the jobs on them.
   const auto trained = of_kind(jobs, job::JobKind::kTrain);
   ASSERT_EQ(trained.size(), plain.size());
@@ -148,23 +146,23 @@ TEST(JobKinds, ExpansionAddsDecodeAndMeiJobsAfterTrainingKeepingTrainingIds) {
 }
 
 TEST(JobKinds, AnIdChangesWithItsSettingsAndItsParentAndNothingElse) {
-  const auto base = of_kind(expand(parse(kQuick + "[decode]\n")), job::JobKind::kDecode);
-  const auto again = of_kind(expand(parse(kQuick + "[decode]\nsingle_trials = true\n")), job::JobKind::kDecode);
-  const auto other = of_kind(expand(parse(kQuick + "[decode]\nsingle_trials = false\n")), job::JobKind::kDecode);
+  const auto base = of_kind(expand(parse_spec(kQuick + "[decode]\n")), job::JobKind::kDecode);
+  const auto again = of_kind(expand(parse_spec(kQuick + "[decode]\nsingle_trials = true\n")), job::JobKind::kDecode);
+  const auto other = of_kind(expand(parse_spec(kQuick + "[decode]\nsingle_trials = false\n")), job::JobKind::kDecode);
   ASSERT_EQ(base.size(), 4u);
   for (std::size_t i = 0; i < base.size(); ++i) {
     EXPECT_EQ(base[i].id, again[i].id);  // the default written out is the default
     EXPECT_NE(base[i].id, other[i].id);
   }
   // Filtering keeps the ids of the jobs it keeps.
-  const auto seed1 = of_kind(expand(parse(kQuick + "[decode]\nseeds = [1]\n")), job::JobKind::kDecode);
+  const auto seed1 = of_kind(expand(parse_spec(kQuick + "[decode]\nseeds = [1]\n")), job::JobKind::kDecode);
   ASSERT_EQ(seed1.size(), 2u);
   for (const auto& j : seed1) {
     EXPECT_EQ(j.labels.seed, 1u);
     EXPECT_TRUE(std::any_of(base.begin(), base.end(), [&](const JobSpec& b) { return b.id == j.id; }));
   }
   // A parent trained otherwise is another parent: new ids for its decode jobs too.
-  const auto longer = of_kind(expand(parse(kQuick + "[train]\nmax_steps = 7\n[decode]\n")), job::JobKind::kDecode);
+  const auto longer = of_kind(expand(parse_spec(kQuick + "[train]\nmax_steps = 7\n[decode]\n")), job::JobKind::kDecode);
   for (std::size_t i = 0; i < base.size(); ++i) EXPECT_NE(base[i].id, longer[i].id);
 }
 

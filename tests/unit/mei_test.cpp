@@ -3,6 +3,7 @@
 // independence (what chunked, resumable MEI jobs rely on, also through a real DaeNr), and the
 // ground-truth helpers against prepare() and hand-made filters.
 
+#include "tests/support/error_of.h"
 #include "models/mei.h"
 
 #include <cmath>
@@ -21,14 +22,7 @@
 namespace daenr::models {
 namespace {
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const ModelError& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using daenr::testing::error_of;
 
 // A zero-mean, unit-norm Gabor on a side x side grid, row-major, float64.
 torch::Tensor gabor(int side, double cy, double cx, double sigma, double wavelength, double theta,
@@ -236,35 +230,35 @@ TEST(Mei, ObjectiveValuesByHandOnTwoImagesAndThreeNeurons) {
   const auto expected_share =
       torch::tensor({0.5, 1.0 / 6, 0.5, 0.25, 0.5, 0.25}, torch::kDouble).reshape({2, 3});
   EXPECT_TRUE(torch::allclose(share, expected_share, 0, 1e-6)) << share;
-  EXPECT_EQ(error_of([&] { objective_values(a, {3}, job::MeiObjective::kStretch); }),
+  EXPECT_EQ(error_of<ModelError>([&] { objective_values(a, {3}, job::MeiObjective::kStretch); }),
             "objective_values: target neuron 3 does not exist (the responses have 3)");
 }
 
 TEST(Mei, SynthesiseRejectsBadInputWithOneLine) {
   const ToyNeurons toy;
   auto o = toy_options();
-  EXPECT_EQ(error_of([&] { synthesise(toy, {}, o); }), "synthesise: no target neurons");
-  EXPECT_EQ(error_of([&] {
+  EXPECT_EQ(error_of<ModelError>([&] { synthesise(toy, {}, o); }), "synthesise: no target neurons");
+  EXPECT_EQ(error_of<ModelError>([&] {
               synthesise(toy, {1, 7}, o);
             }),
             "synthesise: target neuron 7 does not exist (the responses have 4)");
-  EXPECT_EQ(error_of([&] { synthesise(toy, {-1}, o); }),
+  EXPECT_EQ(error_of<ModelError>([&] { synthesise(toy, {-1}, o); }),
             "synthesise: target neuron -1 is negative");
   auto bad = o;
   bad.settings.blur_end = 0;
-  EXPECT_EQ(error_of([&] { synthesise(toy, {0}, bad); }),
+  EXPECT_EQ(error_of<ModelError>([&] { synthesise(toy, {0}, bad); }),
             "synthesise: mei.blur_start = 2, mei.blur_end = 0; both 0 (no blur) or both > 0 (a "
             "geometric decay cannot reach or leave 0)");
   bad = o;
   bad.mean_level = 1.5;
-  EXPECT_EQ(error_of([&] { synthesise(toy, {0}, bad); }),
+  EXPECT_EQ(error_of<ModelError>([&] { synthesise(toy, {0}, bad); }),
             "synthesise: mean_level = 1.5 is outside the range (-1, 1)");
   bad = o;
   bad.settings.starts = 0;
-  EXPECT_EQ(error_of([&] { synthesise(toy, {0}, bad); }),
+  EXPECT_EQ(error_of<ModelError>([&] { synthesise(toy, {0}, bad); }),
             "synthesise: mei.starts = 0; expected >= 1");
   const ResponseFunction detached = [&](const torch::Tensor& x) { return toy(x).detach(); };
-  EXPECT_EQ(error_of([&] { synthesise(detached, {0}, o); }),
+  EXPECT_EQ(error_of<ModelError>([&] { synthesise(detached, {0}, o); }),
             "synthesise: the responses do not depend differentiably on the images (computed "
             "under NoGradGuard, or detached?)");
 }
@@ -286,9 +280,9 @@ TEST(Mei, ToFileUnitsInvertsPrepare) {
   ASSERT_EQ(back.sizes(), torch::IntArrayRef({4, 961}));
   // float32 images: about 1e-7 of the range (0.01), a little more through the inverse.
   EXPECT_LT((back - raw.test_inputs).abs().max().item<double>(), 1e-8);
-  EXPECT_EQ(error_of([&] { to_file_units(d.test_images, 1, 1); }),
+  EXPECT_EQ(error_of<ModelError>([&] { to_file_units(d.test_images, 1, 1); }),
             "to_file_units: pixel_max = 1 is not above pixel_min = 1");
-  EXPECT_EQ(error_of([&] {
+  EXPECT_EQ(error_of<ModelError>([&] {
               to_file_units(torch::zeros({2, 32, 32}), 0, 1);
             }),
             "to_file_units: expected images (n, 1, 32, 32), found shape (2, 32, 32)");
@@ -311,7 +305,7 @@ TEST(Mei, RfCorrelationMatchesTheEvenFilterAndIgnoresPhaseForComplexCells) {
   EXPECT_GT(rf_correlation(as_image32(odd), pair, true), 0.999);
   EXPECT_GT(rf_correlation(as_image32(-even), pair, true), 0.999);
   EXPECT_EQ(rf_correlation(torch::full({1, 32, 32}, 0.3), pair, false), 0.0);
-  EXPECT_EQ(error_of([&] { rf_correlation(as_image32(even), even, false); }),
+  EXPECT_EQ(error_of<ModelError>([&] { rf_correlation(as_image32(even), even, false); }),
             "rf_correlation: expected a filter pair (2, 961), found shape (961)");
 }
 
@@ -333,7 +327,7 @@ TEST(Mei, ImageCentreFindsABlobsCentreOnThe31Grid) {
   centre = image_centre(resize_31_to_32(noisy.reshape({1, 961})));
   EXPECT_NEAR(centre[0], 10.3, 0.5);
   EXPECT_NEAR(centre[1], 20.6, 0.5);
-  EXPECT_EQ(error_of([] {
+  EXPECT_EQ(error_of<ModelError>([] {
               image_centre(torch::zeros({1, 1, 32, 32}));
             }),
             "image_centre: the image is constant; it has no centre");

@@ -9,6 +9,7 @@
 #include <sstream>
 #include <stdlib.h>
 
+#include "tests/support/error_of.h"
 #include "models/error.h"
 #include "models/network.h"
 #include "worker/gpu_share.h"
@@ -17,6 +18,8 @@
 
 namespace daenr::worker {
 namespace {
+
+using daenr::testing::error_of;
 
 using Buckets = std::vector<std::vector<std::size_t>>;
 
@@ -46,15 +49,6 @@ TEST(Parallel, DeviceForLocalRankSpreadsRanksOverTheGpus) {
   EXPECT_EQ(device_for_local_rank("cuda", 3, 0), "cuda");  // no device: left to the trainer
 }
 
-std::string config_error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const job::ConfigError& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
-
 TEST(Parallel, GpuForLocalRankGivesEachGpuJobsPerGpuWorkersAndAGroupDistinctGpus) {
   EXPECT_EQ(gpu_for_local_rank(0, 1, 4), 0);
   EXPECT_EQ(gpu_for_local_rank(5, 1, 4), 1);
@@ -73,9 +67,9 @@ TEST(Parallel, GpuForLocalRankGivesEachGpuJobsPerGpuWorkersAndAGroupDistinctGpus
   for (int first = 1; first <= 8; first += 2) {
     EXPECT_NE(gpu_for_local_rank(first, 2, 4), gpu_for_local_rank(first + 1, 2, 4)) << first;
   }
-  EXPECT_EQ(config_error_of([] { gpu_for_local_rank(1, 0, 4); }), "jobs_per_gpu 0: expected an integer >= 1");
-  EXPECT_EQ(config_error_of([] { gpu_for_local_rank(1, -2, 4); }), "jobs_per_gpu -2: expected an integer >= 1");
-  EXPECT_EQ(config_error_of([] { gpu_for_local_rank(-1, 1, 4); }), "local rank -1: expected an integer >= 0");
+  EXPECT_EQ(error_of<job::ConfigError>([] { gpu_for_local_rank(1, 0, 4); }), "jobs_per_gpu 0: expected an integer >= 1");
+  EXPECT_EQ(error_of<job::ConfigError>([] { gpu_for_local_rank(1, -2, 4); }), "jobs_per_gpu -2: expected an integer >= 1");
+  EXPECT_EQ(error_of<job::ConfigError>([] { gpu_for_local_rank(-1, 1, 4); }), "local rank -1: expected an integer >= 0");
 }
 
 TEST(Parallel, GpuMemoryFractionIsAnEqualShareLessEachRanksContext) {
@@ -87,10 +81,10 @@ TEST(Parallel, GpuMemoryFractionIsAnEqualShareLessEachRanksContext) {
   // k shares and k contexts fit in the GPU.
   for (int k : {2, 3, 8, 16, 64}) EXPECT_LE(k * gpu_memory_fraction(k, 80 * kGiB) * 80 * kGiB + k * kCudaContextBytes, 80.0 * kGiB);
   // 16 GiB / 32 = 512 MiB, nothing left after the context: refused.
-  EXPECT_EQ(config_error_of([&] { gpu_memory_fraction(32, 16 * kGiB); }),
+  EXPECT_EQ(error_of<job::ConfigError>([&] { gpu_memory_fraction(32, 16 * kGiB); }),
             "jobs_per_gpu 32: each rank's share of a 16.0 GiB GPU would be 0 MiB after 512 MiB for its CUDA "
             "context; use fewer jobs per GPU");
-  EXPECT_EQ(config_error_of([&] { gpu_memory_fraction(0, 16 * kGiB); }), "jobs_per_gpu 0: expected an integer >= 1");
+  EXPECT_EQ(error_of<job::ConfigError>([&] { gpu_memory_fraction(0, 16 * kGiB); }), "jobs_per_gpu 0: expected an integer >= 1");
 }
 
 TEST(Parallel, ShareGpuLeavesTheCpuAlone) {

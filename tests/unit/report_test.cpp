@@ -7,6 +7,8 @@
 // output, regenerate them and review the diff:
 //   DAENR_UPDATE_GOLDEN=1 build/tests/daenr_unit_tests --gtest_filter='ReportGolden.*'
 
+#include "tests/support/region_files.h"
+#include "tests/support/error_of.h"
 #include "reports/report.h"
 
 #include <cmath>
@@ -30,15 +32,12 @@
 namespace daenr::reports {
 namespace {
 
+using daenr::testing::read_bytes;
+
+using daenr::testing::error_of;
+
 namespace fs = std::filesystem;
 using daenr::testing::TempDir;
-
-std::string read_bytes(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 // ------------------------------------------------------------ statistics
 
@@ -962,35 +961,30 @@ TEST_F(ReportGolden, FormatsCanBeLeftOut) {
 
 // ------------------------------------------------------------ bad databases
 
-std::string error_of(const fs::path& db) {
-  try {
-    load_report_data(db);
-  } catch (const ReportError& e) {
-    return e.what();
-  }
-  return "(no error)";
+std::string report_error(const fs::path& db) {
+  return error_of<ReportError>([&] { load_report_data(db); });
 }
 
 TEST(ReportErrors, OneLineForADatabaseThatCannotBeRead) {
   TempDir dir;
-  EXPECT_EQ(error_of(dir.path() / "absent.sqlite"),
+  EXPECT_EQ(report_error(dir.path() / "absent.sqlite"),
             (dir.path() / "absent.sqlite").string() + ": no such database");
   std::ofstream(dir.path() / "notes.txt")
       << "not a database at all, just text that is long enough to be a header";
   EXPECT_EQ(
-      error_of(dir.path() / "notes.txt"),
+      report_error(dir.path() / "notes.txt"),
       (dir.path() / "notes.txt").string() + ": not an SQLite database (file is not a database)");
   {
     storage::Database db(dir.path() / "other.sqlite", storage::Database::Mode::kCreate);
     db.exec("CREATE TABLE t (x INTEGER)");
   }
-  EXPECT_EQ(error_of(dir.path() / "other.sqlite"),
+  EXPECT_EQ(report_error(dir.path() / "other.sqlite"),
             (dir.path() / "other.sqlite").string() + ": not a daenr database");
   {
     storage::Database db(dir.path() / "newer.sqlite", storage::Database::Mode::kCreate);
     db.exec("PRAGMA user_version = 99");
   }
-  EXPECT_EQ(error_of(dir.path() / "newer.sqlite"),
+  EXPECT_EQ(report_error(dir.path() / "newer.sqlite"),
             (dir.path() / "newer.sqlite").string() +
                 ": written by a newer daenr (schema version 99; this build knows up to 3)");
 }

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "tests/support/error_of.h"
 #include "orchestrator/sweep_runner.h"
 #include "slurm/command.h"
 #include "slurm/submit.h"
@@ -16,16 +17,9 @@
 namespace daenr::slurm {
 namespace {
 
-using daenr::testing::TempDir;
+using daenr::testing::error_of;
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const SlurmError& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using daenr::testing::TempDir;
 
 TEST(SlurmTime, ParsesEverySlurmForm) {
   EXPECT_EQ(parse_slurm_time("30", "--time"), 30 * 60);  // bare minutes
@@ -35,10 +29,10 @@ TEST(SlurmTime, ParsesEverySlurmForm) {
   EXPECT_EQ(parse_slurm_time("2-12:30", "--time"), 2 * 86400 + 12 * 3600 + 30 * 60);
   EXPECT_EQ(parse_slurm_time("1-00:00:10", "--time"), 86410);
   EXPECT_FALSE(parse_slurm_time("UNLIMITED", "--time").has_value());
-  EXPECT_EQ(error_of([] { parse_slurm_time("1h", "--time"); }),
+  EXPECT_EQ(error_of<SlurmError>([] { parse_slurm_time("1h", "--time"); }),
             "--time '1h': not a Slurm time limit (minutes, M:S, H:M:S, D-H, D-H:M or D-H:M:S)");
-  EXPECT_EQ(error_of([] { parse_slurm_time("0", "--time"); }).substr(0, 14), "--time '0': no");
-  EXPECT_EQ(error_of([] { parse_slurm_time("1:2:3:4", "x"); }).substr(0, 13), "x '1:2:3:4': ");
+  EXPECT_EQ(error_of<SlurmError>([] { parse_slurm_time("0", "--time"); }).substr(0, 14), "--time '0': no");
+  EXPECT_EQ(error_of<SlurmError>([] { parse_slurm_time("1:2:3:4", "x"); }).substr(0, 13), "x '1:2:3:4': ");
 }
 
 TEST(SlurmProfile, LayersCommandLineOverProfileOverDefaults) {
@@ -69,7 +63,7 @@ TEST(SlurmProfile, LayersCommandLineOverProfileOverDefaults) {
   EXPECT_FALSE(load_profile(file, "small").account.has_value());
   // No file and no name asked for: no profile. A name with no file: an error.
   EXPECT_FALSE(load_profile(dir.path() / "none.toml", "").partition.has_value());
-  EXPECT_EQ(error_of([&] { load_profile(dir.path() / "none.toml", "big"); }),
+  EXPECT_EQ(error_of<SlurmError>([&] { load_profile(dir.path() / "none.toml", "big"); }),
             "--cluster big: no profile file " + (dir.path() / "none.toml").string() + " (see docs/slurm.md)");
 }
 
@@ -78,7 +72,7 @@ TEST(SlurmProfile, BadProfilesNameFileLineAndKey) {
   const auto file = dir.path() / "c.toml";
   auto bad = [&](const std::string& text, const std::string& name) {
     std::ofstream(file) << text;
-    return error_of([&] { load_profile(file, name); });
+    return error_of<SlurmError>([&] { load_profile(file, name); });
   };
   const std::string f = file.string();
   EXPECT_EQ(bad("[a]\npartiton = \"x\"\n", "a"),
@@ -182,14 +176,14 @@ TEST(SlurmGraceSignal, AcceptsTheForwardedCatchableSignalsAndNamesTheFlagOtherwi
   EXPECT_EQ(grace_signal_number("USR2"), SIGUSR2);
   EXPECT_EQ(grace_signal_number("USR1"), SIGUSR1);
   EXPECT_EQ(grace_signal_number("ALRM"), SIGALRM);
-  EXPECT_EQ(error_of([] { parse_grace_signal("SIGKILL", "--grace-signal"); }),
+  EXPECT_EQ(error_of<SlurmError>([] { parse_grace_signal("SIGKILL", "--grace-signal"); }),
             "--grace-signal 'SIGKILL': cannot be caught, so the run could not checkpoint; use USR2 (the default), "
             "USR1 or ALRM");
-  EXPECT_EQ(error_of([] { parse_grace_signal("STOP", "--grace-signal"); }).substr(0, 39),
+  EXPECT_EQ(error_of<SlurmError>([] { parse_grace_signal("STOP", "--grace-signal"); }).substr(0, 39),
             "--grace-signal 'STOP': cannot be caught");
   // TERM is Slurm's own stop, which the script tells apart from the warning; HUP is not forwarded by mpirun.
   for (const std::string other : {"TERM", "HUP", "INT", "URG", "12", ""}) {
-    EXPECT_EQ(error_of([&] { parse_grace_signal(other, "--grace-signal"); }),
+    EXPECT_EQ(error_of<SlurmError>([&] { parse_grace_signal(other, "--grace-signal"); }),
               "--grace-signal '" + other + "': not a grace signal daenr handles; use USR2 (the default), USR1 or ALRM");
   }
 }
@@ -239,7 +233,7 @@ TEST(SlurmSubmit, JobsPerGpuSetsTheTasksPerNodeAndIsPassedToTheRun) {
   r.cluster = "fixed";
   EXPECT_TRUE(has(script(), "#SBATCH --ntasks-per-node=9"));
   r.command_line.jobs_per_gpu = 3;
-  EXPECT_EQ(error_of([&] { submit(r); }),
+  EXPECT_EQ(error_of<SlurmError>([&] { submit(r); }),
             "--jobs-per-gpu 3: 9 tasks per node are more than 2 GPUs x 3 jobs per GPU + 1 (rank 0) = 7; raise "
             "jobs_per_gpu or lower ntasks_per_node");
   // Without jobs_per_gpu anywhere, tasks per node stay as they were (1 by default).
@@ -253,7 +247,7 @@ TEST(SlurmSubmit, JobsPerGpuSetsTheTasksPerNodeAndIsPassedToTheRun) {
   EXPECT_EQ(s.find("--jobs-per-gpu"), std::string::npos);
   // A bad --grace-signal is named as the flag.
   r.command_line.grace_signal = "KILL";
-  EXPECT_EQ(error_of([&] { submit(r); }).substr(0, 42), "--grace-signal 'KILL': cannot be caught, s");
+  EXPECT_EQ(error_of<SlurmError>([&] { submit(r); }).substr(0, 42), "--grace-signal 'KILL': cannot be caught, s");
   r.command_line.grace_signal = "sigalrm";
   EXPECT_TRUE(has(script(), "#SBATCH --signal=B:ALRM@120"));
 }
@@ -276,7 +270,7 @@ TEST(SlurmCommand, CapturesOutputErrorsExitCodeAndInput) {
   EXPECT_EQ(big.out.size(), 200000u);
   EXPECT_EQ(big.err.size(), 200000u);
   EXPECT_EQ(run_command({"sh", "-c", "kill -TERM $$"}).exit_code, 128 + 15);
-  EXPECT_EQ(error_of([] { run_command({"no-such-program-daenr"}); }),
+  EXPECT_EQ(error_of<SlurmError>([] { run_command({"no-such-program-daenr"}); }),
             "no-such-program-daenr: cannot run it (No such file or directory); is Slurm installed and on PATH?");
 }
 

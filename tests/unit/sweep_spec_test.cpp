@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/support/error_of.h"
 #include "sweeps/expand.h"
 #include "sweeps/spec.h"
 #include "tests/support/temp_dir.h"
@@ -17,6 +18,8 @@
 
 namespace daenr::sweeps {
 namespace {
+
+using daenr::testing::error_of;
 
 namespace fs = std::filesystem;
 using job::AutoencoderKind;
@@ -27,13 +30,8 @@ SweepSpec parse(const std::string& text) {
   return parse_sweep_spec(text, "s.toml", "/nonexistent-base");
 }
 
-std::string error_of(const std::string& text) {
-  try {
-    parse(text);
-  } catch (const SpecError& e) {
-    return e.what();
-  }
-  return "(no error)";
+std::string spec_error(const std::string& text) {
+  return error_of<SpecError>([&] { parse(text); });
 }
 
 const std::string kRegion = "[data]\nregions = [\"virtual:1\"]\n";
@@ -100,17 +98,17 @@ loss = [{alpha = 1, beta = [0, 0.1, 10]}, [0, 1], {alpha = [2, 4], beta = 1}]
   EXPECT_EQ(s.written_at.at("axes.loss=[1, 10]"), s.written_at.at("axes.loss=[1, 0]"));
   EXPECT_NE(s.written_at.at("axes.loss=[1, 10]"), s.written_at.at("axes.loss=[0, 1]"));
   // The same pair twice, in a table or as a pair, is a duplicate.
-  EXPECT_EQ(error_of(kRegion + "[axes]\nloss = [[1, 1], {alpha = 1, beta = [0.5, 1]}]\n"),
+  EXPECT_EQ(spec_error(kRegion + "[axes]\nloss = [[1, 1], {alpha = 1, beta = [0.5, 1]}]\n"),
             "s.toml:4:17: axes.loss: duplicate value [1, 1]");
-  EXPECT_EQ(error_of(kRegion + "[axes]\nloss = [{alpha = 1, beta = [1, 2]}, [1.0, 2]]\n"),
+  EXPECT_EQ(spec_error(kRegion + "[axes]\nloss = [{alpha = 1, beta = [1, 2]}, [1.0, 2]]\n"),
             "s.toml:4:37: axes.loss: duplicate value [1, 2]");
-  EXPECT_EQ(error_of(kRegion + "[axes]\nloss = [{alpha = 1, gamma = 2}]\n"),
+  EXPECT_EQ(spec_error(kRegion + "[axes]\nloss = [{alpha = 1, gamma = 2}]\n"),
             "s.toml:4:29: axes.loss: a loss table has keys alpha and beta, got 'gamma'");
-  EXPECT_EQ(error_of(kRegion + "[axes]\nloss = [{alpha = 1}]\n"),
+  EXPECT_EQ(spec_error(kRegion + "[axes]\nloss = [{alpha = 1}]\n"),
             "s.toml:4:9: axes.loss: a loss table needs beta (a number or an array)");
-  EXPECT_EQ(error_of(kRegion + "[axes]\nloss = [{alpha = 1, beta = []}]\n"),
+  EXPECT_EQ(spec_error(kRegion + "[axes]\nloss = [{alpha = 1, beta = []}]\n"),
             "s.toml:4:28: axes.loss: beta is an empty array");
-  EXPECT_EQ(error_of(kRegion + "[axes]\nloss = [{alpha = 1, beta = [-1]}]\n"),
+  EXPECT_EQ(spec_error(kRegion + "[axes]\nloss = [{alpha = 1, beta = [-1]}]\n"),
             "s.toml:4:29: axes.loss: beta must be >= 0, got -1");
 }
 
@@ -266,14 +264,14 @@ TEST(SweepSpec, AMissingFileIsNamed) {
 }
 
 TEST(SweepSpec, ErrorsInTextNameTheSourceLineAndKey) {
-  EXPECT_EQ(error_of(kRegion + "[axes]\nseeds = [1, 1]\n"),
+  EXPECT_EQ(spec_error(kRegion + "[axes]\nseeds = [1, 1]\n"),
             "s.toml:4:13: axes.seeds: duplicate value 1");
-  EXPECT_EQ(error_of(kRegion + "[train]\nmax_steps = -3\n"),
+  EXPECT_EQ(spec_error(kRegion + "[train]\nmax_steps = -3\n"),
             "s.toml:4:13: train.max_steps: must be in [1, 1073741824], got -3");
   // A check across keys points at the key it names or at that key's table.
-  EXPECT_EQ(error_of(kRegion + "[train]\npatience = 10\n"),
+  EXPECT_EQ(spec_error(kRegion + "[train]\npatience = 10\n"),
             "s.toml:3:1: train.validate_every: 50 exceeds train.patience 10");
-  EXPECT_EQ(error_of(kRegion + "[train]\nvalidate_every = 20\n"
+  EXPECT_EQ(spec_error(kRegion + "[train]\nvalidate_every = 20\n"
                                "[axes]\nautoencoder = [\"cae\", \"vae\"]\n"
                                "[override.vae]\ntrain.patience = 10\n"),
             "s.toml:4:18: train.validate_every: 20 exceeds train.patience 10 (in override.vae)");

@@ -14,6 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "tests/support/region_files.h"
 #include "models/npy.h"
 #include "models/synth.h"
 #include "orchestrator/job_runner.h"
@@ -25,6 +26,8 @@
 
 namespace daenr {
 namespace {
+
+using daenr::testing::read_bytes;
 
 namespace fs = std::filesystem;
 
@@ -54,11 +57,6 @@ starts = 2
 steps = 100
 neurons_per_chunk = 3
 )";
-
-std::string read_bytes(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), {}};
-}
 
 // The sweep runs once (a test process each would train it again): every check is a step of
 // one test, in order, the last one deleting the kept model.
