@@ -431,11 +431,13 @@ bool active(const std::string& state_line) {
 
 }  // namespace
 
-SubmitResult submit(const SubmitRequest& request) {
-  const fs::path profile_file = request.profile_file.empty() ? default_profile_file() : request.profile_file;
-  Allocation command_line = request.command_line;
-  if (command_line.grace_signal) command_line.grace_signal = parse_grace_signal(*command_line.grace_signal, "--grace-signal");
-  const Allocation profile = load_profile(profile_file, request.cluster);
+namespace {
+
+// The steps of submit(), in order.
+
+// The allocation: the command line over the cluster profile over the defaults, its grace
+// period checked against its time limit.
+Allocation resolve_allocation(const Allocation& command_line, const Allocation& profile) {
   Allocation a = overlay(command_line, overlay(profile, defaults()));
   if (!a.daenr) a.daenr = self_executable();
   std::optional<long> limit;
@@ -447,14 +449,14 @@ SubmitResult submit(const SubmitRequest& request) {
     throw SlurmError(fmt::format("--grace {}: must be shorter than the time limit --time {} ({} s)", *a.grace_s,
                                  *a.time, *limit));
   }
-  BatchJob job;
-  job.spec = absolute_clean(request.spec);
-  job.db = absolute_clean(request.db);
-  // The spec is checked here, not an hour later in the queue.
-  const auto spec = sweeps::load_sweep_spec(job.spec);
-  const auto jobs = sweeps::expand(spec);
-  // Jobs per GPU: the flag, else the spec's (this sweep's models), else the profile's (the
-  // cluster's usual packing). The run reads the spec itself, so only the others are passed on.
+  return a;
+}
+
+// Jobs per GPU: the flag, else the spec's (this sweep's models), else the profile's (the
+// cluster's usual packing). The run reads the spec itself, so only the others are passed on
+// (job.jobs_per_gpu). With GPUs, tasks per node follow from it unless set.
+void pack_gpus(const Allocation& command_line, const Allocation& profile, const sweeps::SweepSpec& spec,
+               Allocation& a, BatchJob& job) {
   std::optional<int> jobs_per_gpu = command_line.jobs_per_gpu;
   if (!jobs_per_gpu) jobs_per_gpu = spec.jobs_per_gpu;
   if (!jobs_per_gpu && profile.jobs_per_gpu) {
@@ -463,22 +465,24 @@ SubmitResult submit(const SubmitRequest& request) {
   }
   if (command_line.jobs_per_gpu) job.jobs_per_gpu = *command_line.jobs_per_gpu;
   const int gpus = a.gpus_per_node.value_or(0);
-  if (jobs_per_gpu && gpus > 0) {
-    const char* source = command_line.jobs_per_gpu ? "--jobs-per-gpu" : "jobs_per_gpu =";
-    // Rank 0 orchestrates and needs no GPU: on one node it comes on top of the GPU slots; on
-    // several it takes one of node 0's (ntasks-per-node is the same on every node, and one
-    // rank more on the others would put k + 1 ranks on their GPU 0, each bounded to 1/k).
-    const int slots = gpus * *jobs_per_gpu;
-    const int most = slots + (*a.nodes == 1 ? 1 : 0);
-    if (!command_line.ntasks_per_node && !profile.ntasks_per_node) {
-      a.ntasks_per_node = most;
-    } else if (*a.ntasks_per_node > most) {
-      throw SlurmError(fmt::format("{} {}: {} tasks per node are more than {} GPUs x {} jobs per GPU{} = {}; "
-                                   "raise jobs_per_gpu or lower ntasks_per_node",
-                                   source, *jobs_per_gpu, *a.ntasks_per_node, gpus, *jobs_per_gpu,
-                                   *a.nodes == 1 ? " + 1 (rank 0)" : "", most));
-    }
+  if (!jobs_per_gpu || gpus == 0) return;
+  const char* source = command_line.jobs_per_gpu ? "--jobs-per-gpu" : "jobs_per_gpu =";
+  // Rank 0 orchestrates and needs no GPU: on one node it comes on top of the GPU slots; on
+  // several it takes one of node 0's (ntasks-per-node is the same on every node, and one
+  // rank more on the others would put k + 1 ranks on their GPU 0, each bounded to 1/k).
+  const int slots = gpus * *jobs_per_gpu;
+  const int most = slots + (*a.nodes == 1 ? 1 : 0);
+  if (!command_line.ntasks_per_node && !profile.ntasks_per_node) {
+    a.ntasks_per_node = most;
+  } else if (*a.ntasks_per_node > most) {
+    throw SlurmError(fmt::format("{} {}: {} tasks per node are more than {} GPUs x {} jobs per GPU{} = {}; "
+                                 "raise jobs_per_gpu or lower ntasks_per_node",
+                                 source, *jobs_per_gpu, *a.ntasks_per_node, gpus, *jobs_per_gpu,
+                                 *a.nodes == 1 ? " + 1 (rank 0)" : "", most));
   }
+}
+
+void check_groups(const SubmitRequest& request, const sweeps::SweepSpec& spec, const Allocation& a) {
   const int tasks = *a.nodes * *a.ntasks_per_node;
   const int rpj = request.ranks_per_job > 0 ? request.ranks_per_job : spec.ranks_per_job;
   if (rpj > 1 && (tasks < 1 + rpj || (tasks - 1) % rpj != 0)) {
@@ -487,6 +491,75 @@ SubmitResult submit(const SubmitRequest& request) {
                                  request.ranks_per_job > 0 ? "--ranks-per-job" : "ranks_per_job =", rpj, rpj,
                                  tasks, *a.nodes, *a.ntasks_per_node));
   }
+}
+
+// One allocation per database: refuse while a run holds it or one of its Slurm jobs is still
+// queued (one squeue call), instead of queueing an allocation that would only exit on arrival.
+void refuse_if_driven(const fs::path& db) {
+  if (!fs::exists(db)) return;
+  storage::Reader reader(db);
+  const double now = orchestrator::unix_now();
+  // Fresh by the same rule as `sweep run` takes a lock over by.
+  if (auto lock = reader.run_lock(); lock && lock->fresh(now)) {
+    throw storage::LockHeld(fmt::format("{}: {}", db.string(), lock->held_by(now)));
+  }
+  std::vector<std::string> ids;
+  for (const auto& j : reader.slurm_jobs()) ids.push_back(j.slurm_job_id);
+  for (const auto& [id, state] : queue_states(ids)) {
+    if (active(state)) {
+      throw storage::LockHeld(fmt::format("{}: slurm job {} ({}) already drives this database; wait for it or "
+                                          "scancel {}",
+                                          db.string(), id, state.substr(0, state.find('|')), id));
+    }
+  }
+}
+
+// Writes the script and submits it; returns Slurm's job id. A script that was not submitted
+// is not left behind to be mistaken for one that was.
+std::string write_and_submit(const fs::path& script_path, const std::string& script) {
+  {
+    std::ofstream out(script_path);
+    out << script;
+    if (!out) throw SlurmError(fmt::format("{}: cannot write the batch script", script_path.string()));
+  }
+  struct RemoveUnlessSubmitted {
+    const fs::path& path;
+    bool submitted = false;
+    ~RemoveUnlessSubmitted() {
+      std::error_code ec;
+      if (!submitted) fs::remove(path, ec);
+    }
+  } cleanup{script_path};
+  const auto r = run_command({"sbatch", "--parsable", script_path.string()});
+  if (r.exit_code != 0) {
+    throw SlurmError(fmt::format("sbatch {} failed (exit {}): {}", script_path.string(), r.exit_code,
+                                 r.err.substr(0, r.err.find('\n'))));
+  }
+  // --parsable prints "jobid" or "jobid;cluster".
+  const std::string id = r.out.substr(0, r.out.find_first_of(";\n"));
+  if (id.empty() || id.find_first_not_of("0123456789") != std::string::npos) {
+    throw SlurmError(fmt::format("sbatch printed '{}', not a job id", r.out));
+  }
+  cleanup.submitted = true;
+  return id;
+}
+
+}  // namespace
+
+SubmitResult submit(const SubmitRequest& request) {
+  const fs::path profile_file = request.profile_file.empty() ? default_profile_file() : request.profile_file;
+  Allocation command_line = request.command_line;
+  if (command_line.grace_signal) command_line.grace_signal = parse_grace_signal(*command_line.grace_signal, "--grace-signal");
+  const Allocation profile = load_profile(profile_file, request.cluster);
+  Allocation a = resolve_allocation(command_line, profile);
+  BatchJob job;
+  job.spec = absolute_clean(request.spec);
+  job.db = absolute_clean(request.db);
+  // The spec is checked here, not an hour later in the queue.
+  const auto spec = sweeps::load_sweep_spec(job.spec);
+  const auto jobs = sweeps::expand(spec);
+  pack_gpus(command_line, profile, spec, a, job);
+  check_groups(request, spec, a);
   job.log_dir = fs::path(job.db.string() + ".slurm");
   job.ranks_per_job = request.ranks_per_job;
   job.max_attempts = request.max_attempts;
@@ -500,28 +573,7 @@ SubmitResult submit(const SubmitRequest& request) {
   SubmitResult result;
   result.script = render_script(job);
   if (request.dry_run) return result;
-
-  // One allocation per database: refuse while a run holds it or one of its
-  // Slurm jobs is still queued (one squeue call), instead of queueing an
-  // allocation that would only exit on arrival.
-  if (fs::exists(job.db)) {
-    storage::Reader reader(job.db);
-    const double now = orchestrator::unix_now();
-    // Fresh by the same rule as `sweep run` takes a lock over by.
-    if (auto lock = reader.run_lock(); lock && lock->fresh(now)) {
-      throw storage::LockHeld(fmt::format("{}: {}", job.db.string(), lock->held_by(now)));
-    }
-    std::vector<std::string> ids;
-    for (const auto& j : reader.slurm_jobs()) ids.push_back(j.slurm_job_id);
-    for (const auto& [id, state] : queue_states(ids)) {
-      if (active(state)) {
-        throw storage::LockHeld(fmt::format("{}: slurm job {} ({}) already drives this database; wait for it or "
-                                            "scancel {}",
-                                            job.db.string(), id, state.substr(0, state.find('|')), id));
-      }
-    }
-  }
-
+  refuse_if_driven(job.db);
   // A sweep already complete is not worth a place in the queue.
   const auto plan = orchestrator::plan_jobs(jobs, job.db);
   result.jobs_done = plan.done;
@@ -533,32 +585,7 @@ SubmitResult submit(const SubmitRequest& request) {
   storage::Store store(job.db);
   fs::create_directories(job.log_dir);
   result.script_path = job.log_dir / fmt::format("{}-{}.sbatch", job_name(job.sweep_name), utc_now());
-  {
-    std::ofstream out(result.script_path);
-    out << result.script;
-    if (!out) throw SlurmError(fmt::format("{}: cannot write the batch script", result.script_path.string()));
-  }
-  // A script that was not submitted is not left behind to be mistaken for one that was.
-  struct RemoveUnlessSubmitted {
-    const fs::path& path;
-    bool submitted = false;
-    ~RemoveUnlessSubmitted() {
-      std::error_code ec;
-      if (!submitted) fs::remove(path, ec);
-    }
-  } cleanup{result.script_path};
-  const auto r = run_command({"sbatch", "--parsable", result.script_path.string()});
-  if (r.exit_code != 0) {
-    throw SlurmError(fmt::format("sbatch {} failed (exit {}): {}", result.script_path.string(), r.exit_code,
-                                 r.err.substr(0, r.err.find('\n'))));
-  }
-  // --parsable prints "jobid" or "jobid;cluster".
-  result.slurm_job_id = r.out.substr(0, r.out.find_first_of(";\n"));
-  if (result.slurm_job_id.empty() ||
-      result.slurm_job_id.find_first_not_of("0123456789") != std::string::npos) {
-    throw SlurmError(fmt::format("sbatch printed '{}', not a job id", r.out));
-  }
-  cleanup.submitted = true;
+  result.slurm_job_id = write_and_submit(result.script_path, result.script);
   orchestrator::register_sweep(store, job.spec, spec, jobs);
   store.record_slurm_job(
       {result.slurm_job_id, job.sweep_name, job.spec.string(), result.script_path.string(), orchestrator::unix_now()});
