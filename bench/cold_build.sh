@@ -8,6 +8,8 @@
 #
 # TARGET empty builds everything (scripts/build.sh, scripts/test.sh); TARGET=daenr builds what
 # scripts/main.sh builds (the executable alone). Takes 5-25 minutes a round on 2 cores.
+# DAENR_KEEP_BUILDS=DIR keeps the last round's two builds as DIR/base-build and DIR/new-build
+# (to run benchmarks of both revisions side by side afterwards).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 base=${1:?usage: bench/cold_build.sh BASE_REV [NEW_REV] [ROUNDS] [TARGET]}
@@ -29,7 +31,13 @@ build() {  # prints the wall seconds of one cold build of worktree $1
   cmake -S "$src" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
   cmake --build "$dir" ${target:+--target "$target"} >/dev/null
   end=$(date +%s.%N)
-  rm -rf "$dir"
+  if [ -n "${DAENR_KEEP_BUILDS:-}" ]; then
+    mkdir -p "$DAENR_KEEP_BUILDS"
+    rm -rf "$DAENR_KEEP_BUILDS/$(basename "$dir")"
+    mv "$dir" "$DAENR_KEEP_BUILDS/"
+  else
+    rm -rf "$dir"
+  fi
   awk -v a="$start" -v b="$end" 'BEGIN { print b - a }'
 }
 

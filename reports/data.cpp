@@ -237,104 +237,121 @@ std::string region_slug(const std::string& region) {
   return slug.empty() ? "region" : slug;
 }
 
+namespace {
+
+// The steps of load_report_data.
+
+// The id of the sweep named `sweep` (its name or id), "" for every job; sets data.sweep.
+std::string find_sweep(storage::Reader& reader, const fs::path& db_path, const std::string& sweep, ReportData& data) {
+  if (sweep.empty()) return "";
+  const auto found = reader.find_sweeps(sweep);
+  if (found.empty()) {
+    throw ReportError(fmt::format("{}: no sweep named '{}' (give a sweep's name or id)", db_path.string(), sweep));
+  }
+  if (found.size() > 1) {
+    throw ReportError(fmt::format("{}: {} sweeps are named '{}'; give one's id, e.g. {}", db_path.string(),
+                                  found.size(), sweep, found.back().id));
+  }
+  data.sweep = fmt::format("{} ({})", found[0].name, found[0].id);
+  return found[0].id;
+}
+
+// A job's row with its result, or nothing for a row without labels.
+std::optional<JobRecord> job_record(storage::JobRow& row) {
+  auto labels = parse_labels(row.labels);
+  if (!labels) return std::nullopt;
+  JobRecord j;
+  j.id = std::move(row.id);
+  j.labels = std::move(*labels);
+  j.state = storage::to_string(row.state);
+  j.last_error = std::move(row.last_error);
+  if (row.state != storage::JobState::kDone) return j;
+  j.mse = row.mse;
+  j.psnr = row.psnr;
+  j.ssim = row.ssim;
+  j.mean_r = row.mean_r;
+  j.significant = row.n_significant;
+  j.neurons = row.neurons;
+  if (j.labels.kind == "train") {
+    if (!row.metrics.empty()) read_ground_truth(row.metrics, j);
+  } else {
+    // A result the report cannot parse reads as one without values.
+    auto m = nlohmann::json::parse(row.metrics, nullptr, /*allow_exceptions=*/false);
+    if (!m.is_object()) m = nlohmann::json::object();
+    if (j.labels.kind == "decode") j.decode = read_decode(m);
+    if (j.labels.kind == "mei") j.mei = read_mei(m);
+  }
+  return j;
+}
+
+void sort_jobs(ReportData& data) {
+  std::sort(data.jobs.begin(), data.jobs.end(),
+            [](const JobRecord& a, const JobRecord& b) { return order_key(a) < order_key(b); });
+  for (auto* derived : {&data.decode_jobs, &data.mei_jobs}) {
+    std::sort(derived->begin(), derived->end(), [](const JobRecord& a, const JobRecord& b) {
+      return derived_order_key(a) < derived_order_key(b);
+    });
+  }
+}
+
+// The other tables' rows (per-neuron counts, curves, artifacts), each on its job; rows of jobs
+// left out are skipped.
+void attach_rows(storage::Reader& reader, const fs::path& db_path, ReportData& data) {
+  std::map<std::string, JobRecord*> index;
+  for (auto* jobs : {&data.jobs, &data.decode_jobs, &data.mei_jobs}) {
+    for (auto& j : *jobs) index[j.id] = &j;
+  }
+  auto job_of = [&](const std::string& id) -> JobRecord* {
+    const auto it = index.find(id);
+    return it == index.end() ? nullptr : it->second;
+  };
+  // The significance rule (job::is_significant) applied to the stored per-neuron results.
+  for (const auto& [id, counts] : reader.neuron_counts()) {
+    JobRecord* j = job_of(id);
+    if (!j || j->state != "done") continue;
+    j->neurons = counts.neurons;
+    j->significant = counts.significant;
+  }
+  for (const auto& [id, row] : reader.curves()) {
+    if (JobRecord* j = job_of(id)) j->curve.push_back(row);
+  }
+  for (const auto& [id, path] : reader.artifacts("reconstructions")) {
+    if (JobRecord* j = job_of(id)) j->reconstructions = locate_artifact(db_path, path);
+  }
+  // A decode or mei job's artifacts; one of another kind's name is not looked at.
+  const std::pair<const char*, fs::path JobRecord::*> derived[] = {{"decode_figure", &JobRecord::decode_figure},
+                                                                   {"decode_responses", &JobRecord::decode_responses},
+                                                                   {"mei_images", &JobRecord::mei_images},
+                                                                   {"mei_rf", &JobRecord::mei_rf}};
+  for (const auto& [kind, member] : derived) {
+    for (const auto& [id, path] : reader.artifacts(kind)) {
+      JobRecord* j = job_of(id);
+      if (j && j->labels.kind != "train") j->*member = locate_artifact(db_path, path);
+    }
+  }
+}
+
+}  // namespace
+
 ReportData load_report_data(const fs::path& db_path, const std::string& sweep) {
   ReportData data;
   data.source = db_path.filename().string();
   try {
     storage::Reader reader(db_path);
-
-    std::string sweep_id;
-    if (!sweep.empty()) {
-      const auto found = reader.find_sweeps(sweep);
-      if (found.empty()) {
-        throw ReportError(fmt::format("{}: no sweep named '{}' (give a sweep's name or id)",
-                                      db_path.string(), sweep));
-      }
-      if (found.size() > 1) {
-        throw ReportError(fmt::format("{}: {} sweeps are named '{}'; give one's id, e.g. {}",
-                                      db_path.string(), found.size(), sweep, found.back().id));
-      }
-      sweep_id = found[0].id;
-      data.sweep = fmt::format("{} ({})", found[0].name, sweep_id);
-    }
-
+    const std::string sweep_id = find_sweep(reader, db_path, sweep, data);
     for (auto& row : reader.jobs(sweep_id)) {
-      auto labels = parse_labels(row.labels);
-      if (!labels) {
+      auto j = job_record(row);
+      if (!j) {
         ++data.unlabelled;
         continue;
       }
-      JobRecord j;
-      j.id = std::move(row.id);
-      j.labels = std::move(*labels);
-      j.state = storage::to_string(row.state);
-      j.last_error = std::move(row.last_error);
-      if (row.state == storage::JobState::kDone) {
-        j.mse = row.mse;
-        j.psnr = row.psnr;
-        j.ssim = row.ssim;
-        j.mean_r = row.mean_r;
-        j.significant = row.n_significant;
-        j.neurons = row.neurons;
-        if (j.labels.kind == "train") {
-          if (!row.metrics.empty()) read_ground_truth(row.metrics, j);
-        } else {
-          // A result the report cannot parse reads as one without values.
-          auto m = nlohmann::json::parse(row.metrics, nullptr, /*allow_exceptions=*/false);
-          if (!m.is_object()) m = nlohmann::json::object();
-          if (j.labels.kind == "decode") j.decode = read_decode(m);
-          if (j.labels.kind == "mei") j.mei = read_mei(m);
-        }
-      }
-      auto& into = j.labels.kind == "decode" ? data.decode_jobs
-                   : j.labels.kind == "mei"  ? data.mei_jobs
-                                             : data.jobs;
-      into.push_back(std::move(j));
+      auto& into = j->labels.kind == "decode" ? data.decode_jobs
+                   : j->labels.kind == "mei"  ? data.mei_jobs
+                                              : data.jobs;
+      into.push_back(std::move(*j));
     }
-    std::sort(data.jobs.begin(), data.jobs.end(),
-              [](const JobRecord& a, const JobRecord& b) { return order_key(a) < order_key(b); });
-    for (auto* derived : {&data.decode_jobs, &data.mei_jobs}) {
-      std::sort(derived->begin(), derived->end(), [](const JobRecord& a, const JobRecord& b) {
-        return derived_order_key(a) < derived_order_key(b);
-      });
-    }
-    std::map<std::string, JobRecord*> index;
-    for (auto* jobs : {&data.jobs, &data.decode_jobs, &data.mei_jobs}) {
-      for (auto& j : *jobs) index[j.id] = &j;
-    }
-    // The job a row of another table belongs to, or null (a job left out).
-    auto job_of = [&](const std::string& id) -> JobRecord* {
-      const auto it = index.find(id);
-      return it == index.end() ? nullptr : it->second;
-    };
-
-    // The significance rule (job::is_significant) applied to the stored per-neuron results.
-    for (const auto& [id, counts] : reader.neuron_counts()) {
-      JobRecord* j = job_of(id);
-      if (!j || j->state != "done") continue;
-      j->neurons = counts.neurons;
-      j->significant = counts.significant;
-    }
-    for (const auto& [id, row] : reader.curves()) {
-      if (JobRecord* j = job_of(id)) {
-        j->curve.push_back(row);
-      }
-    }
-    for (const auto& [id, path] : reader.artifacts("reconstructions")) {
-      if (JobRecord* j = job_of(id)) j->reconstructions = locate_artifact(db_path, path);
-    }
-    // A decode or mei job's artifacts; one of another kind's name is not looked at.
-    const std::pair<const char*, fs::path JobRecord::*> derived[] = {
-        {"decode_figure", &JobRecord::decode_figure},
-        {"decode_responses", &JobRecord::decode_responses},
-        {"mei_images", &JobRecord::mei_images},
-        {"mei_rf", &JobRecord::mei_rf}};
-    for (const auto& [kind, member] : derived) {
-      for (const auto& [id, path] : reader.artifacts(kind)) {
-        JobRecord* j = job_of(id);
-        if (j && j->labels.kind != "train") j->*member = locate_artifact(db_path, path);
-      }
-    }
+    sort_jobs(data);
+    attach_rows(reader, db_path, data);
   } catch (const storage::StorageError& e) {
     throw ReportError(e.what());
   }

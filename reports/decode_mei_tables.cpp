@@ -379,7 +379,10 @@ Table table10(const ReportData& data) {
           if (it == b.end()) continue;
           x.push_back(v);
           y.push_back(it->second);
-          seeds += (seeds.empty() ? "" : " ") + std::to_string(seed);
+          // Appended in two steps: GCC 12's -Wstringop-overflow misreads `"" + to_string(...)`
+          // once this function is inlined into its caller (a false positive).
+          if (!seeds.empty()) seeds += ' ';
+          seeds += std::to_string(seed);
         }
         const PairedTest test = paired_t_test(x, y);
         const PairedText text = paired_text(
