@@ -11,12 +11,12 @@ namespace daenr::mpi {
 
 namespace {
 
-// "orchestrator/mpi_runner.cpp" rather than the build machine's absolute path.
+// "orchestrator/mpi_runner.cpp" rather than the build machine's absolute path: the source root
+// is where this very file lies, less "mpi/check.cpp".
 std::string_view short_file(std::string_view file) {
-  for (const char* root : {"/orchestrator/", "/worker/", "/mpi/", "/app/", "/tests/", "/bench/"}) {
-    if (const auto at = file.rfind(root); at != std::string_view::npos) return file.substr(at + 1);
-  }
-  return file;
+  constexpr std::string_view self = __FILE__, tail = "mpi/check.cpp";
+  constexpr std::string_view root = self.ends_with(tail) ? self.substr(0, self.size() - tail.size()) : "";
+  return !root.empty() && file.starts_with(root) ? file.substr(root.size()) : file;
 }
 
 std::string message(int rc, const char* call, const std::source_location& where) {

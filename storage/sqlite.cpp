@@ -17,15 +17,16 @@ Database::Database(const std::filesystem::path& path, Mode mode, int busy_timeou
     std::string msg = db_ ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);
     sqlite3_close(db_);
     db_ = nullptr;
-    throw StorageError(fmt::format("{}: cannot open database: {}", path.string(), msg));
+    throw StorageError(fmt::format("{}: cannot open database (sqlite3_open_v2): {}", path.string(), msg));
   }
-  sqlite3_extended_result_codes(db_, 1);
-  sqlite3_busy_timeout(db_, busy_timeout_ms);
+  check(sqlite3_extended_result_codes(db_, 1), "sqlite3_extended_result_codes");
+  check(sqlite3_busy_timeout(db_, busy_timeout_ms), "sqlite3_busy_timeout");
 }
 
 Database::~Database() {
   // sqlite3_close_v2 defers the close until every statement is finalised, so
-  // destruction order between a Database and its Statements cannot leak.
+  // destruction order between a Database and its Statements cannot leak; it returns
+  // SQLITE_OK for any valid handle, and a destructor could not report otherwise.
   if (db_) sqlite3_close_v2(db_);
 }
 
@@ -43,25 +44,24 @@ Database& Database::operator=(Database&& other) noexcept {
   return *this;
 }
 
-void Database::fail(std::string_view context) const {
-  throw StorageError(fmt::format("{}: {}: {}", path_.string(), context, sqlite3_errmsg(db_)));
+void Database::check(int rc, const char* call, std::string_view what) const {
+  if (rc == SQLITE_OK || rc == SQLITE_ROW || rc == SQLITE_DONE) return;
+  // The connection's message belongs to its last call, this one; a call without a
+  // connection's error state (or a library misuse) still has its code's text.
+  const char* msg = db_ != nullptr && sqlite3_errcode(db_) != SQLITE_OK ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);
+  throw StorageError(fmt::format("{}: {}{}: {}", path_.string(), call,
+                                 what.empty() ? std::string() : fmt::format(" '{}'", what.substr(0, 60)), msg));
 }
 
 void Database::exec(std::string_view sql) {
-  char* err = nullptr;
   const std::string text(sql);
-  if (sqlite3_exec(db_, text.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
-    std::string msg = err ? err : sqlite3_errmsg(db_);
-    sqlite3_free(err);
-    throw StorageError(fmt::format("{}: {}", path_.string(), msg));
-  }
+  check(sqlite3_exec(db_, text.c_str(), nullptr, nullptr, nullptr), "sqlite3_exec", sql);
 }
 
 Statement::Statement(const Database& db, std::string_view sql) : db_(&db) {
-  if (sqlite3_prepare_v3(db.handle(), sql.data(), static_cast<int>(sql.size()),
-                         SQLITE_PREPARE_PERSISTENT, &stmt_, nullptr) != SQLITE_OK) {
-    db.fail(fmt::format("cannot prepare '{}'", sql.substr(0, 60)));
-  }
+  db.check(sqlite3_prepare_v3(db.handle(), sql.data(), static_cast<int>(sql.size()), SQLITE_PREPARE_PERSISTENT,
+                              &stmt_, nullptr),
+           "sqlite3_prepare_v3", sql);
 }
 
 Statement::~Statement() {
@@ -82,32 +82,28 @@ int Statement::index(const char* name) const {
 }
 
 Statement& Statement::bind(const char* name, int64_t value) {
-  if (sqlite3_bind_int64(stmt_, index(name), value) != SQLITE_OK) db_->fail("bind");
+  db_->check(sqlite3_bind_int64(stmt_, index(name), value), "sqlite3_bind_int64", name);
   return *this;
 }
 
 Statement& Statement::bind(const char* name, double value) {
-  if (sqlite3_bind_double(stmt_, index(name), value) != SQLITE_OK) db_->fail("bind");
+  db_->check(sqlite3_bind_double(stmt_, index(name), value), "sqlite3_bind_double", name);
   return *this;
 }
 
 Statement& Statement::bind(const char* name, std::string_view value) {
-  if (sqlite3_bind_text64(stmt_, index(name), value.data(), value.size(), SQLITE_TRANSIENT,
-                          SQLITE_UTF8) != SQLITE_OK) {
-    db_->fail("bind");
-  }
+  db_->check(sqlite3_bind_text64(stmt_, index(name), value.data(), value.size(), SQLITE_TRANSIENT, SQLITE_UTF8),
+             "sqlite3_bind_text64", name);
   return *this;
 }
 
 Statement& Statement::bind_blob(const char* name, const void* data, std::size_t bytes) {
-  if (sqlite3_bind_blob64(stmt_, index(name), data, bytes, SQLITE_TRANSIENT) != SQLITE_OK) {
-    db_->fail("bind");
-  }
+  db_->check(sqlite3_bind_blob64(stmt_, index(name), data, bytes, SQLITE_TRANSIENT), "sqlite3_bind_blob64", name);
   return *this;
 }
 
 Statement& Statement::bind_null(const char* name) {
-  if (sqlite3_bind_null(stmt_, index(name)) != SQLITE_OK) db_->fail("bind");
+  db_->check(sqlite3_bind_null(stmt_, index(name)), "sqlite3_bind_null", name);
   return *this;
 }
 
@@ -115,9 +111,14 @@ bool Statement::step() {
   const int rc = sqlite3_step(stmt_);
   if (rc == SQLITE_ROW) return true;
   if (rc == SQLITE_DONE) return false;
-  const std::string sql = std::string(sqlite3_sql(stmt_)).substr(0, 60);
-  sqlite3_reset(stmt_);
-  db_->fail(fmt::format("'{}'", sql));
+  try {
+    db_->check(rc, "sqlite3_step", sqlite3_sql(stmt_));
+  } catch (...) {
+    // Ready to run again after the error (sqlite3_reset returns the same error code again).
+    sqlite3_reset(stmt_);
+    throw;
+  }
+  return false;
 }
 
 void Statement::run() {
@@ -125,6 +126,8 @@ void Statement::run() {
   reset();
 }
 
+// sqlite3_reset returns the code of the statement's last step, which step() has checked
+// (and thrown) already: nothing new to report here.
 void Statement::reset() { sqlite3_reset(stmt_); }
 
 std::string Statement::column_text(int i) const {

@@ -41,8 +41,11 @@ class Database {
   int64_t last_insert_rowid() const { return sqlite3_last_insert_rowid(db_); }
   int changes() const { return sqlite3_changes(db_); }
 
-  /// "<file>: <context>: <sqlite message>" for errors on this connection.
-  [[noreturn]] void fail(std::string_view context) const;
+  /// The one check of an SQLite call's result code on this connection, at its call site:
+  /// anything but SQLITE_OK, SQLITE_ROW or SQLITE_DONE throws StorageError
+  /// "<file>: <call> '<what>': <SQLite's message>", `what` being the statement's SQL or the
+  /// parameter it was about (left out when empty).
+  void check(int rc, const char* call, std::string_view what = {}) const;
 
  private:
   sqlite3* db_ = nullptr;

@@ -36,6 +36,32 @@ TEST(Sqlite, BindsByNameAndReadsTypedColumns) {
   EXPECT_THROW(insert.bind(":nope", 1), StorageError);
 }
 
+// One helper checks every call (Database::check): its error names the file, the SQLite call, the
+// statement and SQLite's message, and the statement can run again afterwards.
+TEST(Sqlite, AFailedCallNamesTheFileTheCallTheStatementAndSqlitesMessage) {
+  TempDir dir;
+  const auto path = dir.path() / "a.sqlite";
+  Database db(path, Database::Mode::kCreate);
+  db.exec("CREATE TABLE t (x INTEGER PRIMARY KEY)");
+  Statement insert(db, "INSERT INTO t (x) VALUES (:x)");
+  insert.bind(":x", 1).run();
+  try {
+    insert.run();
+    FAIL() << "a duplicate key was inserted";
+  } catch (const StorageError& e) {
+    EXPECT_EQ(std::string(e.what()),
+              path.string() + ": sqlite3_step 'INSERT INTO t (x) VALUES (:x)': UNIQUE constraint failed: t.x");
+  }
+  insert.bind(":x", 2).run();
+  EXPECT_EQ(db.changes(), 1);
+  try {
+    Statement bad(db, "SELECT missing FROM t");
+    FAIL() << "a statement on a missing column was prepared";
+  } catch (const StorageError& e) {
+    EXPECT_EQ(std::string(e.what()), path.string() + ": sqlite3_prepare_v3 'SELECT missing FROM t': no such column: missing");
+  }
+}
+
 TEST(Sqlite, TransactionRollsBackUnlessCommitted) {
   TempDir dir;
   Database db(dir.path() / "a.sqlite", Database::Mode::kCreate);
@@ -82,7 +108,7 @@ TEST(Sqlite, ErrorsNameTheFile) {
     db.exec("SELECT * FROM sqlite_master");
     FAIL() << "expected StorageError";
   } catch (const StorageError& e) {
-    EXPECT_EQ(std::string(e.what()), junk.string() + ": file is not a database");
+    EXPECT_EQ(std::string(e.what()), junk.string() + ": sqlite3_exec 'SELECT * FROM sqlite_master': file is not a database");
   }
 }
 
