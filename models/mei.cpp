@@ -123,6 +123,9 @@ void validate(const std::vector<int64_t>& targets, const MeiOptions& o) {
   }
   if (s.starts < 1) bad(fmt::format("mei.starts = {}; expected >= 1", s.starts));
   if (s.steps < 0) bad(fmt::format("mei.steps = {}; expected >= 0", s.steps));
+  if (o.targets_per_call < 0) {
+    bad(fmt::format("targets_per_call = {}; expected >= 0 (0: all)", o.targets_per_call));
+  }
   if (!(s.step_size > 0) || !std::isfinite(s.step_size)) {
     bad(fmt::format("mei.step_size = {}; expected > 0", s.step_size));
   }
@@ -280,13 +283,13 @@ MeiResult synthesise(const ResponseFunction& responses, const std::vector<int64_
   }
 
   const auto target_index = torch::tensor(row_target, torch::kLong).reshape({batch, 1});
-  // The rows `responses` sees at once: all of them, or each target's starts on their own
-  // (see MeiOptions::batch_independent).
+  // The rows `responses` sees at once: targets_per_call targets' starts (the last group may
+  // be smaller), or all of them.
+  const int64_t per_call =
+      options.targets_per_call > 0 ? std::min(options.targets_per_call, k_count) : k_count;
   std::vector<std::pair<int64_t, int64_t>> groups;
-  if (options.batch_independent) {
-    for (int64_t k = 0; k < k_count; ++k) groups.emplace_back(k * starts, (k + 1) * starts);
-  } else {
-    groups.emplace_back(0, batch);
+  for (int64_t k = 0; k < k_count; k += per_call) {
+    groups.emplace_back(k * starts, std::min(k + per_call, k_count) * starts);
   }
   const int jitter = s.jitter;
   const double step = s.step_size * options.contrast;

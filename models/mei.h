@@ -23,13 +23,15 @@ struct MeiOptions {
   double mean_level = 0;   ///< the mean pixel value every image is held at (the test images' mean)
   double contrast = 0.3;   ///< the RMS contrast (pixel std) every image is held at
   double lo = -1, hi = 1;  ///< the pixel range every image is clamped to
-  /// true: `responses` sees each target's starts on their own (one call per target per step,
-  /// one backward pass for all), so a target's images are the same bits whatever else is in
-  /// the batch: LibTorch's CPU convolutions and matrix products round an image's result
-  /// differently with the batch's size and the image's place in it. false: one call per step
-  /// for all K x S images, faster for many small-batch targets (bench/README.md), but a
-  /// target's bits then depend on its batch: a chunked job must chunk the same way on resume.
-  bool batch_independent = true;
+  /// How many targets `responses` sees in one call, with all their starts (0: every target in
+  /// one call). A target's images depend on its call's batch at float rounding: LibTorch's CPU
+  /// convolutions and matrix products round an image's result differently with the batch's
+  /// size and the image's place in it. So a run reproduces another bit for bit only with the
+  /// same targets grouped the same way: a chunked job must chunk the same way on resume (it
+  /// does: the chunk is a job setting), and targets_per_call = 1 makes every target's bits
+  /// independent of what else is optimised. Throughput (bench/README.md): a GPU wants every
+  /// image in one call; a CPU core wants batches that keep a call's activations in its cache.
+  int64_t targets_per_call = 0;
 };
 
 struct MeiResult {
@@ -46,8 +48,8 @@ struct MeiResult {
 using ResponseFunction = std::function<torch::Tensor(const torch::Tensor&)>;
 
 /// Gradient ascent from options.settings.starts seeded noise images per target, all targets
-/// and starts in one step (one backward pass per step; one forward call per target, or one for
-/// all with batch_independent = false). Each step: every image is
+/// and starts in one step (one backward pass per step; one forward call per
+/// options.targets_per_call targets, every start of them together). Each step: every image is
 /// shifted circularly by a random integer (dy, dx) in [-jitter, jitter]; the objective is the
 /// target's response (kStretch) or its softmax share of the population's responses (kOneHot);
 /// the gradient (taken through the shift, so it is shifted back) is blurred by a Gaussian whose
@@ -58,15 +60,15 @@ using ResponseFunction = std::function<torch::Tensor(const torch::Tensor&)>;
 /// every start is evaluated without jitter and the best (the first on ties) is kept.
 ///
 /// Every random draw (a start's noise, its shifts) is a function of (settings.seed, target,
-/// start, step) alone, the per-image arithmetic outside `responses` is plain per-image loops,
-/// and with options.batch_independent (the default) `responses` sees each target's starts on
-/// their own, so that a target's images are the same bits whichever targets share its batch: a
-/// run chunked over targets reproduces an unchunked one (checked for DaeNr in
-/// tests/unit/mei_test.cpp). Bits may differ between CPU types and thread counts (the model's
-/// kernels).
+/// start, step) alone and the per-image arithmetic outside `responses` is plain per-image
+/// loops, so a target's images depend on the other targets only through the model calls it
+/// shares with them: with targets_per_call = 1, a run chunked over targets reproduces an
+/// unchunked one bit for bit, and with any grouping to float rounding (both checked for DaeNr
+/// in tests/unit/mei_test.cpp). Bits may differ between CPU types and thread counts (the
+/// model's kernels).
 ///
 /// Throws ModelError for no targets, a negative target or one >= N, options out of range
-/// (starts < 1, steps < 0, step_size <= 0, negative blur or jitter, only one of the blurs 0,
+/// (starts < 1, steps < 0, targets_per_call < 0, step_size <= 0, negative blur or jitter, only one of the blurs 0,
 /// contrast <= 0, lo >= hi, mean_level outside (lo, hi)) and responses of the wrong shape.
 MeiResult synthesise(const ResponseFunction& responses, const std::vector<int64_t>& targets,
                      const MeiOptions& options);

@@ -61,6 +61,19 @@ std::vector<int64_t> chosen_neurons(const job::MeiSettings& s, const std::vector
 }
 
 // The model's responses to images (n, 1, 32, 32), in batches, without autograd.
+// Targets per model call in a gradient step, every start of theirs together (models/mei.h).
+// A GPU takes a whole chunk at once: its kernels are launched per call, and small batches leave
+// it idle. A CPU core is fastest with about 8 images per call (bench/README.md, "MEI
+// synthesis": 1.3-1.5x one target's starts per call and 1.9-2.2x a whole chunk of 16 or 103
+// neurons per call), which keeps a call's activations in its cache. A resumed job groups its
+// targets as the first run did (the chunk is a job setting), so its images are the same bits.
+constexpr int kCpuImagesPerCall = 8;
+
+int64_t targets_per_call(const torch::Device& device, int starts) {
+  if (device.is_cuda()) return 0;  // all
+  return std::max(1, kCpuImagesPerCall / std::max(1, starts));
+}
+
 torch::Tensor predict_all(models::DaeNr& model, const torch::Tensor& images, const torch::Device& device) {
   torch::NoGradGuard no_grad;
   return in_batches(images, device, [&](const torch::Tensor& x) {
@@ -135,6 +148,7 @@ class MeiRunner final : public JobKindRunner {
     const auto test = data.test_images.to(torch::kDouble).reshape({data.test_images.size(0), -1});
     options.mean_level = test.mean().item<double>();
     options.contrast = test.std(1).mean().item<double>();
+    options.targets_per_call = targets_per_call(parent.device, s.starts);
     auto responses = [&](const torch::Tensor& x) {
       return model->forward(x.to(parent.device), false, true).prediction.to(torch::kCPU);
     };

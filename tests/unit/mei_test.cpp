@@ -1,6 +1,7 @@
 // Most exciting inputs: gradient ascent through toy neurons whose best image is known (a
-// rectified linear filter's is the filter), the image constraints, determinism and batch
-// independence (what chunked, resumable MEI jobs rely on, also through a real DaeNr), and the
+// rectified linear filter's is the filter), the image constraints, determinism, batch
+// independence with one target per model call (also through a real DaeNr) and targets grouped
+// into model calls, and the
 // ground-truth helpers against prepare() and hand-made filters.
 
 #include "tests/support/error_of.h"
@@ -135,7 +136,8 @@ TEST(Mei, SameSettingsGiveBitIdenticalImagesAndAnotherSeedOthers) {
 
 TEST(Mei, ATargetsImagesDoNotDependOnItsBatch) {
   const ToyNeurons toy;
-  const auto o = toy_options();
+  auto o = toy_options();
+  o.targets_per_call = 1;
   const auto together = synthesise(toy, {0, 1, 2, 3}, o);
   // As a chunked job would run them: two chunks, and one target alone.
   const auto first = synthesise(toy, {0, 1}, o), second = synthesise(toy, {2, 3}, o);
@@ -163,6 +165,7 @@ TEST(Mei, ATargetsImagesDoNotDependOnItsBatchThroughADaeNr) {
   auto o = toy_options();
   o.settings.steps = 8;
   o.settings.starts = 2;
+  o.targets_per_call = 1;
   const auto together = synthesise(responses, {0, 3, 5}, o);
   const auto alone = synthesise(responses, {3}, o);
   const auto pair = synthesise(responses, {5, 0}, o);
@@ -170,6 +173,48 @@ TEST(Mei, ATargetsImagesDoNotDependOnItsBatchThroughADaeNr) {
   EXPECT_TRUE(torch::equal(pair.images[0], together.images[2]));
   EXPECT_TRUE(torch::equal(pair.images[1], together.images[0]));
   EXPECT_TRUE(torch::equal(alone.objective[0], together.objective[1]));
+}
+
+// Targets grouped into model calls: each step calls the model once per group with every start
+// of the group's targets (the batch sizes say so), and the images are those of one call per
+// target up to float rounding, deterministically.
+TEST(Mei, GroupedModelCallsBatchTargetsAndStartsAndMatchOneCallPerTarget) {
+  torch::manual_seed(3);
+  ModelConfig c;
+  c.autoencoder = AutoencoderKind::kCae;
+  c.readout = ReadoutKind::kFr;
+  c.layer = 2;
+  c.width = 4;
+  c.latent = 16;
+  c.neurons = 6;
+  DaeNr model(c, torch::full({6}, 0.5));
+  model->eval();
+  std::vector<int64_t> batch_sizes;
+  const ResponseFunction responses = [&](const torch::Tensor& x) {
+    batch_sizes.push_back(x.size(0));
+    return model->forward(x, false, true).prediction;
+  };
+  auto o = toy_options();
+  o.settings.steps = 6;
+  o.settings.starts = 3;
+  const std::vector<int64_t> targets{0, 1, 3, 4, 5};
+  o.targets_per_call = 1;
+  const auto single = synthesise(responses, targets, o);
+  for (int64_t per_call : {2, 0}) {
+    o.targets_per_call = per_call;
+    batch_sizes.clear();
+    const auto grouped = synthesise(responses, targets, o);
+    // 6 steps and the final evaluation, each with the same calls.
+    const std::vector<int64_t> per_step =
+        per_call == 2 ? std::vector<int64_t>{6, 6, 3} : std::vector<int64_t>{15};
+    std::vector<int64_t> expected;
+    for (int step = 0; step < 7; ++step) expected.insert(expected.end(), per_step.begin(), per_step.end());
+    EXPECT_EQ(batch_sizes, expected) << "targets_per_call " << per_call;
+    EXPECT_LT((grouped.images - single.images).abs().max().item<double>(), 1e-3)
+        << "targets_per_call " << per_call;
+    EXPECT_TRUE(torch::allclose(grouped.objective, single.objective, 1e-4, 1e-5));
+    EXPECT_TRUE(torch::equal(grouped.images, synthesise(responses, targets, o).images));
+  }
 }
 
 TEST(Mei, OneHotRaisesTheTargetsShareAboveItsShareForRandomImages) {
@@ -257,6 +302,10 @@ TEST(Mei, SynthesiseRejectsBadInputWithOneLine) {
   bad.settings.starts = 0;
   EXPECT_EQ(error_of<ModelError>([&] { synthesise(toy, {0}, bad); }),
             "synthesise: mei.starts = 0; expected >= 1");
+  bad = o;
+  bad.targets_per_call = -1;
+  EXPECT_EQ(error_of<ModelError>([&] { synthesise(toy, {0}, bad); }),
+            "synthesise: targets_per_call = -1; expected >= 0 (0: all)");
   const ResponseFunction detached = [&](const torch::Tensor& x) { return toy(x).detach(); };
   EXPECT_EQ(error_of<ModelError>([&] { synthesise(detached, {0}, o); }),
             "synthesise: the responses do not depend differentiably on the images (computed "
