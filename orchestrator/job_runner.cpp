@@ -41,9 +41,7 @@ JobInputs job_inputs(storage::Queries& db, const sweeps::JobSpec& job,
   }
   const auto& parent = parent_of(job.depends_on);
   in.neurons = neuron_subset(db, parent);
-  for (const auto& [id, path] : db.artifacts("model")) {
-    if (id == parent.id) in.parent_model = path;
-  }
+  in.parent_model = db.artifact(parent.id, "model").value_or("");
   if (in.parent_model.empty()) {
     throw models::DataError(fmt::format("job {} needs the trained model of job {}, which kept none (trained by "
                                         "an older daenr: delete its result to train it again)",

@@ -197,17 +197,6 @@ auto derived_order_key(const JobRecord& j) {
                          l.beta, l.objective, l.seed, j.id);
 }
 
-// An artifact recorded with an absolute path that no longer exists may have
-// moved with its database: look beside it, in <db>.artifacts/.
-fs::path locate_artifact(const fs::path& db, const std::string& recorded) {
-  const fs::path path(recorded);
-  std::error_code ec;
-  if (fs::exists(path, ec)) return path;
-  const fs::path moved = fs::path(db.string() + ".artifacts") / path.filename();
-  if (fs::exists(moved, ec)) return moved;
-  return path;
-}
-
 }  // namespace
 
 bool region_less(const std::string& a, const std::string& b) {
@@ -294,9 +283,9 @@ void sort_jobs(ReportData& data) {
   }
 }
 
-// The other tables' rows (per-neuron counts, curves, artifacts), each on its job; rows of jobs
-// left out are skipped.
-void attach_rows(storage::Reader& reader, const fs::path& db_path, ReportData& data) {
+// The other tables' rows (per-neuron counts, curves, artifacts: storage finds a moved
+// database's files), each on its job; rows of jobs left out are skipped.
+void attach_rows(storage::Reader& reader, ReportData& data) {
   std::map<std::string, JobRecord*> index;
   for (auto* jobs : {&data.jobs, &data.decode_jobs, &data.mei_jobs}) {
     for (auto& j : *jobs) index[j.id] = &j;
@@ -316,7 +305,7 @@ void attach_rows(storage::Reader& reader, const fs::path& db_path, ReportData& d
     if (JobRecord* j = job_of(id)) j->curve.push_back(row);
   }
   for (const auto& [id, path] : reader.artifacts("reconstructions")) {
-    if (JobRecord* j = job_of(id)) j->reconstructions = locate_artifact(db_path, path);
+    if (JobRecord* j = job_of(id)) j->reconstructions = path;
   }
   // A decode or mei job's artifacts; one of another kind's name is not looked at.
   const std::pair<const char*, fs::path JobRecord::*> derived[] = {{"decode_figure", &JobRecord::decode_figure},
@@ -326,7 +315,7 @@ void attach_rows(storage::Reader& reader, const fs::path& db_path, ReportData& d
   for (const auto& [kind, member] : derived) {
     for (const auto& [id, path] : reader.artifacts(kind)) {
       JobRecord* j = job_of(id);
-      if (j && j->labels.kind != "train") j->*member = locate_artifact(db_path, path);
+      if (j && j->labels.kind != "train") j->*member = path;
     }
   }
 }
@@ -351,7 +340,7 @@ ReportData load_report_data(const fs::path& db_path, const std::string& sweep) {
       into.push_back(std::move(*j));
     }
     sort_jobs(data);
-    attach_rows(reader, db_path, data);
+    attach_rows(reader, data);
   } catch (const storage::StorageError& e) {
     throw ReportError(e.what());
   }

@@ -610,8 +610,24 @@ std::vector<std::pair<std::string, std::string>> Queries::artifacts(const std::s
   Statement s(db_, "SELECT job_id, path FROM artifacts WHERE kind = :kind");
   s.bind(":kind", kind);
   std::vector<std::pair<std::string, std::string>> out;
-  while (s.step()) out.emplace_back(s.column_text(0), s.column_text(1));
+  while (s.step()) out.emplace_back(s.column_text(0), resolve_artifact(s.column_text(1)));
   return out;
+}
+
+std::optional<std::string> Queries::artifact(const std::string& job_id, const std::string& kind) {
+  Statement s(db_, "SELECT path FROM artifacts WHERE job_id = :job AND kind = :kind");
+  s.bind(":job", job_id).bind(":kind", kind);
+  if (!s.step()) return std::nullopt;
+  return resolve_artifact(s.column_text(0));
+}
+
+std::string Queries::resolve_artifact(const std::string& recorded) const {
+  const fs::path path(recorded);
+  std::error_code ec;
+  if (fs::exists(path, ec)) return recorded;
+  const fs::path moved = fs::path(db_.path().string() + ".artifacts") / path.filename();
+  if (fs::exists(moved, ec)) return moved.string();
+  return recorded;
 }
 
 }  // namespace daenr::storage

@@ -155,8 +155,15 @@ class Queries {
   std::map<std::string, NeuronCounts> neuron_counts();
   /// Every training curve row as (job id, row), by job and step.
   std::vector<std::pair<std::string, CurveRow>> curves();
-  /// (job id, path) of the artifacts of one kind.
+  /// (job id, path) of the artifacts of one kind, each path as resolve_artifact finds it.
   std::vector<std::pair<std::string, std::string>> artifacts(const std::string& kind);
+  /// One job's artifact of one kind (one indexed row), resolved; nullopt when none is recorded.
+  std::optional<std::string> artifact(const std::string& job_id, const std::string& kind);
+  /// Where a recorded artifact is now. Paths are recorded absolute; a database moved or copied
+  /// with its `<db>.artifacts/` folder finds its files there: the recorded path if it exists,
+  /// else `<this db>.artifacts/<its file name>` if that exists, else the recorded path (whose
+  /// reader then names the missing file).
+  std::string resolve_artifact(const std::string& recorded) const;
 
  protected:
   explicit Queries(Database& db) : db_(db) {}

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <filesystem>
 #include <fstream>
 
 #include "storage/store.h"
@@ -55,6 +56,44 @@ TEST(Store, CreatesTheSchemaAndReopens) {
   Statement mode(again.database(), "PRAGMA journal_mode");
   mode.step();
   EXPECT_EQ(mode.column_text(0), "wal");
+}
+
+// Artifacts are recorded absolute; a database moved with its <db>.artifacts/ folder finds its
+// files beside it, one job's artifact is one lookup, and a missing file keeps its recorded path
+// (so that its reader names it).
+TEST(Store, ArtifactsOfAMovedDatabaseAreFoundBesideIt) {
+  TempDir dir;
+  namespace fs = std::filesystem;
+  const auto before = dir.path() / "a" / "x.sqlite";
+  fs::create_directories(before.parent_path());
+  const auto model = fs::path(before.string() + ".artifacts") / "job0-model.pt";
+  {
+    Store store(before);
+    const auto sweep = store.insert_sweep("s", "spec", 0);
+    store.insert_jobs(sweep, jobs(2), 0);
+    ASSERT_TRUE(store.lease_next(sweep, "w1", 1, 60, 2));
+    auto r = result_for("job0");
+    r.artifacts = {{"model", model.string()}, {"reconstructions", "/nowhere/job0-reconstructions.npy"}};
+    fs::create_directories(model.parent_path());
+    std::ofstream(model) << "weights";
+    store.record_result(r, "w1", 2);
+  }
+  EXPECT_EQ(Reader(before).artifact("job0", "model"), model.string());
+  const auto after = dir.path() / "b" / "x.sqlite";
+  fs::create_directories(after.parent_path());
+  fs::rename(before, after);
+  fs::rename(before.string() + ".artifacts", after.string() + ".artifacts");
+  for (const char* side : {"-wal", "-shm"}) {
+    if (fs::exists(before.string() + side)) fs::rename(before.string() + side, after.string() + side);
+  }
+  Reader moved(after);
+  const auto found = fs::path(after.string() + ".artifacts") / "job0-model.pt";
+  EXPECT_EQ(moved.artifact("job0", "model"), found.string());
+  ASSERT_EQ(moved.artifacts("model").size(), 1u);
+  EXPECT_EQ(moved.artifacts("model")[0], std::make_pair(std::string("job0"), found.string()));
+  EXPECT_EQ(moved.artifact("job0", "reconstructions"), "/nowhere/job0-reconstructions.npy");
+  EXPECT_EQ(moved.artifact("job1", "model"), std::nullopt);
+  EXPECT_EQ(moved.artifact("job0", "mei_images"), std::nullopt);
 }
 
 TEST(Store, InsertingASweepTwiceAddsNothing) {
