@@ -382,22 +382,12 @@ int exit_code_of(const std::exception_ptr& error) {
   };
   try {
     std::rethrow_exception(error);
-  } catch (const daenr::job::ConfigError& e) {
-    say(e);
-  } catch (const daenr::models::DataError& e) {
-    say(e);
-  } catch (const daenr::worker::CheckpointError& e) {
-    say(e);
-  } catch (const daenr::sweeps::SpecError& e) {
-    say(e);
-  } catch (const daenr::storage::LockHeld& e) {
-    say(e);
-  } catch (const daenr::storage::StorageError& e) {
-    say(e);
   } catch (const daenr::slurm::SlurmError& e) {
     say(e, true);
   } catch (const daenr::reports::ReportError& e) {
     say(e, true);
+  } catch (const daenr::job::InputError& e) {
+    say(e);  // a spec, config, data file, database, lock or checkpoint: every library's kind
   } catch (const daenr::worker::TrainingDiverged& e) {
     say(e);
     return kExitDiverged;

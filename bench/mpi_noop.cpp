@@ -52,9 +52,9 @@ int main(int argc, char** argv) {
   if (world.rank == 0) {
     std::cout << fmt::format(
                      "{{\"ranks\":{},\"jobs\":{},\"done\":{},\"setup_s\":{:.3f},\"loop_s\":{:.3f},"
-                     "\"jobs_per_s\":{:.0f}}}",
+                     "\"jobs_per_s\":{:.0f},\"rank0_loop_cpu_s\":{:.3f}}}",
                      world.size, summary.total, summary.done, summary.setup_s, summary.loop_s,
-                     summary.done / summary.loop_s)
+                     summary.done / summary.loop_s, summary.orchestrator_cpu_s)
               << std::endl;
     std::filesystem::remove_all(dir);
   }

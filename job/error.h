@@ -6,16 +6,26 @@
 
 namespace daenr::job {
 
-class ConfigError : public std::runtime_error {
+/// Bad input: a spec, a configuration, a data file, a database, a checkpoint, a flag. Every
+/// library's input error derives from it, so that one catch (or one dynamic_cast) tells a
+/// user's mistake (exit 2, main's kExitBadInput) from daenr's own (exit 4, internal), wherever
+/// the error was thrown and on whichever rank.
+class InputError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };
 
+/// A job configuration that cannot be used: a key, a value, a combination.
+class ConfigError : public InputError {
+ public:
+  using InputError::InputError;
+};
+
 /// Bad or unreadable input data (a data file, an artifact). what() is one line:
 /// "<file>: <what is wrong>".
-class DataError : public std::runtime_error {
+class DataError : public InputError {
  public:
-  using std::runtime_error::runtime_error;
+  using InputError::InputError;
 };
 
 }  // namespace daenr::job

@@ -2,15 +2,6 @@
 
 namespace daenr::job {
 
-namespace {
-
-nlohmann::json optional_json(const std::optional<double>& v) { return v ? nlohmann::json(*v) : nlohmann::json(); }
-std::optional<double> optional_double(const nlohmann::json& v) {
-  return v.is_null() ? std::nullopt : std::optional<double>(v.get<double>());
-}
-
-}  // namespace
-
 std::string to_string(Outcome::Status status) {
   switch (status) {
     case Outcome::Status::kDone: return "done";
@@ -20,25 +11,33 @@ std::string to_string(Outcome::Status status) {
   return "failed";
 }
 
+// Empty and unset fields are left out of the wire form (an absent key reads back as empty or
+// unset): a batch of 64 short jobs' outcomes, or of their assignments, then stays small, and
+// under Open MPI's eager limit a send completes without waiting for its receiver to look
+// (bench/README.md, "Orchestration").
 nlohmann::json to_json(const Outcome& o) {
-  nlohmann::json j{{"status", to_string(o.status)}, {"job_id", o.job_id}, {"error", o.error}};
+  nlohmann::json j{{"status", to_string(o.status)}, {"job_id", o.job_id}};
+  if (!o.error.empty()) j["error"] = o.error;
   if (o.status != Outcome::Status::kDone) return j;
-  nlohmann::json curve = nlohmann::json::array();
-  for (const auto& c : o.curve) curve.push_back({c.step, c.phase, c.learning_rate, c.train_loss, c.val_loss});
-  nlohmann::json artifacts = nlohmann::json::array();
-  for (const auto& a : o.artifacts) artifacts.push_back({a.kind, a.path});
-  j.update({{"metrics", o.metrics},
-            {"mse", optional_json(o.mse)},
-            {"psnr", optional_json(o.psnr)},
-            {"ssim", optional_json(o.ssim)},
-            {"mean_r", optional_json(o.mean_r)},
-            {"n_significant", o.n_significant ? nlohmann::json(*o.n_significant) : nlohmann::json()},
-            {"neurons", o.neurons},
-            {"steps", o.steps},
-            {"r", o.r},
-            {"p", o.p},
-            {"curve", curve},
-            {"artifacts", artifacts}});
+  if (!o.metrics.empty()) j["metrics"] = o.metrics;
+  const std::pair<const char*, const std::optional<double>*> columns[] = {
+      {"mse", &o.mse}, {"psnr", &o.psnr}, {"ssim", &o.ssim}, {"mean_r", &o.mean_r}};
+  for (const auto& [key, value] : columns) {
+    if (*value) j[key] = **value;
+  }
+  if (o.n_significant) j["n_significant"] = *o.n_significant;
+  if (o.neurons != 0) j["neurons"] = o.neurons;
+  if (o.steps != 0) j["steps"] = o.steps;
+  if (!o.r.empty()) j["r"] = o.r;
+  if (!o.p.empty()) j["p"] = o.p;
+  if (!o.curve.empty()) {
+    auto& curve = j["curve"] = nlohmann::json::array();
+    for (const auto& c : o.curve) curve.push_back({c.step, c.phase, c.learning_rate, c.train_loss, c.val_loss});
+  }
+  if (!o.artifacts.empty()) {
+    auto& artifacts = j["artifacts"] = nlohmann::json::array();
+    for (const auto& a : o.artifacts) artifacts.push_back({a.kind, a.path});
+  }
   return j;
 }
 
@@ -48,23 +47,26 @@ Outcome outcome_from_json(const nlohmann::json& j) {
   o.status = status == "done" ? Outcome::Status::kDone
                               : status == "preempted" ? Outcome::Status::kPreempted : Outcome::Status::kFailed;
   o.job_id = j.at("job_id").get<std::string>();
-  o.error = j.at("error").get<std::string>();
+  o.error = j.value("error", std::string());
   if (o.status != Outcome::Status::kDone) return o;
-  o.metrics = j.at("metrics").get<std::string>();
-  o.mse = optional_double(j.at("mse"));
-  o.psnr = optional_double(j.at("psnr"));
-  o.ssim = optional_double(j.at("ssim"));
-  o.mean_r = optional_double(j.at("mean_r"));
-  if (!j.at("n_significant").is_null()) o.n_significant = j.at("n_significant").get<int64_t>();
-  o.neurons = j.at("neurons").get<int64_t>();
-  o.steps = j.at("steps").get<int64_t>();
-  o.r = j.at("r").get<std::vector<double>>();
-  o.p = j.at("p").get<std::vector<double>>();
-  for (const auto& c : j.at("curve")) {
-    o.curve.push_back(
-        {c[0].get<int64_t>(), c[1].get<int64_t>(), c[2].get<double>(), c[3].get<double>(), c[4].get<double>()});
+  o.metrics = j.value("metrics", std::string());
+  for (auto [key, value] : {std::pair{"mse", &o.mse}, {"psnr", &o.psnr}, {"ssim", &o.ssim}, {"mean_r", &o.mean_r}}) {
+    if (const auto it = j.find(key); it != j.end()) *value = it->get<double>();
   }
-  for (const auto& a : j.at("artifacts")) o.artifacts.push_back({a[0].get<std::string>(), a[1].get<std::string>()});
+  if (const auto it = j.find("n_significant"); it != j.end()) o.n_significant = it->get<int64_t>();
+  o.neurons = j.value("neurons", int64_t{0});
+  o.steps = j.value("steps", int64_t{0});
+  o.r = j.value("r", std::vector<double>{});
+  o.p = j.value("p", std::vector<double>{});
+  if (const auto it = j.find("curve"); it != j.end()) {
+    for (const auto& c : *it) {
+      o.curve.push_back(
+          {c[0].get<int64_t>(), c[1].get<int64_t>(), c[2].get<double>(), c[3].get<double>(), c[4].get<double>()});
+    }
+  }
+  if (const auto it = j.find("artifacts"); it != j.end()) {
+    for (const auto& a : *it) o.artifacts.push_back({a[0].get<std::string>(), a[1].get<std::string>()});
+  }
   return o;
 }
 

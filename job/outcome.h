@@ -47,7 +47,8 @@ struct Outcome {
 
 std::string to_string(Outcome::Status status);
 
-/// The wire form: every field, doubles round-tripping exactly.
+/// The wire form: every field that is set or non-empty (an absent one reads back as unset or
+/// empty), doubles round-tripping exactly.
 nlohmann::json to_json(const Outcome& outcome);
 /// Throws nlohmann::json::exception on a malformed message.
 Outcome outcome_from_json(const nlohmann::json& json);

@@ -51,15 +51,21 @@ JobInputs job_inputs(storage::Queries& db, const sweeps::JobSpec& job,
   return in;
 }
 
+// Empty fields are left out, as in job::to_json(Outcome): a training job on all neurons has no
+// inputs at all, and its assignment is its id alone.
 nlohmann::json to_json(const JobInputs& in) {
-  return {{"neurons", in.neurons}, {"parent_model", in.parent_model}, {"parent_r", in.parent_r}};
+  nlohmann::json j = nlohmann::json::object();
+  if (!in.neurons.empty()) j["neurons"] = in.neurons;
+  if (!in.parent_model.empty()) j["parent_model"] = in.parent_model;
+  if (!in.parent_r.empty()) j["parent_r"] = in.parent_r;
+  return j;
 }
 
 JobInputs inputs_from_json(const nlohmann::json& j) {
   JobInputs in;
-  in.neurons = j.at("neurons").get<std::vector<int64_t>>();
-  in.parent_model = j.at("parent_model").get<std::string>();
-  in.parent_r = j.at("parent_r").get<std::vector<double>>();
+  in.neurons = j.value("neurons", std::vector<int64_t>{});
+  in.parent_model = j.value("parent_model", std::string());
+  in.parent_r = j.value("parent_r", std::vector<double>{});
   return in;
 }
 

@@ -203,7 +203,9 @@ class Orchestrator {
       auto outcome = outcome_from_json(o);
       record_outcome(store_, owner_of(source), outcome, summary_);
       // Rank 0 saw the batch assigned, not each job start: each gets the batch's mean.
-      progress_.job_finished(sweep_.job(outcome.job_id), outcome, std::chrono::duration<double>(per_job).count());
+      if (progress_.on()) {
+        progress_.job_finished(sweep_.job(outcome.job_id), outcome, std::chrono::duration<double>(per_job).count());
+      }
       recorded.push_back(std::move(outcome));
     }
     busy_.erase(source);
@@ -258,7 +260,9 @@ class Orchestrator {
         progress_.job_finished(job, failed, 0.0);
         continue;  // lease the next one for this group
       }
-      jobs.push_back({{"id", job.id}, {"inputs", to_json(inputs)}});
+      nlohmann::json assignment{{"id", job.id}};
+      if (auto in = to_json(inputs); !in.empty()) assignment["inputs"] = std::move(in);
+      jobs.push_back(std::move(assignment));
       busy_[source].push_back(job.id);
     }
     return jobs;
@@ -354,7 +358,7 @@ class Worker {
     } else if (mpi_options_.execute_override) {
       outcome = mpi_options_.execute_override(*found->second);
     } else {
-      outcome = train(*found->second, inputs_from_json(assigned.at("inputs")));
+      outcome = train(*found->second, inputs_from_json(assigned.value("inputs", nlohmann::json::object())));
     }
     return outcome;
   }
@@ -453,10 +457,7 @@ Setup set_up(const fs::path& spec_path, const fs::path& db_path, const RunnerOpt
   } catch (const std::exception& e) {
     failure = std::current_exception();
     // What main() makes of it: bad input (exit 2) unless it is none of daenr's input errors.
-    const bool bad_input = dynamic_cast<const job::ConfigError*>(&e) || dynamic_cast<const job::DataError*>(&e) ||
-                           dynamic_cast<const sweeps::SpecError*>(&e) ||
-                           dynamic_cast<const storage::StorageError*>(&e) ||
-                           dynamic_cast<const storage::LockHeld*>(&e);
+    const bool bad_input = dynamic_cast<const job::InputError*>(&e) != nullptr;
     mine = {{"ok", false}, {"error", job::first_line(e.what())}, {"bad_input", bad_input}};
   }
   const auto reports = mpi::gather_text(mine.dump(), 0, kWorldComm);

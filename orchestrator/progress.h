@@ -46,6 +46,8 @@ class ProgressReporter {
   ProgressReporter(const ProgressReporter&) = delete;
   ProgressReporter& operator=(const ProgressReporter&) = delete;
 
+  /// Whether anything is shown: a caller may skip gathering what it would show.
+  bool on() const { return mode_ != ProgressMode::kOff; }
   /// A job starts in this process (the in-process runner): its index and a first line.
   void job_started(const sweeps::JobSpec& job);
   /// A validation point of the job started last: redraws the line (terminal, at most 4 times

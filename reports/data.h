@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "job/error.h"
 #include "job/outcome.h"
 
 namespace daenr::reports {
@@ -21,9 +22,9 @@ namespace daenr::reports {
 /// A database a report cannot be made from (missing, not SQLite, not daenr's,
 /// written by a newer daenr), or an output that cannot be written. what() is
 /// one line.
-class ReportError : public std::runtime_error {
+class ReportError : public job::InputError {
  public:
-  using std::runtime_error::runtime_error;
+  using job::InputError::InputError;
 };
 
 /// A job's axis values, as the sweep runner writes them into `jobs.labels`. A decode or mei job

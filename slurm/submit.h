@@ -20,13 +20,15 @@
 #include <string>
 #include <vector>
 
+#include "job/error.h"
+
 namespace daenr::slurm {
 
 /// Bad input to a Slurm command: a flag, a profile, a time. One line naming
 /// the file, key or flag and what is wrong.
-class SlurmError : public std::runtime_error {
+class SlurmError : public job::InputError {
  public:
-  using std::runtime_error::runtime_error;
+  using job::InputError::InputError;
 };
 
 /// What to ask Slurm for. Every field is optional so that the command line,

@@ -13,12 +13,14 @@
 #include <string>
 #include <string_view>
 
+#include "job/error.h"
+
 namespace daenr::storage {
 
 /// A database that cannot be opened, read or written. what() is one line.
-class StorageError : public std::runtime_error {
+class StorageError : public job::InputError {
  public:
-  using std::runtime_error::runtime_error;
+  using job::InputError::InputError;
 };
 
 class Database {

@@ -18,15 +18,16 @@
 #include <string>
 #include <vector>
 
+#include "job/error.h"
 #include "job/outcome.h"
 #include "storage/sqlite.h"
 
 namespace daenr::storage {
 
 /// Another run holds the sweep database. what() names the holder.
-class LockHeld : public std::runtime_error {
+class LockHeld : public job::InputError {
  public:
-  using std::runtime_error::runtime_error;
+  using job::InputError::InputError;
 };
 
 enum class JobState { kPending, kLeased, kDone, kFailed, kPreempted };

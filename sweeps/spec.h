@@ -24,9 +24,9 @@
 namespace daenr::sweeps {
 
 /// A spec that cannot be used; what() is one line.
-class SpecError : public std::runtime_error {
+class SpecError : public job::InputError {
  public:
-  using std::runtime_error::runtime_error;
+  using job::InputError::InputError;
 };
 
 // A job's labels are the job contract's (job/labels.h); the spec's axes range over them.

@@ -31,6 +31,7 @@
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
+#include "job/error.h"
 #include "models/data.h"
 #include "models/network.h"
 #include "job/config.h"
@@ -51,9 +52,9 @@ class TrainingDiverged : public std::runtime_error {
 };
 
 /// A checkpoint that cannot be used (unreadable, or written by another config).
-class CheckpointError : public std::runtime_error {
+class CheckpointError : public job::InputError {
  public:
-  using std::runtime_error::runtime_error;
+  using job::InputError::InputError;
 };
 
 /// One validation point of the training curve: the job contract's row (job/outcome.h), the
