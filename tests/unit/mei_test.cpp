@@ -134,6 +134,21 @@ TEST(Mei, SameSettingsGiveBitIdenticalImagesAndAnotherSeedOthers) {
   EXPECT_FALSE(torch::equal(a.images, synthesise(toy, {1, 3}, other).images));
 }
 
+// A small CAE-FR_2 with 6 neurons, randomly initialised (seed 3), in evaluation mode.
+DaeNr tiny_cae_fr() {
+  torch::manual_seed(3);
+  ModelConfig c;
+  c.autoencoder = AutoencoderKind::kCae;
+  c.readout = ReadoutKind::kFr;
+  c.layer = 2;
+  c.width = 4;
+  c.latent = 16;
+  c.neurons = 6;
+  DaeNr model(c, torch::full({6}, 0.5));
+  model->eval();
+  return model;
+}
+
 TEST(Mei, ATargetsImagesDoNotDependOnItsBatch) {
   const ToyNeurons toy;
   auto o = toy_options();
@@ -149,16 +164,7 @@ TEST(Mei, ATargetsImagesDoNotDependOnItsBatch) {
 }
 
 TEST(Mei, ATargetsImagesDoNotDependOnItsBatchThroughADaeNr) {
-  torch::manual_seed(3);
-  ModelConfig c;
-  c.autoencoder = AutoencoderKind::kCae;
-  c.readout = ReadoutKind::kFr;
-  c.layer = 2;
-  c.width = 4;
-  c.latent = 16;
-  c.neurons = 6;
-  DaeNr model(c, torch::full({6}, 0.5));
-  model->eval();
+  DaeNr model = tiny_cae_fr();
   const ResponseFunction responses = [&](const torch::Tensor& x) {
     return model->forward(x, false, true).prediction;
   };
@@ -179,16 +185,7 @@ TEST(Mei, ATargetsImagesDoNotDependOnItsBatchThroughADaeNr) {
 // of the group's targets (the batch sizes say so), and the images are those of one call per
 // target up to float rounding, deterministically.
 TEST(Mei, GroupedModelCallsBatchTargetsAndStartsAndMatchOneCallPerTarget) {
-  torch::manual_seed(3);
-  ModelConfig c;
-  c.autoencoder = AutoencoderKind::kCae;
-  c.readout = ReadoutKind::kFr;
-  c.layer = 2;
-  c.width = 4;
-  c.latent = 16;
-  c.neurons = 6;
-  DaeNr model(c, torch::full({6}, 0.5));
-  model->eval();
+  DaeNr model = tiny_cae_fr();
   std::vector<int64_t> batch_sizes;
   const ResponseFunction responses = [&](const torch::Tensor& x) {
     batch_sizes.push_back(x.size(0));
