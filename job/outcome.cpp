@@ -14,7 +14,7 @@ std::string to_string(Outcome::Status status) {
 // Empty and unset fields are left out of the wire form (an absent key reads back as empty or
 // unset): a batch of 64 short jobs' outcomes, or of their assignments, then stays small, and
 // under Open MPI's eager limit a send completes without waiting for its receiver to look
-// (bench/README.md, "Orchestration").
+// (bench/README.md, "MPI orchestrator").
 nlohmann::json to_json(const Outcome& o) {
   nlohmann::json j{{"status", to_string(o.status)}, {"job_id", o.job_id}};
   if (!o.error.empty()) j["error"] = o.error;

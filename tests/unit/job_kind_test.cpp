@@ -203,6 +203,18 @@ TEST(JobKinds, OutcomeWireFormIsLossless) {
   EXPECT_EQ(f.status, job::Outcome::Status::kFailed);
   EXPECT_EQ(f.error, "bad data");
   EXPECT_TRUE(f.metrics.empty());
+
+  // A no-op job's outcome is its status and id alone on the wire (empty fields left out keep a
+  // batch of 64 under Open MPI's eager limit), and reads back empty.
+  job::Outcome bare;
+  bare.status = job::Outcome::Status::kDone;
+  bare.job_id = "0123456789abcdef0123";
+  EXPECT_EQ(job::to_json(bare).dump(), R"({"job_id":"0123456789abcdef0123","status":"done"})");
+  const auto b = job::outcome_from_json(job::to_json(bare));
+  EXPECT_EQ(b.status, job::Outcome::Status::kDone);
+  EXPECT_FALSE(b.mse.has_value());
+  EXPECT_EQ(b.neurons, 0);
+  EXPECT_TRUE(b.r.empty() && b.curve.empty() && b.artifacts.empty());
 }
 
 }  // namespace
