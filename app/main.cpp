@@ -116,7 +116,7 @@ struct Options {
   int max_attempts = 2;
   int ranks_per_job = 0;  // 0: the spec's ranks_per_job
   int jobs_per_gpu = 0;   // 0: the spec's jobs_per_gpu
-  std::string run_grace_signal = "USR2";
+  std::string run_grace_signal;  // empty: the spec's grace_signal, else USR2
   std::string report_out, report_html, report_sweep;
   std::vector<std::string> report_formats = {"md", "tex", "csv"};
   daenr::slurm::SubmitRequest request;
@@ -170,7 +170,7 @@ void add_sweep(CLI::App& app, Options& o, Commands& c) {
       ->check(CLI::Range(1, 1 << 10));
   run->add_option("--grace-signal", o.run_grace_signal,
                   "a signal that stops the run gracefully besides TERM, INT, USR1 and USR2: USR1, USR2 "
-                  "or ALRM (the Slurm batch script passes its grace signal; default USR2)");
+                  "or ALRM (the Slurm batch script passes its grace signal; default: the spec's grace_signal, else USR2)");
   c.status = app.add_subcommand("status", "progress of a sweep database");
   c.status->add_option("--db", o.db_path, "sweep database (SQLite)")->required()->check(CLI::ExistingFile);
 }
@@ -281,8 +281,11 @@ int print_plan(const Options& o) {
 // `sweep run`: in process, or as one rank of an MPI world that main() has initialised.
 int run_sweep(const Options& o, const std::optional<daenr::mpi::World>& world) {
   namespace orch = daenr::orchestrator;
-  install_stop_handlers(
-      daenr::slurm::grace_signal_number(daenr::slurm::parse_grace_signal(o.run_grace_signal, "--grace-signal")));
+  // The flag, else the spec's key (a user's own batch script may rely on it), else USR2. The spec is
+  // read once more by the runner; it is a small file, and a bad one fails here with the same line.
+  std::string grace = o.run_grace_signal;
+  if (grace.empty()) grace = daenr::sweeps::load_sweep_spec(o.spec_path).grace_signal.value_or("USR2");
+  install_stop_handlers(daenr::slurm::grace_signal_number(daenr::slurm::parse_grace_signal(grace, "--grace-signal")));
   orch::RunnerOptions options;
   options.max_attempts = o.max_attempts;
   // A terminal gets an updating line as well; a log, a line per finished job.

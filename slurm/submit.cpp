@@ -62,39 +62,18 @@ Allocation defaults() {
   return a;
 }
 
-namespace {
-
-// The grace signals daenr accepts: forwarded to the ranks by both launchers without any
-// setting (srun forwards INT, QUIT, CONT, TERM, HUP, ALRM, USR1, USR2 and PIPE; mpirun's
-// ess_base_forward_signals TSTP, USR1, USR2, ABRT, ALRM and CONT), catchable, and not
-// already meaning something else to Slurm, mpirun or the batch shell (TERM is Slurm's stop).
-// ALRM is for a site where a library takes both user signals (RCCL has been proposed to
-// catch USR2, as NCCL 2.12 caught USR1).
-struct NamedSignal {
-  const char* name;
-  int number;
-};
-constexpr NamedSignal kGraceSignals[] = {{"USR2", SIGUSR2}, {"USR1", SIGUSR1}, {"ALRM", SIGALRM}};
-
-}  // namespace
-
+// The accepted signals and why: sweeps::grace_signal_problem(), which the spec's key shares.
 std::string parse_grace_signal(const std::string& text, const std::string& what) {
-  std::string name;
-  for (char c : text) name += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  if (name.rfind("SIG", 0) == 0) name.erase(0, 3);
-  for (const auto& s : kGraceSignals) {
-    if (name == s.name) return name;
-  }
-  const char* why = name == "KILL" || name == "STOP" ? "cannot be caught, so the run could not checkpoint"
-                                                     : "not a grace signal daenr handles";
+  const std::string name = sweeps::signal_name(text);
+  const std::string why = sweeps::grace_signal_problem(name);
+  if (why.empty()) return name;
   throw SlurmError(fmt::format("{} '{}': {}; use USR2 (the default), USR1 or ALRM", what, text, why));
 }
 
 int grace_signal_number(const std::string& name) {
-  for (const auto& s : kGraceSignals) {
-    if (name == s.name) return s.number;
-  }
-  throw SlurmError(fmt::format("grace signal '{}': not one of USR2, USR1, ALRM", name));
+  const int number = sweeps::grace_signal_number(name);
+  if (number < 0) throw SlurmError(fmt::format("grace signal '{}': not one of USR2, USR1, ALRM", name));
+  return number;
 }
 
 fs::path default_profile_file() {
@@ -558,6 +537,9 @@ SubmitResult submit(const SubmitRequest& request) {
   // The spec is checked here, not an hour later in the queue.
   const auto spec = sweeps::load_sweep_spec(job.spec);
   const auto jobs = sweeps::expand(spec);
+  // The grace signal: the flag, else the spec's (it knows whether its jobs use NCCL), else the
+  // profile's (the cluster's), else USR2; the same order as jobs_per_gpu.
+  if (!command_line.grace_signal && spec.grace_signal) a.grace_signal = spec.grace_signal;
   pack_gpus(command_line, profile, spec, a, job);
   check_groups(request, spec, a);
   job.log_dir = fs::path(job.db.string() + ".slurm");

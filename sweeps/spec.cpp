@@ -1,7 +1,9 @@
 #include "sweeps/spec.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
+#include <csignal>
 #include <fmt/format.h>
 #include <fstream>
 #include <map>
@@ -520,6 +522,15 @@ void read_top_level(Parser& p, TableReader& top, const toml::table& root, SweepS
     top.require_range("jobs_per_gpu", jobs_per_gpu, 1, 1 << 10);
     spec.jobs_per_gpu = jobs_per_gpu;
   }
+  if (const auto* node = root.get("grace_signal")) {
+    std::string text;
+    top.read("grace_signal", text);
+    const auto name = signal_name(text);
+    if (const auto why = grace_signal_problem(name); !why.empty()) {
+      p.fail(*node, "grace_signal", fmt::format("'{}': {}; use USR2 (the default), USR1 or ALRM", text, why));
+    }
+    spec.grace_signal = name;
+  }
 }
 
 // [data]
@@ -820,6 +831,42 @@ SweepSpec load_sweep_spec(const fs::path& path) {
   ss << in.rdbuf();
   return parse_sweep_spec(ss.str(), path.string(),
                           path.parent_path().empty() ? fs::path(".") : path.parent_path());
+}
+
+namespace {
+
+// The grace signals daenr accepts: forwarded to the ranks by both launchers without any
+// setting (srun forwards INT, QUIT, CONT, TERM, HUP, ALRM, USR1, USR2 and PIPE; mpirun's
+// ess_base_forward_signals TSTP, USR1, USR2, ABRT, ALRM and CONT), catchable, and not
+// already meaning something else to Slurm, mpirun or the batch shell (TERM is Slurm's stop).
+// USR2 is the default because NCCL 2.12 catches USR1 (slurm/submit.cpp). ALRM is for a site
+// where a library takes both user signals (RCCL has been proposed to catch USR2).
+struct NamedSignal {
+  const char* name;
+  int number;
+};
+constexpr NamedSignal kGraceSignals[] = {{"USR2", SIGUSR2}, {"USR1", SIGUSR1}, {"ALRM", SIGALRM}};
+
+}  // namespace
+
+std::string signal_name(const std::string& text) {
+  std::string name;
+  for (char c : text) name += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  if (name.rfind("SIG", 0) == 0) name.erase(0, 3);
+  return name;
+}
+
+std::string grace_signal_problem(const std::string& name) {
+  if (grace_signal_number(name) >= 0) return "";
+  return name == "KILL" || name == "STOP" ? "cannot be caught, so the run could not checkpoint"
+                                          : "not a grace signal daenr handles";
+}
+
+int grace_signal_number(const std::string& name) {
+  for (const auto& s : kGraceSignals) {
+    if (name == s.name) return s.number;
+  }
+  return -1;
 }
 
 }  // namespace daenr::sweeps

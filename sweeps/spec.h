@@ -66,6 +66,10 @@ struct SweepSpec {
   /// GPU's memory (`--jobs-per-gpu` overrides it; unset: 1). Not part of any job id, for the
   /// same reason as ranks_per_job.
   std::optional<int> jobs_per_gpu;
+  /// The signal that warns a run of a Slurm time limit or preemption, as a name without "SIG"
+  /// (grace_signal_problem()): `slurm submit` asks Slurm for it and the run stops gracefully on
+  /// it. Unset: the flag's or the cluster profile's, else USR2. A run setting, in no job id.
+  std::optional<std::string> grace_signal;
   std::vector<int> layers;
   std::vector<job::AutoencoderKind> autoencoders;
   std::vector<job::ReadoutKind> readouts;
@@ -99,6 +103,14 @@ struct SweepSpec {
 
 /// Reads and checks a spec file; relative data paths are relative to it.
 SweepSpec load_sweep_spec(const std::filesystem::path& path);
+
+/// A signal's name in any spelling ("sigusr1", "USR1") as daenr writes it: upper case, no "SIG".
+std::string signal_name(const std::string& text);
+/// Why `name` (signal_name()'s form) cannot be a grace signal, or "" if it can: USR2, USR1 or
+/// ALRM (why these: sweeps/spec.cpp). Here, below the spec and Slurm, so both check it alike.
+std::string grace_signal_problem(const std::string& name);
+/// The signal number of a grace signal's name; -1 for any other name.
+int grace_signal_number(const std::string& name);
 /// The same from text; `source` names it in messages and `base_dir` resolves
 /// relative data paths.
 SweepSpec parse_sweep_spec(const std::string& text, const std::string& source,

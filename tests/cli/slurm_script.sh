@@ -95,6 +95,16 @@ requeued warning2 && grep -q "run got ALRM" "$tmp/warning2.log" && grep -q -- "-
   fail "ALRM: $(cat "$tmp/warning2.log")"
 grep -q "stopped on the time-limit warning (ALRM) with jobs left; requeueing slurm job 77" "$tmp/warning2.out" ||
   fail "ALRM: $(cat "$tmp/warning2.out")"
+# The spec's grace_signal key: over the profile's (USR2 by default here), under the flag.
+{ echo 'grace_signal = "sigalrm"'; cat "$here/../data/kill-sweep.toml"; } >"$tmp/alrm-spec.toml"
+"$daenr" slurm submit "$tmp/alrm-spec.toml" --db "$tmp/x.sqlite" --profiles "$tmp/clusters.toml" \
+  --dry-run >"$tmp/job.sbatch" || fail "the spec's grace_signal"
+grep -qx "#SBATCH --signal=B:ALRM@120" "$tmp/job.sbatch" || fail "the spec's ALRM: $(grep signal "$tmp/job.sbatch")"
+run_case warning3 0 ALRM ""
+requeued warning3 && grep -q "run got ALRM" "$tmp/warning3.log" && grep -q -- "--grace-signal ALRM$" "$tmp/warning3.log" ||
+  fail "the spec's ALRM: $(cat "$tmp/warning3.log")"
+"$daenr" slurm submit "$tmp/alrm-spec.toml" --db "$tmp/x.sqlite" --profiles "$tmp/clusters.toml" \
+  --grace-signal USR1 --dry-run | grep -qx "#SBATCH --signal=B:USR1@120" || fail "--grace-signal over the spec's"
 "$daenr" slurm submit "$here/../data/kill-sweep.toml" --db "$tmp/x.sqlite" --profiles "$tmp/clusters.toml" \
   --dry-run >"$tmp/job.sbatch" || fail "dry run failed"
 
@@ -177,6 +187,9 @@ bad() {  # expected-message args...
 spec=$here/../data/kill-sweep.toml
 bad "--time '90m': not a Slurm time limit" "$spec" --db "$tmp/x.sqlite" --time 90m
 bad "--grace 0: expected 1 to 65535 seconds" "$spec" --db "$tmp/x.sqlite" --grace 0
+{ echo 'grace_signal = "KILL"'; cat "$spec"; } >"$tmp/kill-spec.toml"
+bad "kill-spec.toml:1:16: grace_signal: 'KILL': cannot be caught, so the run could not checkpoint" \
+  "$tmp/kill-spec.toml" --db "$tmp/x.sqlite"
 bad "--grace 60: must be shorter than the time limit --time 1 (60 s)" "$spec" --db "$tmp/x.sqlite" --time 1 --grace 60
 bad "--ranks-per-job 2: needs 1 + a multiple of 2 tasks; the allocation has 2" "$spec" --db "$tmp/x.sqlite" \
   --ntasks-per-node 2 --ranks-per-job 2

@@ -53,12 +53,16 @@ assert db.execute("SELECT attempts FROM jobs WHERE state = 'preempted'").fetchon
 PY
 ls "$slow_db.checkpoints"/*.ckpt >/dev/null 2>&1 || fail "the preempted job left no checkpoint"
 # The grace signals stop it the same way: USR2 (Slurm's by default) and USR1
-# always, ALRM when --grace-signal names it (the batch script passes it). The
+# always, ALRM when --grace-signal names it (the batch script passes it) or, without the flag,
+# the spec's grace_signal key does (a run setting: the same jobs, the same database). The
 # preempted job resumes each time and is preempted again, never attempted.
-for case in "USR2" "USR1" "ALRM --grace-signal ALRM"; do
+{ echo 'grace_signal = "ALRM"'; cat "$tmp/slow.toml"; } >"$tmp/slow-alrm.toml"
+for case in "USR2" "USR1" "ALRM --grace-signal ALRM" "ALRM spec"; do
   sig=${case%% *}
+  args=${case#"$sig"} run_spec=$tmp/slow.toml
+  if [ "$args" = " spec" ]; then args="" run_spec=$tmp/slow-alrm.toml; fi
   # shellcheck disable=SC2086 # the flags, word-split on purpose
-  "$daenr" sweep run "$tmp/slow.toml" --db "$slow_db" ${case#"$sig"} >"$tmp/run_$sig" 2>&1 &
+  "$daenr" sweep run "$run_spec" --db "$slow_db" $args >"$tmp/run_$sig" 2>&1 &
   pid=$!
   wait_for_running "$slow_db" "$pid" || fail "$sig: the run never had a job in flight: $(cat "$tmp/run_$sig")"
   sleep 1

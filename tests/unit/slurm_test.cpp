@@ -252,6 +252,34 @@ TEST(SlurmSubmit, JobsPerGpuSetsTheTasksPerNodeAndIsPassedToTheRun) {
   EXPECT_TRUE(has(script(), "#SBATCH --signal=B:ALRM@120"));
 }
 
+TEST(SlurmSubmit, GraceSignalComesFromTheFlagElseTheSpecElseTheProfile) {
+  TempDir dir;
+  const auto profiles = dir.path() / "clusters.toml";
+  std::ofstream(profiles) << "[c]\ngrace_signal = \"USR1\"\n";
+  SubmitRequest r;
+  r.spec = spec_with(dir, "");
+  r.db = dir.path() / "x.sqlite";
+  r.profile_file = profiles;
+  r.cluster = "c";
+  r.dry_run = true;
+  auto signal_of = [&] {
+    const auto s = submit(r).script;
+    const auto at = s.find("#SBATCH --signal=B:");
+    return at == std::string::npos ? std::string() : s.substr(at + 19, s.find('@', at) - at - 19);
+  };
+  EXPECT_EQ(signal_of(), "USR1");  // the profile's
+  r.spec = spec_with(dir, "grace_signal = \"ALRM\"\n");
+  EXPECT_EQ(signal_of(), "ALRM");  // the spec's over the profile's
+  EXPECT_NE(submit(r).script.find("--grace-signal ALRM &"), std::string::npos);  // and the run is told
+  r.command_line.grace_signal = "usr2";
+  EXPECT_EQ(signal_of(), "USR2");  // the flag's over both
+  r.command_line.grace_signal.reset();
+  r.cluster.clear();
+  r.profile_file = dir.path() / "none.toml";
+  r.spec = spec_with(dir, "");
+  EXPECT_EQ(signal_of(), "USR2");  // none anywhere: the default
+}
+
 TEST(SlurmScript, IsValidBash) {
   TempDir dir;
   const auto path = dir.path() / "job.sbatch";

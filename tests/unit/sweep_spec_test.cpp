@@ -36,6 +36,18 @@ std::string spec_error(const std::string& text) {
 
 const std::string kRegion = "[data]\nregions = [\"virtual:1\"]\n";
 
+TEST(SweepSpec, GraceSignalIsARunSettingCheckedLikeTheFlag) {
+  EXPECT_FALSE(parse(kRegion).grace_signal.has_value());
+  EXPECT_EQ(*parse("grace_signal = \"sigalrm\"\n" + kRegion).grace_signal, "ALRM");
+  EXPECT_EQ(*parse("grace_signal = \"USR1\"\n" + kRegion).grace_signal, "USR1");
+  EXPECT_EQ(spec_error("grace_signal = \"KILL\"\n" + kRegion),
+            "s.toml:1:16: grace_signal: 'KILL': cannot be caught, so the run could not checkpoint; use USR2 (the "
+            "default), USR1 or ALRM");
+  EXPECT_EQ(spec_error("grace_signal = \"HUP\"\n" + kRegion).substr(0, 60),
+            "s.toml:1:16: grace_signal: 'HUP': not a grace signal daenr h");
+  // In no job id: Expand.RunSettingsAreInNoJobsIdOrCanonicalForm.
+}
+
 TEST(SweepSpec, DefaultsAreOneJobOfTheReadmeModel) {
   const auto s = parse("[data]\nregions = [\"virtual:3\"]\n");
   EXPECT_EQ(s.name, "s");  // the file's stem
