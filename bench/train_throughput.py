@@ -105,6 +105,20 @@ def training_mflop_per_sample(model_args):
     return 2 * 3 * (sum(macs) + readout) / 1e6
 
 
+def sgemm_gflops():
+    """A practical ceiling for this core right now: a 2048 x 2048 single-precision product
+    through the same BLAS, the best of 3. Taken in every run, so that it sees the machine as the
+    rates beside it do (a shared VM's speed drifts by 1.5x within an hour)."""
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    a @ b
+    best = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t0)
+    return 2 * 2048 ** 3 / best / 1e9
+
+
 def timed(model_args, x, s, batch, steps):
     torch.manual_seed(0)
     model = DaeNr(*model_args)
@@ -147,7 +161,8 @@ def main():
                       "threads": a.threads, "torch": torch.__version__,
                       "samples_per_s": (a.steps - short) * a.batch / (t_long[0] - t_short[0]),
                       "samples_per_cpu_s": (a.steps - short) * a.batch / (t_long[1] - t_short[1]),
-                      "mflop_per_sample": training_mflop_per_sample(args)}))
+                      "mflop_per_sample": training_mflop_per_sample(args),
+                      "sgemm_gflops": sgemm_gflops()}))
 
 
 if __name__ == "__main__":

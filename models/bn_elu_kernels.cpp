@@ -136,6 +136,19 @@ DAENR_CLONES void bn_elu_forward(const float* x, const float* gamma, const float
   }
 }
 
+DAENR_CLONES void affine_elu(const float* x, const float* scale, const float* shift, NchwShape s,
+                             int64_t c0, int64_t c1, float* y) {
+  const int64_t stride = s.channels * s.plane;
+  for (int64_t c = c0; c < c1; ++c) {
+    const float a = scale[c], k = shift[c];
+    for (int64_t b = 0; b < s.batch; ++b) {
+      const float* xp = x + c * s.plane + b * stride;
+      float* yp = y + c * s.plane + b * stride;
+      for (int64_t i = 0; i < s.plane; ++i) yp[i] = elu(xp[i] * a + k);
+    }
+  }
+}
+
 DAENR_CLONES void bn_elu_backward(const float* g, const float* x, const float* y,
                                   const float* gamma, const float* mean, const float* var,
                                   double eps, NchwShape s, int64_t c0, int64_t c1, float* dx,

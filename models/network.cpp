@@ -159,7 +159,27 @@ torch::Tensor SyncBatchNorm2dImpl::forward_elu(const torch::Tensor& x) {
   const bool fused = is_training() && !group_sum_ && x.dim() == 4 && x.device().is_cpu() &&
                      x.scalar_type() == torch::kFloat && x.is_contiguous() &&
                      weight.scalar_type() == torch::kFloat && x.numel() / x.size(1) >= 2;
-  if (!fused) return torch::elu(forward(x));
+  if (!fused) {
+    // Evaluation without gradients (validation, test metrics, decoding): the running
+    // statistics as one scale and shift per channel, on the same vectorised ELU.
+    const bool inference = !is_training() && !torch::GradMode::is_enabled() && x.dim() == 4 &&
+                           x.device().is_cpu() && x.scalar_type() == torch::kFloat &&
+                           x.is_contiguous() && weight.scalar_type() == torch::kFloat;
+    if (!inference) return torch::elu(forward(x));
+    // As LibTorch's CPU batch_norm folds them: in the statistics' precision, then float.
+    auto invstd = torch::rsqrt(running_var + options.eps());
+    auto scale = (weight.to(invstd.scalar_type()) * invstd).to(torch::kFloat).contiguous();
+    auto shift = (bias.to(invstd.scalar_type()) - running_mean * scale.to(invstd.scalar_type()))
+                     .to(torch::kFloat)
+                     .contiguous();
+    const kernels::NchwShape shape{x.size(0), x.size(1), x.size(2) * x.size(3)};
+    auto y = torch::empty_like(x);
+    at::parallel_for(0, shape.channels, 1, [&](int64_t c0, int64_t c1) {
+      kernels::affine_elu(x.data_ptr<float>(), scale.data_ptr<float>(), shift.data_ptr<float>(), shape, c0,
+                          c1, y.data_ptr<float>());
+    });
+    return y;
+  }
   auto mean = torch::empty({x.size(1)}, x.options());
   auto var = torch::empty({x.size(1)}, x.options());
   auto y = BnEluFunction::apply(x, weight, bias, options.eps(), mean, var);

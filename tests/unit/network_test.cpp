@@ -406,6 +406,24 @@ TEST(Network, FusedBatchNormEluMatchesTheNativeModules) {
       EXPECT_TRUE(torch::allclose(fused->running_var, native->running_var, 1e-5, 1e-6)) << shape;
       EXPECT_EQ(fused->num_batches_tracked.item<int64_t>(), step + 1);
     }
+    // Evaluation: the running statistics those steps left, without gradients on the
+    // folded kernel, with them (MEI's input gradients) on the native operators.
+    fused->eval();
+    native->eval();
+    auto x = torch::randn(shape) * 3 + 1;
+    auto want = torch::elu(native->forward(x)).detach();
+    {
+      torch::NoGradGuard no_grad;
+      auto got = fused->forward_elu(x);
+      EXPECT_TRUE(torch::allclose(got, want, 1e-5, 1e-6)) << shape;
+      EXPECT_GT((got - want).abs().max().item<float>(), 0.0f)  // the folded kernel, not the native one
+          << "evaluation without gradients took the native path";
+    }
+    auto xg = x.clone().requires_grad_();
+    auto with_grad = fused->forward_elu(xg);
+    EXPECT_TRUE(torch::allclose(with_grad.detach(), want, 1e-5, 1e-6)) << shape;
+    with_grad.sum().backward();
+    EXPECT_TRUE(xg.grad().defined());
   }
 }
 
