@@ -282,9 +282,17 @@ int print_plan(const Options& o) {
 int run_sweep(const Options& o, const std::optional<daenr::mpi::World>& world) {
   namespace orch = daenr::orchestrator;
   // The flag, else the spec's key (a user's own batch script may rely on it), else USR2. The spec is
-  // read once more by the runner; it is a small file, and a bad one fails here with the same line.
+  // read once more by the runner. A spec that fails to load is not reported here: under mpirun a
+  // rank that threw now would leave the others waiting in the collective setup, which is where the
+  // runner reports the failure once, from rank 0, for every rank (mpi_sweep.sh checks it).
   std::string grace = o.run_grace_signal;
-  if (grace.empty()) grace = daenr::sweeps::load_sweep_spec(o.spec_path).grace_signal.value_or("USR2");
+  if (grace.empty()) {
+    try {
+      grace = daenr::sweeps::load_sweep_spec(o.spec_path).grace_signal.value_or("USR2");
+    } catch (const std::exception&) {  // the runner reads the same file and reports it
+      grace = "USR2";
+    }
+  }
   install_stop_handlers(daenr::slurm::grace_signal_number(daenr::slurm::parse_grace_signal(grace, "--grace-signal")));
   orch::RunnerOptions options;
   options.max_attempts = o.max_attempts;
