@@ -14,7 +14,11 @@ threads=${2:-1}
 models=${3:-cae vae vqvae none}
 batches=${4:-16 32 64 128 256}
 bin=${DAENR_BUILD_DIR:-build}/bench/daenr_bench_train
-export OMP_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=$threads OMP_WAIT_POLICY=passive
+# OpenBLAS gets one thread for both: daenr keeps it to one itself (its pthread pool would take
+# turns with LibTorch's OpenMP pool on the same cores), and PyTorch eager with it so was 1.4-2x
+# faster on 2 threads here than with OPENBLAS_NUM_THREADS=2 (bench/README.md, "Threads"), so
+# the baseline is PyTorch as well configured as daenr. Passive waiting: what daenr sets itself.
+export OMP_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=1 OMP_WAIT_POLICY=passive
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 grep -m1 'model name' /proc/cpuinfo

@@ -91,12 +91,17 @@ double scalar(const torch::Tensor& t) { return t.to(torch::kCPU).to(torch::kDoub
 
 void configure_threads(int n) {
   torch::set_num_threads(n);
-  // LibTorch links the system BLAS, which for Debian's libtorch is OpenBLAS
-  // with its own thread pool. Look the setter up at run time: another BLAS
-  // simply has none.
+  // LibTorch links the system BLAS, which for Debian's libtorch is OpenBLAS with its own
+  // pthread pool beside LibTorch's OpenMP one. Given n threads too, the two pools take turns on
+  // the same n cores, and OpenBLAS's idle threads spin after each call while OpenMP's wake to
+  // run the next operator: with 2 threads a CAE-FR_2 step at batch 64 was 1.7x slower than with
+  // OpenBLAS kept to the calling thread, and the readout-only CNN slower than on one thread
+  // (bench/README.md, "OpenBLAS's own threads"). LibTorch parallelises around its BLAS calls
+  // where that pays (batched products, im2col), so OpenBLAS gets one thread whatever n is.
+  // Looked up at run time: another BLAS simply has no such setter.
   using SetThreads = void (*)(int);
   if (auto fn = reinterpret_cast<SetThreads>(::dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) {
-    fn(n);
+    fn(1);
   }
 }
 

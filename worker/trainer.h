@@ -111,8 +111,9 @@ struct JobResult {
 /// The result as one JSON object; per-neuron arrays only when asked.
 nlohmann::ordered_json to_json(const JobResult& result, bool per_neuron = false);
 
-/// Sets LibTorch's intra-op threads and OpenBLAS's threads (which LibTorch does
-/// not control, and which some products such as ConvTranspose2d use) to `n`.
+/// Sets LibTorch's intra-op threads to `n` and keeps OpenBLAS (whose pool LibTorch does not
+/// control) to the calling thread, whatever `n` is: its own threads would compete with
+/// LibTorch's for the same cores.
 void configure_threads(int n);
 
 struct RunOptions {

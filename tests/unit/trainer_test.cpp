@@ -1,5 +1,7 @@
 // The training schedule, determinism, checkpoint-resume and failure handling.
 
+#include <dlfcn.h>
+
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -54,6 +56,20 @@ TEST(Trainer, SameSeedGivesBitIdenticalParametersAndCurves) {
   Trainer c(other, data);
   c.train();
   EXPECT_FALSE(torch::equal(a.model()->parameters()[0], c.model()->parameters()[0]));
+}
+
+// OpenBLAS's pool beside LibTorch's would take turns with it on the same cores (1.7x slower
+// CAE steps on 2 threads, bench/README.md): LibTorch gets the threads, OpenBLAS keeps one.
+TEST(Trainer, ThreadsGoToLibTorchAndOpenBlasKeepsTheCallingThread) {
+  using GetThreads = int (*)();
+  auto openblas_threads = reinterpret_cast<GetThreads>(::dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
+  if (openblas_threads == nullptr) GTEST_SKIP() << "LibTorch is linked to a BLAS other than OpenBLAS";
+  configure_threads(2);
+  EXPECT_EQ(torch::get_num_threads(), 2);
+  EXPECT_EQ(openblas_threads(), 1);
+  configure_threads(1);
+  EXPECT_EQ(torch::get_num_threads(), 1);
+  EXPECT_EQ(openblas_threads(), 1);
 }
 
 TEST(Trainer, ResumingFromACheckpointEndsInTheUninterruptedState) {
