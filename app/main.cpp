@@ -168,9 +168,11 @@ void add_sweep(CLI::App& app, Options& o, Commands& c) {
                   "under mpirun on GPUs: worker ranks that share one GPU, each bounded to its share of "
                   "the GPU's memory (default: the spec's jobs_per_gpu, else 1)")
       ->check(CLI::Range(1, 1 << 10));
-  run->add_option("--grace-signal", o.run_grace_signal,
-                  "a signal that stops the run gracefully besides TERM, INT, USR1 and USR2: USR1, USR2 "
-                  "or ALRM (the Slurm batch script passes its grace signal; default: the spec's grace_signal, else USR2)");
+  run->add_option(
+      "--grace-signal", o.run_grace_signal,
+      "a signal that stops the run gracefully besides TERM, INT, USR1 and USR2: USR1, USR2 "
+      "or ALRM (the Slurm batch script passes its grace signal; default: the spec's grace_signal, "
+      "else USR2)");
   c.status = app.add_subcommand("status", "progress of a sweep database");
   c.status->add_option("--db", o.db_path, "sweep database (SQLite)")->required()->check(CLI::ExistingFile);
 }
@@ -281,8 +283,8 @@ int print_plan(const Options& o) {
 // `sweep run`: in process, or as one rank of an MPI world that main() has initialised.
 int run_sweep(const Options& o, const std::optional<daenr::mpi::World>& world) {
   namespace orch = daenr::orchestrator;
-  // The flag, else the spec's key (a user's own batch script may rely on it), else USR2. The spec is
-  // read once more by the runner. A spec that fails to load is not reported here: under mpirun a
+  // The flag, else the spec's key (a user's own batch script may rely on it), else USR2. The spec
+  // is read once more by the runner. A spec that fails to load is not reported here: under mpirun a
   // rank that threw now would leave the others waiting in the collective setup, which is where the
   // runner reports the failure once, from rank 0, for every rank (mpi_sweep.sh checks it).
   std::string grace = o.run_grace_signal;
@@ -293,7 +295,8 @@ int run_sweep(const Options& o, const std::optional<daenr::mpi::World>& world) {
       grace = "USR2";
     }
   }
-  install_stop_handlers(daenr::slurm::grace_signal_number(daenr::slurm::parse_grace_signal(grace, "--grace-signal")));
+  install_stop_handlers(
+      daenr::slurm::grace_signal_number(daenr::slurm::parse_grace_signal(grace, "--grace-signal")));
   orch::RunnerOptions options;
   options.max_attempts = o.max_attempts;
   // A terminal gets an updating line as well; a log, a line per finished job.

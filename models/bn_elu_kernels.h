@@ -29,8 +29,8 @@ void bn_elu_backward(const float* g, const float* x, const float* y, const float
 /// statistics folded into a per-channel scale and shift: y = elu(x * scale + shift).
 /// LibTorch's own ELU is not vectorised in Debian's build (about 10 ns a value here), which
 /// made a validation pass cost as much as four training steps.
-void affine_elu(const float* x, const float* scale, const float* shift, NchwShape shape,
-                int64_t c0, int64_t c1, float* y);
+void affine_elu(const float* x, const float* scale, const float* shift, NchwShape shape, int64_t c0,
+                int64_t c1, float* y);
 
 /// exp(z) for z <= 0 (z below -87 gives exp(-87)), within 2 ulp of std::exp: exposed for
 /// its test.

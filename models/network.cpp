@@ -156,15 +156,15 @@ struct BnEluFunction : public torch::autograd::Function<BnEluFunction> {
 }  // namespace
 
 torch::Tensor SyncBatchNorm2dImpl::forward_elu(const torch::Tensor& x) {
-  const bool fused = is_training() && !group_sum_ && x.dim() == 4 && x.device().is_cpu() &&
-                     x.scalar_type() == torch::kFloat && x.is_contiguous() &&
-                     weight.scalar_type() == torch::kFloat && x.numel() / x.size(1) >= 2;
+  // What daenr's kernels take: a contiguous float NCHW tensor on the CPU.
+  const bool kernel_input = x.dim() == 4 && x.device().is_cpu() &&
+                            x.scalar_type() == torch::kFloat && x.is_contiguous() &&
+                            weight.scalar_type() == torch::kFloat;
+  const bool fused = kernel_input && is_training() && !group_sum_ && x.numel() / x.size(1) >= 2;
   if (!fused) {
     // Evaluation without gradients (validation, test metrics, decoding): the running
     // statistics as one scale and shift per channel, on the same vectorised ELU.
-    const bool inference = !is_training() && !torch::GradMode::is_enabled() && x.dim() == 4 &&
-                           x.device().is_cpu() && x.scalar_type() == torch::kFloat &&
-                           x.is_contiguous() && weight.scalar_type() == torch::kFloat;
+    const bool inference = kernel_input && !is_training() && !torch::GradMode::is_enabled();
     if (!inference) return torch::elu(forward(x));
     // As LibTorch's CPU batch_norm folds them: in the statistics' precision, then float.
     auto invstd = torch::rsqrt(running_var + options.eps());
@@ -175,8 +175,8 @@ torch::Tensor SyncBatchNorm2dImpl::forward_elu(const torch::Tensor& x) {
     const kernels::NchwShape shape{x.size(0), x.size(1), x.size(2) * x.size(3)};
     auto y = torch::empty_like(x);
     at::parallel_for(0, shape.channels, 1, [&](int64_t c0, int64_t c1) {
-      kernels::affine_elu(x.data_ptr<float>(), scale.data_ptr<float>(), shift.data_ptr<float>(), shape, c0,
-                          c1, y.data_ptr<float>());
+      kernels::affine_elu(x.data_ptr<float>(), scale.data_ptr<float>(), shift.data_ptr<float>(),
+                          shape, c0, c1, y.data_ptr<float>());
     });
     return y;
   }

@@ -72,7 +72,8 @@ std::string parse_grace_signal(const std::string& text, const std::string& what)
 
 int grace_signal_number(const std::string& name) {
   const int number = sweeps::grace_signal_number(name);
-  if (number < 0) throw SlurmError(fmt::format("grace signal '{}': not one of USR2, USR1, ALRM", name));
+  if (number < 0)
+    throw SlurmError(fmt::format("grace signal '{}': not one of USR2, USR1, ALRM", name));
   return number;
 }
 

@@ -527,7 +527,8 @@ void read_top_level(Parser& p, TableReader& top, const toml::table& root, SweepS
     top.read("grace_signal", text);
     const auto name = signal_name(text);
     if (const auto why = grace_signal_problem(name); !why.empty()) {
-      p.fail(*node, "grace_signal", fmt::format("'{}': {}; use USR2 (the default), USR1 or ALRM", text, why));
+      p.fail(*node, "grace_signal",
+             fmt::format("'{}': {}; use USR2 (the default), USR1 or ALRM", text, why));
     }
     spec.grace_signal = name;
   }

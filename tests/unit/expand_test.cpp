@@ -89,11 +89,12 @@ max_steps = 40
 )";
 
 TEST(Expand, RunSettingsAreInNoJobsIdOrCanonicalForm) {
-  // jobs_per_gpu, ranks_per_job and grace_signal say how the run computes its jobs, not what: a spec with
-  // them has the same jobs, ids and canonical texts as one without.
+  // jobs_per_gpu, ranks_per_job and grace_signal say how the run computes its jobs, not what: a
+  // spec with them has the same jobs, ids and canonical texts as one without.
   const std::string axes = "[data]\nregions = [\"virtual:1\"]\n[axes]\nlayer = [1, 2]\n";
   const auto plain = jobs_of(axes);
-  const auto packed = jobs_of("jobs_per_gpu = 8\nranks_per_job = 2\ngrace_signal = \"ALRM\"\n" + axes);
+  const auto packed =
+      jobs_of("jobs_per_gpu = 8\nranks_per_job = 2\ngrace_signal = \"ALRM\"\n" + axes);
   EXPECT_EQ(parse_sweep_spec("jobs_per_gpu = 8\n" + axes, "s.toml", "/").jobs_per_gpu, 8);
   EXPECT_FALSE(parse_sweep_spec(axes, "s.toml", "/").jobs_per_gpu.has_value());
   ASSERT_EQ(plain.size(), 2u);

@@ -416,7 +416,8 @@ TEST(Network, FusedBatchNormEluMatchesTheNativeModules) {
       torch::NoGradGuard no_grad;
       auto got = fused->forward_elu(x);
       EXPECT_TRUE(torch::allclose(got, want, 1e-5, 1e-6)) << shape;
-      EXPECT_GT((got - want).abs().max().item<float>(), 0.0f)  // the folded kernel, not the native one
+      EXPECT_GT((got - want).abs().max().item<float>(),
+                0.0f)  // the folded kernel, not the native one
           << "evaluation without gradients took the native path";
     }
     auto xg = x.clone().requires_grad_();

@@ -198,17 +198,26 @@ std::filesystem::path spec_with(const TempDir& dir, const std::string& top) {
   return path;
 }
 
-TEST(SlurmSubmit, JobsPerGpuSetsTheTasksPerNodeAndIsPassedToTheRun) {
-  TempDir dir;
-  const auto profiles = dir.path() / "clusters.toml";
-  std::ofstream(profiles) << "[gpu]\ngpus_per_node = 2\njobs_per_gpu = 3\n[fixed]\ngpus_per_node = 2\n"
-                             "ntasks_per_node = 9\n";
+// A dry run of spec_with(dir, "") under the profile `cluster` of a profiles file with `profiles`.
+SubmitRequest dry_run_under(const TempDir& dir, const std::string& profiles,
+                            const std::string& cluster) {
+  const auto file = dir.path() / "clusters.toml";
+  std::ofstream(file) << profiles;
   SubmitRequest r;
   r.spec = spec_with(dir, "");
   r.db = dir.path() / "x.sqlite";
-  r.profile_file = profiles;
-  r.cluster = "gpu";
+  r.profile_file = file;
+  r.cluster = cluster;
   r.dry_run = true;
+  return r;
+}
+
+TEST(SlurmSubmit, JobsPerGpuSetsTheTasksPerNodeAndIsPassedToTheRun) {
+  TempDir dir;
+  auto r = dry_run_under(dir,
+                         "[gpu]\ngpus_per_node = 2\njobs_per_gpu = 3\n[fixed]\ngpus_per_node = 2\n"
+                         "ntasks_per_node = 9\n",
+                         "gpu");
   auto script = [&] { return submit(r).script; };
   auto has = [](const std::string& s, const std::string& line) { return s.find(line + "\n") != std::string::npos; };
   // The profile's 3 per GPU: rank 0 + 2 GPUs x 3 on one node, and the run is told.
@@ -254,14 +263,7 @@ TEST(SlurmSubmit, JobsPerGpuSetsTheTasksPerNodeAndIsPassedToTheRun) {
 
 TEST(SlurmSubmit, GraceSignalComesFromTheFlagElseTheSpecElseTheProfile) {
   TempDir dir;
-  const auto profiles = dir.path() / "clusters.toml";
-  std::ofstream(profiles) << "[c]\ngrace_signal = \"USR1\"\n";
-  SubmitRequest r;
-  r.spec = spec_with(dir, "");
-  r.db = dir.path() / "x.sqlite";
-  r.profile_file = profiles;
-  r.cluster = "c";
-  r.dry_run = true;
+  auto r = dry_run_under(dir, "[c]\ngrace_signal = \"USR1\"\n", "c");
   auto signal_of = [&] {
     const auto s = submit(r).script;
     const auto at = s.find("#SBATCH --signal=B:");
@@ -270,7 +272,8 @@ TEST(SlurmSubmit, GraceSignalComesFromTheFlagElseTheSpecElseTheProfile) {
   EXPECT_EQ(signal_of(), "USR1");  // the profile's
   r.spec = spec_with(dir, "grace_signal = \"ALRM\"\n");
   EXPECT_EQ(signal_of(), "ALRM");  // the spec's over the profile's
-  EXPECT_NE(submit(r).script.find("--grace-signal ALRM &"), std::string::npos);  // and the run is told
+  EXPECT_NE(submit(r).script.find("--grace-signal ALRM &"),
+            std::string::npos);  // and the run is told
   r.command_line.grace_signal = "usr2";
   EXPECT_EQ(signal_of(), "USR2");  // the flag's over both
   r.command_line.grace_signal.reset();

@@ -41,7 +41,8 @@ TEST(SweepSpec, GraceSignalIsARunSettingCheckedLikeTheFlag) {
   EXPECT_EQ(*parse("grace_signal = \"sigalrm\"\n" + kRegion).grace_signal, "ALRM");
   EXPECT_EQ(*parse("grace_signal = \"USR1\"\n" + kRegion).grace_signal, "USR1");
   EXPECT_EQ(spec_error("grace_signal = \"KILL\"\n" + kRegion),
-            "s.toml:1:16: grace_signal: 'KILL': cannot be caught, so the run could not checkpoint; use USR2 (the "
+            "s.toml:1:16: grace_signal: 'KILL': cannot be caught, so the run could not checkpoint; "
+            "use USR2 (the "
             "default), USR1 or ALRM");
   EXPECT_EQ(spec_error("grace_signal = \"HUP\"\n" + kRegion).substr(0, 60),
             "s.toml:1:16: grace_signal: 'HUP': not a grace signal daenr h");

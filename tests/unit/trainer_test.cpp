@@ -1,16 +1,15 @@
 // The training schedule, determinism, checkpoint-resume and failure handling.
 
+#include "worker/trainer.h"
+
 #include <dlfcn.h>
-
-#include <gtest/gtest.h>
-
 #include <filesystem>
 #include <fstream>
+#include <gtest/gtest.h>
 
+#include "job/config.h"
 #include "tests/support/temp_dir.h"
 #include "tests/support/tiny_data.h"
-#include "job/config.h"
-#include "worker/trainer.h"
 
 namespace daenr::worker {
 namespace {
@@ -62,8 +61,10 @@ TEST(Trainer, SameSeedGivesBitIdenticalParametersAndCurves) {
 // CAE steps on 2 threads, bench/README.md): LibTorch gets the threads, OpenBLAS keeps one.
 TEST(Trainer, ThreadsGoToLibTorchAndOpenBlasKeepsTheCallingThread) {
   using GetThreads = int (*)();
-  auto openblas_threads = reinterpret_cast<GetThreads>(::dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
-  if (openblas_threads == nullptr) GTEST_SKIP() << "LibTorch is linked to a BLAS other than OpenBLAS";
+  auto openblas_threads =
+      reinterpret_cast<GetThreads>(::dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
+  if (openblas_threads == nullptr)
+    GTEST_SKIP() << "LibTorch is linked to a BLAS other than OpenBLAS";
   configure_threads(2);
   EXPECT_EQ(torch::get_num_threads(), 2);
   EXPECT_EQ(openblas_threads(), 1);
