@@ -4,14 +4,7 @@
 #include <bit>
 #include <cmath>
 
-// Each function is compiled for AVX-512, AVX2 and baseline x86-64, chosen at load time:
-// the loops below are written so that GCC vectorises them (independent lanes, no calls, no
-// branches), and the Debian toolchain's default target has only SSE2.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define DAENR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define DAENR_CLONES
-#endif
+#include "models/simd_clones.h"
 
 namespace daenr::models::kernels {
 
@@ -104,6 +97,118 @@ constexpr int kLanes = 16;
   }
 }
 
+// Blocked maps (batch, channels / 16, plane, 16): the 16 channels of a block sit side by side,
+// one lane each, so every loop below runs over the lanes. A channel's sum is taken in float
+// over one plane, in position order, and the planes are added in double in batch order: a
+// fixed order whatever the ISA or the split of the blocks between threads.
+constexpr int64_t kL = kBlockLanes;
+
+[[gnu::always_inline]] inline const float* block_plane(const float* x, NchwShape s, int64_t b,
+                                                       int64_t block) {
+  return x + ((b * (s.channels / kL) + block) * s.plane) * kL;
+}
+
+[[gnu::always_inline]] inline void bn_elu_forward_blocked(const float* x, const float* gamma,
+                                                          const float* beta, double eps,
+                                                          NchwShape s, int64_t c0, int64_t c1,
+                                                          float* y, float* mean, float* var) {
+  const double count = static_cast<double>(s.batch * s.plane);
+  for (int64_t block = c0 / kL; block < c1 / kL; ++block) {
+    double total[kL] = {}, deviation[kL] = {};
+    for (int64_t b = 0; b < s.batch; ++b) {
+      const float* xp = block_plane(x, s, b, block);
+      float acc[kL] = {};
+      for (int64_t i = 0; i < s.plane; ++i) {
+        for (int64_t l = 0; l < kL; ++l) acc[l] += xp[i * kL + l];
+      }
+      for (int64_t l = 0; l < kL; ++l) total[l] += acc[l];
+    }
+    float m[kL], scale[kL], shift[kL];
+    for (int64_t l = 0; l < kL; ++l) m[l] = static_cast<float>(total[l] / count);
+    for (int64_t b = 0; b < s.batch; ++b) {
+      const float* xp = block_plane(x, s, b, block);
+      float acc[kL] = {};
+      for (int64_t i = 0; i < s.plane; ++i) {
+        for (int64_t l = 0; l < kL; ++l) {
+          const float d = xp[i * kL + l] - m[l];
+          acc[l] += d * d;
+        }
+      }
+      for (int64_t l = 0; l < kL; ++l) deviation[l] += acc[l];
+    }
+    for (int64_t l = 0; l < kL; ++l) {
+      const int64_t c = block * kL + l;
+      const double v = deviation[l] / count;
+      mean[c] = m[l];
+      var[c] = static_cast<float>(v);
+      scale[l] = static_cast<float>(gamma[c] / std::sqrt(v + eps));
+      shift[l] = beta[c] - m[l] * scale[l];
+    }
+    for (int64_t b = 0; b < s.batch; ++b) {
+      const float* xp = block_plane(x, s, b, block);
+      float* yp = y + (xp - x);
+      for (int64_t i = 0; i < s.plane; ++i) {
+        for (int64_t l = 0; l < kL; ++l) yp[i * kL + l] = elu(xp[i * kL + l] * scale[l] + shift[l]);
+      }
+    }
+  }
+}
+
+[[gnu::always_inline]] inline void bn_elu_backward_blocked(const float* g, const float* x,
+                                                           const float* y, const float* gamma,
+                                                           const float* mean, const float* var,
+                                                           double eps, NchwShape s, int64_t c0,
+                                                           int64_t c1, float* dx, float* dgamma,
+                                                           float* dbeta) {
+  const double count = static_cast<double>(s.batch * s.plane);
+  for (int64_t block = c0 / kL; block < c1 / kL; ++block) {
+    float m[kL], invstd[kL], k[kL], mean_dz[kL], mean_dz_xhat[kL];
+    for (int64_t l = 0; l < kL; ++l) {
+      const int64_t c = block * kL + l;
+      m[l] = mean[c];
+      invstd[l] = static_cast<float>(1.0 / std::sqrt(static_cast<double>(var[c]) + eps));
+    }
+    double sum_dz[kL] = {}, sum_dz_xhat[kL] = {};
+    for (int64_t b = 0; b < s.batch; ++b) {
+      const int64_t o = block_plane(x, s, b, block) - x;
+      float a[kL] = {}, c[kL] = {};
+      for (int64_t i = 0; i < s.plane; ++i) {
+        for (int64_t l = 0; l < kL; ++l) {
+          const int64_t e = o + i * kL + l;
+          const float yy = y[e];
+          const float dz = g[e] * (yy > 0.0f ? 1.0f : yy + 1.0f);
+          a[l] += dz;
+          c[l] += dz * ((x[e] - m[l]) * invstd[l]);
+        }
+      }
+      for (int64_t l = 0; l < kL; ++l) {
+        sum_dz[l] += a[l];
+        sum_dz_xhat[l] += c[l];
+      }
+    }
+    for (int64_t l = 0; l < kL; ++l) {
+      const int64_t c = block * kL + l;
+      dgamma[c] = static_cast<float>(sum_dz_xhat[l]);
+      dbeta[c] = static_cast<float>(sum_dz[l]);
+      k[l] = gamma[c] * invstd[l];
+      mean_dz[l] = static_cast<float>(sum_dz[l] / count);
+      mean_dz_xhat[l] = static_cast<float>(sum_dz_xhat[l] / count);
+    }
+    for (int64_t b = 0; b < s.batch; ++b) {
+      const int64_t o = block_plane(x, s, b, block) - x;
+      for (int64_t i = 0; i < s.plane; ++i) {
+        for (int64_t l = 0; l < kL; ++l) {
+          const int64_t e = o + i * kL + l;
+          const float yy = y[e];
+          const float dz = g[e] * (yy > 0.0f ? 1.0f : yy + 1.0f);
+          const float xhat = (x[e] - m[l]) * invstd[l];
+          dx[e] = k[l] * (dz - mean_dz[l] - xhat * mean_dz_xhat[l]);
+        }
+      }
+    }
+  }
+}
+
 }  // namespace
 
 DAENR_CLONES float exp_nonpositive(float z) { return exp_nonpositive_inline(z); }
@@ -111,6 +216,10 @@ DAENR_CLONES float exp_nonpositive(float z) { return exp_nonpositive_inline(z); 
 DAENR_CLONES void bn_elu_forward(const float* x, const float* gamma, const float* beta,
                                  double eps, NchwShape s, int64_t c0, int64_t c1, float* y,
                                  float* mean, float* var) {
+  if (s.blocked) {
+    bn_elu_forward_blocked(x, gamma, beta, eps, s, c0, c1, y, mean, var);
+    return;
+  }
   const int64_t stride = s.channels * s.plane;
   const double count = static_cast<double>(s.batch * s.plane);
   for (int64_t c = c0; c < c1; ++c) {
@@ -138,6 +247,20 @@ DAENR_CLONES void bn_elu_forward(const float* x, const float* gamma, const float
 
 DAENR_CLONES void affine_elu(const float* x, const float* scale, const float* shift, NchwShape s,
                              int64_t c0, int64_t c1, float* y) {
+  if (s.blocked) {
+    for (int64_t block = c0 / kL; block < c1 / kL; ++block) {
+      const float* a = scale + block * kL;
+      const float* k = shift + block * kL;
+      for (int64_t b = 0; b < s.batch; ++b) {
+        const float* xp = block_plane(x, s, b, block);
+        float* yp = y + (xp - x);
+        for (int64_t i = 0; i < s.plane; ++i) {
+          for (int64_t l = 0; l < kL; ++l) yp[i * kL + l] = elu(xp[i * kL + l] * a[l] + k[l]);
+        }
+      }
+    }
+    return;
+  }
   const int64_t stride = s.channels * s.plane;
   for (int64_t c = c0; c < c1; ++c) {
     const float a = scale[c], k = shift[c];
@@ -153,6 +276,10 @@ DAENR_CLONES void bn_elu_backward(const float* g, const float* x, const float* y
                                   const float* gamma, const float* mean, const float* var,
                                   double eps, NchwShape s, int64_t c0, int64_t c1, float* dx,
                                   float* dgamma, float* dbeta) {
+  if (s.blocked) {
+    bn_elu_backward_blocked(g, x, y, gamma, mean, var, eps, s, c0, c1, dx, dgamma, dbeta);
+    return;
+  }
   const int64_t stride = s.channels * s.plane;
   const double count = static_cast<double>(s.batch * s.plane);
   for (int64_t c = c0; c < c1; ++c) {

@@ -1,5 +1,5 @@
 #pragma once
-// Training-mode BatchNorm2d followed by ELU(alpha = 1) on raw float32 NCHW planes: the
+// Training-mode BatchNorm2d followed by ELU(alpha = 1) on raw float32 NCHW or blocked maps: the
 // kernels behind SyncBatchNorm2dImpl::forward_elu (models/network.cpp). No LibTorch here:
 // this file is compiled with -O3 and per-ISA clones, apart from the precompiled header.
 
@@ -7,10 +7,16 @@
 
 namespace daenr::models::kernels {
 
-/// A contiguous (batch, channels, plane) float32 tensor; plane = H * W.
+/// A contiguous (batch, channels, plane) float32 tensor; plane = H * W. With blocked, its
+/// memory is (batch, channels / 16, plane, 16) instead, oneDNN's nChw16c (models/blocked_conv.h),
+/// and the channel ranges [c0, c1) below are whole blocks.
 struct NchwShape {
   int64_t batch = 0, channels = 0, plane = 0;
+  bool blocked = false;
 };
+
+/// Channels per block of a blocked map.
+constexpr int64_t kBlockLanes = 16;
 
 /// For channels [c0, c1): the batch mean and biased variance over (batch, plane),
 /// summed in double in a fixed order, and

@@ -1,13 +1,15 @@
 #include "models/network.h"
 
-#include <fmt/format.h>
-
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <fmt/format.h>
 
+#include "models/blocked_conv.h"
 #include "models/bn_elu_kernels.h"
 #include "models/error.h"
+#include "models/gemm.h"
+#include "models/readout_kernels.h"
 
 namespace daenr::models {
 
@@ -113,18 +115,32 @@ torch::Tensor SyncBatchNorm2dImpl::forward(const torch::Tensor& x) {
 
 namespace {
 
+// The kernels' view of a contiguous NCHW map or a blocked one (models/blocked_conv.h).
+kernels::NchwShape kernel_shape(const torch::Tensor& x) {
+  if (x.dim() == 5) return {x.size(0), x.size(1) * kChannelBlock, x.size(2) * x.size(3), true};
+  return {x.size(0), x.size(1), x.size(2) * x.size(3), false};
+}
+
+// Runs fn(c0, c1) over the channels, split between LibTorch's threads in whole blocks where
+// the map is blocked. Channels are independent and each is summed in a fixed order: the result
+// does not depend on the split.
+template <typename Fn>
+void for_channel_ranges(const kernels::NchwShape& shape, const Fn& fn) {
+  const int64_t unit = shape.blocked ? kChannelBlock : 1;
+  at::parallel_for(0, shape.channels / unit, 1,
+                   [&](int64_t u0, int64_t u1) { fn(u0 * unit, u1 * unit); });
+}
+
 // Training-mode BatchNorm2d + ELU(1) on the fused kernels. `mean` and `var` are outputs (the
 // batch statistics, for the running averages), not differentiated.
 struct BnEluFunction : public torch::autograd::Function<BnEluFunction> {
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x,
                                const torch::Tensor& weight, const torch::Tensor& bias,
                                double eps, torch::Tensor mean, torch::Tensor var) {
-    const kernels::NchwShape shape{x.size(0), x.size(1), x.size(2) * x.size(3)};
+    const auto shape = kernel_shape(x);
     auto y = torch::empty_like(x);
     auto gamma = weight.contiguous(), beta = bias.contiguous();
-    // Channels are independent and each is summed in a fixed order: the result does not
-    // depend on how they are split between threads.
-    at::parallel_for(0, shape.channels, 1, [&](int64_t c0, int64_t c1) {
+    for_channel_ranges(shape, [&](int64_t c0, int64_t c1) {
       kernels::bn_elu_forward(x.data_ptr<float>(), gamma.data_ptr<float>(),
                               beta.data_ptr<float>(), eps, shape, c0, c1, y.data_ptr<float>(),
                               mean.data_ptr<float>(), var.data_ptr<float>());
@@ -140,10 +156,10 @@ struct BnEluFunction : public torch::autograd::Function<BnEluFunction> {
                &var = saved[4];
     const double eps = ctx->saved_data["eps"].toDouble();
     auto g = grads[0].contiguous();
-    const kernels::NchwShape shape{x.size(0), x.size(1), x.size(2) * x.size(3)};
+    const auto shape = kernel_shape(x);
     auto dx = torch::empty_like(x);
     auto dgamma = torch::empty_like(gamma), dbeta = torch::empty_like(gamma);
-    at::parallel_for(0, shape.channels, 1, [&](int64_t c0, int64_t c1) {
+    for_channel_ranges(shape, [&](int64_t c0, int64_t c1) {
       kernels::bn_elu_backward(g.data_ptr<float>(), x.data_ptr<float>(), y.data_ptr<float>(),
                                gamma.data_ptr<float>(), mean.data_ptr<float>(),
                                var.data_ptr<float>(), eps, shape, c0, c1, dx.data_ptr<float>(),
@@ -156,32 +172,39 @@ struct BnEluFunction : public torch::autograd::Function<BnEluFunction> {
 }  // namespace
 
 torch::Tensor SyncBatchNorm2dImpl::forward_elu(const torch::Tensor& x) {
-  // What daenr's kernels take: a contiguous float NCHW tensor on the CPU.
-  const bool kernel_input = x.dim() == 4 && x.device().is_cpu() &&
-                            x.scalar_type() == torch::kFloat && x.is_contiguous() &&
+  // What daenr's kernels take: a contiguous float NCHW or blocked map on the CPU.
+  const bool blocked = is_blocked(x);
+  const bool kernel_input = (blocked || (x.dim() == 4 && x.is_contiguous())) &&
+                            x.device().is_cpu() && x.scalar_type() == torch::kFloat &&
                             weight.scalar_type() == torch::kFloat;
-  const bool fused = kernel_input && is_training() && !group_sum_ && x.numel() / x.size(1) >= 2;
+  const int64_t per_channel = kernel_input ? x.numel() / kernel_shape(x).channels : 0;
+  const bool fused = kernel_input && is_training() && !group_sum_ && per_channel >= 2;
   if (!fused) {
     // Evaluation without gradients (validation, test metrics, decoding): the running
     // statistics as one scale and shift per channel, on the same vectorised ELU.
     const bool inference = kernel_input && !is_training() && !torch::GradMode::is_enabled();
-    if (!inference) return torch::elu(forward(x));
+    if (!inference) {
+      // The encoder makes blocked maps only where one of the two kernels will take them.
+      if (blocked) throw ModelError("SyncBatchNorm2d: a blocked map outside the fused kernels");
+      return torch::elu(forward(x));
+    }
     // As LibTorch's CPU batch_norm folds them: in the statistics' precision, then float.
     auto invstd = torch::rsqrt(running_var + options.eps());
     auto scale = (weight.to(invstd.scalar_type()) * invstd).to(torch::kFloat).contiguous();
     auto shift = (bias.to(invstd.scalar_type()) - running_mean * scale.to(invstd.scalar_type()))
                      .to(torch::kFloat)
                      .contiguous();
-    const kernels::NchwShape shape{x.size(0), x.size(1), x.size(2) * x.size(3)};
+    const auto shape = kernel_shape(x);
     auto y = torch::empty_like(x);
-    at::parallel_for(0, shape.channels, 1, [&](int64_t c0, int64_t c1) {
+    for_channel_ranges(shape, [&](int64_t c0, int64_t c1) {
       kernels::affine_elu(x.data_ptr<float>(), scale.data_ptr<float>(), shift.data_ptr<float>(),
                           shape, c0, c1, y.data_ptr<float>());
     });
     return y;
   }
-  auto mean = torch::empty({x.size(1)}, x.options());
-  auto var = torch::empty({x.size(1)}, x.options());
+  const int64_t channels = kernel_shape(x).channels;
+  auto mean = torch::empty({channels}, x.options());
+  auto var = torch::empty({channels}, x.options());
   auto y = BnEluFunction::apply(x, weight, bias, options.eps(), mean, var);
   // The running averages as BatchNorm2d keeps them: momentum, or a cumulative average
   // without one, of the batch mean and the unbiased batch variance.
@@ -189,7 +212,7 @@ torch::Tensor SyncBatchNorm2dImpl::forward_elu(const torch::Tensor& x) {
   num_batches_tracked += 1;
   const double f =
       options.momentum() ? *options.momentum() : 1.0 / num_batches_tracked.item<double>();
-  const double n = static_cast<double>(x.numel() / x.size(1));
+  const double n = static_cast<double>(per_channel);
   running_mean.mul_(1 - f).add_(mean.to(running_mean.scalar_type()), f);
   running_var.mul_(1 - f).add_((var * (n / (n - 1))).to(running_var.scalar_type()), f);
   return y;
@@ -230,6 +253,13 @@ torch::Tensor SyncBatchNorm2dImpl::forward_group(const torch::Tensor& x) {
   running_mean.mul_(1 - f).add_(mean.detach().to(running_mean.scalar_type()), f);
   running_var.mul_(1 - f).add_((var.detach() * n / (n - 1)).to(running_var.scalar_type()), f);
   return y;
+}
+
+void use_blocked_layout(torch::nn::Module& model, bool on) {
+  if (auto* self = dynamic_cast<EncoderImpl*>(&model)) self->use_blocked_layout(on);
+  for (const auto& m : model.modules(/*include_self=*/false)) {
+    if (auto encoder = std::dynamic_pointer_cast<EncoderImpl>(m)) encoder->use_blocked_layout(on);
+  }
 }
 
 int set_batchnorm_group(torch::nn::Module& model, const GroupSum& sum) {
@@ -408,19 +438,49 @@ EncoderImpl::EncoderImpl(int width, int depth) {
   }
 }
 
-std::vector<torch::Tensor> EncoderImpl::forward(torch::Tensor x, int depth) {
+bool EncoderImpl::takes_blocked_path(const torch::Tensor& x, int depth) const {
+  // The image: a CPU float NCHW batch with fewer channels than a block, and no gradient of its
+  // own (an MEI's image takes LibTorch's path, whose input gradient is tested against it).
+  if (!blocked_layout_ || !blocked_conv_available() || !x.device().is_cpu() ||
+      x.scalar_type() != torch::kFloat || x.dim() != 4 || x.size(1) >= kChannelBlock ||
+      x.requires_grad()) {
+    return false;
+  }
+  for (int i = 0; i < depth; ++i) {
+    const auto& conv = blocks_[i]->ptr<nn::Conv2dImpl>(0);
+    const auto& bn = blocks_[i]->ptr<SyncBatchNorm2dImpl>(1);
+    if (conv->weight.scalar_type() != torch::kFloat || conv->weight.size(0) % kChannelBlock != 0 ||
+        bn->weight.scalar_type() != torch::kFloat) {
+      return false;
+    }
+    // Where SyncBatchNorm2dImpl::forward_elu runs daenr's kernels, which take blocked maps.
+    if (bn->is_training() ? bn->has_group() : torch::GradMode::is_enabled()) return false;
+  }
+  return true;
+}
+
+std::vector<torch::Tensor> EncoderImpl::forward(torch::Tensor x, int depth, unsigned wanted) {
   std::vector<torch::Tensor> h;
   h.reserve(depth);
+  if (takes_blocked_path(x, depth)) {
+    for (int i = 0; i < depth; ++i) {
+      auto& block = blocks_[i];
+      auto conv = block->ptr<nn::Conv2dImpl>(0);
+      x = conv3x3s2_blocked(x, conv->weight, conv->bias);
+      x = block->ptr<SyncBatchNorm2dImpl>(1)->forward_elu(x);
+      h.push_back(x);
+    }
+    for (int i = 0; i < depth; ++i) {
+      h[i] = ((wanted >> i) & 1u) != 0 ? from_blocked(h[i]) : torch::Tensor();
+    }
+    return h;
+  }
   for (int i = 0; i < depth; ++i) {
     auto& block = blocks_[i];
-    auto conv = block->ptr<nn::Conv2dImpl>(0);
-    if (x.device().is_cpu() && x.size(1) == 1) {
-      // The image's one channel: oneDNN pads input channels to a block, and im2col + BLAS
-      // (9 x 256 columns per image) is 4x faster forward and backward at batch 64.
-      x = torch::thnn_conv2d(x, conv->weight, {3, 3}, conv->bias, {2, 2}, {1, 1});
-    } else {
-      x = conv->forward(x);
-    }
+    // oneDNN's convolution for the image's one channel too: with OpenBLAS on one thread and
+    // the AVX-512 kernels oneDNN picks, it took 0.9x the time of im2col + BLAS at batch 16 and
+    // 256 and the whole CNN-FR_2 step 1.07-1.13x less at batch 32 and 64 (bench/README.md).
+    x = block->ptr<nn::Conv2dImpl>(0)->forward(x);
     x = block->ptr<SyncBatchNorm2dImpl>(1)->forward_elu(x);
     h.push_back(x);
   }
@@ -490,14 +550,82 @@ torch::Tensor ReadoutImpl::spatial_masks() const {
   return spatial_.abs();
 }
 
+namespace {
+
+// The FR / FM readout's drive on the CPU, bias included: drive = h W^T + bias, h flat
+// (B, C * P), W[n, (c, p)] = |f[n, c]| |s[n, p]| (N, C * P). Every order of the
+// three contractions costs B * C * P * N multiply-adds; this one puts them all in three
+// products with long inner dimensions (forward, and the input and weight-map gradients, on
+// models/gemm.h), and its elementwise work (building W, folding W's gradient back into f and
+// s: models/readout_kernels.h) is N * C * P whatever the batch. The modules' form (pool
+// space, then weight the channels) spent as long again on (B, C, N) temporaries.
+struct FactorisedReadoutFunction : public torch::autograd::Function<FactorisedReadoutFunction> {
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& h,
+                               const torch::Tensor& spatial, const torch::Tensor& features,
+                               const torch::Tensor& bias) {
+    const int64_t b = h.size(0), n = spatial.size(0);
+    auto s = spatial.contiguous();
+    auto f = features.contiguous();
+    // W's rows are channels (the outer factor, f), its columns positions (s).
+    auto w = torch::empty({n, h.size(1)}, h.options());
+    at::parallel_for(0, n, 1, [&](int64_t n0, int64_t n1) {
+      kernels::factorised_weights(f.data_ptr<float>(), s.data_ptr<float>(), f.size(1), s.size(1),
+                                  n0, n1, w.data_ptr<float>());
+    });
+    auto drive = bias.unsqueeze(0).expand({b, n}).contiguous();
+    sgemm(h, false, w, true, drive, 1.0f, 1.0f);
+    ctx->save_for_backward({h, w, s, f});
+    return drive;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const auto& h = saved[0];
+    const auto& w = saved[1];
+    const auto& s = saved[2];
+    const auto& f = saved[3];
+    auto g = grads[0].contiguous();
+    torch::Tensor gh, ds, df, gb;
+    if (ctx->needs_input_grad(0)) {
+      gh = torch::empty_like(h);
+      sgemm(g, false, w, false, gh);
+    }
+    const bool want_s = ctx->needs_input_grad(1), want_f = ctx->needs_input_grad(2);
+    if (want_s || want_f) {
+      auto gw = torch::empty_like(w);
+      sgemm(g, true, h, false, gw);
+      if (want_s) ds = torch::empty_like(s);
+      if (want_f) df = torch::empty_like(f);
+      at::parallel_for(0, s.size(0), 1, [&](int64_t n0, int64_t n1) {
+        kernels::factorised_weight_grads(gw.data_ptr<float>(), f.data_ptr<float>(),
+                                         s.data_ptr<float>(), f.size(1), s.size(1), n0, n1,
+                                         want_f ? df.data_ptr<float>() : nullptr,
+                                         want_s ? ds.data_ptr<float>() : nullptr);
+      });
+    }
+    if (ctx->needs_input_grad(3)) gb = g.sum(0);
+    return {gh, ds, df, gb};
+  }
+};
+
+}  // namespace
+
 torch::Tensor ReadoutImpl::forward(const torch::Tensor& h) {
   const auto b = h.size(0);
   if (kind_ == ReadoutKind::kFc) {
     return F::softplus(linear_->forward(dropout_->forward(h.reshape({b, -1}))));
   }
   // s_hat[b, n] = softplus(sum_c |w_f[n, c]| sum_p |w_s[n, p]| h[b, c, p] + b_n).
-  // Pool space first: (B, C, P) x (P, N) -> (B, C, N), then weight the channels.
   const auto c = h.size(1);
+  if (h.device().is_cpu() && h.scalar_type() == torch::kFloat &&
+      spatial_.scalar_type() == torch::kFloat && features_.scalar_type() == torch::kFloat &&
+      bias_.scalar_type() == torch::kFloat) {
+    const auto flat = h.reshape({b, -1}).contiguous();
+    return F::softplus(FactorisedReadoutFunction::apply(flat, spatial_, features_, bias_));
+  }
+  // Elsewhere (a GPU's libraries batch small products well): pool space first,
+  // (B, C, P) x (P, N) -> (B, C, N), then weight the channels.
   auto pooled = torch::matmul(h.reshape({b, c, -1}), spatial_.abs().t());
   auto drive = (pooled * features_.abs().t().unsqueeze(0)).sum(1);
   return F::softplus(drive + bias_);
@@ -583,7 +711,8 @@ ModelOutput DaeNrImpl::forward(const torch::Tensor& x, bool need_reconstruction,
   const bool reconstruct = need_reconstruction && has_decoder();
   const bool predict = need_prediction && has_readout();
   const int depth = reconstruct ? 4 : config_.layer;
-  auto h = encoder_->forward(x, depth);
+  const unsigned wanted = (predict ? 1u << (config_.layer - 1) : 0u) | (reconstruct ? 1u << 3 : 0u);
+  auto h = encoder_->forward(x, depth, wanted);
   if (predict) out.prediction = readout_->forward(h[config_.layer - 1]);
   if (!reconstruct) return out;
 
@@ -617,7 +746,7 @@ ModelOutput DaeNrImpl::forward(const torch::Tensor& x, bool need_reconstruction,
 
 torch::Tensor DaeNrImpl::code(const torch::Tensor& x) {
   if (!has_decoder()) throw ModelError("a model without an autoencoder has no code to decode");
-  auto h4 = encoder_->forward(x, 4)[3];
+  auto h4 = encoder_->forward(x, 4, 1u << 3)[3];
   const auto b = h4.size(0);
   switch (config_.autoencoder) {
     case AutoencoderKind::kCae:

@@ -92,18 +92,32 @@ TORCH_MODULE(SyncBatchNorm2d);
 /// Returns how many there were. Set it between steps, never between a forward and its backward.
 int set_batchnorm_group(torch::nn::Module& model, const GroupSum& sum);
 
-/// Conv k3 s2 p1 -> BatchNorm -> ELU, four times. forward(x, depth) returns
-/// h1..h_depth.
+/// Conv k3 s2 p1 -> BatchNorm -> ELU, four times. forward(x, depth, wanted) returns
+/// h1..h_depth as NCHW maps; h_i with bit i - 1 of `wanted` clear may be undefined.
+///
+/// On the CPU, where every layer's channels are a multiple of 16 (width 16, 32, ...) and the
+/// BatchNorms run on daenr's fused kernels (training without a data-parallel group, or
+/// evaluation without autograd), the maps between the layers stay in oneDNN's blocked layout
+/// (models/blocked_conv.h) and only the wanted h_i are converted: the same results, to
+/// rounding, without LibTorch converting every convolution's input and output.
 class EncoderImpl : public torch::nn::Module {
  public:
   EncoderImpl(int width, int depth);
-  std::vector<torch::Tensor> forward(torch::Tensor x, int depth);
+  std::vector<torch::Tensor> forward(torch::Tensor x, int depth, unsigned wanted = ~0u);
   int depth() const { return static_cast<int>(blocks_.size()); }
+  /// Off: always LibTorch's NCHW convolutions (for comparisons in tests and benchmarks).
+  void use_blocked_layout(bool on) { blocked_layout_ = on; }
+  /// Whether forward(x, depth) takes the blocked path.
+  bool takes_blocked_path(const torch::Tensor& x, int depth) const;
 
  private:
   std::vector<torch::nn::Sequential> blocks_;
+  bool blocked_layout_ = true;
 };
 TORCH_MODULE(Encoder);
+
+/// Turns the blocked layout of every Encoder inside `model` on or off (EncoderImpl).
+void use_blocked_layout(torch::nn::Module& model, bool on);
 
 /// ConvTranspose2d(in, out, k3, s2, p1, output_padding 1), the same parameters
 /// and initialisation. On the CPU (float32) it is computed as the input gradient

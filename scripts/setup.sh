@@ -8,6 +8,7 @@ packages=(
   build-essential cmake ninja-build pkg-config
   libtorch-dev            # LibTorch 1.13, CPU
   libopenblas0-pthread    # the reference BLAS is far slower
+  libdnnl-dev             # oneDNN's headers: its sgemm for daenr's own products (models/gemm.h)
   libopenmpi-dev openmpi-bin
   libssl-dev              # SHA-256 for data fingerprints and job ids
   libfmt-dev libtomlplusplus-dev libsqlite3-dev sqlite3 libcli11-dev

@@ -97,6 +97,64 @@ TEST(Network, FactorisedReadoutMatchesItsFormula) {
   }
 }
 
+TEST(Network, FactorisedReadoutGradientsMatchThePoolThenWeightForm) {
+  // The CPU readout runs as one weight map on oneDNN's sgemm (FactorisedReadoutFunction); the
+  // same readout written as pooling then channel weights, in double, gives the same values
+  // and gradients, including a zero weight's (abs has gradient 0 at 0) and none for the
+  // fixed FM mask.
+  torch::manual_seed(8);
+  for (auto kind : {ReadoutKind::kFr, ReadoutKind::kFm}) {
+    for (const int layer : {1, 2, 4}) {
+      const int n = 7, c = 5, side = layer_side(layer);
+      auto cfg = tiny(AutoencoderKind::kNone, kind, layer, n);
+      auto positions = torch::randint(0, side * side, {n}, torch::kLong);
+      Readout ro(kind, c, side, cfg, torch::rand({n}) + 0.5, positions);
+      auto features = ro->named_parameters()["features"];
+      {
+        torch::NoGradGuard g;
+        features.copy_(torch::randn({n, c}));
+        features[2][3] = 0.0f;
+        if (kind == ReadoutKind::kFr)
+          ro->named_parameters()["spatial"].copy_(torch::randn({n, side * side}));
+      }
+      auto h = torch::randn({6, c, side, side}, torch::requires_grad());
+      auto weights = torch::randn({6, n});
+      auto got = ro->forward(h);
+      (got * weights).sum().backward();
+
+      auto params = ro->named_parameters();
+      auto sd = ro->spatial_masks().detach().to(torch::kDouble);
+      auto fd = features.detach().to(torch::kDouble).requires_grad_();
+      auto spd = (kind == ReadoutKind::kFr ? params["spatial"] : ro->named_buffers()["spatial"])
+                     .detach()
+                     .to(torch::kDouble)
+                     .requires_grad_(kind == ReadoutKind::kFr);
+      auto bd = params["bias"].detach().to(torch::kDouble).requires_grad_();
+      auto hd = h.detach().to(torch::kDouble).requires_grad_();
+      auto pooled = torch::matmul(hd.reshape({6, c, -1}), spd.abs().t());
+      auto want = torch::softplus((pooled * fd.abs().t().unsqueeze(0)).sum(1) + bd);
+      (want * weights.to(torch::kDouble)).sum().backward();
+      ASSERT_TRUE(torch::allclose(sd, spd.detach().abs()));
+
+      const auto what = fmt::format("{} h{}", to_string(kind), layer);
+      EXPECT_TRUE(torch::allclose(got.to(torch::kDouble), want, 1e-5, 1e-5)) << what;
+      EXPECT_TRUE(torch::allclose(h.grad().to(torch::kDouble), hd.grad(), 1e-5, 1e-5)) << what;
+      EXPECT_TRUE(torch::allclose(features.grad().to(torch::kDouble), fd.grad(), 1e-5, 1e-5))
+          << what;
+      EXPECT_EQ(features.grad()[2][3].item<float>(), 0.0f) << what;
+      EXPECT_TRUE(torch::allclose(params["bias"].grad().to(torch::kDouble), bd.grad(), 1e-5, 1e-5))
+          << what;
+      if (kind == ReadoutKind::kFr) {
+        EXPECT_TRUE(
+            torch::allclose(params["spatial"].grad().to(torch::kDouble), spd.grad(), 1e-5, 1e-5))
+            << what;
+      } else {
+        EXPECT_FALSE(ro->named_buffers()["spatial"].grad().defined()) << what;
+      }
+    }
+  }
+}
+
 TEST(Network, ReadoutBiasStartsAtTheMeanRate) {
   // With weights near zero the initial prediction is softplus(b) = mean rate.
   auto rates = torch::tensor({0.2, 0.6, 1.5, 3.0});

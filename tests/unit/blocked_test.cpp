@@ -1,0 +1,180 @@
+// The encoder's blocked layout (models/blocked_conv.h): oneDNN's convolutions called on
+// nChw16c maps, the fused BatchNorm + ELU on the same maps, and a whole model on that path
+// against LibTorch's own NCHW convolutions.
+
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+
+#include "models/blocked_conv.h"
+#include "models/error.h"
+#include "models/network.h"
+
+namespace daenr::models {
+namespace {
+
+namespace F = torch::nn::functional;
+
+#define DAENR_NEEDS_BLOCKED()                                                          \
+  if (!blocked_conv_available()) {                                                     \
+    GTEST_SKIP() << "this build has no oneDNN headers (libdnnl-dev): no blocked path"; \
+  }
+
+TEST(Blocked, ToAndFromBlockedAreInverseAndPutChannelsInLanes) {
+  auto x = torch::arange(2 * 32 * 3 * 5, torch::kFloat).view({2, 32, 3, 5});
+  auto b = to_blocked(x);
+  EXPECT_EQ(b.sizes(), torch::IntArrayRef({2, 2, 3, 5, 16}));
+  // Channel 17 of pixel (1, 4) of image 1 is lane 1 of block 1.
+  EXPECT_EQ(b[1][1][1][4][1].item<float>(), x[1][17][1][4].item<float>());
+  EXPECT_TRUE(torch::equal(from_blocked(b), x));
+  EXPECT_THROW(to_blocked(torch::ones({1, 12, 2, 2})), ModelError);
+  EXPECT_THROW(from_blocked(torch::ones({1, 12, 2, 2})), ModelError);
+}
+
+TEST(Blocked, ConvolutionComputesConv2dAndItsGradients) {
+  DAENR_NEEDS_BLOCKED();
+  torch::manual_seed(4);
+  // The image (one channel, NCHW) and a blocked map of 32 channels; 16 and 32 outputs.
+  for (const auto& [ic, oc, side] :
+       {std::tuple<int64_t, int64_t, int64_t>{1, 16, 32}, {1, 32, 32}, {32, 64, 16}, {16, 16, 7}}) {
+    auto x = torch::randn({3, ic, side, side}, torch::requires_grad());
+    auto w = (torch::randn({oc, ic, 3, 3}) * 0.2).requires_grad_();
+    auto b = torch::randn({oc}, torch::requires_grad());
+    auto input = ic == 1 ? x : to_blocked(x);
+    auto got = from_blocked(conv3x3s2_blocked(input, w, b));
+    auto x2 = x.detach().clone().requires_grad_(), w2 = w.detach().clone().requires_grad_(),
+         b2 = b.detach().clone().requires_grad_();
+    auto want = F::conv2d(x2, w2, F::Conv2dFuncOptions().bias(b2).stride(2).padding(1));
+    const auto what = fmt::format("{} -> {} channels, side {}", ic, oc, side);
+    ASSERT_EQ(got.sizes(), want.sizes()) << what;
+    EXPECT_TRUE(torch::allclose(got, want, 1e-4, 1e-4)) << what;
+    auto g = torch::randn_like(got);
+    (got * g).sum().backward();
+    (want * g).sum().backward();
+    if (ic > 1) {
+      EXPECT_TRUE(torch::allclose(x.grad(), x2.grad(), 1e-4, 1e-4)) << what;
+    }
+    EXPECT_TRUE(torch::allclose(w.grad(), w2.grad(), 1e-3, 1e-3)) << what;
+    EXPECT_TRUE(torch::allclose(b.grad(), b2.grad(), 1e-3, 1e-3)) << what;
+  }
+  // Outputs that are not whole blocks, a 5-D map that is not blocked, doubles.
+  EXPECT_THROW(
+      conv3x3s2_blocked(torch::ones({1, 1, 8, 8}), torch::ones({12, 1, 3, 3}), torch::ones({12})),
+      ModelError);
+  EXPECT_THROW(conv3x3s2_blocked(torch::ones({1, 1, 8, 8, 8}), torch::ones({16, 8, 3, 3}),
+                                 torch::ones({16})),
+               ModelError);
+  EXPECT_THROW(conv3x3s2_blocked(torch::ones({1, 1, 8, 8}, torch::kDouble),
+                                 torch::ones({16, 1, 3, 3}), torch::ones({16})),
+               ModelError);
+}
+
+TEST(Blocked, FusedBatchNormEluOnBlockedMapsMatchesNchw) {
+  torch::manual_seed(13);
+  auto x = torch::randn({6, 32, 5, 5}) * 2 + 0.5;
+  auto run = [&](bool blocked) {
+    torch::manual_seed(1);
+    SyncBatchNorm2d bn(32);
+    {
+      torch::NoGradGuard g;
+      bn->weight.uniform_(0.5, 1.5);
+      bn->bias.uniform_(-0.5, 0.5);
+    }
+    auto xi = x.clone().requires_grad_();
+    auto y = bn->forward_elu(blocked ? to_blocked(xi) : xi);
+    if (blocked) y = from_blocked(y);
+    (y * torch::linspace(-1, 1, y.numel()).view_as(y)).sum().backward();
+    bn->eval();
+    torch::Tensor inference;
+    {
+      torch::NoGradGuard g;
+      inference = bn->forward_elu(blocked ? to_blocked(x) : x);
+      if (blocked) inference = from_blocked(inference);
+    }
+    return std::vector<torch::Tensor>{y.detach(),      xi.grad(),        bn->weight.grad(),
+                                      bn->bias.grad(), bn->running_mean, bn->running_var,
+                                      inference};
+  };
+  const auto nchw = run(false), blocked = run(true);
+  const char* names[] = {"y", "dx", "dgamma", "dbeta", "running mean", "running var", "eval y"};
+  for (size_t i = 0; i < nchw.size(); ++i) {
+    EXPECT_TRUE(torch::allclose(blocked[i], nchw[i], 1e-5, 1e-5)) << names[i];
+  }
+}
+
+ModelConfig width16(AutoencoderKind ae, int layer) {
+  ModelConfig c;
+  c.autoencoder = ae;
+  c.readout = ReadoutKind::kFr;
+  c.layer = layer;
+  c.width = 16;
+  c.latent = 16;
+  c.codebook_size = 8;
+  c.neurons = 9;
+  return c;
+}
+
+TEST(Blocked, AModelOnTheBlockedPathMatchesLibTorchsConvolutions) {
+  DAENR_NEEDS_BLOCKED();
+  for (const auto& [ae, layer] :
+       {std::pair{AutoencoderKind::kNone, 2}, std::pair{AutoencoderKind::kNone, 1},
+        std::pair{AutoencoderKind::kCae, 3}}) {
+    const auto cfg = width16(ae, layer);
+    torch::manual_seed(21);
+    auto x = torch::rand({8, 1, 32, 32}) * 2 - 1;
+    auto s = torch::rand({8, 9}) * 3;
+    auto run = [&](bool blocked) {
+      torch::manual_seed(5);
+      DaeNr model(cfg, torch::ones({9}));
+      use_blocked_layout(*model, blocked);
+      auto out = model->forward(x);
+      auto loss = compute_loss(model, out, x, s, LossWeights{}).total;
+      loss.backward();
+      std::vector<torch::Tensor> got = {out.prediction.detach()};
+      if (out.reconstruction.defined()) got.push_back(out.reconstruction.detach());
+      for (const auto& p : model->parameters()) got.push_back(p.grad());
+      for (const auto& b : model->buffers()) got.push_back(b.clone());
+      model->eval();
+      torch::NoGradGuard no_grad;
+      got.push_back(model->forward(x).prediction);
+      return got;
+    };
+    const auto what = fmt::format("{} h{}", to_string(ae), layer);
+    const auto native = run(false), blocked = run(true), again = run(true);
+    ASSERT_EQ(native.size(), blocked.size());
+    for (size_t i = 0; i < native.size(); ++i) {
+      EXPECT_TRUE(torch::allclose(blocked[i], native[i], 1e-4, 1e-4)) << what << " tensor " << i;
+      EXPECT_TRUE(torch::equal(again[i], blocked[i]))
+          << what << " tensor " << i << " differs between runs";
+    }
+  }
+}
+
+TEST(Blocked, TheBlockedPathIsTakenOnlyWhereItsKernelsApply) {
+  DAENR_NEEDS_BLOCKED();
+  auto x = torch::zeros({2, 1, 32, 32});
+  Encoder wide(16, 2), narrow(4, 2);
+  EXPECT_TRUE(wide->takes_blocked_path(x, 2));
+  EXPECT_FALSE(narrow->takes_blocked_path(x, 2));  // 4 channels: not whole blocks
+  EXPECT_FALSE(wide->takes_blocked_path(x.clone().requires_grad_(), 2));  // an MEI's image
+  EXPECT_FALSE(wide->takes_blocked_path(x.to(torch::kDouble), 2));
+  wide->eval();  // evaluation with autograd on: the native modules
+  EXPECT_FALSE(wide->takes_blocked_path(x, 2));
+  {
+    torch::NoGradGuard no_grad;
+    EXPECT_TRUE(wide->takes_blocked_path(x, 2));
+  }
+  wide->train();
+  set_batchnorm_group(*wide, [](torch::Tensor&) {});  // a data-parallel group
+  EXPECT_FALSE(wide->takes_blocked_path(x, 2));
+  set_batchnorm_group(*wide, {});
+  use_blocked_layout(*wide, false);
+  EXPECT_FALSE(wide->takes_blocked_path(x, 2));
+  // Unwanted maps are not converted; wanted ones are NCHW.
+  use_blocked_layout(*wide, true);
+  auto h = wide->forward(x, 2, 1u << 1);
+  EXPECT_FALSE(h[0].defined());
+  EXPECT_EQ(h[1].sizes(), torch::IntArrayRef({2, 32, 8, 8}));
+}
+
+}  // namespace
+}  // namespace daenr::models
