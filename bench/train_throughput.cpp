@@ -13,10 +13,12 @@
 
 #include <time.h>
 
+#include <algorithm>
 #include <chrono>
 #include <iostream>
 
 #include "models/data.h"
+#include "models/gemm.h"
 #include "models/synth.h"
 #include "job/config.h"
 #include "worker/trainer.h"
@@ -63,6 +65,22 @@ double eval_rate(worker::Trainer& trainer, const torch::Tensor& x, int reps, boo
   }
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return reps * x.size(0) / s;
+}
+
+// A 2048^3 single-precision product through models::sgemm on the configured threads, the
+// best of 3: the same ceiling bench/train_throughput.py takes through PyTorch's BLAS.
+double sgemm_gflops() {
+  constexpr int64_t kSide = 2048;
+  auto a = torch::randn({kSide, kSide}), b = torch::randn({kSide, kSide});
+  auto c = torch::empty({kSide, kSide});
+  models::sgemm(a, false, b, false, c);
+  double best = 1e30;
+  for (int i = 0; i < 3; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    models::sgemm(a, false, b, false, c);
+    best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  return 2.0 * kSide * kSide * kSide / best / 1e9;
 }
 
 }  // namespace
@@ -121,6 +139,12 @@ int main(int argc, char** argv) {
     const double samples = (steps - short_steps) * double(batch);
     out["samples_per_s"] = samples / (t_long.wall - t_short.wall);
     out["samples_per_cpu_s"] = samples / (t_long.cpu - t_short.cpu);
+    if (device == "cpu") {
+      // The ceiling through daenr's own GEMM, beside the one PyTorch's runs take through the
+      // BLAS: on a CPU OpenBLAS does not know, the two differ by up to 2x (models/gemm.h).
+      out["daenr_sgemm_gflops"] = sgemm_gflops();
+      out["daenr_sgemm"] = models::sgemm_backend();
+    }
   }
   std::cout << out.dump() << std::endl;
   return 0;
