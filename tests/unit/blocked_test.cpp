@@ -149,6 +149,32 @@ TEST(Blocked, AModelOnTheBlockedPathMatchesLibTorchsConvolutions) {
   }
 }
 
+TEST(Blocked, TwoThreadsGiveTheSameBitsEveryTime) {
+  // CPU results are reproducible for a fixed thread count: oneDNN's convolutions and sgemm split
+  // their work, and the blocked kernels their channel blocks, the same way on every run.
+  DAENR_NEEDS_BLOCKED();
+  const auto cfg = width16(AutoencoderKind::kNone, 2);
+  torch::manual_seed(22);
+  auto x = torch::rand({16, 1, 32, 32}) * 2 - 1;
+  auto s = torch::rand({16, 9}) * 3;
+  auto run = [&] {
+    torch::manual_seed(6);
+    DaeNr model(cfg, torch::ones({9}));
+    auto out = model->forward(x);
+    compute_loss(model, out, x, s, LossWeights{}).total.backward();
+    std::vector<torch::Tensor> got = {out.prediction.detach()};
+    for (const auto& p : model->parameters()) got.push_back(p.grad());
+    return got;
+  };
+  const int before = torch::get_num_threads();
+  torch::set_num_threads(2);
+  const auto first = run(), second = run();
+  torch::set_num_threads(before);
+  for (size_t i = 0; i < first.size(); ++i) {
+    EXPECT_TRUE(torch::equal(first[i], second[i])) << "tensor " << i;
+  }
+}
+
 TEST(Blocked, TheBlockedPathIsTakenOnlyWhereItsKernelsApply) {
   DAENR_NEEDS_BLOCKED();
   auto x = torch::zeros({2, 1, 32, 32});
