@@ -12,10 +12,12 @@
 
 #include <torch/torch.h>
 
+#include "models/bn_elu_kernels.h"
+
 namespace daenr::models {
 
-/// Channels per block of a blocked map.
-constexpr int64_t kChannelBlock = 16;
+/// Channels per block of a blocked map (the fused BatchNorm + ELU kernels' lanes).
+constexpr int64_t kChannelBlock = kernels::kBlockLanes;
 
 /// Whether this build calls oneDNN directly (DAENR_HAVE_DNNL). Without it the encoder keeps
 /// LibTorch's convolutions.

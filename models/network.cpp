@@ -1,9 +1,10 @@
 #include "models/network.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <array>
 #include <cmath>
-#include <fmt/format.h>
 
 #include "models/blocked_conv.h"
 #include "models/bn_elu_kernels.h"
@@ -177,7 +178,8 @@ torch::Tensor SyncBatchNorm2dImpl::forward_elu(const torch::Tensor& x) {
   const bool kernel_input = (blocked || (x.dim() == 4 && x.is_contiguous())) &&
                             x.device().is_cpu() && x.scalar_type() == torch::kFloat &&
                             weight.scalar_type() == torch::kFloat;
-  const int64_t per_channel = kernel_input ? x.numel() / kernel_shape(x).channels : 0;
+  const auto shape = kernel_input ? kernel_shape(x) : kernels::NchwShape{};
+  const int64_t per_channel = kernel_input ? x.numel() / shape.channels : 0;
   const bool fused = kernel_input && is_training() && !group_sum_ && per_channel >= 2;
   if (!fused) {
     // Evaluation without gradients (validation, test metrics, decoding): the running
@@ -194,7 +196,6 @@ torch::Tensor SyncBatchNorm2dImpl::forward_elu(const torch::Tensor& x) {
     auto shift = (bias.to(invstd.scalar_type()) - running_mean * scale.to(invstd.scalar_type()))
                      .to(torch::kFloat)
                      .contiguous();
-    const auto shape = kernel_shape(x);
     auto y = torch::empty_like(x);
     for_channel_ranges(shape, [&](int64_t c0, int64_t c1) {
       kernels::affine_elu(x.data_ptr<float>(), scale.data_ptr<float>(), shift.data_ptr<float>(),
@@ -202,9 +203,8 @@ torch::Tensor SyncBatchNorm2dImpl::forward_elu(const torch::Tensor& x) {
     });
     return y;
   }
-  const int64_t channels = kernel_shape(x).channels;
-  auto mean = torch::empty({channels}, x.options());
-  auto var = torch::empty({channels}, x.options());
+  auto mean = torch::empty({shape.channels}, x.options());
+  auto var = torch::empty({shape.channels}, x.options());
   auto y = BnEluFunction::apply(x, weight, bias, options.eps(), mean, var);
   // The running averages as BatchNorm2d keeps them: momentum, or a cumulative average
   // without one, of the batch mean and the unbiased batch variance.
@@ -442,8 +442,8 @@ bool EncoderImpl::takes_blocked_path(const torch::Tensor& x, int depth) const {
   // The image: a CPU float NCHW batch with fewer channels than a block, and no gradient of its
   // own (an MEI's image takes LibTorch's path, whose input gradient is tested against it).
   if (!blocked_layout_ || !blocked_conv_available() || !x.device().is_cpu() ||
-      x.scalar_type() != torch::kFloat || x.dim() != 4 || x.size(1) >= kChannelBlock ||
-      x.requires_grad()) {
+      x.scalar_type() != torch::kFloat || x.dim() != 4 || !x.is_contiguous() ||
+      x.size(1) >= kChannelBlock || x.requires_grad()) {
     return false;
   }
   for (int i = 0; i < depth; ++i) {

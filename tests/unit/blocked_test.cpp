@@ -183,6 +183,7 @@ TEST(Blocked, TheBlockedPathIsTakenOnlyWhereItsKernelsApply) {
   EXPECT_FALSE(narrow->takes_blocked_path(x, 2));  // 4 channels: not whole blocks
   EXPECT_FALSE(wide->takes_blocked_path(x.clone().requires_grad_(), 2));  // an MEI's image
   EXPECT_FALSE(wide->takes_blocked_path(x.to(torch::kDouble), 2));
+  EXPECT_FALSE(wide->takes_blocked_path(x.transpose(2, 3), 2));  // not contiguous
   wide->eval();  // evaluation with autograd on: the native modules
   EXPECT_FALSE(wide->takes_blocked_path(x, 2));
   {
