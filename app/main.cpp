@@ -7,30 +7,33 @@
 // failed jobs.
 
 #include <CLI/CLI.hpp>
-#include <fmt/format.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <atomic>
 #include <csignal>
+#include <cstdio>
 #include <cstdlib>
+#include <exception>
+#include <fmt/format.h>
 #include <fstream>
 #include <iostream>
-#include <cstdio>
+#include <memory>
 #include <optional>
 #include <sstream>
+#include <unistd.h>
+#include <vector>
 
+#include "job/config.h"
 #include "job/text.h"
 #include "models/error.h"
+#include "models/synth.h"
 #include "mpi/comm.h"
 #include "orchestrator/mpi_runner.h"
+#include "orchestrator/stop_signals.h"
 #include "orchestrator/sweep_runner.h"
 #include "reports/report.h"
 #include "slurm/submit.h"
 #include "storage/store.h"
 #include "sweeps/spec.h"
-#include "models/synth.h"
-#include "job/config.h"
 #include "worker/trainer.h"
 
 namespace {
@@ -43,8 +46,7 @@ constexpr int kExitJobsFailed = 5;
 
 // Set by SIGTERM, SIGINT, SIGUSR1 or SIGUSR2 (Slurm's warning signal, USR2
 // unless the profile chose another), or the --grace-signal one: the sweep stops
-// at the next validation point, checkpointing the job in flight. A signal
-// handler can only reach a global.
+// at the next validation point, checkpointing the job in flight.
 std::atomic<bool> g_stop{false};
 // This process's MPI rank (0 without MPI): only rank 0 prints, since every
 // rank of a failed MPI setup fails the same way.
@@ -54,11 +56,41 @@ extern "C" void on_stop_signal(int) { g_stop.store(true); }
 // USR1 and USR2 are always handled, whatever the grace signal: USR1 was the only
 // warning signal before it could be chosen (scripts and people send it), and USR2
 // is the default one. A third (ALRM) only when asked for, since a library could use it.
-void install_stop_handlers(int grace_signal) {
+std::vector<int> stop_signal_set(int grace_signal) {
+  std::vector<int> signals = {SIGTERM, SIGINT, SIGUSR1, SIGUSR2};
+  if (std::find(signals.begin(), signals.end(), grace_signal) == signals.end())
+    signals.push_back(grace_signal);
+  return signals;
+}
+
+// `sweep run`'s stop signals: blocked in every thread and taken by StopSignals' own thread
+// (a handler on a thread inside oneDNN's GEMM corrupts the heap: orchestrator/stop_signals.h).
+// The handler stays as the fallback for a thread that has them unblocked.
+std::unique_ptr<daenr::orchestrator::StopSignals> take_stop_signals(int grace_signal) {
   struct sigaction sa {};
   sa.sa_handler = on_stop_signal;
   sigemptyset(&sa.sa_mask);
-  for (int sig : {SIGTERM, SIGINT, SIGUSR1, SIGUSR2, grace_signal}) ::sigaction(sig, &sa, nullptr);
+  const auto signals = stop_signal_set(grace_signal);
+  for (int sig : signals) ::sigaction(sig, &sa, nullptr);
+  return std::make_unique<daenr::orchestrator::StopSignals>(signals, g_stop);
+}
+
+// `sweep run`'s grace signal: the flag, else the spec's key (a user's own batch script may rely
+// on it), else USR2. The spec is read once more by the runner. A spec that fails to load is not
+// reported here: under mpirun a rank that threw now would leave the others waiting in the
+// collective setup, which is where the runner reports the failure once, from rank 0, for every
+// rank (mpi_sweep.sh checks it).
+int run_grace_signal(const std::string& flag, const std::string& spec_path) {
+  std::string grace = flag;
+  if (grace.empty()) {
+    try {
+      grace = daenr::sweeps::load_sweep_spec(spec_path).grace_signal.value_or("USR2");
+    } catch (const std::exception&) {  // the runner reads the same file and reports it
+      grace = "USR2";
+    }
+  }
+  return daenr::slurm::grace_signal_number(
+      daenr::slurm::parse_grace_signal(grace, "--grace-signal"));
 }
 
 // libgomp reads OMP_WAIT_POLICY once, when it is loaded, before main() runs.
@@ -283,20 +315,6 @@ int print_plan(const Options& o) {
 // `sweep run`: in process, or as one rank of an MPI world that main() has initialised.
 int run_sweep(const Options& o, const std::optional<daenr::mpi::World>& world) {
   namespace orch = daenr::orchestrator;
-  // The flag, else the spec's key (a user's own batch script may rely on it), else USR2. The spec
-  // is read once more by the runner. A spec that fails to load is not reported here: under mpirun a
-  // rank that threw now would leave the others waiting in the collective setup, which is where the
-  // runner reports the failure once, from rank 0, for every rank (mpi_sweep.sh checks it).
-  std::string grace = o.run_grace_signal;
-  if (grace.empty()) {
-    try {
-      grace = daenr::sweeps::load_sweep_spec(o.spec_path).grace_signal.value_or("USR2");
-    } catch (const std::exception&) {  // the runner reads the same file and reports it
-      grace = "USR2";
-    }
-  }
-  install_stop_handlers(
-      daenr::slurm::grace_signal_number(daenr::slurm::parse_grace_signal(grace, "--grace-signal")));
   orch::RunnerOptions options;
   options.max_attempts = o.max_attempts;
   // A terminal gets an updating line as well; a log, a line per finished job.
@@ -424,13 +442,26 @@ int main(int argc, char** argv) {
   const Commands commands = define_commands(app, options);
   if (const int code = parse_command_line(app, argc, argv); code >= 0) return code;
 
+  std::unique_ptr<daenr::orchestrator::StopSignals> stop_signals;
   std::optional<daenr::mpi::World> world;
   int code = kExitInternal;
   try {
+    // Before MPI_Init and the first parallel region, so that their threads inherit the mask. A
+    // bad --grace-signal is reported after MPI_Init, once, by rank 0, as every rank has it.
+    std::exception_ptr bad_grace_signal;
+    if (commands.run->parsed()) {
+      try {
+        stop_signals =
+            take_stop_signals(run_grace_signal(options.run_grace_signal, options.spec_path));
+      } catch (...) {
+        bad_grace_signal = std::current_exception();
+      }
+    }
     if (commands.run->parsed() && daenr::mpi::launched_by_mpi()) {
       world = daenr::mpi::init(&argc, &argv);
       g_rank = world->rank;
     }
+    if (bad_grace_signal) std::rethrow_exception(bad_grace_signal);
     code = dispatch(commands, options, world);
   } catch (const daenr::mpi::AbortWorld& e) {
     std::fprintf(stderr, "daenr: error: %s\n", e.what());
