@@ -1,18 +1,19 @@
 #include "worker/trainer.h"
 
-#include <ATen/CPUGeneratorImpl.h>
-#include <dlfcn.h>
-#include <fcntl.h>
-#include <fmt/format.h>
-#include <malloc.h>
-#include <unistd.h>
-
 #include <chrono>
 #include <cmath>
+#include <dlfcn.h>
 #include <exception>
+#include <fcntl.h>
+#include <fmt/format.h>
 #include <limits>
+#include <malloc.h>
 #include <mutex>
+#include <unistd.h>
 
+#include <ATen/CPUGeneratorImpl.h>
+
+#include "models/adam.h"
 #include "models/error.h"
 #include "models/metrics.h"
 #include "worker/gradient_reducer.h"
@@ -307,7 +308,7 @@ void Trainer::optimisation_step(const Group& g, const models::LossWeights& weigh
     reduce_gradients(*g.reducer);
     running += terms.total.detach() * share;
   }
-  optimizer_->step();
+  models::adam_step(*optimizer_);  // LibTorch's Adam in one pass per parameter (models/adam.h)
   ++step_;
 }
 
