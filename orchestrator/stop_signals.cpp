@@ -3,6 +3,7 @@
 #include <cerrno>
 #include <ctime>
 #include <pthread.h>
+#include <stdexcept>
 #include <system_error>
 
 namespace daenr::orchestrator {
@@ -19,6 +20,8 @@ void check(int rc, const char* what) {
 
 StopSignals::StopSignals(std::vector<int> signals, std::atomic<bool>& flag)
     : signals_(std::move(signals)), flag_(flag) {
+  // The destructor wakes the waiter with one of them; with none it would wait for ever.
+  if (signals_.empty()) throw std::invalid_argument("StopSignals: no signal to wait for");
   check(sigemptyset(&set_), "sigemptyset");
   for (int sig : signals_) check(sigaddset(&set_, sig), "sigaddset");
   check(pthread_sigmask(SIG_BLOCK, &set_, &previous_mask_), "pthread_sigmask");
@@ -44,7 +47,7 @@ void StopSignals::wait_loop() {
 
 StopSignals::~StopSignals() {
   closing_.store(true);
-  if (!signals_.empty()) pthread_kill(waiter_.native_handle(), signals_.front());
+  pthread_kill(waiter_.native_handle(), signals_.front());
   waiter_.join();
   // A signal that came while the waiter was closing is still a request to stop; taken here,
   // it does not reach the restored mask's handler or default action.

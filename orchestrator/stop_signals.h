@@ -24,7 +24,8 @@ class StopSignals {
   /// before any other thread exists: before MPI_Init and the first parallel region. A thread
   /// started earlier keeps the signals unblocked and, were the kernel to choose it, would run
   /// whatever handler is installed there (main() keeps one as a fallback).
-  /// Throws std::system_error where the mask or the thread cannot be set up.
+  /// Throws std::invalid_argument for an empty list, std::system_error where the mask or the
+  /// thread cannot be set up.
   StopSignals(std::vector<int> signals, std::atomic<bool>& flag);
   /// Stops the waiting thread, takes any signal still pending as a stop request, and restores
   /// the calling thread's mask. Destroy it on the thread that made it.

@@ -82,7 +82,9 @@ done
 pid=$!
 wait_for_running "$slow_db" "$pid" || fail "burst: the run never had a job in flight: $(cat "$tmp/run_burst")"
 sleep 0.5
-while kill -s USR1 "$pid" 2>/dev/null; do :; done
+deadline=$((SECONDS + 120))  # a run that never stops fails below instead of hanging the test
+while [ "$SECONDS" -lt "$deadline" ] && kill -s USR1 "$pid" 2>/dev/null; do :; done
+kill -s KILL "$pid" 2>/dev/null
 wait "$pid"
 rc=$?
 [ "$rc" -eq 4 ] && grep -q "stopped, rerun to resume" "$tmp/run_burst" || fail "a stream of SIGUSR1: exit $rc: $(cat "$tmp/run_burst")"

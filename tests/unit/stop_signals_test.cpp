@@ -11,6 +11,7 @@
 #include <gtest/gtest.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdexcept>
 #include <thread>
 #include <unistd.h>
 
@@ -138,6 +139,12 @@ void gemm_under_a_stream_of_signals() {
 TEST(StopSignals, OneDnnsGemmUnderAStreamOfSignalsLeavesTheHeapWhole) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   EXPECT_EXIT(gemm_under_a_stream_of_signals(), ::testing::ExitedWithCode(0), "");
+}
+
+TEST(StopSignals, NoSignalsIsRefusedBeforeAnythingIsBlocked) {
+  std::atomic<bool> stop{false};
+  EXPECT_THROW(StopSignals({}, stop), std::invalid_argument);
+  EXPECT_FALSE(blocked_here(SIGUSR1));
 }
 
 }  // namespace
