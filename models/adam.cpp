@@ -86,6 +86,11 @@ void adam_step(torch::optim::Adam& optimizer) {
       at::parallel_for(0, p.numel(), 1 << 14, [&](int64_t i0, int64_t i1) {
         kernels::adam_update(pp, gp, mp, vp, s, i0, i1);
       });
+      // Written in place as LibTorch's in-place operators write them: an autograd graph that
+      // saved one of them before this step now refuses to use it, as after Adam::step.
+      for (auto* t : {&p, &state.exp_avg(), &state.exp_avg_sq()}) {
+        t->unsafeGetTensorImpl()->bump_version();
+      }
     }
   }
 }

@@ -50,6 +50,7 @@ TEST(Adam, FusedStepsFollowLibTorchsAdamWithItsState) {
   const auto options = torch::optim::AdamOptions(3e-3).betas({0.8, 0.95}).eps(1e-6);
   torch::optim::Adam fused(fused_params, options), reference(reference_params, options);
   ASSERT_TRUE(adam_step_is_fused(fused));
+  const auto version = fused_params[0]._version();
   for (int t = 0; t < 12; ++t) {
     set_grads(fused_params, t);
     set_grads(reference_params, t);
@@ -60,6 +61,8 @@ TEST(Adam, FusedStepsFollowLibTorchsAdamWithItsState) {
     // Float rounding apart (a fused multiply-add where LibTorch rounds twice), the same values.
     EXPECT_TRUE(torch::allclose(fused_params[i], reference_params[i], 1e-6, 1e-7)) << i;
   }
+  // Each step is an in-place write to the autograd version counter, as LibTorch's is.
+  EXPECT_EQ(fused_params[0]._version(), version + 12);
   // The parameter without a gradient: untouched, no state, as in LibTorch's step.
   EXPECT_TRUE(torch::equal(fused_params.back(), make_params().back()));
   EXPECT_EQ(fused.state().size(), 3u);
