@@ -552,29 +552,38 @@ torch::Tensor ReadoutImpl::spatial_masks() const {
 
 namespace {
 
-// The FR / FM readout's drive on the CPU, bias included: drive = h W^T + bias, h flat
-// (B, C * P), W[n, (c, p)] = |f[n, c]| |s[n, p]| (N, C * P). Every order of the
-// three contractions costs B * C * P * N multiply-adds; this one puts them all in three
-// products with long inner dimensions (forward, and the input and weight-map gradients, on
-// models/gemm.h), and its elementwise work (building W, folding W's gradient back into f and
-// s: models/readout_kernels.h) is N * C * P whatever the batch. The modules' form (pool
-// space, then weight the channels) spent as long again on (B, C, N) temporaries.
+// The FR / FM readout's drive on the CPU, bias included, for a feature map h (B, C, P) made
+// flat (B, C * P): pool each channel with each neuron's mask, t = |s| (N, P) x h^T (P, B C),
+// one product, then weight the channels, drive[b, n] = bias[n] + sum_c |f[n, c]| t[n, b, c]
+// (models/readout_kernels.h). The backward pass is one elementwise pass over (N, B, C) and
+// two more products of the same size (h's gradient dt^T |s|, and s's, dt h).
+// An earlier form built the full weight map W[n, (c, p)] = |f[n, c]| |s[n, p]| and ran
+// h W^T: the same multiply-adds, but its forward product (a long inner dimension C P and
+// few rows and columns) ran at half the speed of these on oneDNN's sgemm, and building W and
+// folding its gradient back passed over N C P floats (1.7 MB for 102 neurons at h2) twice a
+// step (bench/README.md, "The readout as pooling").
 struct FactorisedReadoutFunction : public torch::autograd::Function<FactorisedReadoutFunction> {
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& h,
                                const torch::Tensor& spatial, const torch::Tensor& features,
                                const torch::Tensor& bias) {
-    const int64_t b = h.size(0), n = spatial.size(0);
+    const int64_t b = h.size(0), n = spatial.size(0), p = spatial.size(1),
+                  c = features.size(1);
     auto s = spatial.contiguous();
     auto f = features.contiguous();
-    // W's rows are channels (the outer factor, f), its columns positions (s).
-    auto w = torch::empty({n, h.size(1)}, h.options());
+    auto bias_c = bias.contiguous();
+    auto s_abs = torch::empty({n, p}, h.options());
+    auto f_abs = torch::empty({n, c}, h.options());
+    kernels::absolute(s.data_ptr<float>(), n * p, s_abs.data_ptr<float>());
+    kernels::absolute(f.data_ptr<float>(), n * c, f_abs.data_ptr<float>());
+    const auto rows = h.view({b * c, p});
+    auto t = torch::empty({n, b * c}, h.options());
+    sgemm(s_abs, false, rows, true, t);
+    auto drive = torch::empty({b, n}, h.options());
     at::parallel_for(0, n, 1, [&](int64_t n0, int64_t n1) {
-      kernels::factorised_weights(f.data_ptr<float>(), s.data_ptr<float>(), f.size(1), s.size(1),
-                                  n0, n1, w.data_ptr<float>());
+      kernels::readout_drive(t.data_ptr<float>(), f_abs.data_ptr<float>(),
+                             bias_c.data_ptr<float>(), b, c, n, n0, n1, drive.data_ptr<float>());
     });
-    auto drive = bias.unsqueeze(0).expand({b, n}).contiguous();
-    sgemm(h, false, w, true, drive, 1.0f, 1.0f);
-    ctx->save_for_backward({h, w, s, f});
+    ctx->save_for_backward({h, t, s, f, s_abs, f_abs});
     return drive;
   }
 
@@ -582,27 +591,35 @@ struct FactorisedReadoutFunction : public torch::autograd::Function<FactorisedRe
                                                  torch::autograd::variable_list grads) {
     const auto saved = ctx->get_saved_variables();
     const auto& h = saved[0];
-    const auto& w = saved[1];
+    const auto& t = saved[1];
     const auto& s = saved[2];
     const auto& f = saved[3];
+    const auto& s_abs = saved[4];
+    const auto& f_abs = saved[5];
+    const int64_t b = h.size(0), n = s.size(0), p = s.size(1), c = f.size(1);
     auto g = grads[0].contiguous();
     torch::Tensor gh, ds, df, gb;
-    if (ctx->needs_input_grad(0)) {
-      gh = torch::empty_like(h);
-      sgemm(g, false, w, false, gh);
-    }
-    const bool want_s = ctx->needs_input_grad(1), want_f = ctx->needs_input_grad(2);
-    if (want_s || want_f) {
-      auto gw = torch::empty_like(w);
-      sgemm(g, true, h, false, gw);
-      if (want_s) ds = torch::empty_like(s);
+    const bool want_h = ctx->needs_input_grad(0), want_s = ctx->needs_input_grad(1),
+               want_f = ctx->needs_input_grad(2);
+    if (want_h || want_s || want_f) {
+      auto dt = torch::empty({n, b * c}, h.options());
       if (want_f) df = torch::empty_like(f);
-      at::parallel_for(0, s.size(0), 1, [&](int64_t n0, int64_t n1) {
-        kernels::factorised_weight_grads(gw.data_ptr<float>(), f.data_ptr<float>(),
-                                         s.data_ptr<float>(), f.size(1), s.size(1), n0, n1,
-                                         want_f ? df.data_ptr<float>() : nullptr,
-                                         want_s ? ds.data_ptr<float>() : nullptr);
+      at::parallel_for(0, n, 1, [&](int64_t n0, int64_t n1) {
+        kernels::readout_backward(g.data_ptr<float>(), t.data_ptr<float>(),
+                                  f_abs.data_ptr<float>(), f.data_ptr<float>(), b, c, n, n0, n1,
+                                  dt.data_ptr<float>(), want_f ? df.data_ptr<float>() : nullptr);
       });
+      const auto rows = h.view({b * c, p});
+      if (want_h) {
+        gh = torch::empty_like(h);
+        auto gh_rows = gh.view({b * c, p});
+        sgemm(dt, true, s_abs, false, gh_rows);
+      }
+      if (want_s) {
+        ds = torch::empty_like(s);
+        sgemm(dt, false, rows, false, ds);
+        kernels::multiply_by_sign(s.data_ptr<float>(), n * p, ds.data_ptr<float>());
+      }
     }
     if (ctx->needs_input_grad(3)) gb = g.sum(0);
     return {gh, ds, df, gb};

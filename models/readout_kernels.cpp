@@ -12,15 +12,15 @@ namespace {
 // order, vectorises without reassociating anything, so every ISA gives the same sum.
 constexpr int kReadoutLanes = 16;
 
-[[gnu::always_inline]] inline float dot_abs(const float* g, const float* s, int64_t n) {
+[[gnu::always_inline]] inline float dot(const float* a, const float* b, int64_t n) {
   float lane[kReadoutLanes] = {};
   int64_t i = 0;
   for (; i + kReadoutLanes <= n; i += kReadoutLanes) {
-    for (int j = 0; j < kReadoutLanes; ++j) lane[j] += g[i + j] * std::fabs(s[i + j]);
+    for (int j = 0; j < kReadoutLanes; ++j) lane[j] += a[i + j] * b[i + j];
   }
   float total = 0.0f;
   for (int j = 0; j < kReadoutLanes; ++j) total += lane[j];
-  for (; i < n; ++i) total += g[i] * std::fabs(s[i]);
+  for (; i < n; ++i) total += a[i] * b[i];
   return total;
 }
 
@@ -30,40 +30,51 @@ constexpr int kReadoutLanes = 16;
 
 }  // namespace
 
-DAENR_CLONES void factorised_weights(const float* u, const float* v, int64_t rows, int64_t cols,
-                                     int64_t n0, int64_t n1, float* w) {
+DAENR_CLONES void absolute(const float* x, int64_t n, float* out) {
+  for (int64_t i = 0; i < n; ++i) out[i] = std::fabs(x[i]);
+}
+
+DAENR_CLONES void readout_drive(const float* t, const float* f_abs, const float* bias,
+                                int64_t batch, int64_t channels, int64_t neurons, int64_t n0,
+                                int64_t n1, float* drive) {
   for (int64_t n = n0; n < n1; ++n) {
-    const float* vn = v + n * cols;
-    for (int64_t i = 0; i < rows; ++i) {
-      const float a = std::fabs(u[n * rows + i]);
-      float* wi = w + (n * rows + i) * cols;
-      for (int64_t j = 0; j < cols; ++j) wi[j] = a * std::fabs(vn[j]);
+    const float* fn = f_abs + n * channels;
+    const float* tn = t + n * batch * channels;
+    for (int64_t b = 0; b < batch; ++b) {
+      drive[b * neurons + n] = dot(tn + b * channels, fn, channels) + bias[n];
     }
   }
 }
 
-DAENR_CLONES void factorised_weight_grads(const float* gw, const float* u, const float* v,
-                                          int64_t rows, int64_t cols, int64_t n0, int64_t n1,
-                                          float* du, float* dv) {
+DAENR_CLONES void readout_backward(const float* g, const float* t, const float* f_abs,
+                                   const float* f, int64_t batch, int64_t channels,
+                                   int64_t neurons, int64_t n0, int64_t n1, float* dt,
+                                   float* df) {
   for (int64_t n = n0; n < n1; ++n) {
-    const float* vn = v + n * cols;
-    const float* un = u + n * rows;
-    float* dvn = dv ? dv + n * cols : nullptr;
-    if (dvn) {
-      for (int64_t j = 0; j < cols; ++j) dvn[j] = 0.0f;
+    const float* fn = f_abs + n * channels;
+    const float* tn = t + n * batch * channels;
+    float* dtn = dt + n * batch * channels;
+    float* dfn = df != nullptr ? df + n * channels : nullptr;
+    if (dfn != nullptr) {
+      for (int64_t c = 0; c < channels; ++c) dfn[c] = 0.0f;
     }
-    for (int64_t i = 0; i < rows; ++i) {
-      const float* g = gw + (n * rows + i) * cols;
-      if (du) du[n * rows + i] = sgn(un[i]) * dot_abs(g, vn, cols);
-      if (dvn) {
-        const float a = std::fabs(un[i]);
-        for (int64_t j = 0; j < cols; ++j) dvn[j] += g[j] * a;
+    for (int64_t b = 0; b < batch; ++b) {
+      const float gb = g[b * neurons + n];
+      const float* tb = tn + b * channels;
+      float* dtb = dtn + b * channels;
+      for (int64_t c = 0; c < channels; ++c) dtb[c] = gb * fn[c];
+      if (dfn != nullptr) {
+        for (int64_t c = 0; c < channels; ++c) dfn[c] += gb * tb[c];
       }
     }
-    if (dvn) {
-      for (int64_t j = 0; j < cols; ++j) dvn[j] *= sgn(vn[j]);
+    if (dfn != nullptr) {
+      for (int64_t c = 0; c < channels; ++c) dfn[c] *= sgn(f[n * channels + c]);
     }
   }
+}
+
+DAENR_CLONES void multiply_by_sign(const float* sign_of, int64_t n, float* x) {
+  for (int64_t i = 0; i < n; ++i) x[i] *= sgn(sign_of[i]);
 }
 
 }  // namespace daenr::models::kernels

@@ -1,27 +1,37 @@
 #pragma once
-// The factorised readout's (FR, FM) weight map and its gradient, on raw float32 arrays: the
-// elementwise half of FactorisedReadoutFunction (models/network.cpp), whose products run on
-// models/gemm.h. No LibTorch here: compiled with -O3 and per-ISA clones, like
+// The factorised readout's (FR, FM) elementwise half, on raw float32 arrays: the part of
+// FactorisedReadoutFunction (models/network.cpp) that is not a matrix product (those run on
+// models/gemm.h). No LibTorch here: compiled with -O3 and per-ISA clones, like
 // bn_elu_kernels.cpp.
 //
-// The map is an outer product per neuron, w[n, i, j] = |u[n, i]| * |v[n, j]|: for an NCHW
-// feature map i is the channel and j the position (u = the feature weights, v = the spatial
-// mask).
+// The readout is drive[b, n] = bias[n] + sum_c |f[n, c]| t[n, b, c], where
+// t[n, b, c] = sum_p |s[n, p]| h[b, c, p] pools each channel of the feature map h with the
+// neuron's spatial mask s (one matrix product, (N, P) x (P, B C)); f are the feature weights.
+// t is kept neuron-major so that every loop here runs over the channels, contiguous. Every sum
+// runs in a fixed order, whatever the ISA and however the neurons are split between threads,
+// so results are the same for the same inputs.
 
 #include <cstdint>
 
 namespace daenr::models::kernels {
 
-/// For neurons [n0, n1): w[n, i, j] = |u[n, i]| * |v[n, j]|. u is (N, I), v (N, J), w
-/// (N, I, J), all contiguous.
-void factorised_weights(const float* u, const float* v, int64_t rows, int64_t cols, int64_t n0,
-                        int64_t n1, float* w);
+/// out[i] = |x[i]| for i < n.
+void absolute(const float* x, int64_t n, float* out);
 
-/// The gradient of that map's factors from the map's gradient gw (N, I, J), for neurons
-/// [n0, n1): du[n, i] = sgn(u[n, i]) * sum_j gw[n, i, j] |v[n, j]| and dv[n, j] = sgn(v[n, j])
-/// * sum_i gw[n, i, j] |u[n, i]|, with sgn(0) = 0 as in LibTorch's gradient of abs. Sums run
-/// in a fixed order (any ISA, any split of the neurons). du or dv may be null: not wanted.
-void factorised_weight_grads(const float* gw, const float* u, const float* v, int64_t rows,
-                             int64_t cols, int64_t n0, int64_t n1, float* du, float* dv);
+/// For neurons [n0, n1): drive[b, n] = bias[n] + sum_c f_abs[n, c] t[n, b, c]. t is
+/// (N, B, C), f_abs (N, C), drive (B, N).
+void readout_drive(const float* t, const float* f_abs, const float* bias, int64_t batch,
+                   int64_t channels, int64_t neurons, int64_t n0, int64_t n1, float* drive);
+
+/// The backward pass's elementwise half for neurons [n0, n1), from the drive's gradient g
+/// (B, N): dt[n, b, c] = g[b, n] f_abs[n, c] (the pooled maps' gradient, (N, B, C)), and,
+/// where df is not null, df[n, c] = sgn(f[n, c]) sum_b g[b, n] t[n, b, c], the images added
+/// in order, with sgn(0) = 0 as in LibTorch's gradient of abs. f and f_abs are (N, C).
+void readout_backward(const float* g, const float* t, const float* f_abs, const float* f,
+                      int64_t batch, int64_t channels, int64_t neurons, int64_t n0, int64_t n1,
+                      float* dt, float* df);
+
+/// x[i] *= sgn(sign_of[i]) for i < n (sgn(0) = 0): |s|'s gradient into s's.
+void multiply_by_sign(const float* sign_of, int64_t n, float* x);
 
 }  // namespace daenr::models::kernels

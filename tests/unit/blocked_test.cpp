@@ -30,6 +30,27 @@ TEST(Blocked, ToAndFromBlockedAreInverseAndPutChannelsInLanes) {
   EXPECT_THROW(from_blocked(torch::ones({1, 12, 2, 2})), ModelError);
 }
 
+// from_blocked runs on oneDNN's reorder where the build has it: the same copy as LibTorch's
+// permute, bit for bit, both ways, for odd planes and a gradient that is not contiguous.
+TEST(Blocked, FromBlockedCopiesExactlyAndItsGradientIsToBlocked) {
+  torch::manual_seed(11);
+  for (const auto& shape : {std::vector<int64_t>{3, 48, 7, 5}, std::vector<int64_t>{1, 16, 2, 3}}) {
+    auto x = torch::randn(shape);
+    auto b = to_blocked(x).requires_grad_(true);
+    auto y = from_blocked(b);
+    EXPECT_TRUE(torch::equal(y, x));
+    // A transposed gradient: contiguous() first, then the layout change.
+    auto g = torch::randn({shape[0], shape[1], shape[3], shape[2]}).transpose(2, 3);
+    ASSERT_FALSE(g.is_contiguous());
+    y.backward(g);
+    EXPECT_TRUE(torch::equal(b.grad(), to_blocked(g.contiguous())));
+    // A permuted view (the old from_blocked) gives the same gradient.
+    auto b2 = b.detach().clone().requires_grad_(true);
+    b2.permute({0, 1, 4, 2, 3}).reshape(y.sizes()).backward(g);
+    EXPECT_TRUE(torch::equal(b.grad(), b2.grad()));
+  }
+}
+
 TEST(Blocked, ConvolutionComputesConv2dAndItsGradients) {
   DAENR_NEEDS_BLOCKED();
   torch::manual_seed(4);
