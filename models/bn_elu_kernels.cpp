@@ -103,6 +103,17 @@ constexpr int kLanes = 16;
 // fixed order whatever the ISA or the split of the blocks between threads.
 constexpr int64_t kL = kBlockLanes;
 
+// The blocked kernels' sums over a plane run in kChains independent chains of lanes (position
+// i goes to chain i % kChains, the tail to chain 0), joined pairwise in a fixed order: one
+// chain made every addition wait for the one before (four cycles of latency for a vector add),
+// which left the passes at a quarter of what the cache delivers where the maps fit in it
+// (batch 32). The order is set here, not by the compiler, so it is the same on every ISA.
+constexpr int kChains = 4;
+
+[[gnu::always_inline]] inline float join_chains(const float (&acc)[kChains][kL], int64_t l) {
+  return (acc[0][l] + acc[1][l]) + (acc[2][l] + acc[3][l]);
+}
+
 [[gnu::always_inline]] inline const float* block_plane(const float* x, NchwShape s, int64_t b,
                                                        int64_t block) {
   return x + ((b * (s.channels / kL) + block) * s.plane) * kL;
@@ -117,24 +128,39 @@ constexpr int64_t kL = kBlockLanes;
     double total[kL] = {}, deviation[kL] = {};
     for (int64_t b = 0; b < s.batch; ++b) {
       const float* xp = block_plane(x, s, b, block);
-      float acc[kL] = {};
-      for (int64_t i = 0; i < s.plane; ++i) {
-        for (int64_t l = 0; l < kL; ++l) acc[l] += xp[i * kL + l];
+      float acc[kChains][kL] = {};
+      int64_t i = 0;
+      for (; i + kChains <= s.plane; i += kChains) {
+        for (int u = 0; u < kChains; ++u) {
+          for (int64_t l = 0; l < kL; ++l) acc[u][l] += xp[(i + u) * kL + l];
+        }
       }
-      for (int64_t l = 0; l < kL; ++l) total[l] += acc[l];
+      for (; i < s.plane; ++i) {
+        for (int64_t l = 0; l < kL; ++l) acc[0][l] += xp[i * kL + l];
+      }
+      for (int64_t l = 0; l < kL; ++l) total[l] += join_chains(acc, l);
     }
     float m[kL], scale[kL], shift[kL];
     for (int64_t l = 0; l < kL; ++l) m[l] = static_cast<float>(total[l] / count);
     for (int64_t b = 0; b < s.batch; ++b) {
       const float* xp = block_plane(x, s, b, block);
-      float acc[kL] = {};
-      for (int64_t i = 0; i < s.plane; ++i) {
-        for (int64_t l = 0; l < kL; ++l) {
-          const float d = xp[i * kL + l] - m[l];
-          acc[l] += d * d;
+      float acc[kChains][kL] = {};
+      int64_t i = 0;
+      for (; i + kChains <= s.plane; i += kChains) {
+        for (int u = 0; u < kChains; ++u) {
+          for (int64_t l = 0; l < kL; ++l) {
+            const float d = xp[(i + u) * kL + l] - m[l];
+            acc[u][l] += d * d;
+          }
         }
       }
-      for (int64_t l = 0; l < kL; ++l) deviation[l] += acc[l];
+      for (; i < s.plane; ++i) {
+        for (int64_t l = 0; l < kL; ++l) {
+          const float d = xp[i * kL + l] - m[l];
+          acc[0][l] += d * d;
+        }
+      }
+      for (int64_t l = 0; l < kL; ++l) deviation[l] += join_chains(acc, l);
     }
     for (int64_t l = 0; l < kL; ++l) {
       const int64_t c = block * kL + l;
@@ -171,19 +197,24 @@ constexpr int64_t kL = kBlockLanes;
     double sum_dz[kL] = {}, sum_dz_xhat[kL] = {};
     for (int64_t b = 0; b < s.batch; ++b) {
       const int64_t o = block_plane(x, s, b, block) - x;
-      float a[kL] = {}, c[kL] = {};
-      for (int64_t i = 0; i < s.plane; ++i) {
+      float a[kChains][kL] = {}, c[kChains][kL] = {};
+      const auto add = [&](int u, int64_t i) __attribute__((always_inline)) {
         for (int64_t l = 0; l < kL; ++l) {
           const int64_t e = o + i * kL + l;
           const float yy = y[e];
           const float dz = g[e] * (yy > 0.0f ? 1.0f : yy + 1.0f);
-          a[l] += dz;
-          c[l] += dz * ((x[e] - m[l]) * invstd[l]);
+          a[u][l] += dz;
+          c[u][l] += dz * ((x[e] - m[l]) * invstd[l]);
         }
+      };
+      int64_t i = 0;
+      for (; i + kChains <= s.plane; i += kChains) {
+        for (int u = 0; u < kChains; ++u) add(u, i + u);
       }
+      for (; i < s.plane; ++i) add(0, i);
       for (int64_t l = 0; l < kL; ++l) {
-        sum_dz[l] += a[l];
-        sum_dz_xhat[l] += c[l];
+        sum_dz[l] += join_chains(a, l);
+        sum_dz_xhat[l] += join_chains(c, l);
       }
     }
     for (int64_t l = 0; l < kL; ++l) {
