@@ -25,11 +25,14 @@ void bn_elu_forward(const float* x, const float* gamma, const float* beta, doubl
                     NchwShape shape, int64_t c0, int64_t c1, float* y, float* mean, float* var);
 
 /// The gradient of bn_elu_forward for channels [c0, c1), from the output gradient g, the
-/// input x, the output y (elu'(z) is 1 where y > 0 and y + 1 elsewhere) and the forward's
-/// mean and variance: dx, and the sums that are dgamma and dbeta.
+/// input x, the output y (elu'(z) is 1 where y > 0 and y + 1 elsewhere), the affine
+/// parameters and the forward's mean and variance: dx, and the sums that are dgamma and
+/// dbeta. On large blocked maps elu'(z) is recomputed from x instead (exp(z) for z <= 0;
+/// kRecomputeAboveBytes in the .cpp), which reads y in neither pass.
 void bn_elu_backward(const float* g, const float* x, const float* y, const float* gamma,
-                     const float* mean, const float* var, double eps, NchwShape shape,
-                     int64_t c0, int64_t c1, float* dx, float* dgamma, float* dbeta);
+                     const float* beta, const float* mean, const float* var, double eps,
+                     NchwShape shape, int64_t c0, int64_t c1, float* dx, float* dgamma,
+                     float* dbeta);
 
 /// Evaluation-mode BatchNorm2d followed by ELU for channels [c0, c1), with the running
 /// statistics folded into a per-channel scale and shift: y = elu(x * scale + shift).

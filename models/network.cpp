@@ -146,25 +146,25 @@ struct BnEluFunction : public torch::autograd::Function<BnEluFunction> {
                               beta.data_ptr<float>(), eps, shape, c0, c1, y.data_ptr<float>(),
                               mean.data_ptr<float>(), var.data_ptr<float>());
     });
-    ctx->save_for_backward({x, y, gamma, mean, var});
+    ctx->save_for_backward({x, y, gamma, beta, mean, var});
     ctx->saved_data["eps"] = eps;
     return y;
   }
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
     const auto saved = ctx->get_saved_variables();
-    const auto &x = saved[0], &y = saved[1], &gamma = saved[2], &mean = saved[3],
-               &var = saved[4];
+    const auto &x = saved[0], &y = saved[1], &gamma = saved[2], &beta = saved[3], &mean = saved[4],
+               &var = saved[5];
     const double eps = ctx->saved_data["eps"].toDouble();
     auto g = grads[0].contiguous();
     const auto shape = kernel_shape(x);
     auto dx = torch::empty_like(x);
     auto dgamma = torch::empty_like(gamma), dbeta = torch::empty_like(gamma);
     for_channel_ranges(shape, [&](int64_t c0, int64_t c1) {
-      kernels::bn_elu_backward(g.data_ptr<float>(), x.data_ptr<float>(), y.data_ptr<float>(),
-                               gamma.data_ptr<float>(), mean.data_ptr<float>(),
-                               var.data_ptr<float>(), eps, shape, c0, c1, dx.data_ptr<float>(),
-                               dgamma.data_ptr<float>(), dbeta.data_ptr<float>());
+      kernels::bn_elu_backward(
+          g.data_ptr<float>(), x.data_ptr<float>(), y.data_ptr<float>(), gamma.data_ptr<float>(),
+          beta.data_ptr<float>(), mean.data_ptr<float>(), var.data_ptr<float>(), eps, shape, c0, c1,
+          dx.data_ptr<float>(), dgamma.data_ptr<float>(), dbeta.data_ptr<float>());
     });
     return {dx, dgamma, dbeta, torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }

@@ -89,36 +89,43 @@ TEST(Blocked, ConvolutionComputesConv2dAndItsGradients) {
                ModelError);
 }
 
+// Both of the blocked backward kernel's ways: elu' from y on small maps, and recomputed from x
+// on a map whose blocks pass kRecomputeAboveBytes (12 x 16 x 16 positions x 16 lanes x 3 maps
+// = 590 KB), each against the NCHW kernel, which always reads y.
 TEST(Blocked, FusedBatchNormEluOnBlockedMapsMatchesNchw) {
-  torch::manual_seed(13);
-  auto x = torch::randn({6, 32, 5, 5}) * 2 + 0.5;
-  auto run = [&](bool blocked) {
-    torch::manual_seed(1);
-    SyncBatchNorm2d bn(32);
-    {
-      torch::NoGradGuard g;
-      bn->weight.uniform_(0.5, 1.5);
-      bn->bias.uniform_(-0.5, 0.5);
+  for (const auto& shape :
+       {std::vector<int64_t>{6, 32, 5, 5}, std::vector<int64_t>{12, 32, 16, 16}}) {
+    SCOPED_TRACE(::testing::Message() << shape);
+    torch::manual_seed(13);
+    auto x = torch::randn(shape) * 2 + 0.5;
+    auto run = [&](bool blocked) {
+      torch::manual_seed(1);
+      SyncBatchNorm2d bn(32);
+      {
+        torch::NoGradGuard g;
+        bn->weight.uniform_(0.5, 1.5);
+        bn->bias.uniform_(-0.5, 0.5);
+      }
+      auto xi = x.clone().requires_grad_();
+      auto y = bn->forward_elu(blocked ? to_blocked(xi) : xi);
+      if (blocked) y = from_blocked(y);
+      (y * torch::linspace(-1, 1, y.numel()).view_as(y)).sum().backward();
+      bn->eval();
+      torch::Tensor inference;
+      {
+        torch::NoGradGuard g;
+        inference = bn->forward_elu(blocked ? to_blocked(x) : x);
+        if (blocked) inference = from_blocked(inference);
+      }
+      return std::vector<torch::Tensor>{y.detach(),      xi.grad(),        bn->weight.grad(),
+                                        bn->bias.grad(), bn->running_mean, bn->running_var,
+                                        inference};
+    };
+    const auto nchw = run(false), blocked = run(true);
+    const char* names[] = {"y", "dx", "dgamma", "dbeta", "running mean", "running var", "eval y"};
+    for (size_t i = 0; i < nchw.size(); ++i) {
+      EXPECT_TRUE(torch::allclose(blocked[i], nchw[i], 1e-5, 1e-5)) << names[i];
     }
-    auto xi = x.clone().requires_grad_();
-    auto y = bn->forward_elu(blocked ? to_blocked(xi) : xi);
-    if (blocked) y = from_blocked(y);
-    (y * torch::linspace(-1, 1, y.numel()).view_as(y)).sum().backward();
-    bn->eval();
-    torch::Tensor inference;
-    {
-      torch::NoGradGuard g;
-      inference = bn->forward_elu(blocked ? to_blocked(x) : x);
-      if (blocked) inference = from_blocked(inference);
-    }
-    return std::vector<torch::Tensor>{y.detach(),      xi.grad(),        bn->weight.grad(),
-                                      bn->bias.grad(), bn->running_mean, bn->running_var,
-                                      inference};
-  };
-  const auto nchw = run(false), blocked = run(true);
-  const char* names[] = {"y", "dx", "dgamma", "dbeta", "running mean", "running var", "eval y"};
-  for (size_t i = 0; i < nchw.size(); ++i) {
-    EXPECT_TRUE(torch::allclose(blocked[i], nchw[i], 1e-5, 1e-5)) << names[i];
   }
 }
 
