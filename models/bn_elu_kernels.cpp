@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "models/simd_clones.h"
+#include "models/vec_math.h"
 
 namespace daenr::models::kernels {
 
@@ -14,28 +15,6 @@ namespace {
 // lane order: the lanes vectorise without reassociating anything, so the result is the same
 // on every ISA and thread count.
 constexpr int kLanes = 16;
-
-[[gnu::always_inline]] inline float exp_nonpositive_inline(float z) {
-  z = std::max(z, -87.0f);
-  // z = n ln2 + r, |r| <= ln2 / 2, with ln2 split in two so that n ln2 is exact enough. n is
-  // round(z / ln2), taken as -trunc(0.5 - z / ln2): truncation vectorises, floor() does not
-  // on the baseline ISA.
-  const int32_t ni = -static_cast<int32_t>(0.5f - z * 1.44269504088896341f);
-  const float n = static_cast<float>(ni);
-  const float r = (z - n * 0.693359375f) - n * -2.12194440e-4f;
-  // Taylor to r^7: the remainder r^8 / 8! < 6e-9 for |r| <= 0.347, below float's epsilon.
-  float p = 1.0f / 5040.0f;
-  p = p * r + 1.0f / 720.0f;
-  p = p * r + 1.0f / 120.0f;
-  p = p * r + 1.0f / 24.0f;
-  p = p * r + 1.0f / 6.0f;
-  p = p * r + 0.5f;
-  p = p * r + 1.0f;
-  p = p * r + 1.0f;
-  // 2^n as a float's exponent bits; n >= -126 here.
-  const float scale = std::bit_cast<float>((ni + 127) << 23);
-  return p * scale;
-}
 
 // Both sides computed and one selected: a branch would stop the loop from vectorising.
 [[gnu::always_inline]] inline float elu(float z) {

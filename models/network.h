@@ -42,6 +42,7 @@ int layer_side(int layer);
 struct ModelOutput {
   torch::Tensor reconstruction;  ///< (B, 1, 32, 32) in (-1, 1)
   torch::Tensor prediction;      ///< (B, N) predicted responses, > 0
+  torch::Tensor drive;           ///< (B, N) the readout's drive: prediction = softplus(drive)
   torch::Tensor kl;              ///< VAE: scalar KL divergence (mean over batch)
   torch::Tensor vq_loss;         ///< VQ-VAE: codebook + commitment * commitment loss
   torch::Tensor perplexity;      ///< VQ-VAE: codebook perplexity of this batch
@@ -160,7 +161,10 @@ class ReadoutImpl : public torch::nn::Module {
   /// S x S grid; required for FM, ignored otherwise.
   ReadoutImpl(ReadoutKind kind, int channels, int side, const ModelConfig& config,
               const torch::Tensor& mean_rates, const torch::Tensor& fm_positions);
+  /// softplus(drive(h)): the predicted responses (B, N).
   torch::Tensor forward(const torch::Tensor& h);
+  /// The responses before the softplus (B, N).
+  torch::Tensor drive(const torch::Tensor& h);
   /// The readout's own penalty, already weighted (FR/FM sparsity, FC L2).
   torch::Tensor regulariser() const;
   ReadoutKind kind() const { return kind_; }
@@ -222,6 +226,10 @@ torch::Tensor rf_centres_to_positions(const torch::Tensor& centres31, int layer)
 
 /// Mean over the batch of sum over neurons of (s_hat - s log(s_hat + 1e-5)).
 torch::Tensor poisson_loss(const torch::Tensor& prediction, const torch::Tensor& target);
+
+/// poisson_loss(softplus(drive), target), on the CPU as one kernel (float32, 2-D): the same
+/// value to rounding, and its gradient.
+torch::Tensor poisson_loss_of_drive(const torch::Tensor& drive, const torch::Tensor& target);
 
 /// The factor that turns the per-pixel mean squared error of (B, 1, H, W) images into the
 /// configured reduction: H * W for kSum, 1 for kMean. The whole autoencoder term (MSE, KL,

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "models/simd_clones.h"
+#include "models/vec_math.h"
 
 namespace daenr::models::kernels {
 
@@ -26,6 +27,17 @@ constexpr int kReadoutLanes = 16;
 
 [[gnu::always_inline]] inline float sgn(float x) {
   return x > 0.0f ? 1.0f : (x < 0.0f ? -1.0f : 0.0f);
+}
+
+// softplus(d) as LibTorch's (beta 1, threshold 20), written as max(d, 0) + log1p(exp(-|d|)) so
+// that the exponential never overflows, and its derivative, the logistic function.
+[[gnu::always_inline]] inline float poisson_term(float d, float r, float& grad) {
+  const float u = exp_nonpositive_inline(-std::fabs(d));
+  const float s = d > 20.0f ? d : std::max(d, 0.0f) + log1p_unit_inline(u);
+  const float logistic = d > 20.0f ? 1.0f : (d >= 0.0f ? 1.0f : u) / (1.0f + u);
+  const float shifted = s + 1e-5f;
+  grad = (1.0f - r / shifted) * logistic;
+  return s - r * log_positive_inline(shifted);
 }
 
 }  // namespace
@@ -75,6 +87,74 @@ DAENR_CLONES void readout_backward(const float* g, const float* t, const float* 
 
 DAENR_CLONES void multiply_by_sign(const float* sign_of, int64_t n, float* x) {
   for (int64_t i = 0; i < n; ++i) x[i] *= sgn(sign_of[i]);
+}
+
+DAENR_CLONES double poisson_softplus(const float* drive, const float* target, int64_t rows,
+                                     int64_t cols, float grad_scale, float* grad) {
+  double total = 0.0;
+  for (int64_t row = 0; row < rows; ++row) {
+    const float* d = drive + row * cols;
+    const float* r = target + row * cols;
+    float* gr = grad + row * cols;
+    float lane[kReadoutLanes] = {};
+    int64_t i = 0;
+    for (; i + kReadoutLanes <= cols; i += kReadoutLanes) {
+      for (int j = 0; j < kReadoutLanes; ++j) {
+        float g;
+        lane[j] += poisson_term(d[i + j], r[i + j], g);
+        gr[i + j] = grad_scale * g;
+      }
+    }
+    float sum = 0.0f;
+    for (int j = 0; j < kReadoutLanes; ++j) sum += lane[j];
+    for (; i < cols; ++i) {
+      float g;
+      sum += poisson_term(d[i], r[i], g);
+      gr[i] = grad_scale * g;
+    }
+    total += sum;
+  }
+  return total;
+}
+
+DAENR_CLONES float log_positive(float x) {
+  return log_positive_inline(x);
+}
+
+DAENR_CLONES float log1p_unit(float u) {
+  return log1p_unit_inline(u);
+}
+
+DAENR_CLONES void abs_row_sums(const float* x, int64_t rows, int64_t cols, float* sums) {
+  for (int64_t row = 0; row < rows; ++row) {
+    const float* xr = x + row * cols;
+    float lane[kReadoutLanes] = {};
+    int64_t i = 0;
+    for (; i + kReadoutLanes <= cols; i += kReadoutLanes) {
+      for (int j = 0; j < kReadoutLanes; ++j) lane[j] += std::fabs(xr[i + j]);
+    }
+    float sum = 0.0f;
+    for (int j = 0; j < kReadoutLanes; ++j) sum += lane[j];
+    for (; i < cols; ++i) sum += std::fabs(xr[i]);
+    sums[row] = sum;
+  }
+}
+
+DAENR_CLONES void l1_product_grads(const float* s, const float* f, const float* s_norm,
+                                   const float* f_norm, int64_t neurons, int64_t positions,
+                                   int64_t channels, float scale, float* ds, float* df) {
+  for (int64_t n = 0; n < neurons; ++n) {
+    if (ds != nullptr) {
+      const float k = scale * f_norm[n];
+      for (int64_t p = 0; p < positions; ++p) {
+        ds[n * positions + p] = k * sgn(s[n * positions + p]);
+      }
+    }
+    if (df != nullptr) {
+      const float k = scale * s_norm[n];
+      for (int64_t c = 0; c < channels; ++c) df[n * channels + c] = k * sgn(f[n * channels + c]);
+    }
+  }
 }
 
 }  // namespace daenr::models::kernels

@@ -34,4 +34,27 @@ void readout_backward(const float* g, const float* t, const float* f_abs, const 
 /// x[i] *= sgn(sign_of[i]) for i < n (sgn(0) = 0): |s|'s gradient into s's.
 void multiply_by_sign(const float* sign_of, int64_t n, float* x);
 
+/// The Poisson loss of softplus(drive) and its gradient in one pass over (rows, cols):
+/// returns sum over rows of sum over cols of (s - target log(s + 1e-5)), s = softplus(drive)
+/// as LibTorch computes it (beta 1, threshold 20: s = drive above 20), each row summed in
+/// float in a fixed order and the rows added in double; and writes grad = grad_scale *
+/// (1 - target / (s + 1e-5)) * softplus'(drive).
+double poisson_softplus(const float* drive, const float* target, int64_t rows, int64_t cols,
+                        float grad_scale, float* grad);
+
+/// log(x) for a positive normal x, and log(1 + u) for u in [0, 1], as the kernels compute
+/// them (models/vec_math.h): exposed for their tests.
+float log_positive(float x);
+float log1p_unit(float u);
+
+/// sums[r] = sum_c |x[r, c]| for a (rows, cols) array, in a fixed order.
+void abs_row_sums(const float* x, int64_t rows, int64_t cols, float* sums);
+
+/// The gradient of scale * sum_n s_norm[n] f_norm[n] (s_norm, f_norm: abs_row_sums of s
+/// (N, P) and f (N, C)): ds[n, p] = scale sgn(s[n, p]) f_norm[n], df[n, c] = scale sgn(f[n,
+/// c]) s_norm[n]. ds or df may be null: not wanted.
+void l1_product_grads(const float* s, const float* f, const float* s_norm, const float* f_norm,
+                      int64_t neurons, int64_t positions, int64_t channels, float scale, float* ds,
+                      float* df);
+
 }  // namespace daenr::models::kernels

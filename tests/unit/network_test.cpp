@@ -1,17 +1,17 @@
 // The model family: shapes, the readout formulas, which parameters exist, and
 // that every variant the paper uses trains.
 
-#include <gtest/gtest.h>
-
-#include <fmt/format.h>
+#include "models/network.h"
 
 #include <algorithm>
 #include <cmath>
+#include <fmt/format.h>
+#include <gtest/gtest.h>
 
 #include "job/error.h"
 #include "models/bn_elu_kernels.h"
 #include "models/error.h"
-#include "models/network.h"
+#include "models/readout_kernels.h"
 #include "tests/support/tiny_data.h"
 
 namespace daenr::models {
@@ -427,6 +427,92 @@ TEST(Network, ExpOfNonPositiveValuesIsWithinTwoUlpOfStdExp) {
   EXPECT_LT(worst, 2.5e-7);  // 2 ulp of float near 1 is 2.4e-7
   EXPECT_FLOAT_EQ(kernels::exp_nonpositive(0.0f), 1.0f);
   EXPECT_GT(kernels::exp_nonpositive(-200.0f), 0.0f);  // clamped, not a wrapped exponent
+}
+
+TEST(Network, VectorisedLogsAreWithinAFewUlpOfTheLibrarys) {
+  // log over 1e-5 .. 1e6 (the Poisson loss takes log(softplus + 1e-5)), stepping through
+  // every binade, and log1p over [0, 1], down to values where 1 + u rounds to 1.
+  double worst = 0;
+  for (float x = 1e-5f; x < 1e6f; x *= 1.0001f) {
+    const double want = std::log(static_cast<double>(x));
+    // Near x = 1 the result is near 0: compare against the size of one ulp of x there.
+    const double scale = std::max(std::abs(want), 1e-7);
+    worst = std::max(worst, std::abs(kernels::log_positive(x) - want) / scale);
+  }
+  EXPECT_LT(worst, 2.5e-7);
+  EXPECT_EQ(kernels::log_positive(1.0f), 0.0f);
+  double worst1p = 0;
+  for (float u = 1e-12f; u <= 1.0f; u *= 1.0001f) {
+    const double want = std::log1p(static_cast<double>(u));
+    worst1p = std::max(worst1p, std::abs(kernels::log1p_unit(u) - want) / want);
+  }
+  EXPECT_LT(worst1p, 3.6e-7);  // three roundings on top of log's: within 3 ulp
+  EXPECT_EQ(kernels::log1p_unit(0.0f), 0.0f);
+}
+
+// The fused Poisson loss of softplus(drive) against LibTorch's chain in double, on drives
+// across both of softplus's branches (the threshold at 20) and far into its tails, with zero,
+// whole and fractional targets; rows long enough for the kernel's lanes and a tail.
+TEST(Network, FusedPoissonLossOfTheDriveMatchesSoftplusThenPoisson) {
+  torch::manual_seed(21);
+  auto drive = torch::cat({torch::tensor({-40.0f, -20.0f, -5.0f, -1e-3f, 0.0f, 1e-3f, 5.0f, 19.99f,
+                                          20.0f, 20.01f, 35.0f}),
+                           torch::randn({3 * 19 - 11}) * 4})
+                   .view({3, 19})
+                   .requires_grad_();
+  auto target = torch::cat({torch::zeros({19}), torch::randint(0, 5, {19}).to(torch::kFloat),
+                            torch::rand({19}) * 3})
+                    .view({3, 19});
+  auto got = poisson_loss_of_drive(drive, target);
+  (got * 0.7).backward();
+  auto dd = drive.detach().to(torch::kDouble).requires_grad_();
+  auto want = poisson_loss(torch::softplus(dd), target.to(torch::kDouble));
+  (want * 0.7).backward();
+  EXPECT_NEAR(got.item<double>(), want.item<double>(), 1e-5 * std::abs(want.item<double>()));
+  EXPECT_TRUE(torch::allclose(drive.grad().to(torch::kDouble), dd.grad(), 1e-5, 1e-7))
+      << drive.grad() - dd.grad();
+  // Beside the float chain the trainer used before, to rounding.
+  auto before = poisson_loss(torch::softplus(drive.detach()), target);
+  EXPECT_NEAR(got.item<float>(), before.item<float>(), 1e-5 * std::abs(before.item<float>()));
+}
+
+// The fused regulariser (one kernel for value and gradients) against LibTorch's operators in
+// double, for FR (both factors learnt, a weight at exactly 0 whose gradient is 0) and FM (the
+// fixed mask gets none).
+TEST(Network, FusedReadoutRegulariserMatchesItsFormula) {
+  torch::manual_seed(22);
+  for (auto kind : {ReadoutKind::kFr, ReadoutKind::kFm}) {
+    const int n = 7, c = 21, side = 4;
+    auto cfg = tiny(AutoencoderKind::kNone, kind, 2, n);
+    cfg.readout_l1 = 0.03;
+    auto positions = torch::randint(0, side * side, {n}, torch::kLong);
+    Readout ro(kind, c, side, cfg, torch::rand({n}) + 0.5, positions);
+    auto params = ro->named_parameters();
+    auto features = params["features"];
+    {
+      torch::NoGradGuard g;
+      features.copy_(torch::randn({n, c}));
+      features[1][2] = 0.0f;
+      if (kind == ReadoutKind::kFr) params["spatial"].copy_(torch::randn({n, side * side}));
+    }
+    auto got = ro->regulariser();
+    (got * 1.5).backward();
+    auto spatial = kind == ReadoutKind::kFr ? params["spatial"] : ro->named_buffers()["spatial"];
+    auto sd = spatial.detach().to(torch::kDouble).requires_grad_(kind == ReadoutKind::kFr);
+    auto fd = features.detach().to(torch::kDouble).requires_grad_();
+    auto want = 0.03 * (sd.abs().sum(1) * fd.abs().sum(1)).sum();
+    (want * 1.5).backward();
+    const auto what = to_string(kind);
+    EXPECT_NEAR(got.item<double>(), want.item<double>(), 1e-6 * want.item<double>()) << what;
+    EXPECT_TRUE(torch::allclose(features.grad().to(torch::kDouble), fd.grad(), 1e-6, 1e-8)) << what;
+    EXPECT_EQ(features.grad()[1][2].item<float>(), 0.0f) << what;
+    if (kind == ReadoutKind::kFr) {
+      EXPECT_TRUE(torch::allclose(spatial.grad().to(torch::kDouble), sd.grad(), 1e-6, 1e-8))
+          << what;
+    } else {
+      EXPECT_FALSE(spatial.grad().defined()) << what;
+    }
+  }
 }
 
 // The fused training path of BatchNorm + ELU against the native modules it replaces: output,
