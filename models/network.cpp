@@ -631,7 +631,7 @@ struct FactorisedReadoutFunction : public torch::autograd::Function<FactorisedRe
 // of softplus(drive) (softplus, add, log, mul, sub, sum, mean and their backward, about 14
 // operator calls) and the regulariser l1 sum_n |s_n|_1 |f_n|_1 (abs, sum, abs, sum, mul, sum,
 // mul). Together they took 0.09 ms of a readout-only CNN step of 3 ms at batch 32
-// (bench/README.md, "The readout's loss fused").
+// (bench/README.md, "The readout's loss terms fused").
 struct PoissonSoftplusFunction : public torch::autograd::Function<PoissonSoftplusFunction> {
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& drive,
                                const torch::Tensor& target) {
