@@ -6,6 +6,7 @@
 #include <memory>
 #include <mutex>
 #include <tuple>
+#include <utility>
 
 #include "models/error.h"
 
@@ -209,16 +210,20 @@ struct BlockedConvFunction : public torch::autograd::Function<BlockedConvFunctio
 // convolutions'. The result is the same copy, bit for bit.
 using ReorderKey = std::tuple<int64_t, int64_t, int64_t, int64_t, bool>;  // B, C, H, W, to NCHW
 
+// The source and destination descriptions of a key's layout change.
+std::pair<memory::desc, memory::desc> layout_descs(const ReorderKey& key) {
+  const auto [b, c, h, w, to_nchw] = key;
+  const memory::desc blocked({b, c, h, w}, kF32, Tag::nChw16c), nchw({b, c, h, w}, kF32, Tag::nchw);
+  return to_nchw ? std::pair{blocked, nchw} : std::pair{nchw, blocked};
+}
+
 const dnnl::reorder& layout_reorder(const ReorderKey& key) {
   static std::mutex mutex;
   static std::map<ReorderKey, std::unique_ptr<dnnl::reorder>> cache;
   std::lock_guard<std::mutex> lock(mutex);
   auto& slot = cache[key];
   if (!slot) {
-    const auto [b, c, h, w, to_nchw] = key;
-    const memory::desc blocked({b, c, h, w}, kF32, Tag::nChw16c), nchw({b, c, h, w}, kF32, Tag::nchw);
-    const auto& src = to_nchw ? blocked : nchw;
-    const auto& dst = to_nchw ? nchw : blocked;
+    const auto [src, dst] = layout_descs(key);
     slot = std::make_unique<dnnl::reorder>(
         dnnl::reorder::primitive_desc(cpu_engine(), src, cpu_engine(), dst));
   }
@@ -227,10 +232,9 @@ const dnnl::reorder& layout_reorder(const ReorderKey& key) {
 
 // Copies src (B, C, H, W as the key says, in the key's source layout) into dst.
 void change_layout(const ReorderKey& key, const torch::Tensor& src, const torch::Tensor& dst) {
-  const auto [b, c, h, w, to_nchw] = key;
-  const memory::desc blocked({b, c, h, w}, kF32, Tag::nChw16c), nchw({b, c, h, w}, kF32, Tag::nchw);
-  auto from = wrap(to_nchw ? blocked : nchw, src);
-  auto to = wrap(to_nchw ? nchw : blocked, dst);
+  const auto [src_desc, dst_desc] = layout_descs(key);
+  auto from = wrap(src_desc, src);
+  auto to = wrap(dst_desc, dst);
   dnnl::stream stream(cpu_engine());
   layout_reorder(key).execute(stream, from, to);
   stream.wait();

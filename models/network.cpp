@@ -609,7 +609,6 @@ struct FactorisedReadoutFunction : public torch::autograd::Function<FactorisedRe
                                   f_abs.data_ptr<float>(), f.data_ptr<float>(), b, c, n, n0, n1,
                                   dt.data_ptr<float>(), want_f ? df.data_ptr<float>() : nullptr);
       });
-      const auto rows = h.view({b * c, p});
       if (want_h) {
         gh = torch::empty_like(h);
         auto gh_rows = gh.view({b * c, p});
@@ -617,7 +616,7 @@ struct FactorisedReadoutFunction : public torch::autograd::Function<FactorisedRe
       }
       if (want_s) {
         ds = torch::empty_like(s);
-        sgemm(dt, false, rows, false, ds);
+        sgemm(dt, false, h.view({b * c, p}), false, ds);
         kernels::multiply_by_sign(s.data_ptr<float>(), n * p, ds.data_ptr<float>());
       }
     }
@@ -677,8 +676,9 @@ struct L1ProductFunction : public torch::autograd::Function<L1ProductFunction> {
     if (want_s) ds = torch::empty_like(s);
     if (want_f) df = torch::empty_like(f);
     if (want_s || want_f) {
-      const float scale = static_cast<float>(ctx->saved_data["l1"].toDouble() *
-                                             grads[0].to(torch::kCPU).item<double>());
+      // The l1 weight times the scalar gradient of the penalty (a CPU tensor on this path).
+      const float scale =
+          static_cast<float>(ctx->saved_data["l1"].toDouble() * grads[0].item<double>());
       kernels::l1_product_grads(s.data_ptr<float>(), f.data_ptr<float>(), s_norm.data_ptr<float>(),
                                 f_norm.data_ptr<float>(), s.size(0), s.size(1), f.size(1), scale,
                                 want_s ? ds.data_ptr<float>() : nullptr,
@@ -710,8 +710,7 @@ torch::Tensor ReadoutImpl::drive(const torch::Tensor& h) {
   // Elsewhere (a GPU's libraries batch small products well): pool space first,
   // (B, C, P) x (P, N) -> (B, C, N), then weight the channels.
   auto pooled = torch::matmul(h.reshape({b, c, -1}), spatial_.abs().t());
-  auto drive = (pooled * features_.abs().t().unsqueeze(0)).sum(1);
-  return drive + bias_;
+  return (pooled * features_.abs().t().unsqueeze(0)).sum(1) + bias_;
 }
 
 torch::Tensor ReadoutImpl::regulariser() const {
@@ -879,14 +878,21 @@ torch::Tensor poisson_loss(const torch::Tensor& prediction, const torch::Tensor&
   return (prediction - target * torch::log(prediction + 1e-5)).sum(1).mean();
 }
 
-torch::Tensor poisson_loss_of_drive(const torch::Tensor& drive, const torch::Tensor& target) {
+namespace {
+
+// Where PoissonSoftplusFunction's kernel takes the pair.
+bool fused_poisson_applies(const torch::Tensor& drive, const torch::Tensor& target) {
   const auto cpu_float = [](const torch::Tensor& t) {
     return t.device().is_cpu() && t.scalar_type() == torch::kFloat && t.dim() == 2;
   };
-  if (cpu_float(drive) && cpu_float(target) && drive.sizes() == target.sizes() &&
-      drive.size(0) > 0) {
-    return PoissonSoftplusFunction::apply(drive, target);
-  }
+  return cpu_float(drive) && cpu_float(target) && drive.sizes() == target.sizes() &&
+         drive.size(0) > 0;
+}
+
+}  // namespace
+
+torch::Tensor poisson_loss_of_drive(const torch::Tensor& drive, const torch::Tensor& target) {
+  if (fused_poisson_applies(drive, target)) return PoissonSoftplusFunction::apply(drive, target);
   return poisson_loss(F::softplus(drive), target);
 }
 
@@ -908,8 +914,11 @@ LossTerms compute_loss(DaeNr& model, const ModelOutput& out, const torch::Tensor
     terms.total = terms.total + weights.alpha * reconstruction_scale(weights, images) * ae;
   }
   if (out.prediction.defined()) {
-    terms.poisson = out.drive.defined() ? poisson_loss_of_drive(out.drive, responses)
-                                        : poisson_loss(out.prediction, responses);
+    // Elsewhere (a GPU) from the prediction the forward pass already made, not a second
+    // softplus.
+    terms.poisson = out.drive.defined() && fused_poisson_applies(out.drive, responses)
+                        ? PoissonSoftplusFunction::apply(out.drive, responses)
+                        : poisson_loss(out.prediction, responses);
     terms.total = terms.total + weights.beta * (terms.poisson + model->readout_regulariser());
   }
   return terms;
