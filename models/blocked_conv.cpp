@@ -1,5 +1,6 @@
 #include "models/blocked_conv.h"
 
+#include <atomic>
 #include <fmt/format.h>
 #include <fmt/ranges.h>  // fmt::join
 #include <map>
@@ -78,10 +79,19 @@ struct ConvPrimitives {
   dnnl::convolution_backward_weights backward_weights;
 };
 
-using ConvKey = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t>;  // B, IC, OC, H, W
+// B, IC, OC, H, W, and the intra-op thread count. oneDNN divides a primitive's work for the
+// thread count it was made with and keeps that division: a primitive made on one thread runs on
+// one thread ever after, and the weight gradient, summed over the batch in per-thread parts,
+// keeps that thread count's bits. Without the count in the key, a worker that ran a one-thread
+// job and then a two-thread job gave the second one thread's speed and one thread's results,
+// not the two-thread results a fresh process gives (measured: 111 against 83 ms for 20 steps
+// of h1's convolution at batch 64, and a different weight gradient in the 7th digit).
+using ConvKey = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int>;
+
+std::atomic<std::size_t> primitives_made{0};  // convolutions' and reorders', for tests
 
 std::unique_ptr<ConvPrimitives> make_primitives(const ConvKey& key) {
-  const auto [b, ic, oc, h, w] = key;
+  const auto [b, ic, oc, h, w, threads] = key;
   auto& engine = cpu_engine();
   auto p = std::make_unique<ConvPrimitives>();
   p->src = memory::desc({b, ic, h, w}, kF32, ic % kChannelBlock == 0 ? Tag::nChw16c : Tag::nchw);
@@ -114,7 +124,10 @@ const ConvPrimitives& primitives(const ConvKey& key) {
   static std::map<ConvKey, std::unique_ptr<ConvPrimitives>> cache;
   std::lock_guard<std::mutex> lock(mutex);
   auto& slot = cache[key];
-  if (!slot) slot = make_primitives(key);
+  if (!slot) {
+    slot = make_primitives(key);
+    ++primitives_made;
+  }
   return *slot;
 }
 
@@ -136,8 +149,9 @@ memory in_layout(dnnl::stream& stream, const memory::desc& user_desc, const torc
 
 ConvKey key_of(const torch::Tensor& x, const torch::Tensor& weight) {
   const bool blocked = is_blocked(x);
-  return {x.size(0), blocked ? x.size(1) * kChannelBlock : x.size(1), weight.size(0), x.size(2),
-          x.size(3)};
+  return {x.size(0),      blocked ? x.size(1) * kChannelBlock : x.size(1),
+          weight.size(0), x.size(2),
+          x.size(3),      at::get_num_threads()};
 }
 
 struct BlockedConvFunction : public torch::autograd::Function<BlockedConvFunction> {
@@ -145,7 +159,7 @@ struct BlockedConvFunction : public torch::autograd::Function<BlockedConvFunctio
                                const torch::Tensor& weight, const torch::Tensor& bias) {
     const auto key = key_of(x, weight);
     const auto& p = primitives(key);
-    const auto [b, ic, oc, h, w] = key;
+    const auto [b, ic, oc, h, w, threads] = key;
     auto y =
         torch::empty({b, oc / kChannelBlock, (h + 1) / 2, (w + 1) / 2, kChannelBlock}, x.options());
     dnnl::stream stream(cpu_engine());
@@ -208,11 +222,13 @@ struct BlockedConvFunction : public torch::autograd::Function<BlockedConvFunctio
 // through TensorIterator: about 2% of the readout-only CNN's step each way at batch 32
 // (perf, 2026-12-03). Primitives are made once per shape and direction, like the
 // convolutions'. The result is the same copy, bit for bit.
-using ReorderKey = std::tuple<int64_t, int64_t, int64_t, int64_t, bool>;  // B, C, H, W, to NCHW
+// B, C, H, W, to NCHW, and the thread count (as for ConvKey: a reorder made on one thread
+// would copy on one thread ever after; its result is the same copy either way).
+using ReorderKey = std::tuple<int64_t, int64_t, int64_t, int64_t, bool, int>;
 
 // The source and destination descriptions of a key's layout change.
 std::pair<memory::desc, memory::desc> layout_descs(const ReorderKey& key) {
-  const auto [b, c, h, w, to_nchw] = key;
+  const auto [b, c, h, w, to_nchw, threads] = key;
   const memory::desc blocked({b, c, h, w}, kF32, Tag::nChw16c), nchw({b, c, h, w}, kF32, Tag::nchw);
   return to_nchw ? std::pair{blocked, nchw} : std::pair{nchw, blocked};
 }
@@ -226,6 +242,7 @@ const dnnl::reorder& layout_reorder(const ReorderKey& key) {
     const auto [src, dst] = layout_descs(key);
     slot = std::make_unique<dnnl::reorder>(
         dnnl::reorder::primitive_desc(cpu_engine(), src, cpu_engine(), dst));
+    ++primitives_made;
   }
   return *slot;
 }
@@ -244,7 +261,7 @@ struct FromBlockedFunction : public torch::autograd::Function<FromBlockedFunctio
   static torch::Tensor forward(torch::autograd::AutogradContext*, const torch::Tensor& x) {
     const int64_t b = x.size(0), c = x.size(1) * kChannelBlock, h = x.size(2), w = x.size(3);
     auto y = torch::empty({b, c, h, w}, x.options());
-    change_layout({b, c, h, w, true}, x, y);
+    change_layout({b, c, h, w, true, at::get_num_threads()}, x, y);
     return y;
   }
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext*,
@@ -252,7 +269,7 @@ struct FromBlockedFunction : public torch::autograd::Function<FromBlockedFunctio
     auto g = grads[0].contiguous();
     const int64_t b = g.size(0), c = g.size(1), h = g.size(2), w = g.size(3);
     auto gx = torch::empty({b, c / kChannelBlock, h, w, kChannelBlock}, g.options());
-    change_layout({b, c, h, w, false}, g, gx);
+    change_layout({b, c, h, w, false, at::get_num_threads()}, g, gx);
     return {gx};
   }
 };
@@ -280,7 +297,15 @@ torch::Tensor conv3x3s2_blocked(const torch::Tensor& x, const torch::Tensor& wei
   return BlockedConvFunction::apply(x, weight.contiguous(), bias.contiguous());
 }
 
+std::size_t blocked_primitives_made() {
+  return primitives_made.load();
+}
+
 #else
+
+std::size_t blocked_primitives_made() {
+  return 0;
+}
 
 namespace {
 torch::Tensor from_blocked_fast(const torch::Tensor& x) { return from_blocked_native(x); }

@@ -39,4 +39,8 @@ torch::Tensor to_blocked(const torch::Tensor& x);
 /// Whether x is a blocked map (5-D, last dimension 16, contiguous).
 bool is_blocked(const torch::Tensor& x);
 
+/// How many convolution and layout-change primitives this process has made (each shape,
+/// direction and intra-op thread count gets its own, made on first use): for tests.
+std::size_t blocked_primitives_made();
+
 }  // namespace daenr::models

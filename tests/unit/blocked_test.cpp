@@ -203,6 +203,43 @@ TEST(Blocked, TwoThreadsGiveTheSameBitsEveryTime) {
   }
 }
 
+TEST(Blocked, EachThreadCountGetsItsOwnPrimitives) {
+  // oneDNN divides a primitive's work for the thread count it was made with, for good: a
+  // convolution made on one thread and reused after set_num_threads(2) ran on one thread and
+  // gave one thread's weight gradient, where a fresh two-thread process gives another. So a
+  // new thread count must make new primitives, and going back must reuse the old ones (the
+  // same bits as before).
+  DAENR_NEEDS_BLOCKED();
+  torch::manual_seed(23);
+  // A batch no other test uses, so that this test sees its primitives made.
+  auto x = to_blocked(torch::randn({7, 16, 8, 8}));
+  auto w = torch::randn({16, 16, 3, 3}), b = torch::randn({16});
+  auto g = torch::randn({7, 1, 4, 4, 16});
+  auto run = [&] {
+    auto xx = x.clone().requires_grad_(), ww = w.clone().requires_grad_();
+    auto y = conv3x3s2_blocked(xx, ww, b);
+    (from_blocked(y) * from_blocked(g)).sum().backward();
+    return std::vector<torch::Tensor>{y.detach(), xx.grad(), ww.grad()};
+  };
+  const int before = torch::get_num_threads();
+  torch::set_num_threads(1);
+  const auto made0 = blocked_primitives_made();
+  const auto one = run();
+  const auto made1 = blocked_primitives_made();
+  EXPECT_EQ(made1 - made0, 3u) << "the convolution and the two layout changes, on one thread";
+  torch::set_num_threads(2);
+  const auto two = run();
+  EXPECT_EQ(blocked_primitives_made() - made1, 3u) << "two threads must not reuse one's";
+  torch::set_num_threads(1);
+  const auto again = run();
+  torch::set_num_threads(before);
+  EXPECT_EQ(blocked_primitives_made() - made1, 3u) << "back on one thread: its own, kept";
+  for (size_t i = 0; i < one.size(); ++i) {
+    EXPECT_TRUE(torch::equal(one[i], again[i])) << "tensor " << i;
+    EXPECT_TRUE(torch::allclose(one[i], two[i], 1e-4, 1e-4)) << "tensor " << i;
+  }
+}
+
 TEST(Blocked, TheBlockedPathIsTakenOnlyWhereItsKernelsApply) {
   DAENR_NEEDS_BLOCKED();
   auto x = torch::zeros({2, 1, 32, 32});
