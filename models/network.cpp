@@ -562,6 +562,23 @@ namespace {
 // few rows and columns) ran at half the speed of these on oneDNN's sgemm, and building W and
 // folding its gradient back passed over N C P floats (1.7 MB for 102 neurons at h2) twice a
 // step (bench/README.md, "The readout as pooling").
+//
+// Both passes run over the batch in chunks whose pooled maps t (N x chunk x C floats) stay
+// within kReadoutChunkBytes, so that a chunk's product and the elementwise pass after it meet
+// in the core's cache, and t's gradient is one chunk's buffer, instead of (N, B, C) arrays
+// (1.7 MB for 102 neurons at h2, batch 64) passing through memory. In the readout-only CNN's
+// step at batch 64 the readout's perf samples fell 12-15% with 96-128 KB chunks; 64 KB and
+// 256 KB gained less, 512 KB and more nothing (bench/README.md, "The readout in chunks"). A
+// fixed size, not the machine's cache: the sums' order, and so the results, are the same on
+// every machine.
+constexpr int64_t kReadoutChunkBytes = 128 * 1024;
+
+// Images per chunk.
+int64_t readout_chunk(int64_t neurons, int64_t channels) {
+  return std::max<int64_t>(
+      1, kReadoutChunkBytes / (neurons * channels * static_cast<int64_t>(sizeof(float))));
+}
+
 struct FactorisedReadoutFunction : public torch::autograd::Function<FactorisedReadoutFunction> {
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& h,
                                const torch::Tensor& spatial, const torch::Tensor& features,
@@ -576,13 +593,19 @@ struct FactorisedReadoutFunction : public torch::autograd::Function<FactorisedRe
     kernels::absolute(s.data_ptr<float>(), n * p, s_abs.data_ptr<float>());
     kernels::absolute(f.data_ptr<float>(), n * c, f_abs.data_ptr<float>());
     const auto rows = h.view({b * c, p});
-    auto t = torch::empty({n, b * c}, h.options());
-    sgemm(s_abs, false, rows, true, t);
+    auto t = torch::empty({b * c * n}, h.options());
     auto drive = torch::empty({b, n}, h.options());
-    at::parallel_for(0, n, 1, [&](int64_t n0, int64_t n1) {
-      kernels::readout_drive(t.data_ptr<float>(), f_abs.data_ptr<float>(),
-                             bias_c.data_ptr<float>(), b, c, n, n0, n1, drive.data_ptr<float>());
-    });
+    const int64_t chunk = readout_chunk(n, c);
+    for (int64_t b0 = 0; b0 < b; b0 += chunk) {
+      const int64_t bc = std::min(chunk, b - b0);
+      auto t_chunk = t.narrow(0, b0 * c * n, bc * c * n).view({n, bc * c});
+      sgemm(s_abs, false, rows.narrow(0, b0 * c, bc * c), true, t_chunk);
+      at::parallel_for(0, n, 1, [&](int64_t n0, int64_t n1) {
+        kernels::readout_drive(t_chunk.data_ptr<float>(), f_abs.data_ptr<float>(),
+                               bias_c.data_ptr<float>(), bc, c, n, n0, n1,
+                               drive.data_ptr<float>() + b0 * n);
+      });
+    }
     ctx->save_for_backward({h, t, s, f, s_abs, f_abs});
     return drive;
   }
@@ -602,23 +625,30 @@ struct FactorisedReadoutFunction : public torch::autograd::Function<FactorisedRe
     const bool want_h = ctx->needs_input_grad(0), want_s = ctx->needs_input_grad(1),
                want_f = ctx->needs_input_grad(2);
     if (want_h || want_s || want_f) {
-      auto dt = torch::empty({n, b * c}, h.options());
-      if (want_f) df = torch::empty_like(f);
-      at::parallel_for(0, n, 1, [&](int64_t n0, int64_t n1) {
-        kernels::readout_backward(g.data_ptr<float>(), t.data_ptr<float>(),
-                                  f_abs.data_ptr<float>(), f.data_ptr<float>(), b, c, n, n0, n1,
-                                  dt.data_ptr<float>(), want_f ? df.data_ptr<float>() : nullptr);
-      });
-      if (want_h) {
-        gh = torch::empty_like(h);
-        auto gh_rows = gh.view({b * c, p});
-        sgemm(dt, true, s_abs, false, gh_rows);
+      const int64_t chunk = readout_chunk(n, c);
+      auto dt_buffer = torch::empty({std::min(chunk, b) * c * n}, h.options());
+      if (want_f) df = torch::zeros_like(f);
+      if (want_h) gh = torch::empty_like(h);
+      if (want_s) ds = torch::empty_like(s);
+      const auto rows = h.view({b * c, p});
+      for (int64_t b0 = 0; b0 < b; b0 += chunk) {
+        const int64_t bc = std::min(chunk, b - b0);
+        auto dt = dt_buffer.narrow(0, 0, bc * c * n).view({n, bc * c});
+        const float* t_chunk = t.data_ptr<float>() + b0 * c * n;
+        at::parallel_for(0, n, 1, [&](int64_t n0, int64_t n1) {
+          kernels::readout_backward(g.data_ptr<float>() + b0 * n, t_chunk, f_abs.data_ptr<float>(),
+                                    bc, c, n, n0, n1, dt.data_ptr<float>(),
+                                    want_f ? df.data_ptr<float>() : nullptr);
+        });
+        if (want_h) {
+          auto gh_rows = gh.view({b * c, p}).narrow(0, b0 * c, bc * c);
+          sgemm(dt, true, s_abs, false, gh_rows);
+        }
+        if (want_s)
+          sgemm(dt, false, rows.narrow(0, b0 * c, bc * c), false, ds, 1.0f, b0 == 0 ? 0.0f : 1.0f);
       }
-      if (want_s) {
-        ds = torch::empty_like(s);
-        sgemm(dt, false, h.view({b * c, p}), false, ds);
-        kernels::multiply_by_sign(s.data_ptr<float>(), n * p, ds.data_ptr<float>());
-      }
+      if (want_f) kernels::multiply_by_sign(f.data_ptr<float>(), n * c, df.data_ptr<float>());
+      if (want_s) kernels::multiply_by_sign(s.data_ptr<float>(), n * p, ds.data_ptr<float>());
     }
     if (ctx->needs_input_grad(3)) gb = g.sum(0);
     return {gh, ds, df, gb};

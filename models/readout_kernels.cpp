@@ -59,17 +59,13 @@ DAENR_CLONES void readout_drive(const float* t, const float* f_abs, const float*
 }
 
 DAENR_CLONES void readout_backward(const float* g, const float* t, const float* f_abs,
-                                   const float* f, int64_t batch, int64_t channels,
-                                   int64_t neurons, int64_t n0, int64_t n1, float* dt,
-                                   float* df) {
+                                   int64_t batch, int64_t channels, int64_t neurons, int64_t n0,
+                                   int64_t n1, float* dt, float* df) {
   for (int64_t n = n0; n < n1; ++n) {
     const float* fn = f_abs + n * channels;
     const float* tn = t + n * batch * channels;
     float* dtn = dt + n * batch * channels;
     float* dfn = df != nullptr ? df + n * channels : nullptr;
-    if (dfn != nullptr) {
-      for (int64_t c = 0; c < channels; ++c) dfn[c] = 0.0f;
-    }
     for (int64_t b = 0; b < batch; ++b) {
       const float gb = g[b * neurons + n];
       const float* tb = tn + b * channels;
@@ -78,9 +74,6 @@ DAENR_CLONES void readout_backward(const float* g, const float* t, const float* 
       if (dfn != nullptr) {
         for (int64_t c = 0; c < channels; ++c) dfn[c] += gb * tb[c];
       }
-    }
-    if (dfn != nullptr) {
-      for (int64_t c = 0; c < channels; ++c) dfn[c] *= sgn(f[n * channels + c]);
     }
   }
 }

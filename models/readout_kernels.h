@@ -25,11 +25,12 @@ void readout_drive(const float* t, const float* f_abs, const float* bias, int64_
 
 /// The backward pass's elementwise half for neurons [n0, n1), from the drive's gradient g
 /// (B, N): dt[n, b, c] = g[b, n] f_abs[n, c] (the pooled maps' gradient, (N, B, C)), and,
-/// where df is not null, df[n, c] = sgn(f[n, c]) sum_b g[b, n] t[n, b, c], the images added
-/// in order, with sgn(0) = 0 as in LibTorch's gradient of abs. f and f_abs are (N, C).
-void readout_backward(const float* g, const float* t, const float* f_abs, const float* f,
-                      int64_t batch, int64_t channels, int64_t neurons, int64_t n0, int64_t n1,
-                      float* dt, float* df);
+/// where df is not null, df[n, c] += sum_b g[b, n] t[n, b, c], the images added in order: the
+/// gradient of |f| (N, C), which the caller accumulates over the batch's chunks and turns
+/// into f's with multiply_by_sign.
+void readout_backward(const float* g, const float* t, const float* f_abs, int64_t batch,
+                      int64_t channels, int64_t neurons, int64_t n0, int64_t n1, float* dt,
+                      float* df);
 
 /// x[i] *= sgn(sign_of[i]) for i < n (sgn(0) = 0): |s|'s gradient into s's.
 void multiply_by_sign(const float* sign_of, int64_t n, float* x);
