@@ -596,16 +596,18 @@ struct FactorisedReadoutFunction : public torch::autograd::Function<FactorisedRe
     auto t = torch::empty({b * c * n}, h.options());
     auto drive = torch::empty({b, n}, h.options());
     const int64_t chunk = readout_chunk(n, c);
-    for (int64_t b0 = 0; b0 < b; b0 += chunk) {
-      const int64_t bc = std::min(chunk, b - b0);
-      auto t_chunk = t.narrow(0, b0 * c * n, bc * c * n).view({n, bc * c});
-      sgemm(s_abs, false, rows.narrow(0, b0 * c, bc * c), true, t_chunk);
-      at::parallel_for(0, n, 1, [&](int64_t n0, int64_t n1) {
+    // Threads take whole chunks, each on its own core's cache, with single-threaded products
+    // (oneDNN runs one thread inside a parallel region).
+    at::parallel_for(0, (b + chunk - 1) / chunk, 1, [&](int64_t k0, int64_t k1) {
+      for (int64_t b0 = k0 * chunk; b0 < std::min(b, k1 * chunk); b0 += chunk) {
+        const int64_t bc = std::min(chunk, b - b0);
+        auto t_chunk = t.narrow(0, b0 * c * n, bc * c * n).view({n, bc * c});
+        sgemm(s_abs, false, rows.narrow(0, b0 * c, bc * c), true, t_chunk);
         kernels::readout_drive(t_chunk.data_ptr<float>(), f_abs.data_ptr<float>(),
-                               bias_c.data_ptr<float>(), bc, c, n, n0, n1,
+                               bias_c.data_ptr<float>(), bc, c, n, 0, n,
                                drive.data_ptr<float>() + b0 * n);
-      });
-    }
+      }
+    });
     ctx->save_for_backward({h, t, s, f, s_abs, f_abs});
     return drive;
   }
@@ -625,28 +627,34 @@ struct FactorisedReadoutFunction : public torch::autograd::Function<FactorisedRe
     const bool want_h = ctx->needs_input_grad(0), want_s = ctx->needs_input_grad(1),
                want_f = ctx->needs_input_grad(2);
     if (want_h || want_s || want_f) {
-      const int64_t chunk = readout_chunk(n, c);
-      auto dt_buffer = torch::empty({std::min(chunk, b) * c * n}, h.options());
-      if (want_f) df = torch::zeros_like(f);
+      const int64_t chunk = readout_chunk(n, c), chunks = (b + chunk - 1) / chunk;
+      // As in the forward pass, threads take whole chunks. Each thread sums its chunks' parts
+      // of s's and f's gradients in its own buffers, added below in thread order: the same
+      // order on every run with the same thread count.
+      const int64_t parts = std::min<int64_t>(at::get_num_threads(), chunks);
+      auto dt_buffers = torch::empty({parts, std::min(chunk, b) * c * n}, h.options());
+      auto df_parts = want_f ? torch::zeros({parts, n, c}, h.options()) : torch::Tensor();
+      auto ds_parts = want_s ? torch::zeros({parts, n, p}, h.options()) : torch::Tensor();
       if (want_h) gh = torch::empty_like(h);
-      if (want_s) ds = torch::empty_like(s);
       const auto rows = h.view({b * c, p});
-      for (int64_t b0 = 0; b0 < b; b0 += chunk) {
-        const int64_t bc = std::min(chunk, b - b0);
-        auto dt = dt_buffer.narrow(0, 0, bc * c * n).view({n, bc * c});
-        const float* t_chunk = t.data_ptr<float>() + b0 * c * n;
-        at::parallel_for(0, n, 1, [&](int64_t n0, int64_t n1) {
-          kernels::readout_backward(g.data_ptr<float>() + b0 * n, t_chunk, f_abs.data_ptr<float>(),
-                                    bc, c, n, n0, n1, dt.data_ptr<float>(),
-                                    want_f ? df.data_ptr<float>() : nullptr);
-        });
-        if (want_h) {
-          auto gh_rows = gh.view({b * c, p}).narrow(0, b0 * c, bc * c);
-          sgemm(dt, true, s_abs, false, gh_rows);
+      at::parallel_for(0, chunks, 1, [&](int64_t k0, int64_t k1) {
+        const int64_t part = at::get_thread_num();
+        auto ds_part = want_s ? ds_parts[part] : torch::Tensor();
+        for (int64_t b0 = k0 * chunk; b0 < std::min(b, k1 * chunk); b0 += chunk) {
+          const int64_t bc = std::min(chunk, b - b0);
+          auto dt = dt_buffers[part].narrow(0, 0, bc * c * n).view({n, bc * c});
+          kernels::readout_backward(g.data_ptr<float>() + b0 * n, t.data_ptr<float>() + b0 * c * n,
+                                    f_abs.data_ptr<float>(), bc, c, n, 0, n, dt.data_ptr<float>(),
+                                    want_f ? df_parts[part].data_ptr<float>() : nullptr);
+          if (want_h) {
+            auto gh_rows = gh.view({b * c, p}).narrow(0, b0 * c, bc * c);
+            sgemm(dt, true, s_abs, false, gh_rows);
+          }
+          if (want_s) sgemm(dt, false, rows.narrow(0, b0 * c, bc * c), false, ds_part, 1.0f, 1.0f);
         }
-        if (want_s)
-          sgemm(dt, false, rows.narrow(0, b0 * c, bc * c), false, ds, 1.0f, b0 == 0 ? 0.0f : 1.0f);
-      }
+      });
+      if (want_f) df = parts == 1 ? df_parts[0] : df_parts.sum(0);
+      if (want_s) ds = parts == 1 ? ds_parts[0] : ds_parts.sum(0);
       if (want_f) kernels::multiply_by_sign(f.data_ptr<float>(), n * c, df.data_ptr<float>());
       if (want_s) kernels::multiply_by_sign(s.data_ptr<float>(), n * p, ds.data_ptr<float>());
     }
