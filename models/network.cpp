@@ -1,10 +1,10 @@
 #include "models/network.h"
 
-#include <fmt/format.h>
-
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cmath>
+#include <fmt/format.h>
 
 #include "models/blocked_conv.h"
 #include "models/bn_elu_kernels.h"
@@ -960,6 +960,15 @@ LossTerms compute_loss(DaeNr& model, const ModelOutput& out, const torch::Tensor
     terms.total = terms.total + weights.beta * (terms.poisson + model->readout_regulariser());
   }
   return terms;
+}
+
+int parallel_for_threads(int64_t tasks) {
+  std::atomic<int> seen{0};
+  at::parallel_for(0, tasks, 1, [&](int64_t, int64_t) {
+    const int bit = 1 << std::min(at::get_thread_num(), 30);
+    seen.fetch_or(bit);
+  });
+  return __builtin_popcount(static_cast<unsigned>(seen.load()));
 }
 
 }  // namespace daenr::models

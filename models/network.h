@@ -249,4 +249,9 @@ struct LossTerms {
 LossTerms compute_loss(DaeNr& model, const ModelOutput& out, const torch::Tensor& images,
                        const torch::Tensor& responses, const LossWeights& weights);
 
+/// How many threads at::parallel_for gives this library's kernels for `tasks` tasks at the
+/// current intra-op thread count: for tests. ATen's header runs the loop on the calling thread
+/// alone in a file compiled without OpenMP (CMakeLists.txt), so a wrong build says 1.
+int parallel_for_threads(int64_t tasks);
+
 }  // namespace daenr::models

@@ -163,6 +163,46 @@ TEST(Network, FactorisedReadoutGradientsMatchThePoolThenWeightForm) {
   }
 }
 
+TEST(Network, TheReadoutOnTwoThreadsMatchesItsFormulaAndRepeatsItsBits) {
+  // Two threads take the readout's chunks (8, 8 and 7 images here) and sum their parts of the
+  // masks' and weights' gradients in thread order: right, and the same bits every time. The
+  // library must be built with OpenMP for the threads to be used at all.
+  const int before = torch::get_num_threads();
+  torch::set_num_threads(2);
+  EXPECT_EQ(parallel_for_threads(2), 2)
+      << "models/ built without OpenMP: its kernels run on one thread";
+  torch::manual_seed(9);
+  const int n = 60, c = 64, batch = 23, side = layer_side(2);
+  auto cfg = tiny(AutoencoderKind::kNone, ReadoutKind::kFr, 2, n);
+  Readout ro(ReadoutKind::kFr, c, side, cfg, torch::rand({n}) + 0.5,
+             torch::randint(0, side * side, {n}, torch::kLong));
+  {
+    torch::NoGradGuard g;
+    ro->named_parameters()["features"].copy_(torch::randn({n, c}));
+    ro->named_parameters()["spatial"].copy_(torch::randn({n, side * side}));
+  }
+  const auto h0 = torch::randn({batch, c, side, side});
+  const auto weights = torch::randn({batch, n});
+  auto run = [&] {
+    ro->zero_grad();
+    auto h = h0.clone().requires_grad_();
+    auto out = ro->forward(h);
+    (out * weights).sum().backward();
+    return std::vector<torch::Tensor>{out.detach(), h.grad(),
+                                      ro->named_parameters()["features"].grad().clone(),
+                                      ro->named_parameters()["spatial"].grad().clone()};
+  };
+  const auto first = run(), second = run();
+  torch::set_num_threads(1);
+  const auto one = run();
+  torch::set_num_threads(before);
+  for (size_t i = 0; i < first.size(); ++i) {
+    EXPECT_TRUE(torch::equal(first[i], second[i])) << "tensor " << i;
+    const double scale = std::max(1.0, one[i].abs().max().item<double>());
+    EXPECT_TRUE(torch::allclose(first[i], one[i], 1e-5, 1e-5 * scale)) << "tensor " << i;
+  }
+}
+
 TEST(Network, ReadoutBiasStartsAtTheMeanRate) {
   // With weights near zero the initial prediction is softplus(b) = mean rate.
   auto rates = torch::tensor({0.2, 0.6, 1.5, 3.0});
