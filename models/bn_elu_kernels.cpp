@@ -93,6 +93,23 @@ constexpr int kChains = 4;
   return (acc[0][l] + acc[1][l]) + (acc[2][l] + acc[3][l]);
 }
 
+// Adds sum_i term(i, l) over a plane's positions i to out[l], for each lane l, in those chains.
+template <class Term>
+[[gnu::always_inline]] inline void add_chained_plane_sums(int64_t plane, const Term& term,
+                                                          double (&out)[kL]) {
+  float acc[kChains][kL] = {};
+  int64_t i = 0;
+  for (; i + kChains <= plane; i += kChains) {
+    for (int u = 0; u < kChains; ++u) {
+      for (int64_t l = 0; l < kL; ++l) acc[u][l] += term(i + u, l);
+    }
+  }
+  for (; i < plane; ++i) {
+    for (int64_t l = 0; l < kL; ++l) acc[0][l] += term(i, l);
+  }
+  for (int64_t l = 0; l < kL; ++l) out[l] += join_chains(acc, l);
+}
+
 [[gnu::always_inline]] inline const float* block_plane(const float* x, NchwShape s, int64_t b,
                                                        int64_t block) {
   return x + ((b * (s.channels / kL) + block) * s.plane) * kL;
@@ -107,39 +124,22 @@ constexpr int kChains = 4;
     double total[kL] = {}, deviation[kL] = {};
     for (int64_t b = 0; b < s.batch; ++b) {
       const float* xp = block_plane(x, s, b, block);
-      float acc[kChains][kL] = {};
-      int64_t i = 0;
-      for (; i + kChains <= s.plane; i += kChains) {
-        for (int u = 0; u < kChains; ++u) {
-          for (int64_t l = 0; l < kL; ++l) acc[u][l] += xp[(i + u) * kL + l];
-        }
-      }
-      for (; i < s.plane; ++i) {
-        for (int64_t l = 0; l < kL; ++l) acc[0][l] += xp[i * kL + l];
-      }
-      for (int64_t l = 0; l < kL; ++l) total[l] += join_chains(acc, l);
+      add_chained_plane_sums(
+          s.plane,
+          [&](int64_t i, int64_t l) __attribute__((always_inline)) { return xp[i * kL + l]; },
+          total);
     }
     float m[kL], scale[kL], shift[kL];
     for (int64_t l = 0; l < kL; ++l) m[l] = static_cast<float>(total[l] / count);
     for (int64_t b = 0; b < s.batch; ++b) {
       const float* xp = block_plane(x, s, b, block);
-      float acc[kChains][kL] = {};
-      int64_t i = 0;
-      for (; i + kChains <= s.plane; i += kChains) {
-        for (int u = 0; u < kChains; ++u) {
-          for (int64_t l = 0; l < kL; ++l) {
-            const float d = xp[(i + u) * kL + l] - m[l];
-            acc[u][l] += d * d;
-          }
-        }
-      }
-      for (; i < s.plane; ++i) {
-        for (int64_t l = 0; l < kL; ++l) {
-          const float d = xp[i * kL + l] - m[l];
-          acc[0][l] += d * d;
-        }
-      }
-      for (int64_t l = 0; l < kL; ++l) deviation[l] += join_chains(acc, l);
+      add_chained_plane_sums(
+          s.plane,
+          [&](int64_t i, int64_t l) __attribute__((always_inline)) {
+            const float d = xp[i * kL + l] - m[l];
+            return d * d;
+          },
+          deviation);
     }
     for (int64_t l = 0; l < kL; ++l) {
       const int64_t c = block * kL + l;

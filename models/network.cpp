@@ -22,6 +22,11 @@ int layer_side(int layer) { return 32 >> layer; }
 
 namespace {
 
+// Whether t is a float32 tensor on the CPU: what daenr's own CPU kernels take.
+bool cpu_float(const torch::Tensor& t) {
+  return t.device().is_cpu() && t.scalar_type() == torch::kFloat;
+}
+
 // A block holds its convolution (index 0) and BatchNorm (index 1); the ELU that follows has no
 // parameters and is applied by SyncBatchNorm2dImpl::forward_elu, which fuses the two.
 nn::Sequential conv_block(int in, int out) {
@@ -739,9 +744,7 @@ torch::Tensor ReadoutImpl::drive(const torch::Tensor& h) {
   }
   // drive[b, n] = (sum_c |w_f[n, c]| sum_p |w_s[n, p]| h[b, c, p] + b_n).
   const auto c = h.size(1);
-  if (h.device().is_cpu() && h.scalar_type() == torch::kFloat &&
-      spatial_.scalar_type() == torch::kFloat && features_.scalar_type() == torch::kFloat &&
-      bias_.scalar_type() == torch::kFloat) {
+  if (cpu_float(h) && cpu_float(spatial_) && cpu_float(features_) && cpu_float(bias_)) {
     const auto flat = h.reshape({b, -1}).contiguous();
     return FactorisedReadoutFunction::apply(flat, spatial_, features_, bias_);
   }
@@ -756,9 +759,6 @@ torch::Tensor ReadoutImpl::regulariser() const {
   // The product of the two L1 norms per neuron (Klindt et al. 2017): neither
   // factor can shrink the penalty by growing the other. The fixed FM mask has
   // unit norm, so for FM this is an L1 penalty on the feature weights.
-  const auto cpu_float = [](const torch::Tensor& t) {
-    return t.device().is_cpu() && t.scalar_type() == torch::kFloat;
-  };
   if (cpu_float(spatial_) && cpu_float(features_)) {
     return L1ProductFunction::apply(spatial_, features_, l1_);
   }
@@ -920,11 +920,8 @@ namespace {
 
 // Where PoissonSoftplusFunction's kernel takes the pair.
 bool fused_poisson_applies(const torch::Tensor& drive, const torch::Tensor& target) {
-  const auto cpu_float = [](const torch::Tensor& t) {
-    return t.device().is_cpu() && t.scalar_type() == torch::kFloat && t.dim() == 2;
-  };
-  return cpu_float(drive) && cpu_float(target) && drive.sizes() == target.sizes() &&
-         drive.size(0) > 0;
+  return cpu_float(drive) && cpu_float(target) && drive.dim() == 2 &&
+         drive.sizes() == target.sizes() && drive.size(0) > 0;
 }
 
 }  // namespace

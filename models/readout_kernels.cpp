@@ -13,16 +13,23 @@ namespace {
 // order, vectorises without reassociating anything, so every ISA gives the same sum.
 constexpr int kReadoutLanes = 16;
 
-[[gnu::always_inline]] inline float dot(const float* a, const float* b, int64_t n) {
+// sum_i term(i) for i < n in those lanes.
+template <class Term>
+[[gnu::always_inline]] inline float lane_sum(int64_t n, const Term& term) {
   float lane[kReadoutLanes] = {};
   int64_t i = 0;
   for (; i + kReadoutLanes <= n; i += kReadoutLanes) {
-    for (int j = 0; j < kReadoutLanes; ++j) lane[j] += a[i + j] * b[i + j];
+    for (int j = 0; j < kReadoutLanes; ++j) lane[j] += term(i + j);
   }
   float total = 0.0f;
   for (int j = 0; j < kReadoutLanes; ++j) total += lane[j];
-  for (; i < n; ++i) total += a[i] * b[i];
+  for (; i < n; ++i) total += term(i);
   return total;
+}
+
+[[gnu::always_inline]] inline float dot(const float* a, const float* b, int64_t n) {
+  return lane_sum(
+      n, [&](int64_t i) __attribute__((always_inline)) { return a[i] * b[i]; });
 }
 
 [[gnu::always_inline]] inline float sgn(float x) {
@@ -89,22 +96,13 @@ DAENR_CLONES double poisson_softplus(const float* drive, const float* target, in
     const float* d = drive + row * cols;
     const float* r = target + row * cols;
     float* gr = grad + row * cols;
-    float lane[kReadoutLanes] = {};
-    int64_t i = 0;
-    for (; i + kReadoutLanes <= cols; i += kReadoutLanes) {
-      for (int j = 0; j < kReadoutLanes; ++j) {
-        float g;
-        lane[j] += poisson_term(d[i + j], r[i + j], g);
-        gr[i + j] = grad_scale * g;
-      }
-    }
-    float sum = 0.0f;
-    for (int j = 0; j < kReadoutLanes; ++j) sum += lane[j];
-    for (; i < cols; ++i) {
-      float g;
-      sum += poisson_term(d[i], r[i], g);
-      gr[i] = grad_scale * g;
-    }
+    const float sum = lane_sum(
+        cols, [&](int64_t i) __attribute__((always_inline)) {
+          float g;
+          const float term = poisson_term(d[i], r[i], g);
+          gr[i] = grad_scale * g;
+          return term;
+        });
     total += sum;
   }
   return total;
@@ -121,14 +119,8 @@ DAENR_CLONES float log1p_unit(float u) {
 DAENR_CLONES void abs_row_sums(const float* x, int64_t rows, int64_t cols, float* sums) {
   for (int64_t row = 0; row < rows; ++row) {
     const float* xr = x + row * cols;
-    float lane[kReadoutLanes] = {};
-    int64_t i = 0;
-    for (; i + kReadoutLanes <= cols; i += kReadoutLanes) {
-      for (int j = 0; j < kReadoutLanes; ++j) lane[j] += std::fabs(xr[i + j]);
-    }
-    float sum = 0.0f;
-    for (int j = 0; j < kReadoutLanes; ++j) sum += lane[j];
-    for (; i < cols; ++i) sum += std::fabs(xr[i]);
+    const float sum = lane_sum(
+        cols, [&](int64_t i) __attribute__((always_inline)) { return std::fabs(xr[i]); });
     sums[row] = sum;
   }
 }
