@@ -22,6 +22,25 @@ namespace daenr::models {
 void sgemm(const torch::Tensor& a, bool transpose_a, const torch::Tensor& b, bool transpose_b,
            torch::Tensor& c, float alpha = 1.0f, float beta = 0.0f);
 
+/// A row-major float matrix in memory daenr owns elsewhere: `rows` x `cols`, row r at
+/// data + r * cols. The readout's inner loops pass pieces of their buffers this way: a
+/// torch::Tensor per piece (narrow, view) cost about ten LibTorch operator calls per chunk,
+/// 150 a step of the readout-only CNN, where the products themselves take microseconds.
+struct Matrix {
+  const float* data;
+  int64_t rows, cols;
+};
+/// The same, written to: sgemm's c.
+struct OutMatrix {
+  float* data;
+  int64_t rows, cols;
+};
+
+/// As above, on raw matrices (no device or type to check). Throws ModelError where the
+/// shapes do not agree.
+void sgemm(Matrix a, bool transpose_a, Matrix b, bool transpose_b, OutMatrix c, float alpha = 1.0f,
+           float beta = 0.0f);
+
 /// "oneDNN" when daenr was built with oneDNN's headers (DAENR_HAVE_DNNL), else "LibTorch"
 /// (its BLAS through addmm): for benchmarks and logs.
 const char* sgemm_backend();

@@ -214,12 +214,34 @@ torch::Tensor SyncBatchNorm2dImpl::forward_elu(const torch::Tensor& x) {
   // The running averages as BatchNorm2d keeps them: momentum, or a cumulative average
   // without one, of the batch mean and the unbiased batch variance.
   torch::NoGradGuard no_grad;
-  num_batches_tracked += 1;
-  const double f =
-      options.momentum() ? *options.momentum() : 1.0 / num_batches_tracked.item<double>();
   const double n = static_cast<double>(per_channel);
-  running_mean.mul_(1 - f).add_(mean.to(running_mean.scalar_type()), f);
-  running_var.mul_(1 - f).add_((var * (n / (n - 1))).to(running_var.scalar_type()), f);
+  const bool plain =
+      num_batches_tracked.device().is_cpu() && num_batches_tracked.scalar_type() == torch::kLong &&
+      running_mean.scalar_type() == torch::kFloat && running_var.scalar_type() == torch::kFloat &&
+      running_mean.is_contiguous() && running_var.is_contiguous();
+  if (!plain) {
+    num_batches_tracked += 1;
+    const double f =
+        options.momentum() ? *options.momentum() : 1.0 / num_batches_tracked.item<double>();
+    running_mean.mul_(1 - f).add_(mean.to(running_mean.scalar_type()), f);
+    running_var.mul_(1 - f).add_((var * (n / (n - 1))).to(running_var.scalar_type()), f);
+    return y;
+  }
+  // The same in one loop: the operators above (eleven calls for 64 floats) cost more than
+  // the arithmetic. Rounded as they round: each product to float, the add as one fused
+  // multiply-add (ATen's vectorised add with alpha), so the bits match.
+  const int64_t tracked = ++num_batches_tracked.data_ptr<int64_t>()[0];
+  const double f = options.momentum() ? *options.momentum() : 1.0 / static_cast<double>(tracked);
+  const float keep = static_cast<float>(1 - f), take = static_cast<float>(f);
+  const float unbias = static_cast<float>(n / (n - 1));
+  float* rm = running_mean.data_ptr<float>();
+  float* rv = running_var.data_ptr<float>();
+  const float* m = mean.data_ptr<float>();
+  const float* v = var.data_ptr<float>();
+  for (int64_t c = 0; c < shape.channels; ++c) {
+    rm[c] = std::fma(m[c], take, rm[c] * keep);
+    rv[c] = std::fma(v[c] * unbias, take, rv[c] * keep);
+  }
   return y;
 }
 
@@ -597,20 +619,27 @@ struct FactorisedReadoutFunction : public torch::autograd::Function<FactorisedRe
     auto f_abs = torch::empty({n, c}, h.options());
     kernels::absolute(s.data_ptr<float>(), n * p, s_abs.data_ptr<float>());
     kernels::absolute(f.data_ptr<float>(), n * c, f_abs.data_ptr<float>());
-    const auto rows = h.view({b * c, p});
+    // h's rows (B C of them, P long), t and the drive as raw matrices: a tensor per chunk
+    // (narrow, view) cost more operator calls than the chunk's product (models/gemm.h).
+    const auto hc = h.contiguous();
+    const float* h_rows = hc.data_ptr<float>();
     auto t = torch::empty({b * c * n}, h.options());
     auto drive = torch::empty({b, n}, h.options());
+    float* t_data = t.data_ptr<float>();
+    float* drive_data = drive.data_ptr<float>();
+    const Matrix s_mat{s_abs.data_ptr<float>(), n, p};
+    const float* f_abs_data = f_abs.data_ptr<float>();
+    const float* bias_data = bias_c.data_ptr<float>();
     const int64_t chunk = readout_chunk(n, c);
     // Threads take whole chunks, each on its own core's cache, with single-threaded products
     // (oneDNN runs one thread inside a parallel region).
     at::parallel_for(0, (b + chunk - 1) / chunk, 1, [&](int64_t k0, int64_t k1) {
       for (int64_t b0 = k0 * chunk; b0 < std::min(b, k1 * chunk); b0 += chunk) {
         const int64_t bc = std::min(chunk, b - b0);
-        auto t_chunk = t.narrow(0, b0 * c * n, bc * c * n).view({n, bc * c});
-        sgemm(s_abs, false, rows.narrow(0, b0 * c, bc * c), true, t_chunk);
-        kernels::readout_drive(t_chunk.data_ptr<float>(), f_abs.data_ptr<float>(),
-                               bias_c.data_ptr<float>(), bc, c, n, 0, n,
-                               drive.data_ptr<float>() + b0 * n);
+        float* t_chunk = t_data + b0 * c * n;  // (N, bc C)
+        sgemm(s_mat, false, Matrix{h_rows + b0 * c * p, bc * c, p}, true,
+              OutMatrix{t_chunk, n, bc * c});
+        kernels::readout_drive(t_chunk, f_abs_data, bias_data, bc, c, n, 0, n, drive_data + b0 * n);
       }
     });
     ctx->save_for_backward({h, t, s, f, s_abs, f_abs});
@@ -637,25 +666,34 @@ struct FactorisedReadoutFunction : public torch::autograd::Function<FactorisedRe
       // of s's and f's gradients in its own buffers, added below in thread order: the same
       // order on every run with the same thread count.
       const int64_t parts = std::min<int64_t>(at::get_num_threads(), chunks);
-      auto dt_buffers = torch::empty({parts, std::min(chunk, b) * c * n}, h.options());
+      const int64_t dt_size = std::min(chunk, b) * c * n;
+      auto dt_buffers = torch::empty({parts, dt_size}, h.options());
       auto df_parts = want_f ? torch::zeros({parts, n, c}, h.options()) : torch::Tensor();
       auto ds_parts = want_s ? torch::zeros({parts, n, p}, h.options()) : torch::Tensor();
-      if (want_h) gh = torch::empty_like(h);
-      const auto rows = h.view({b * c, p});
+      if (want_h) gh = torch::empty(h.sizes(), h.options());
+      const auto hc = h.contiguous();
+      const float* h_rows = hc.data_ptr<float>();
+      const float* g_data = g.data_ptr<float>();
+      const float* t_data = t.data_ptr<float>();
+      const float* f_abs_data = f_abs.data_ptr<float>();
+      const Matrix s_mat{s_abs.data_ptr<float>(), n, p};
+      float* dt_data = dt_buffers.data_ptr<float>();
+      float* df_data = want_f ? df_parts.data_ptr<float>() : nullptr;
+      float* ds_data = want_s ? ds_parts.data_ptr<float>() : nullptr;
+      float* gh_data = want_h ? gh.data_ptr<float>() : nullptr;
       at::parallel_for(0, chunks, 1, [&](int64_t k0, int64_t k1) {
         const int64_t part = at::get_thread_num();
-        auto ds_part = want_s ? ds_parts[part] : torch::Tensor();
+        float* dt = dt_data + part * dt_size;
         for (int64_t b0 = k0 * chunk; b0 < std::min(b, k1 * chunk); b0 += chunk) {
           const int64_t bc = std::min(chunk, b - b0);
-          auto dt = dt_buffers[part].narrow(0, 0, bc * c * n).view({n, bc * c});
-          kernels::readout_backward(g.data_ptr<float>() + b0 * n, t.data_ptr<float>() + b0 * c * n,
-                                    f_abs.data_ptr<float>(), bc, c, n, 0, n, dt.data_ptr<float>(),
-                                    want_f ? df_parts[part].data_ptr<float>() : nullptr);
-          if (want_h) {
-            auto gh_rows = gh.view({b * c, p}).narrow(0, b0 * c, bc * c);
-            sgemm(dt, true, s_abs, false, gh_rows);
+          kernels::readout_backward(g_data + b0 * n, t_data + b0 * c * n, f_abs_data, bc, c, n, 0,
+                                    n, dt, want_f ? df_data + part * n * c : nullptr);
+          const Matrix dt_mat{dt, n, bc * c};
+          if (want_h) sgemm(dt_mat, true, s_mat, false, OutMatrix{gh_data + b0 * c * p, bc * c, p});
+          if (want_s) {
+            sgemm(dt_mat, false, Matrix{h_rows + b0 * c * p, bc * c, p}, false,
+                  OutMatrix{ds_data + part * n * p, n, p}, 1.0f, 1.0f);
           }
-          if (want_s) sgemm(dt, false, rows.narrow(0, b0 * c, bc * c), false, ds_part, 1.0f, 1.0f);
         }
       });
       if (want_f) df = parts == 1 ? df_parts[0] : df_parts.sum(0);

@@ -293,7 +293,9 @@ void Trainer::optimisation_step(const Group& g, const models::LossWeights& weigh
   // Drop the gradients instead of filling them with zeros: backward then
   // writes them fresh, one pass less over every parameter. (Every parameter
   // is reached by the loss at every step, so Adam sees the same gradients.)
-  model_->zero_grad(/*set_to_none=*/true);
+  // Not Module::zero_grad(true): it detaches each gradient before dropping it, an operator
+  // call per parameter for nothing.
+  for (const auto& p : model_->parameters()) p.mutable_grad().reset();
   auto out = model_->forward(x);
   auto terms = models::compute_loss(model_, out, x, s, weights);
   if (g.reducer == nullptr) {

@@ -58,5 +58,26 @@ TEST(Gemm, RejectsWhatItCannotMultiply) {
   EXPECT_THROW(sgemm(torch::ones({2, 3}), false, torch::ones({3, 2}), false, wrong), ModelError);
 }
 
+// The raw form on pieces of larger buffers, as the readout's chunks use it: each piece's
+// product lands in its own rows of c, and nothing outside them is written.
+TEST(Gemm, RawMatricesMultiplyPiecesOfABuffer) {
+  torch::manual_seed(7);
+  const int64_t n = 5, p = 9, rows = 12, piece = 4;
+  auto s = torch::randn({n, p}), h = torch::randn({rows, p});
+  auto t = torch::full({rows * n + 1}, -7.0f);  // one guard value past the end
+  for (int64_t r0 = 0; r0 < rows; r0 += piece) {
+    sgemm(Matrix{s.data_ptr<float>(), n, p}, false, Matrix{h.data_ptr<float>() + r0 * p, piece, p},
+          true, OutMatrix{t.data_ptr<float>() + r0 * n, n, piece});
+    const auto want = torch::matmul(s, h.slice(0, r0, r0 + piece).t());
+    EXPECT_TRUE(
+        torch::allclose(t.slice(0, r0 * n, (r0 + piece) * n).view({n, piece}), want, 1e-5, 1e-5))
+        << r0;
+  }
+  EXPECT_EQ(t[rows * n].item<float>(), -7.0f);
+  EXPECT_THROW(sgemm(Matrix{s.data_ptr<float>(), n, p}, false, Matrix{h.data_ptr<float>(), p, 3},
+                     true, OutMatrix{t.data_ptr<float>(), n, p}),
+               ModelError);
+}
+
 }  // namespace
 }  // namespace daenr::models

@@ -564,60 +564,66 @@ TEST(Network, FusedReadoutRegulariserMatchesItsFormula) {
 }
 
 // The fused training path of BatchNorm + ELU against the native modules it replaces: output,
-// all three gradients and the running statistics, on planes below, at and above the
-// kernels' 16-lane width and with an odd size.
+// all three gradients and the running statistics (an exponential average, and without a
+// momentum the cumulative one, over three steps), on planes below, at and above the kernels'
+// 16-lane width and with an odd size.
 TEST(Network, FusedBatchNormEluMatchesTheNativeModules) {
   torch::manual_seed(11);
   for (const auto& shape : {std::vector<int64_t>{64, 8, 2, 2}, std::vector<int64_t>{5, 3, 3, 7},
-                            std::vector<int64_t>{4, 6, 16, 16}, std::vector<int64_t>{3, 2, 32, 32}}) {
-    SyncBatchNorm2d fused(shape[1]);
-    torch::nn::BatchNorm2d native(shape[1]);
-    {
-      torch::NoGradGuard no_grad;
-      fused->weight.uniform_(0.5, 1.5);
-      fused->bias.uniform_(-0.5, 0.5);
-      native->weight.copy_(fused->weight);
-      native->bias.copy_(fused->bias);
+                            std::vector<int64_t>{4, 6, 16, 16}, std::vector<int64_t>{3, 2, 32, 32}})
+    for (const c10::optional<double> momentum :
+         {c10::optional<double>(0.1), c10::optional<double>()}) {
+      SyncBatchNorm2d fused(shape[1]);
+      torch::nn::BatchNorm2d native(torch::nn::BatchNorm2dOptions(shape[1]).momentum(momentum));
+      fused->options.momentum(momentum);
+      {
+        torch::NoGradGuard no_grad;
+        fused->weight.uniform_(0.5, 1.5);
+        fused->bias.uniform_(-0.5, 0.5);
+        native->weight.copy_(fused->weight);
+        native->bias.copy_(fused->bias);
+      }
+      for (int step = 0; step < 3; ++step) {
+        // A shifted, scaled input so that the mean matters and both ELU sides are hit.
+        auto x = (torch::randn(shape) * 3 + 1).requires_grad_();
+        auto x2 = x.detach().clone().requires_grad_();
+        auto got = fused->forward_elu(x);
+        auto want = torch::elu(native->forward(x2));
+        EXPECT_TRUE(torch::allclose(got, want, 1e-5, 1e-5)) << shape;
+        auto g = torch::randn_like(got);
+        fused->zero_grad();
+        native->zero_grad();
+        (got * g).sum().backward();
+        (want * g).sum().backward();
+        EXPECT_TRUE(torch::allclose(x.grad(), x2.grad(), 1e-4, 1e-5)) << shape;
+        EXPECT_TRUE(torch::allclose(fused->weight.grad(), native->weight.grad(), 1e-4, 1e-4))
+            << shape;
+        EXPECT_TRUE(torch::allclose(fused->bias.grad(), native->bias.grad(), 1e-4, 1e-4)) << shape;
+        EXPECT_TRUE(torch::allclose(fused->running_mean, native->running_mean, 1e-5, 1e-6))
+            << shape;
+        EXPECT_TRUE(torch::allclose(fused->running_var, native->running_var, 1e-5, 1e-6)) << shape;
+        EXPECT_EQ(fused->num_batches_tracked.item<int64_t>(), step + 1);
+      }
+      // Evaluation: the running statistics those steps left, without gradients on the
+      // folded kernel, with them (MEI's input gradients) on the native operators.
+      fused->eval();
+      native->eval();
+      auto x = torch::randn(shape) * 3 + 1;
+      auto want = torch::elu(native->forward(x)).detach();
+      {
+        torch::NoGradGuard no_grad;
+        auto got = fused->forward_elu(x);
+        EXPECT_TRUE(torch::allclose(got, want, 1e-5, 1e-6)) << shape;
+        EXPECT_GT((got - want).abs().max().item<float>(),
+                  0.0f)  // the folded kernel, not the native one
+            << "evaluation without gradients took the native path";
+      }
+      auto xg = x.clone().requires_grad_();
+      auto with_grad = fused->forward_elu(xg);
+      EXPECT_TRUE(torch::allclose(with_grad.detach(), want, 1e-5, 1e-6)) << shape;
+      with_grad.sum().backward();
+      EXPECT_TRUE(xg.grad().defined());
     }
-    for (int step = 0; step < 2; ++step) {
-      // A shifted, scaled input so that the mean matters and both ELU sides are hit.
-      auto x = (torch::randn(shape) * 3 + 1).requires_grad_();
-      auto x2 = x.detach().clone().requires_grad_();
-      auto got = fused->forward_elu(x);
-      auto want = torch::elu(native->forward(x2));
-      EXPECT_TRUE(torch::allclose(got, want, 1e-5, 1e-5)) << shape;
-      auto g = torch::randn_like(got);
-      fused->zero_grad();
-      native->zero_grad();
-      (got * g).sum().backward();
-      (want * g).sum().backward();
-      EXPECT_TRUE(torch::allclose(x.grad(), x2.grad(), 1e-4, 1e-5)) << shape;
-      EXPECT_TRUE(torch::allclose(fused->weight.grad(), native->weight.grad(), 1e-4, 1e-4)) << shape;
-      EXPECT_TRUE(torch::allclose(fused->bias.grad(), native->bias.grad(), 1e-4, 1e-4)) << shape;
-      EXPECT_TRUE(torch::allclose(fused->running_mean, native->running_mean, 1e-5, 1e-6)) << shape;
-      EXPECT_TRUE(torch::allclose(fused->running_var, native->running_var, 1e-5, 1e-6)) << shape;
-      EXPECT_EQ(fused->num_batches_tracked.item<int64_t>(), step + 1);
-    }
-    // Evaluation: the running statistics those steps left, without gradients on the
-    // folded kernel, with them (MEI's input gradients) on the native operators.
-    fused->eval();
-    native->eval();
-    auto x = torch::randn(shape) * 3 + 1;
-    auto want = torch::elu(native->forward(x)).detach();
-    {
-      torch::NoGradGuard no_grad;
-      auto got = fused->forward_elu(x);
-      EXPECT_TRUE(torch::allclose(got, want, 1e-5, 1e-6)) << shape;
-      EXPECT_GT((got - want).abs().max().item<float>(),
-                0.0f)  // the folded kernel, not the native one
-          << "evaluation without gradients took the native path";
-    }
-    auto xg = x.clone().requires_grad_();
-    auto with_grad = fused->forward_elu(xg);
-    EXPECT_TRUE(torch::allclose(with_grad.detach(), want, 1e-5, 1e-6)) << shape;
-    with_grad.sum().backward();
-    EXPECT_TRUE(xg.grad().defined());
-  }
 }
 
 TEST(Network, FusedBatchNormEluGivesTheSameBitsOnAnyThreadCount) {
