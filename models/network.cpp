@@ -612,6 +612,12 @@ struct FactorisedReadoutFunction : public torch::autograd::Function<FactorisedRe
                                const torch::Tensor& bias) {
     const int64_t b = h.size(0), n = spatial.size(0), p = spatial.size(1),
                   c = features.size(1);
+    if (h.numel() != b * c * p) {
+      throw ModelError(
+          fmt::format("readout: a map of {} values per image, where {} channels of {} "
+                      "positions were expected",
+                      h.numel() / std::max<int64_t>(b, 1), c, p));
+    }
     auto s = spatial.contiguous();
     auto f = features.contiguous();
     auto bias_c = bias.contiguous();
@@ -783,8 +789,9 @@ torch::Tensor ReadoutImpl::drive(const torch::Tensor& h) {
   // drive[b, n] = (sum_c |w_f[n, c]| sum_p |w_s[n, p]| h[b, c, p] + b_n).
   const auto c = h.size(1);
   if (cpu_float(h) && cpu_float(spatial_) && cpu_float(features_) && cpu_float(bias_)) {
-    const auto flat = h.reshape({b, -1}).contiguous();
-    return FactorisedReadoutFunction::apply(flat, spatial_, features_, bias_);
+    // h as it is, (B, C, H, W): the function reads it as B C rows of P, and a reshape here
+    // would add an operator and a backward node to every step.
+    return FactorisedReadoutFunction::apply(h.contiguous(), spatial_, features_, bias_);
   }
   // Elsewhere (a GPU's libraries batch small products well): pool space first,
   // (B, C, P) x (P, N) -> (B, C, N), then weight the channels.
@@ -978,13 +985,18 @@ double reconstruction_scale(const LossWeights& weights, const torch::Tensor& ima
 LossTerms compute_loss(DaeNr& model, const ModelOutput& out, const torch::Tensor& images,
                        const torch::Tensor& responses, const LossWeights& weights) {
   LossTerms terms;
-  terms.total = torch::zeros({}, images.options());
+  // The weighted terms, summed as they come: starting from a zero would add an operator and
+  // a backward node to every step for an exact no-op.
+  torch::Tensor total;
+  const auto add = [&total](const torch::Tensor& term) {
+    total = total.defined() ? total + term : term;
+  };
   if (out.reconstruction.defined()) {
     terms.reconstruction = F::mse_loss(out.reconstruction, images);
     auto ae = terms.reconstruction;
     if (out.kl.defined()) ae = ae + weights.kl_weight * out.kl;
     if (out.vq_loss.defined()) ae = ae + out.vq_loss;
-    terms.total = terms.total + weights.alpha * reconstruction_scale(weights, images) * ae;
+    add(weights.alpha * reconstruction_scale(weights, images) * ae);
   }
   if (out.prediction.defined()) {
     // Elsewhere (a GPU) from the prediction the forward pass already made, not a second
@@ -992,8 +1004,9 @@ LossTerms compute_loss(DaeNr& model, const ModelOutput& out, const torch::Tensor
     terms.poisson = out.drive.defined() && fused_poisson_applies(out.drive, responses)
                         ? PoissonSoftplusFunction::apply(out.drive, responses)
                         : poisson_loss(out.prediction, responses);
-    terms.total = terms.total + weights.beta * (terms.poisson + model->readout_regulariser());
+    add(weights.beta * (terms.poisson + model->readout_regulariser()));
   }
+  terms.total = total.defined() ? total : torch::zeros({}, images.options());
   return terms;
 }
 

@@ -524,6 +524,24 @@ TEST(Network, FusedPoissonLossOfTheDriveMatchesSoftplusThenPoisson) {
   EXPECT_NEAR(got.item<float>(), before.item<float>(), 1e-5 * std::abs(before.item<float>()));
 }
 
+// The CPU readout reads the map as B C rows of P positions: a map of another size is an
+// error that names both sizes, not a read past its end.
+TEST(Network, FactorisedReadoutRejectsAMapOfTheWrongSize) {
+  const int n = 3, c = 5, side = 4;
+  auto cfg = tiny(AutoencoderKind::kNone, ReadoutKind::kFr, 2, n);
+  Readout ro(ReadoutKind::kFr, c, side, cfg, torch::rand({n}) + 0.5,
+             torch::zeros({n}, torch::kLong));
+  EXPECT_EQ(ro->drive(torch::randn({2, c, side, side})).sizes(), (std::vector<int64_t>{2, n}));
+  try {
+    ro->drive(torch::randn({2, c + 1, side, side}));
+    FAIL() << "a map with one channel too many was read";
+  } catch (const ModelError& e) {
+    EXPECT_NE(std::string(e.what()).find("96 values per image, where 5 channels of 16"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
 // The fused regulariser (one kernel for value and gradients) against LibTorch's operators in
 // double, for FR (both factors learnt, a weight at exactly 0 whose gradient is 0) and FM (the
 // fixed mask gets none).
