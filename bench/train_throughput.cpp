@@ -9,6 +9,7 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include <ATen/record_function.h>
 #include <torch/csrc/autograd/profiler_legacy.h>
 
 #include <time.h>
@@ -16,6 +17,8 @@
 #include <algorithm>
 #include <chrono>
 #include <iostream>
+#include <map>
+#include <mutex>
 
 #include "models/data.h"
 #include "models/gemm.h"
@@ -83,6 +86,56 @@ double sgemm_gflops() {
   return 2.0 * kSide * kSide * kSide / best / 1e9;
 }
 
+// LibTorch operator calls and autograd node evaluations per training step, by name: the
+// difference between a long and a short run, so that model construction and the final
+// validation cancel out. Every call costs dispatch, a tensor or two and, in backward, the
+// engine's bookkeeping, a few microseconds each, a sizeable share of a small model's step
+// (bench/README.md, "The CNN's operator calls").
+nlohmann::ordered_json operators_per_step(const job::JobConfig& config,
+                                          const models::Dataset& data, int steps) {
+  static std::mutex mutex;
+  static std::map<std::string, int64_t> counts;
+  static bool counting = false;
+  const auto handle = at::addGlobalCallback(
+      at::RecordFunctionCallback([](const at::RecordFunction& fn)
+                                     -> std::unique_ptr<at::ObserverContext> {
+        std::lock_guard<std::mutex> lock(mutex);
+        if (counting) ++counts[fn.name()];
+        return nullptr;
+      }).needsInputs(false));
+  const auto run = [&](int n) {
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      counts.clear();
+      counting = true;
+    }
+    timed_train(config, data, n);
+    std::lock_guard<std::mutex> lock(mutex);
+    counting = false;
+    return counts;
+  };
+  timed_train(config, data, 3);  // warm-up, as for the rate
+  const int short_steps = std::max(1, steps / 4);
+  const auto few = run(short_steps);
+  const auto many = run(steps);
+  at::removeCallback(handle);
+  std::vector<std::pair<double, std::string>> rows;
+  double total = 0;
+  for (const auto& [name, n] : many) {
+    const auto it = few.find(name);
+    const double per_step =
+        static_cast<double>(n - (it == few.end() ? 0 : it->second)) / (steps - short_steps);
+    if (per_step <= 0) continue;
+    rows.emplace_back(per_step, name);
+    total += per_step;
+  }
+  std::sort(rows.rbegin(), rows.rend());
+  nlohmann::ordered_json out;
+  out["total"] = total;
+  for (const auto& [per_step, name] : rows) out["by_name"][name] = per_step;
+  return out;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -98,6 +151,9 @@ int main(int argc, char** argv) {
   app.add_option("--layer", layer);
   app.add_option("--mode", mode, "train, or eval (forward with and without autograd)");
   app.add_option("--device", device, "cpu or cuda");
+  bool count_ops = false;
+  app.add_flag("--count-ops", count_ops,
+               "print the LibTorch operator calls and autograd nodes per training step, by name");
   app.add_option("--profile", profile,
                  "write a Chrome trace of `steps` training steps (after a warm-up) to this file;"
                  " bench/profile_summary.py sums it per operator");
@@ -121,7 +177,9 @@ int main(int argc, char** argv) {
   out["batch"] = batch;
   out["threads"] = threads;
   out["device"] = device;
-  if (!profile.empty()) {
+  if (count_ops) {
+    out["operators_per_step"] = operators_per_step(config, data, steps);
+  } else if (!profile.empty()) {
     timed_train(config, data, 3);  // warm-up, as for the rate
     torch::autograd::profiler::RecordProfile guard(profile);
     out["seconds"] = timed_train(config, data, steps).wall;
