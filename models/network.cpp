@@ -364,7 +364,13 @@ struct TransposedConvFunction : public torch::autograd::Function<TransposedConvF
 // its gradients cost more: that layer took a fifth of a CAE step at batch 64. Here every
 // tap is one matrix product over the input channels, Z = W_taps (9 co x C) X (C x HW), and
 // the output sums the 9 tap planes shifted into place; the gradients are the same two
-// products backwards. The products run on BLAS, the shifts are 9 small strided adds.
+// products backwards.
+//
+// Image by image, on raw pointers: each image's products (models/gemm.h) and shifted sums run
+// back to back on one thread's buffer, in its cache. The batched form (bmm, then a slice, a
+// select and an add per tap) made about 900 LibTorch calls a CAE step at batch 32, bmm's own
+// per-image selects most of them, and ran on OpenBLAS, which takes AVX2 kernels on CPUs it
+// does not know (models/gemm.h).
 struct TapsConvFunction : public torch::autograd::Function<TapsConvFunction> {
   // Output rows [out0, out1) take tap plane rows [out0 + d, out1 + d): d = k - 1 for tap k.
   struct Window {
@@ -375,27 +381,53 @@ struct TapsConvFunction : public torch::autograd::Function<TapsConvFunction> {
     return {std::max<int64_t>(0, -d), size - std::max<int64_t>(0, d), d};
   }
 
-  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x,
-                               const torch::Tensor& weight, const torch::Tensor& bias) {
-    const int64_t b = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
-    const int64_t co = weight.size(0);
-    // Row k * co + o of the tap matrix is output channel o's weights at tap k = 3 ky + kx.
-    auto taps = weight.permute({2, 3, 0, 1}).reshape({9 * co, c});
-    // bmm over the batch with the tap matrix broadcast: torch::matmul would transpose and copy
-    // the whole input to fold it into one product, which cost more than the product.
-    auto z = torch::bmm(taps.expand({b, 9 * co, c}), x.view({b, c, h * w})).view({b, 9, co, h, w});
-    auto y = bias.view({1, co, 1, 1}).expand({b, co, h, w}).contiguous();
+  // Calls fn(plane_out, plane_in) for each tap k = 3 ky + kx and output channel o, where
+  // plane_out is output channel o's (h, w) plane and plane_in tap plane k * co + o of Z, with
+  // fn's element pairs those of the tap's window: out[i][j] and in[i + dy][j + dx].
+  template <typename Fn>
+  static void for_each_window(int64_t co, int64_t h, int64_t w, const Fn& fn) {
     for (int ky = 0; ky < 3; ++ky) {
       const auto r = window(ky, h);
       for (int kx = 0; kx < 3; ++kx) {
         const auto q = window(kx, w);
-        y.slice(2, r.out0, r.out1)
-            .slice(3, q.out0, q.out1)
-            .add_(z.select(1, 3 * ky + kx)
-                      .slice(2, r.out0 + r.d, r.out1 + r.d)
-                      .slice(3, q.out0 + q.d, q.out1 + q.d));
+        for (int64_t o = 0; o < co; ++o) {
+          for (int64_t i = r.out0; i < r.out1; ++i) {
+            fn((3 * ky + kx) * co + o, o, i * w + q.out0, (i + r.d) * w + q.out0 + q.d,
+               q.out1 - q.out0);
+          }
+        }
       }
     }
+  }
+
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x,
+                               const torch::Tensor& weight, const torch::Tensor& bias) {
+    const int64_t b = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3), hw = h * w;
+    const int64_t co = weight.size(0);
+    // Row k * co + o of the tap matrix is output channel o's weights at tap k = 3 ky + kx.
+    auto taps = weight.permute({2, 3, 0, 1}).reshape({9 * co, c}).contiguous();
+    auto bias_c = bias.contiguous();
+    auto y = torch::empty({b, co, h, w}, x.options());
+    auto z_buffers = torch::empty({at::get_num_threads(), 9 * co * hw}, x.options());
+    const float* xp = x.data_ptr<float>();
+    const float* bp = bias_c.data_ptr<float>();
+    const Matrix taps_m{taps.data_ptr<float>(), 9 * co, c};
+    float* yp = y.data_ptr<float>();
+    float* zp = z_buffers.data_ptr<float>();
+    at::parallel_for(0, b, 1, [&](int64_t i0, int64_t i1) {
+      float* z = zp + at::get_thread_num() * 9 * co * hw;
+      for (int64_t n = i0; n < i1; ++n) {
+        sgemm(taps_m, false, Matrix{xp + n * c * hw, c, hw}, false, OutMatrix{z, 9 * co, hw});
+        float* out = yp + n * co * hw;
+        for (int64_t o = 0; o < co; ++o) std::fill_n(out + o * hw, hw, bp[o]);
+        // The bias, then the taps in order 0..8, as the batched form added them.
+        for_each_window(co, h, w, [&](int64_t k, int64_t o, int64_t at, int64_t from, int64_t len) {
+          float* dst = out + o * hw + at;
+          const float* src = z + k * hw + from;
+          for (int64_t j = 0; j < len; ++j) dst[j] += src[j];
+        });
+      }
+    });
     ctx->save_for_backward({x, taps});
     ctx->saved_data["co"] = co;
     return y;
@@ -407,33 +439,43 @@ struct TapsConvFunction : public torch::autograd::Function<TapsConvFunction> {
     const auto& x = saved[0];
     const auto& taps = saved[1];
     const int64_t co = ctx->saved_data["co"].toInt();
-    const int64_t b = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
+    const int64_t b = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3), hw = h * w;
     auto g = grads[0].contiguous();
-    // The forward's shifts run backwards: each tap plane's gradient is the output gradient
-    // shifted the other way, zero where the tap fell outside the image.
-    auto gz = torch::zeros({b, 9, co, h, w}, g.options());
-    for (int ky = 0; ky < 3; ++ky) {
-      const auto r = window(ky, h);
-      for (int kx = 0; kx < 3; ++kx) {
-        const auto q = window(kx, w);
-        gz.select(1, 3 * ky + kx)
-            .slice(2, r.out0 + r.d, r.out1 + r.d)
-            .slice(3, q.out0 + q.d, q.out1 + q.d)
-            .copy_(g.slice(2, r.out0, r.out1).slice(3, q.out0, q.out1));
-      }
-    }
-    auto gz_flat = gz.view({b, 9 * co, h * w});
+    const bool want_x = ctx->needs_input_grad(0), want_w = ctx->needs_input_grad(1);
     torch::Tensor gx, gw;
-    if (ctx->needs_input_grad(0)) {
-      gx = torch::bmm(taps.t().expand({b, c, 9 * co}), gz_flat).view({b, c, h, w});
-    }
-    if (ctx->needs_input_grad(1)) {
-      // Per image (9 co x HW)(HW x C), summed over the batch in a fixed order.
-      gw = torch::bmm(gz_flat, x.view({b, c, h * w}).transpose(1, 2))
-               .sum(0)
-               .view({3, 3, co, c})
-               .permute({2, 3, 0, 1})
-               .contiguous();
+    if (want_x || want_w) {
+      if (want_x) gx = torch::empty(x.sizes(), x.options());
+      // Each image's weight gradient (9 co x C), summed over the batch below in a fixed order.
+      auto gw_images = want_w ? torch::empty({b, 9 * co, c}, x.options()) : torch::Tensor();
+      auto gz_buffers = torch::empty({at::get_num_threads(), 9 * co * hw}, x.options());
+      const float* xp = x.data_ptr<float>();
+      const float* gp = g.data_ptr<float>();
+      const Matrix taps_m{taps.data_ptr<float>(), 9 * co, c};
+      float* gxp = want_x ? gx.data_ptr<float>() : nullptr;
+      float* gwp = want_w ? gw_images.data_ptr<float>() : nullptr;
+      float* gzp = gz_buffers.data_ptr<float>();
+      at::parallel_for(0, b, 1, [&](int64_t i0, int64_t i1) {
+        float* gz = gzp + at::get_thread_num() * 9 * co * hw;
+        for (int64_t n = i0; n < i1; ++n) {
+          // The forward's shifts run backwards: each tap plane's gradient is the output
+          // gradient shifted the other way, zero where the tap fell outside the image.
+          std::fill_n(gz, 9 * co * hw, 0.0f);
+          const float* gn = gp + n * co * hw;
+          for_each_window(co, h, w,
+                          [&](int64_t k, int64_t o, int64_t at, int64_t from, int64_t len) {
+                            std::copy_n(gn + o * hw + at, len, gz + k * hw + from);
+                          });
+          const Matrix gz_m{gz, 9 * co, hw};
+          if (want_x) sgemm(taps_m, true, gz_m, false, OutMatrix{gxp + n * c * hw, c, hw});
+          if (want_w) {
+            sgemm(gz_m, false, Matrix{xp + n * c * hw, c, hw}, true,
+                  OutMatrix{gwp + n * 9 * co * c, 9 * co, c});
+          }
+        }
+      });
+      if (want_w) {
+        gw = gw_images.sum(0).view({3, 3, co, c}).permute({2, 3, 0, 1}).contiguous();
+      }
     }
     auto gb = ctx->needs_input_grad(2) ? g.sum({0, 2, 3}) : torch::Tensor();
     return {gx, gw, gb};
@@ -444,6 +486,9 @@ struct TapsConvFunction : public torch::autograd::Function<TapsConvFunction> {
 
 torch::Tensor conv3x3_by_taps(const torch::Tensor& x, const torch::Tensor& weight,
                               const torch::Tensor& bias) {
+  if (!cpu_float(x) || !cpu_float(weight) || !cpu_float(bias)) {
+    return F::conv2d(x, weight, F::Conv2dFuncOptions().bias(bias).padding(1));
+  }
   return TapsConvFunction::apply(x.contiguous(), weight, bias);
 }
 

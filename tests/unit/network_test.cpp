@@ -462,6 +462,12 @@ TEST(Network, TheTapsConvolutionComputesConv2dAndItsGradients) {
       EXPECT_TRUE(torch::allclose(b.grad(), b2.grad(), 1e-3, 1e-3));
     }
   }
+  // Anything but float32 on the CPU is conv2d itself.
+  auto x = torch::randn({2, 4, 5, 6}, torch::kDouble);
+  auto w = torch::randn({1, 4, 3, 3}, torch::kDouble);
+  auto b = torch::randn({1}, torch::kDouble);
+  EXPECT_TRUE(torch::equal(conv3x3_by_taps(x, w, b),
+                           F::conv2d(x, w, F::Conv2dFuncOptions().bias(b).padding(1))));
 }
 
 TEST(Network, ExpOfNonPositiveValuesIsWithinTwoUlpOfStdExp) {
