@@ -24,8 +24,9 @@ void sgemm(const torch::Tensor& a, bool transpose_a, const torch::Tensor& b, boo
 
 /// A row-major float matrix in memory daenr owns elsewhere: `rows` x `cols`, row r at
 /// data + r * cols. The readout's inner loops pass pieces of their buffers this way: a
-/// torch::Tensor per piece (narrow, view) cost about ten LibTorch operator calls per chunk,
-/// 150 a step of the readout-only CNN, where the products themselves take microseconds.
+/// torch::Tensor per piece (narrow, view) cost several LibTorch operator calls per chunk,
+/// about 170 a step of the readout-only CNN at batch 32, where each product takes tens of
+/// microseconds.
 struct Matrix {
   const float* data;
   int64_t rows, cols;

@@ -381,9 +381,10 @@ struct TapsConvFunction : public torch::autograd::Function<TapsConvFunction> {
     return {std::max<int64_t>(0, -d), size - std::max<int64_t>(0, d), d};
   }
 
-  // Calls fn(plane_out, plane_in) for each tap k = 3 ky + kx and output channel o, where
-  // plane_out is output channel o's (h, w) plane and plane_in tap plane k * co + o of Z, with
-  // fn's element pairs those of the tap's window: out[i][j] and in[i + dy][j + dx].
+  // For each tap k = 3 ky + kx, output channel o and output row i inside the tap's window,
+  // calls fn(plane, o, at, from, len): `len` elements of output channel o's (h, w) plane from
+  // offset `at` pair with those of Z's tap plane `plane` (= k co + o) from offset `from`,
+  // out[i][j] with z[i + dy][j + dx].
   template <typename Fn>
   static void for_each_window(int64_t co, int64_t h, int64_t w, const Fn& fn) {
     for (int ky = 0; ky < 3; ++ky) {
