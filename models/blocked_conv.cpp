@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "models/error.h"
+#include "models/passes.h"
 
 #ifdef DAENR_HAVE_DNNL
 #include <oneapi/dnnl/dnnl.hpp>
@@ -154,66 +155,83 @@ ConvKey key_of(const torch::Tensor& x, const torch::Tensor& weight) {
           x.size(3),      at::get_num_threads()};
 }
 
+}  // namespace
+
+torch::Tensor passes::conv3x3s2_forward(const torch::Tensor& x, const torch::Tensor& weight,
+                                        const torch::Tensor& bias) {
+  const auto key = key_of(x, weight);
+  const auto& p = primitives(key);
+  const auto [b, ic, oc, h, w, threads] = key;
+  auto y =
+      torch::empty({b, oc / kChannelBlock, (h + 1) / 2, (w + 1) / 2, kChannelBlock}, x.options());
+  dnnl::stream stream(cpu_engine());
+  torch::Tensor weight_buffer;
+  auto weights =
+      in_layout(stream, p.user_weights, weight, p.forward_pd.weights_desc(), weight_buffer);
+  p.forward.execute(stream, {{DNNL_ARG_SRC, wrap(p.src, x)},
+                             {DNNL_ARG_WEIGHTS, weights},
+                             {DNNL_ARG_BIAS, wrap(p.bias, bias)},
+                             {DNNL_ARG_DST, wrap(p.dst, y)}});
+  stream.wait();
+  return y;
+}
+
+passes::ConvGrads passes::conv3x3s2_backward(const torch::Tensor& x, const torch::Tensor& weight,
+                                             const torch::Tensor& grad, bool want_x,
+                                             bool want_params) {
+  const auto& p = primitives(key_of(x, weight));
+  auto g = grad.contiguous();
+  dnnl::stream stream(cpu_engine());
+  ConvGrads d;
+  torch::Tensor weight_buffer, dweight_buffer;
+  if (want_x) {
+    d.x = torch::empty_like(x);
+    auto weights =
+        in_layout(stream, p.user_weights, weight, p.data_pd.weights_desc(), weight_buffer);
+    p.backward_data.execute(stream, {{DNNL_ARG_DIFF_DST, wrap(p.dst, g)},
+                                     {DNNL_ARG_WEIGHTS, weights},
+                                     {DNNL_ARG_DIFF_SRC, wrap(p.src, d.x)}});
+  }
+  if (want_params) {
+    d.weight = torch::empty_like(weight);
+    d.bias = torch::empty({weight.size(0)}, weight.options());
+    const auto& desc = p.weights_pd.diff_weights_desc();
+    const bool direct = desc == p.user_weights;
+    if (!direct) {
+      dweight_buffer =
+          torch::empty({static_cast<int64_t>(desc.get_size() / sizeof(float))}, weight.options());
+    }
+    auto diff_weights = wrap(desc, direct ? d.weight : dweight_buffer);
+    p.backward_weights.execute(stream, {{DNNL_ARG_SRC, wrap(p.src, x)},
+                                        {DNNL_ARG_DIFF_DST, wrap(p.dst, g)},
+                                        {DNNL_ARG_DIFF_WEIGHTS, diff_weights},
+                                        {DNNL_ARG_DIFF_BIAS, wrap(p.bias, d.bias)}});
+    if (!direct) {
+      auto user = wrap(p.user_weights, d.weight);
+      dnnl::reorder(diff_weights, user).execute(stream, diff_weights, user);
+    }
+  }
+  stream.wait();
+  return d;
+}
+
+namespace {
+
 struct BlockedConvFunction : public torch::autograd::Function<BlockedConvFunction> {
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x,
                                const torch::Tensor& weight, const torch::Tensor& bias) {
-    const auto key = key_of(x, weight);
-    const auto& p = primitives(key);
-    const auto [b, ic, oc, h, w, threads] = key;
-    auto y =
-        torch::empty({b, oc / kChannelBlock, (h + 1) / 2, (w + 1) / 2, kChannelBlock}, x.options());
-    dnnl::stream stream(cpu_engine());
-    torch::Tensor weight_buffer;
-    auto weights =
-        in_layout(stream, p.user_weights, weight, p.forward_pd.weights_desc(), weight_buffer);
-    p.forward.execute(stream, {{DNNL_ARG_SRC, wrap(p.src, x)},
-                               {DNNL_ARG_WEIGHTS, weights},
-                               {DNNL_ARG_BIAS, wrap(p.bias, bias)},
-                               {DNNL_ARG_DST, wrap(p.dst, y)}});
-    stream.wait();
     ctx->save_for_backward({x, weight});
-    return y;
+    return passes::conv3x3s2_forward(x, weight, bias);
   }
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
     const auto saved = ctx->get_saved_variables();
-    const auto& x = saved[0];
-    const auto& weight = saved[1];
-    const auto& p = primitives(key_of(x, weight));
-    auto g = grads[0].contiguous();
-    dnnl::stream stream(cpu_engine());
-    torch::Tensor dx, dweight, dbias, weight_buffer, dweight_buffer;
-    if (ctx->needs_input_grad(0)) {
-      dx = torch::empty_like(x);
-      auto weights =
-          in_layout(stream, p.user_weights, weight, p.data_pd.weights_desc(), weight_buffer);
-      p.backward_data.execute(stream, {{DNNL_ARG_DIFF_DST, wrap(p.dst, g)},
-                                       {DNNL_ARG_WEIGHTS, weights},
-                                       {DNNL_ARG_DIFF_SRC, wrap(p.src, dx)}});
-    }
-    if (ctx->needs_input_grad(1) || ctx->needs_input_grad(2)) {
-      dweight = torch::empty_like(weight);
-      dbias = torch::empty({weight.size(0)}, weight.options());
-      const auto& desc = p.weights_pd.diff_weights_desc();
-      const bool direct = desc == p.user_weights;
-      if (!direct) {
-        dweight_buffer =
-            torch::empty({static_cast<int64_t>(desc.get_size() / sizeof(float))}, weight.options());
-      }
-      auto diff_weights = wrap(desc, direct ? dweight : dweight_buffer);
-      p.backward_weights.execute(stream, {{DNNL_ARG_SRC, wrap(p.src, x)},
-                                          {DNNL_ARG_DIFF_DST, wrap(p.dst, g)},
-                                          {DNNL_ARG_DIFF_WEIGHTS, diff_weights},
-                                          {DNNL_ARG_DIFF_BIAS, wrap(p.bias, dbias)}});
-      if (!direct) {
-        auto user = wrap(p.user_weights, dweight);
-        dnnl::reorder(diff_weights, user).execute(stream, diff_weights, user);
-      }
-    }
-    stream.wait();
-    return {dx, ctx->needs_input_grad(1) ? dweight : torch::Tensor(),
-            ctx->needs_input_grad(2) ? dbias : torch::Tensor()};
+    const bool want_params = ctx->needs_input_grad(1) || ctx->needs_input_grad(2);
+    auto d = passes::conv3x3s2_backward(saved[0], saved[1], grads[0], ctx->needs_input_grad(0),
+                                        want_params);
+    return {d.x, ctx->needs_input_grad(1) ? d.weight : torch::Tensor(),
+            ctx->needs_input_grad(2) ? d.bias : torch::Tensor()};
   }
 };
 
@@ -257,20 +275,32 @@ void change_layout(const ReorderKey& key, const torch::Tensor& src, const torch:
   stream.wait();
 }
 
+}  // namespace
+
+torch::Tensor passes::blocked_to_nchw(const torch::Tensor& x) {
+  const int64_t b = x.size(0), c = x.size(1) * kChannelBlock, h = x.size(2), w = x.size(3);
+  auto y = torch::empty({b, c, h, w}, x.options());
+  change_layout({b, c, h, w, true, at::get_num_threads()}, x, y);
+  return y;
+}
+
+torch::Tensor passes::nchw_to_blocked(const torch::Tensor& x) {
+  auto g = x.contiguous();
+  const int64_t b = g.size(0), c = g.size(1), h = g.size(2), w = g.size(3);
+  auto gx = torch::empty({b, c / kChannelBlock, h, w, kChannelBlock}, g.options());
+  change_layout({b, c, h, w, false, at::get_num_threads()}, g, gx);
+  return gx;
+}
+
+namespace {
+
 struct FromBlockedFunction : public torch::autograd::Function<FromBlockedFunction> {
   static torch::Tensor forward(torch::autograd::AutogradContext*, const torch::Tensor& x) {
-    const int64_t b = x.size(0), c = x.size(1) * kChannelBlock, h = x.size(2), w = x.size(3);
-    auto y = torch::empty({b, c, h, w}, x.options());
-    change_layout({b, c, h, w, true, at::get_num_threads()}, x, y);
-    return y;
+    return passes::blocked_to_nchw(x);
   }
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext*,
                                                  torch::autograd::variable_list grads) {
-    auto g = grads[0].contiguous();
-    const int64_t b = g.size(0), c = g.size(1), h = g.size(2), w = g.size(3);
-    auto gx = torch::empty({b, c / kChannelBlock, h, w, kChannelBlock}, g.options());
-    change_layout({b, c, h, w, false, at::get_num_threads()}, g, gx);
-    return {gx};
+    return {passes::nchw_to_blocked(grads[0])};
   }
 };
 
@@ -317,6 +347,25 @@ bool blocked_conv_available() {
 
 torch::Tensor conv3x3s2_blocked(const torch::Tensor&, const torch::Tensor&, const torch::Tensor&) {
   throw ModelError("conv3x3s2_blocked: this build has no oneDNN headers (libdnnl-dev)");
+}
+
+// Never reached: their callers check blocked_conv_available() first.
+torch::Tensor passes::conv3x3s2_forward(const torch::Tensor&, const torch::Tensor&,
+                                        const torch::Tensor&) {
+  throw ModelError("conv3x3s2_forward: this build has no oneDNN headers (libdnnl-dev)");
+}
+
+passes::ConvGrads passes::conv3x3s2_backward(const torch::Tensor&, const torch::Tensor&,
+                                             const torch::Tensor&, bool, bool) {
+  throw ModelError("conv3x3s2_backward: this build has no oneDNN headers (libdnnl-dev)");
+}
+
+torch::Tensor passes::blocked_to_nchw(const torch::Tensor& x) {
+  return from_blocked_native(x);
+}
+
+torch::Tensor passes::nchw_to_blocked(const torch::Tensor& x) {
+  return to_blocked(x);
 }
 
 #endif

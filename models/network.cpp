@@ -10,6 +10,7 @@
 #include "models/bn_elu_kernels.h"
 #include "models/error.h"
 #include "models/gemm.h"
+#include "models/passes.h"
 #include "models/readout_kernels.h"
 
 namespace daenr::models {
@@ -137,20 +138,47 @@ void for_channel_ranges(const kernels::NchwShape& shape, const Fn& fn) {
                    [&](int64_t u0, int64_t u1) { fn(u0 * unit, u1 * unit); });
 }
 
+}  // namespace
+
+torch::Tensor passes::bn_elu_forward(const torch::Tensor& x, const torch::Tensor& gamma,
+                                     const torch::Tensor& beta, double eps,
+                                     const torch::Tensor& mean, const torch::Tensor& var) {
+  const auto shape = kernel_shape(x);
+  auto y = torch::empty_like(x);
+  for_channel_ranges(shape, [&](int64_t c0, int64_t c1) {
+    kernels::bn_elu_forward(x.data_ptr<float>(), gamma.data_ptr<float>(), beta.data_ptr<float>(),
+                            eps, shape, c0, c1, y.data_ptr<float>(), mean.data_ptr<float>(),
+                            var.data_ptr<float>());
+  });
+  return y;
+}
+
+passes::BnEluGrads passes::bn_elu_backward(const torch::Tensor& grad, const torch::Tensor& x,
+                                           const torch::Tensor& y, const torch::Tensor& gamma,
+                                           const torch::Tensor& beta, const torch::Tensor& mean,
+                                           const torch::Tensor& var, double eps) {
+  auto g = grad.contiguous();
+  const auto shape = kernel_shape(x);
+  BnEluGrads d{torch::empty_like(x), torch::empty_like(gamma), torch::empty_like(gamma)};
+  for_channel_ranges(shape, [&](int64_t c0, int64_t c1) {
+    kernels::bn_elu_backward(
+        g.data_ptr<float>(), x.data_ptr<float>(), y.data_ptr<float>(), gamma.data_ptr<float>(),
+        beta.data_ptr<float>(), mean.data_ptr<float>(), var.data_ptr<float>(), eps, shape, c0, c1,
+        d.x.data_ptr<float>(), d.gamma.data_ptr<float>(), d.beta.data_ptr<float>());
+  });
+  return d;
+}
+
+namespace {
+
 // Training-mode BatchNorm2d + ELU(1) on the fused kernels. `mean` and `var` are outputs (the
 // batch statistics, for the running averages), not differentiated.
 struct BnEluFunction : public torch::autograd::Function<BnEluFunction> {
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x,
-                               const torch::Tensor& weight, const torch::Tensor& bias,
-                               double eps, torch::Tensor mean, torch::Tensor var) {
-    const auto shape = kernel_shape(x);
-    auto y = torch::empty_like(x);
+                               const torch::Tensor& weight, const torch::Tensor& bias, double eps,
+                               torch::Tensor mean, torch::Tensor var) {
     auto gamma = weight.contiguous(), beta = bias.contiguous();
-    for_channel_ranges(shape, [&](int64_t c0, int64_t c1) {
-      kernels::bn_elu_forward(x.data_ptr<float>(), gamma.data_ptr<float>(),
-                              beta.data_ptr<float>(), eps, shape, c0, c1, y.data_ptr<float>(),
-                              mean.data_ptr<float>(), var.data_ptr<float>());
-    });
+    auto y = passes::bn_elu_forward(x, gamma, beta, eps, mean, var);
     ctx->save_for_backward({x, y, gamma, beta, mean, var});
     ctx->saved_data["eps"] = eps;
     return y;
@@ -158,20 +186,9 @@ struct BnEluFunction : public torch::autograd::Function<BnEluFunction> {
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
     const auto saved = ctx->get_saved_variables();
-    const auto &x = saved[0], &y = saved[1], &gamma = saved[2], &beta = saved[3], &mean = saved[4],
-               &var = saved[5];
-    const double eps = ctx->saved_data["eps"].toDouble();
-    auto g = grads[0].contiguous();
-    const auto shape = kernel_shape(x);
-    auto dx = torch::empty_like(x);
-    auto dgamma = torch::empty_like(gamma), dbeta = torch::empty_like(gamma);
-    for_channel_ranges(shape, [&](int64_t c0, int64_t c1) {
-      kernels::bn_elu_backward(
-          g.data_ptr<float>(), x.data_ptr<float>(), y.data_ptr<float>(), gamma.data_ptr<float>(),
-          beta.data_ptr<float>(), mean.data_ptr<float>(), var.data_ptr<float>(), eps, shape, c0, c1,
-          dx.data_ptr<float>(), dgamma.data_ptr<float>(), dbeta.data_ptr<float>());
-    });
-    return {dx, dgamma, dbeta, torch::Tensor(), torch::Tensor(), torch::Tensor()};
+    auto d = passes::bn_elu_backward(grads[0], saved[0], saved[1], saved[2], saved[3], saved[4],
+                                     saved[5], ctx->saved_data["eps"].toDouble());
+    return {d.x, d.gamma, d.beta, torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
 };
 
@@ -211,6 +228,12 @@ torch::Tensor SyncBatchNorm2dImpl::forward_elu(const torch::Tensor& x) {
   auto mean = torch::empty({shape.channels}, x.options());
   auto var = torch::empty({shape.channels}, x.options());
   auto y = BnEluFunction::apply(x, weight, bias, options.eps(), mean, var);
+  track_batch(mean, var, per_channel);
+  return y;
+}
+
+void SyncBatchNorm2dImpl::track_batch(const torch::Tensor& mean, const torch::Tensor& var,
+                                      int64_t per_channel) {
   // The running averages as BatchNorm2d keeps them: momentum, or a cumulative average
   // without one, of the batch mean and the unbiased batch variance.
   torch::NoGradGuard no_grad;
@@ -225,7 +248,7 @@ torch::Tensor SyncBatchNorm2dImpl::forward_elu(const torch::Tensor& x) {
         options.momentum() ? *options.momentum() : 1.0 / num_batches_tracked.item<double>();
     running_mean.mul_(1 - f).add_(mean.to(running_mean.scalar_type()), f);
     running_var.mul_(1 - f).add_((var * (n / (n - 1))).to(running_var.scalar_type()), f);
-    return y;
+    return;
   }
   // The same in one loop: the operators above (eleven calls for 64 floats) cost more than
   // the arithmetic. Rounded as they round: each product to float, the add as one fused
@@ -238,11 +261,10 @@ torch::Tensor SyncBatchNorm2dImpl::forward_elu(const torch::Tensor& x) {
   float* rv = running_var.data_ptr<float>();
   const float* m = mean.data_ptr<float>();
   const float* v = var.data_ptr<float>();
-  for (int64_t c = 0; c < shape.channels; ++c) {
+  for (int64_t c = 0; c < mean.numel(); ++c) {
     rm[c] = std::fma(m[c], take, rm[c] * keep);
     rv[c] = std::fma(v[c] * unbias, take, rv[c] * keep);
   }
-  return y;
 }
 
 torch::Tensor SyncBatchNorm2dImpl::forward_group(const torch::Tensor& x) {
@@ -532,6 +554,14 @@ bool EncoderImpl::takes_blocked_path(const torch::Tensor& x, int depth) const {
   return true;
 }
 
+nn::Conv2dImpl& EncoderImpl::conv(int i) const {
+  return *blocks_.at(i)->ptr<nn::Conv2dImpl>(0);
+}
+
+SyncBatchNorm2dImpl& EncoderImpl::batchnorm(int i) const {
+  return *blocks_.at(i)->ptr<SyncBatchNorm2dImpl>(1);
+}
+
 std::vector<torch::Tensor> EncoderImpl::forward(torch::Tensor x, int depth, unsigned wanted) {
   std::vector<torch::Tensor> h;
   h.reserve(depth);
@@ -652,109 +682,134 @@ int64_t readout_chunk(int64_t neurons, int64_t channels) {
       1, kReadoutChunkBytes / (neurons * channels * static_cast<int64_t>(sizeof(float))));
 }
 
+}  // namespace
+
+passes::ReadoutForward passes::readout_forward(const torch::Tensor& h, const torch::Tensor& spatial,
+                                               const torch::Tensor& features,
+                                               const torch::Tensor& bias) {
+  const int64_t b = h.size(0), n = spatial.size(0), p = spatial.size(1), c = features.size(1);
+  auto s = spatial.contiguous();
+  auto f = features.contiguous();
+  auto bias_c = bias.contiguous();
+  ReadoutForward out;
+  out.s_abs = torch::empty({n, p}, h.options());
+  out.f_abs = torch::empty({n, c}, h.options());
+  kernels::absolute(s.data_ptr<float>(), n * p, out.s_abs.data_ptr<float>());
+  kernels::absolute(f.data_ptr<float>(), n * c, out.f_abs.data_ptr<float>());
+  // h's rows (B C of them, P long), t and the drive as raw matrices: a tensor per chunk
+  // (narrow, view) cost more operator calls than the chunk's product (models/gemm.h).
+  const auto hc = h.contiguous();
+  const float* h_rows = hc.data_ptr<float>();
+  out.t = torch::empty({b * c * n}, h.options());
+  out.drive = torch::empty({b, n}, h.options());
+  float* t_data = out.t.data_ptr<float>();
+  float* drive_data = out.drive.data_ptr<float>();
+  const Matrix s_mat{out.s_abs.data_ptr<float>(), n, p};
+  const float* f_abs_data = out.f_abs.data_ptr<float>();
+  const float* bias_data = bias_c.data_ptr<float>();
+  const int64_t chunk = readout_chunk(n, c);
+  // Threads take whole chunks, each on its own core's cache, with single-threaded products
+  // (oneDNN runs one thread inside a parallel region).
+  at::parallel_for(0, (b + chunk - 1) / chunk, 1, [&](int64_t k0, int64_t k1) {
+    for (int64_t b0 = k0 * chunk; b0 < std::min(b, k1 * chunk); b0 += chunk) {
+      const int64_t bc = std::min(chunk, b - b0);
+      float* t_chunk = t_data + b0 * c * n;  // (N, bc C)
+      sgemm(s_mat, false, Matrix{h_rows + b0 * c * p, bc * c, p}, true,
+            OutMatrix{t_chunk, n, bc * c});
+      kernels::readout_drive(t_chunk, f_abs_data, bias_data, bc, c, n, 0, n, drive_data + b0 * n);
+    }
+  });
+  return out;
+}
+
+passes::ReadoutGrads passes::readout_backward(const torch::Tensor& grad, const torch::Tensor& h,
+                                              const torch::Tensor& spatial,
+                                              const torch::Tensor& features,
+                                              const ReadoutForward& fwd, bool want_h, bool want_s,
+                                              bool want_f, bool want_bias) {
+  const auto& s = spatial;
+  const auto& f = features;
+  const int64_t b = h.size(0), n = s.size(0), p = s.size(1), c = f.size(1);
+  auto g = grad.contiguous();
+  ReadoutGrads d;
+  if (want_h || want_s || want_f) {
+    const int64_t chunk = readout_chunk(n, c), chunks = (b + chunk - 1) / chunk;
+    // As in the forward pass, threads take whole chunks. Each thread sums its chunks' parts
+    // of s's and f's gradients in its own buffers, added below in thread order: the same
+    // order on every run with the same thread count.
+    const int64_t parts = std::min<int64_t>(at::get_num_threads(), chunks);
+    const int64_t dt_size = std::min(chunk, b) * c * n;
+    auto dt_buffers = torch::empty({parts, dt_size}, h.options());
+    auto df_parts = want_f ? torch::zeros({parts, n, c}, h.options()) : torch::Tensor();
+    auto ds_parts = want_s ? torch::zeros({parts, n, p}, h.options()) : torch::Tensor();
+    if (want_h) d.h = torch::empty(h.sizes(), h.options());
+    const auto hc = h.contiguous();
+    const float* h_rows = hc.data_ptr<float>();
+    const float* g_data = g.data_ptr<float>();
+    const float* t_data = fwd.t.data_ptr<float>();
+    const float* f_abs_data = fwd.f_abs.data_ptr<float>();
+    const Matrix s_mat{fwd.s_abs.data_ptr<float>(), n, p};
+    float* dt_data = dt_buffers.data_ptr<float>();
+    float* df_data = want_f ? df_parts.data_ptr<float>() : nullptr;
+    float* ds_data = want_s ? ds_parts.data_ptr<float>() : nullptr;
+    float* gh_data = want_h ? d.h.data_ptr<float>() : nullptr;
+    at::parallel_for(0, chunks, 1, [&](int64_t k0, int64_t k1) {
+      const int64_t part = at::get_thread_num();
+      float* dt = dt_data + part * dt_size;
+      for (int64_t b0 = k0 * chunk; b0 < std::min(b, k1 * chunk); b0 += chunk) {
+        const int64_t bc = std::min(chunk, b - b0);
+        kernels::readout_backward(g_data + b0 * n, t_data + b0 * c * n, f_abs_data, bc, c, n, 0, n,
+                                  dt, want_f ? df_data + part * n * c : nullptr);
+        const Matrix dt_mat{dt, n, bc * c};
+        if (want_h) sgemm(dt_mat, true, s_mat, false, OutMatrix{gh_data + b0 * c * p, bc * c, p});
+        if (want_s) {
+          sgemm(dt_mat, false, Matrix{h_rows + b0 * c * p, bc * c, p}, false,
+                OutMatrix{ds_data + part * n * p, n, p}, 1.0f, 1.0f);
+        }
+      }
+    });
+    if (want_f) d.features = parts == 1 ? df_parts[0] : df_parts.sum(0);
+    if (want_s) d.spatial = parts == 1 ? ds_parts[0] : ds_parts.sum(0);
+    if (want_f) {
+      kernels::multiply_by_sign(f.contiguous().data_ptr<float>(), n * c,
+                                d.features.data_ptr<float>());
+    }
+    if (want_s) {
+      kernels::multiply_by_sign(s.contiguous().data_ptr<float>(), n * p,
+                                d.spatial.data_ptr<float>());
+    }
+  }
+  if (want_bias) d.bias = g.sum(0);
+  return d;
+}
+
+namespace {
+
 struct FactorisedReadoutFunction : public torch::autograd::Function<FactorisedReadoutFunction> {
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& h,
                                const torch::Tensor& spatial, const torch::Tensor& features,
                                const torch::Tensor& bias) {
-    const int64_t b = h.size(0), n = spatial.size(0), p = spatial.size(1),
-                  c = features.size(1);
+    const int64_t b = h.size(0), p = spatial.size(1), c = features.size(1);
     if (h.numel() != b * c * p) {
       throw ModelError(
           fmt::format("readout: a map of {} values per image, where {} channels of {} "
                       "positions were expected",
                       h.numel() / std::max<int64_t>(b, 1), c, p));
     }
-    auto s = spatial.contiguous();
-    auto f = features.contiguous();
-    auto bias_c = bias.contiguous();
-    auto s_abs = torch::empty({n, p}, h.options());
-    auto f_abs = torch::empty({n, c}, h.options());
-    kernels::absolute(s.data_ptr<float>(), n * p, s_abs.data_ptr<float>());
-    kernels::absolute(f.data_ptr<float>(), n * c, f_abs.data_ptr<float>());
-    // h's rows (B C of them, P long), t and the drive as raw matrices: a tensor per chunk
-    // (narrow, view) cost more operator calls than the chunk's product (models/gemm.h).
-    const auto hc = h.contiguous();
-    const float* h_rows = hc.data_ptr<float>();
-    auto t = torch::empty({b * c * n}, h.options());
-    auto drive = torch::empty({b, n}, h.options());
-    float* t_data = t.data_ptr<float>();
-    float* drive_data = drive.data_ptr<float>();
-    const Matrix s_mat{s_abs.data_ptr<float>(), n, p};
-    const float* f_abs_data = f_abs.data_ptr<float>();
-    const float* bias_data = bias_c.data_ptr<float>();
-    const int64_t chunk = readout_chunk(n, c);
-    // Threads take whole chunks, each on its own core's cache, with single-threaded products
-    // (oneDNN runs one thread inside a parallel region).
-    at::parallel_for(0, (b + chunk - 1) / chunk, 1, [&](int64_t k0, int64_t k1) {
-      for (int64_t b0 = k0 * chunk; b0 < std::min(b, k1 * chunk); b0 += chunk) {
-        const int64_t bc = std::min(chunk, b - b0);
-        float* t_chunk = t_data + b0 * c * n;  // (N, bc C)
-        sgemm(s_mat, false, Matrix{h_rows + b0 * c * p, bc * c, p}, true,
-              OutMatrix{t_chunk, n, bc * c});
-        kernels::readout_drive(t_chunk, f_abs_data, bias_data, bc, c, n, 0, n, drive_data + b0 * n);
-      }
-    });
-    ctx->save_for_backward({h, t, s, f, s_abs, f_abs});
-    return drive;
+    auto out = passes::readout_forward(h, spatial, features, bias);
+    ctx->save_for_backward(
+        {h, out.t, spatial.contiguous(), features.contiguous(), out.s_abs, out.f_abs});
+    return out.drive;
   }
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
     const auto saved = ctx->get_saved_variables();
-    const auto& h = saved[0];
-    const auto& t = saved[1];
-    const auto& s = saved[2];
-    const auto& f = saved[3];
-    const auto& s_abs = saved[4];
-    const auto& f_abs = saved[5];
-    const int64_t b = h.size(0), n = s.size(0), p = s.size(1), c = f.size(1);
-    auto g = grads[0].contiguous();
-    torch::Tensor gh, ds, df, gb;
-    const bool want_h = ctx->needs_input_grad(0), want_s = ctx->needs_input_grad(1),
-               want_f = ctx->needs_input_grad(2);
-    if (want_h || want_s || want_f) {
-      const int64_t chunk = readout_chunk(n, c), chunks = (b + chunk - 1) / chunk;
-      // As in the forward pass, threads take whole chunks. Each thread sums its chunks' parts
-      // of s's and f's gradients in its own buffers, added below in thread order: the same
-      // order on every run with the same thread count.
-      const int64_t parts = std::min<int64_t>(at::get_num_threads(), chunks);
-      const int64_t dt_size = std::min(chunk, b) * c * n;
-      auto dt_buffers = torch::empty({parts, dt_size}, h.options());
-      auto df_parts = want_f ? torch::zeros({parts, n, c}, h.options()) : torch::Tensor();
-      auto ds_parts = want_s ? torch::zeros({parts, n, p}, h.options()) : torch::Tensor();
-      if (want_h) gh = torch::empty(h.sizes(), h.options());
-      const auto hc = h.contiguous();
-      const float* h_rows = hc.data_ptr<float>();
-      const float* g_data = g.data_ptr<float>();
-      const float* t_data = t.data_ptr<float>();
-      const float* f_abs_data = f_abs.data_ptr<float>();
-      const Matrix s_mat{s_abs.data_ptr<float>(), n, p};
-      float* dt_data = dt_buffers.data_ptr<float>();
-      float* df_data = want_f ? df_parts.data_ptr<float>() : nullptr;
-      float* ds_data = want_s ? ds_parts.data_ptr<float>() : nullptr;
-      float* gh_data = want_h ? gh.data_ptr<float>() : nullptr;
-      at::parallel_for(0, chunks, 1, [&](int64_t k0, int64_t k1) {
-        const int64_t part = at::get_thread_num();
-        float* dt = dt_data + part * dt_size;
-        for (int64_t b0 = k0 * chunk; b0 < std::min(b, k1 * chunk); b0 += chunk) {
-          const int64_t bc = std::min(chunk, b - b0);
-          kernels::readout_backward(g_data + b0 * n, t_data + b0 * c * n, f_abs_data, bc, c, n, 0,
-                                    n, dt, want_f ? df_data + part * n * c : nullptr);
-          const Matrix dt_mat{dt, n, bc * c};
-          if (want_h) sgemm(dt_mat, true, s_mat, false, OutMatrix{gh_data + b0 * c * p, bc * c, p});
-          if (want_s) {
-            sgemm(dt_mat, false, Matrix{h_rows + b0 * c * p, bc * c, p}, false,
-                  OutMatrix{ds_data + part * n * p, n, p}, 1.0f, 1.0f);
-          }
-        }
-      });
-      if (want_f) df = parts == 1 ? df_parts[0] : df_parts.sum(0);
-      if (want_s) ds = parts == 1 ? ds_parts[0] : ds_parts.sum(0);
-      if (want_f) kernels::multiply_by_sign(f.data_ptr<float>(), n * c, df.data_ptr<float>());
-      if (want_s) kernels::multiply_by_sign(s.data_ptr<float>(), n * p, ds.data_ptr<float>());
-    }
-    if (ctx->needs_input_grad(3)) gb = g.sum(0);
-    return {gh, ds, df, gb};
+    passes::ReadoutForward fwd{torch::Tensor(), saved[1], saved[4], saved[5]};
+    auto d = passes::readout_backward(grads[0], saved[0], saved[2], saved[3], fwd,
+                                      ctx->needs_input_grad(0), ctx->needs_input_grad(1),
+                                      ctx->needs_input_grad(2), ctx->needs_input_grad(3));
+    return {d.h, d.spatial, d.features, d.bias};
   }
 };
 
@@ -764,18 +819,62 @@ struct FactorisedReadoutFunction : public torch::autograd::Function<FactorisedRe
 // operator calls) and the regulariser l1 sum_n |s_n|_1 |f_n|_1 (abs, sum, abs, sum, mul, sum,
 // mul). Together they took 0.09 ms of a readout-only CNN step of 3 ms at batch 32
 // (bench/README.md, "The readout's loss terms fused").
+}  // namespace
+
+passes::PoissonForward passes::poisson_softplus(const torch::Tensor& drive,
+                                                const torch::Tensor& target) {
+  auto d = drive.contiguous();
+  auto r = target.contiguous();
+  const int64_t rows = d.size(0), cols = d.size(1);
+  PoissonForward out;
+  out.grad = torch::empty_like(d);
+  const double total =
+      kernels::poisson_softplus(d.data_ptr<float>(), r.data_ptr<float>(), rows, cols,
+                                1.0f / static_cast<float>(rows), out.grad.data_ptr<float>());
+  out.loss = torch::full({}, total / static_cast<double>(rows), d.options());
+  return out;
+}
+
+passes::L1Forward passes::l1_product_forward(const torch::Tensor& spatial,
+                                             const torch::Tensor& features, double l1) {
+  auto s = spatial.contiguous();
+  auto f = features.contiguous();
+  const int64_t n = s.size(0);
+  L1Forward out{torch::Tensor(), torch::empty({n}, s.options()), torch::empty({n}, s.options())};
+  kernels::abs_row_sums(s.data_ptr<float>(), n, s.size(1), out.s_norm.data_ptr<float>());
+  kernels::abs_row_sums(f.data_ptr<float>(), n, f.size(1), out.f_norm.data_ptr<float>());
+  double total = 0.0;
+  const float* a = out.s_norm.data_ptr<float>();
+  const float* b = out.f_norm.data_ptr<float>();
+  for (int64_t i = 0; i < n; ++i) total += static_cast<double>(a[i] * b[i]);
+  out.value = torch::full({}, l1 * total, s.options());
+  return out;
+}
+
+void passes::l1_product_backward(const torch::Tensor& spatial, const torch::Tensor& features,
+                                 const L1Forward& fwd, double l1, double grad, torch::Tensor* ds,
+                                 torch::Tensor* df) {
+  if (ds == nullptr && df == nullptr) return;
+  auto s = spatial.contiguous();
+  auto f = features.contiguous();
+  if (ds != nullptr) *ds = torch::empty_like(s);
+  if (df != nullptr) *df = torch::empty_like(f);
+  // The l1 weight times the scalar gradient of the penalty.
+  const float scale = static_cast<float>(l1 * grad);
+  kernels::l1_product_grads(s.data_ptr<float>(), f.data_ptr<float>(), fwd.s_norm.data_ptr<float>(),
+                            fwd.f_norm.data_ptr<float>(), s.size(0), s.size(1), f.size(1), scale,
+                            ds != nullptr ? ds->data_ptr<float>() : nullptr,
+                            df != nullptr ? df->data_ptr<float>() : nullptr);
+}
+
+namespace {
+
 struct PoissonSoftplusFunction : public torch::autograd::Function<PoissonSoftplusFunction> {
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& drive,
                                const torch::Tensor& target) {
-    auto d = drive.contiguous();
-    auto r = target.contiguous();
-    const int64_t rows = d.size(0), cols = d.size(1);
-    auto grad = torch::empty_like(d);
-    const double total =
-        kernels::poisson_softplus(d.data_ptr<float>(), r.data_ptr<float>(), rows, cols,
-                                  1.0f / static_cast<float>(rows), grad.data_ptr<float>());
-    ctx->save_for_backward({grad});
-    return torch::full({}, total / static_cast<double>(rows), d.options());
+    auto out = passes::poisson_softplus(drive, target);
+    ctx->save_for_backward({out.grad});
+    return out.loss;
   }
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
@@ -788,35 +887,20 @@ struct L1ProductFunction : public torch::autograd::Function<L1ProductFunction> {
                                const torch::Tensor& features, double l1) {
     auto s = spatial.contiguous();
     auto f = features.contiguous();
-    const int64_t n = s.size(0);
-    auto s_norm = torch::empty({n}, s.options()), f_norm = torch::empty({n}, s.options());
-    kernels::abs_row_sums(s.data_ptr<float>(), n, s.size(1), s_norm.data_ptr<float>());
-    kernels::abs_row_sums(f.data_ptr<float>(), n, f.size(1), f_norm.data_ptr<float>());
-    double total = 0.0;
-    const float* a = s_norm.data_ptr<float>();
-    const float* b = f_norm.data_ptr<float>();
-    for (int64_t i = 0; i < n; ++i) total += static_cast<double>(a[i] * b[i]);
-    ctx->save_for_backward({s, f, s_norm, f_norm});
+    auto out = passes::l1_product_forward(s, f, l1);
+    ctx->save_for_backward({s, f, out.s_norm, out.f_norm});
     ctx->saved_data["l1"] = l1;
-    return torch::full({}, l1 * total, s.options());
+    return out.value;
   }
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
     const auto saved = ctx->get_saved_variables();
-    const auto &s = saved[0], &f = saved[1], &s_norm = saved[2], &f_norm = saved[3];
-    const bool want_s = ctx->needs_input_grad(0), want_f = ctx->needs_input_grad(1);
     torch::Tensor ds, df;
-    if (want_s) ds = torch::empty_like(s);
-    if (want_f) df = torch::empty_like(f);
-    if (want_s || want_f) {
-      // The l1 weight times the scalar gradient of the penalty (a CPU tensor on this path).
-      const float scale =
-          static_cast<float>(ctx->saved_data["l1"].toDouble() * grads[0].item<double>());
-      kernels::l1_product_grads(s.data_ptr<float>(), f.data_ptr<float>(), s_norm.data_ptr<float>(),
-                                f_norm.data_ptr<float>(), s.size(0), s.size(1), f.size(1), scale,
-                                want_s ? ds.data_ptr<float>() : nullptr,
-                                want_f ? df.data_ptr<float>() : nullptr);
-    }
+    // The upstream gradient is a CPU scalar on this path.
+    passes::l1_product_backward(
+        saved[0], saved[1], passes::L1Forward{torch::Tensor(), saved[2], saved[3]},
+        ctx->saved_data["l1"].toDouble(), grads[0].item<double>(),
+        ctx->needs_input_grad(0) ? &ds : nullptr, ctx->needs_input_grad(1) ? &df : nullptr);
     return {ds, df, torch::Tensor()};
   }
 };

@@ -76,6 +76,10 @@ class SyncBatchNorm2dImpl : public torch::nn::Cloneable<SyncBatchNorm2dImpl> {
   /// separate native kernels took about 30% of a CAE training step. Everywhere else it is
   /// the two modules' own forward.
   torch::Tensor forward_elu(const torch::Tensor& x);
+  /// Folds a training batch's statistics (float mean and biased variance per channel, over
+  /// `per_channel` values each) into the running averages and counts the batch, as
+  /// BatchNorm2d does: what forward_elu's fused path does after its kernel.
+  void track_batch(const torch::Tensor& mean, const torch::Tensor& var, int64_t per_channel);
   /// Null: no group (the native path).
   void set_group(std::shared_ptr<const GroupSum> sum) { group_sum_ = std::move(sum); }
   bool has_group() const { return group_sum_ != nullptr; }
@@ -110,6 +114,9 @@ class EncoderImpl : public torch::nn::Module {
   void use_blocked_layout(bool on) { blocked_layout_ = on; }
   /// Whether forward(x, depth) takes the blocked path.
   bool takes_blocked_path(const torch::Tensor& x, int depth) const;
+  /// Block i's (0-based) convolution and BatchNorm, for models/fused_step.cpp.
+  torch::nn::Conv2dImpl& conv(int i) const;
+  SyncBatchNorm2dImpl& batchnorm(int i) const;
 
  private:
   std::vector<torch::nn::Sequential> blocks_;
@@ -170,6 +177,12 @@ class ReadoutImpl : public torch::nn::Module {
   ReadoutKind kind() const { return kind_; }
   /// FR/FM: the non-negative spatial masks (N, S*S).
   torch::Tensor spatial_masks() const;
+  /// FR/FM, as stored: the spatial masks (N, S*S; a parameter for FR, FM's fixed buffer),
+  /// the feature weights (N, C), the bias (N) and the regulariser's weight.
+  const torch::Tensor& spatial() const { return spatial_; }
+  const torch::Tensor& features() const { return features_; }
+  const torch::Tensor& bias() const { return bias_; }
+  double l1() const { return l1_; }
 
  private:
   ReadoutKind kind_;
@@ -204,6 +217,7 @@ class DaeNrImpl : public torch::nn::Module {
   bool has_decoder() const { return config_.autoencoder != AutoencoderKind::kNone; }
   bool has_readout() const { return config_.readout != ReadoutKind::kNone; }
   Readout& readout() { return readout_; }
+  Encoder& encoder() { return encoder_; }
 
  private:
   torch::Tensor quantise(const torch::Tensor& z_e, ModelOutput& out);
@@ -248,6 +262,19 @@ struct LossTerms {
 /// of 0 switches a whole head off. LossTerms::reconstruction stays the per-pixel MSE.
 LossTerms compute_loss(DaeNr& model, const ModelOutput& out, const torch::Tensor& images,
                        const torch::Tensor& responses, const LossWeights& weights);
+
+/// One training step of the readout-only CNN (autoencoder "none", an FR or FM readout) on the
+/// CPU without autograd: the passes that forward, compute_loss and backward run
+/// (models/passes.h), called in a chain. It sets every parameter's gradient, updates the
+/// BatchNorms' running averages and returns the loss terms, all with the same bits as
+/// `compute_loss(model, model->forward(images), ...).total.backward()` from dropped gradients.
+/// A step of that path at batch 32 made about 180 LibTorch calls and autograd records, each a
+/// few microseconds of dispatch and bookkeeping, about a sixth of the step (bench/README.md,
+/// "The fused training step"). Returns nullopt, having changed nothing, where the model, the
+/// batch or the mode is not one it takes (models/fused_step.cpp); then use that path.
+std::optional<LossTerms> fused_training_step(DaeNr& model, const torch::Tensor& images,
+                                             const torch::Tensor& responses,
+                                             const LossWeights& weights);
 
 /// How many threads at::parallel_for gives this library's kernels for `tasks` tasks at the
 /// current intra-op thread count: for tests. ATen's header runs the loop on the calling thread

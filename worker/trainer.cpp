@@ -296,12 +296,20 @@ void Trainer::optimisation_step(const Group& g, const models::LossWeights& weigh
   // Not Module::zero_grad(true): it detaches each gradient before dropping it, an operator
   // call per parameter for nothing.
   for (const auto& p : model_->parameters()) p.mutable_grad().reset();
-  auto out = model_->forward(x);
-  auto terms = models::compute_loss(model_, out, x, s, weights);
-  if (g.reducer == nullptr) {
+  std::optional<models::LossTerms> fused;
+  // The readout-only CNN on one CPU rank: its forward and backward passes chained without
+  // autograd (models/network.h, fused_training_step), the same bits.
+  if (g.reducer == nullptr) fused = models::fused_training_step(model_, x, s, weights);
+  if (fused) {
+    running += fused->total;
+  } else if (g.reducer == nullptr) {
+    auto out = model_->forward(x);
+    auto terms = models::compute_loss(model_, out, x, s, weights);
     terms.total.backward();
     running += terms.total.detach();
   } else {
+    auto out = model_->forward(x);
+    auto terms = models::compute_loss(model_, out, x, s, weights);
     // The loss is a mean over this rank's share. Weighted by share * R / B, the ranks' losses
     // average to the whole batch's mean loss, and their gradients (through the group's
     // BatchNorm statistics too) average, in all_reduce_mean, to its gradient.
