@@ -154,12 +154,17 @@ int main(int argc, char** argv) {
   bool count_ops = false;
   app.add_flag("--count-ops", count_ops,
                "print the LibTorch operator calls and autograd nodes per training step, by name");
+  bool no_fused_step = false;
+  app.add_flag("--no-fused-step", no_fused_step,
+               "train the readout-only CNN through autograd, not models::fused_training_step "
+               "(the same bits; for side-by-side comparisons)");
   app.add_option("--profile", profile,
                  "write a Chrome trace of `steps` training steps (after a warm-up) to this file;"
                  " bench/profile_summary.py sums it per operator");
   CLI11_PARSE(app, argc, argv);
 
   worker::configure_threads(threads);
+  models::use_fused_training_step(!no_fused_step);
   auto raw = models::simulate_region(models::virtual_region_spec(region), 1);
   auto data = models::prepare(raw, 0);
   std::vector<std::string> overrides = {
@@ -177,6 +182,7 @@ int main(int argc, char** argv) {
   out["batch"] = batch;
   out["threads"] = threads;
   out["device"] = device;
+  if (no_fused_step) out["fused_step"] = false;
   if (count_ops) {
     out["operators_per_step"] = operators_per_step(config, data, steps);
   } else if (!profile.empty()) {

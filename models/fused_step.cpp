@@ -6,6 +6,7 @@
 // the same order with the same inputs, and the scalar glue is the same ATen calls, so every
 // gradient and loss has the bits autograd's path gives. What goes is autograd's own work:
 // the graph's nodes, saved variables, the engine's queue, AccumulateGrad and the detaches.
+#include <atomic>
 #include <optional>
 #include <vector>
 
@@ -16,6 +17,8 @@
 namespace daenr::models {
 
 namespace {
+
+std::atomic<bool> fused_step_on{true};
 
 bool defined_cpu_float(const torch::Tensor& t) {
   return t.defined() && t.device().is_cpu() && t.scalar_type() == torch::kFloat;
@@ -81,16 +84,19 @@ struct Layer {
 
 }  // namespace
 
+void use_fused_training_step(bool on) {
+  fused_step_on = on;
+}
+
 std::optional<LossTerms> fused_training_step(DaeNr& model, const torch::Tensor& images,
                                              const torch::Tensor& responses,
                                              const LossWeights& weights) {
-  if (!applies(model, images, responses)) return std::nullopt;
+  if (!fused_step_on || !applies(model, images, responses)) return std::nullopt;
   const int depth = model->config().layer;
   auto& encoder = *model->encoder();
   auto& readout = *model->readout();
   const bool train_spatial = readout.kind() == ReadoutKind::kFr;
-  // Nothing below is for autograd to record (it would not: no input of these calls needs a
-  // gradient once the parameters' data are taken; this only saves its checks).
+  // No call below is for autograd to record; the guard spares LibTorch's per-call checks.
   torch::NoGradGuard no_grad;
 
   // Forward, as EncoderImpl::forward's blocked path and forward_elu's fused branch.

@@ -268,13 +268,19 @@ LossTerms compute_loss(DaeNr& model, const ModelOutput& out, const torch::Tensor
 /// (models/passes.h), called in a chain. It sets every parameter's gradient, updates the
 /// BatchNorms' running averages and returns the loss terms, all with the same bits as
 /// `compute_loss(model, model->forward(images), ...).total.backward()` from dropped gradients.
-/// A step of that path at batch 32 made about 180 LibTorch calls and autograd records, each a
-/// few microseconds of dispatch and bookkeeping, about a sixth of the step (bench/README.md,
-/// "The fused training step"). Returns nullopt, having changed nothing, where the model, the
-/// batch or the mode is not one it takes (models/fused_step.cpp); then use that path.
+/// A step of that path at batch 32 made 179 LibTorch calls and autograd records, each a few
+/// microseconds of dispatch and bookkeeping; this one makes 108, and the step is 1.08x faster
+/// on one thread (bench/README.md, "The fused training step"). Returns nullopt, having changed
+/// nothing, where the model, the batch or the mode is not one it takes (models/fused_step.cpp);
+/// then use that path.
 std::optional<LossTerms> fused_training_step(DaeNr& model, const torch::Tensor& images,
                                              const torch::Tensor& responses,
                                              const LossWeights& weights);
+
+/// Turns fused_training_step off (it then always returns nullopt) or back on, for the whole
+/// process; on by default. For comparisons in tests and benchmarks
+/// (`daenr_bench_train --no-fused-step`): both paths give the same bits.
+void use_fused_training_step(bool on);
 
 /// How many threads at::parallel_for gives this library's kernels for `tasks` tasks at the
 /// current intra-op thread count: for tests. ATen's header runs the loop on the calling thread

@@ -57,6 +57,36 @@ TEST(Trainer, SameSeedGivesBitIdenticalParametersAndCurves) {
   EXPECT_FALSE(torch::equal(a.model()->parameters()[0], c.model()->parameters()[0]));
 }
 
+// The readout-only CNN at width 16 trains through models::fused_training_step (the blocked
+// encoder needs whole blocks of 16 channels): the trainer's run, its curve and what it keeps
+// must be autograd's, bit for bit, schedule included.
+TEST(Trainer, TheFusedStepTrainsTheCnnAsAutogradDoes) {
+  configure_threads(1);
+  auto data = daenr::testing::tiny_dataset();
+  auto config = tiny_job("none", "fr");
+  config.model.width = 16;
+  Trainer fused(config, data), graph(config, data);
+  fused.train();
+  models::use_fused_training_step(false);
+  graph.train();
+  models::use_fused_training_step(true);
+  ASSERT_GT(fused.step(), 0);
+  EXPECT_EQ(fused.step(), graph.step());
+  expect_same_parameters(fused.model(), graph.model());
+  ASSERT_EQ(fused.curve().size(), graph.curve().size());
+  for (std::size_t i = 0; i < fused.curve().size(); ++i) {
+    EXPECT_EQ(fused.curve()[i].train_loss, graph.curve()[i].train_loss) << i;
+    EXPECT_EQ(fused.curve()[i].val_loss, graph.curve()[i].val_loss) << i;
+  }
+  // It was the fused step that ran: a step of this model from dropped gradients takes it.
+  auto& model = fused.model();
+  model->train();
+  for (const auto& p : model->parameters()) p.mutable_grad().reset();
+  auto x = data.train_images.slice(0, 0, 8);
+  auto s = data.train_responses.slice(0, 0, 8);
+  EXPECT_TRUE(models::fused_training_step(model, x, s, config.loss).has_value());
+}
+
 // OpenBLAS's pool beside LibTorch's would take turns with it on the same cores (1.7x slower
 // CAE steps on 2 threads, bench/README.md): LibTorch gets the threads, OpenBLAS keeps one.
 TEST(Trainer, ThreadsGoToLibTorchAndOpenBlasKeepsTheCallingThread) {
