@@ -241,7 +241,9 @@ void SyncBatchNorm2dImpl::track_batch(const torch::Tensor& mean, const torch::Te
   const bool plain =
       num_batches_tracked.device().is_cpu() && num_batches_tracked.scalar_type() == torch::kLong &&
       running_mean.scalar_type() == torch::kFloat && running_var.scalar_type() == torch::kFloat &&
-      running_mean.is_contiguous() && running_var.is_contiguous();
+      running_mean.is_contiguous() && running_var.is_contiguous() &&
+      mean.scalar_type() == torch::kFloat && var.scalar_type() == torch::kFloat &&
+      mean.is_contiguous() && var.is_contiguous() && mean.device().is_cpu();
   if (!plain) {
     num_batches_tracked += 1;
     const double f =
