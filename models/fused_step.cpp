@@ -20,10 +20,6 @@ namespace {
 
 std::atomic<bool> fused_step_on{true};
 
-bool defined_cpu_float(const torch::Tensor& t) {
-  return t.defined() && t.device().is_cpu() && t.scalar_type() == torch::kFloat;
-}
-
 // Where the step takes the model and batch: what the autograd path would run on daenr's
 // passes end to end (EncoderImpl::takes_blocked_path, SyncBatchNorm2dImpl::forward_elu's fused
 // branch, ReadoutImpl::drive's and compute_loss's CPU functions), with every parameter
@@ -43,8 +39,8 @@ bool applies(DaeNr& model, const torch::Tensor& images, const torch::Tensor& res
     return false;
   }
   const auto& readout = *model->readout();
-  if (!defined_cpu_float(readout.spatial()) || !defined_cpu_float(readout.features()) ||
-      !defined_cpu_float(readout.bias()) || !defined_cpu_float(responses) || responses.dim() != 2 ||
+  if (!passes::cpu_float(readout.spatial()) || !passes::cpu_float(readout.features()) ||
+      !passes::cpu_float(readout.bias()) || !passes::cpu_float(responses) || responses.dim() != 2 ||
       responses.size(0) != images.size(0) || responses.size(1) != readout.bias().numel()) {
     return false;
   }

@@ -21,12 +21,9 @@ namespace F = torch::nn::functional;
 int layer_channels(const ModelConfig& config, int layer) { return config.width << (layer - 1); }
 int layer_side(int layer) { return 32 >> layer; }
 
-namespace {
+using passes::cpu_float;
 
-// Whether t is a float32 tensor on the CPU: what daenr's own CPU kernels take.
-bool cpu_float(const torch::Tensor& t) {
-  return t.device().is_cpu() && t.scalar_type() == torch::kFloat;
-}
+namespace {
 
 // A block holds its convolution (index 0) and BatchNorm (index 1); the ELU that follows has no
 // parameters and is applied by SyncBatchNorm2dImpl::forward_elu, which fuses the two.

@@ -11,6 +11,11 @@
 
 namespace daenr::models::passes {
 
+/// Whether t is a float32 tensor on the CPU: what the passes and daenr's kernels take.
+inline bool cpu_float(const torch::Tensor& t) {
+  return t.device().is_cpu() && t.scalar_type() == torch::kFloat;
+}
+
 /// Training-mode BatchNorm2d + ELU(1) on a contiguous NCHW or blocked map
 /// (models/bn_elu_kernels.h). `mean` and `var` (C) receive the batch statistics.
 torch::Tensor bn_elu_forward(const torch::Tensor& x, const torch::Tensor& gamma,

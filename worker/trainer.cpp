@@ -302,21 +302,21 @@ void Trainer::optimisation_step(const Group& g, const models::LossWeights& weigh
   if (g.reducer == nullptr) fused = models::fused_training_step(model_, x, s, weights);
   if (fused) {
     running += fused->total;
-  } else if (g.reducer == nullptr) {
-    auto out = model_->forward(x);
-    auto terms = models::compute_loss(model_, out, x, s, weights);
-    terms.total.backward();
-    running += terms.total.detach();
   } else {
     auto out = model_->forward(x);
     auto terms = models::compute_loss(model_, out, x, s, weights);
-    // The loss is a mean over this rank's share. Weighted by share * R / B, the ranks' losses
-    // average to the whole batch's mean loss, and their gradients (through the group's
-    // BatchNorm statistics too) average, in all_reduce_mean, to its gradient.
-    const double share = static_cast<double>(idx.size(0)) / tc.batch_size;
-    (terms.total * (share * g.ranks)).backward();
-    reduce_gradients(*g.reducer);
-    running += terms.total.detach() * share;
+    if (g.reducer == nullptr) {
+      terms.total.backward();
+      running += terms.total.detach();
+    } else {
+      // The loss is a mean over this rank's share. Weighted by share * R / B, the ranks' losses
+      // average to the whole batch's mean loss, and their gradients (through the group's
+      // BatchNorm statistics too) average, in all_reduce_mean, to its gradient.
+      const double share = static_cast<double>(idx.size(0)) / tc.batch_size;
+      (terms.total * (share * g.ranks)).backward();
+      reduce_gradients(*g.reducer);
+      running += terms.total.detach() * share;
+    }
   }
   models::adam_step(*optimizer_);  // LibTorch's Adam in one pass per parameter (models/adam.h)
   ++step_;
