@@ -327,7 +327,12 @@ export OMP_NUM_THREADS="${SLURM_CPUS_PER_TASK:-1}"
     s += "export OMPI_MCA_odls_base_sigkill_timeout=\"${OMPI_MCA_odls_base_sigkill_timeout:-15}\"\n";
     s += fmt::format("mpirun {} &\n", run);
   } else {
-    s += fmt::format("srun --mpi={} --kill-on-bad-exit=1 {} &\n", *a.srun_mpi, run);
+    // The step's CPUs per task are asked for again: since Slurm 22.05 (Debian 12's) srun no longer
+    // takes --cpus-per-task from the allocation, and each rank would get one CPU, its threads
+    // bound to it wherever the cluster binds tasks.
+    s += fmt::format(
+        "srun --mpi={} --cpus-per-task=\"${{SLURM_CPUS_PER_TASK:-1}}\" --kill-on-bad-exit=1 {} &\n",
+        *a.srun_mpi, run);
   }
   s += with_signal(R"sh(run_pid=$!
 # A trapped signal ends `wait` early: wait until the run has really exited.

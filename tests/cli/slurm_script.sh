@@ -53,7 +53,7 @@ run_case() {
   local name=$1 pid
   export FAKE_RC=$2 FAKE_JOB_INFO=$4 FAKE_LOG=$tmp/$1.log
   : >"$FAKE_LOG"
-  SLURM_JOB_ID=77 SLURM_RESTART_COUNT=1 PATH="$tmp/bin:$PATH" bash "$tmp/job.sbatch" >"$tmp/$name.out" 2>&1 &
+  SLURM_JOB_ID=77 SLURM_RESTART_COUNT=1 SLURM_CPUS_PER_TASK=3 PATH="$tmp/bin:$PATH" bash "$tmp/job.sbatch" >"$tmp/$name.out" 2>&1 &
   pid=$!
   if [ "$3" != none ]; then
     for _ in $(seq 100); do grep -q '^run ' "$FAKE_LOG" && break; sleep 0.05; done
@@ -65,8 +65,9 @@ run_case() {
 requeued() { grep -qx "scontrol requeue 77" "$tmp/$1.log"; }
 
 run_case complete 0 none ""
+# srun gets the allocation's CPUs per task again: Slurm 22.05's srun no longer takes them over.
 [ "$(cat "$tmp/complete.rc")" = 0 ] && ! requeued complete || fail "complete: $(cat "$tmp/complete.out")"
-grep -q "srun --mpi=pmix --kill-on-bad-exit=1 $tmp/bin/fake-daenr sweep run .*kill-sweep.toml --db $tmp/x.sqlite --max-attempts 2 --grace-signal USR2$" \
+grep -q "srun --mpi=pmix --cpus-per-task=3 --kill-on-bad-exit=1 $tmp/bin/fake-daenr sweep run .*kill-sweep.toml --db $tmp/x.sqlite --max-attempts 2 --grace-signal USR2$" \
   "$tmp/complete.log" || fail "the run's command line: $(cat "$tmp/complete.log")"
 grep -qx "#SBATCH --signal=B:USR2@120" "$tmp/job.sbatch" || fail "the default grace signal: $(grep signal "$tmp/job.sbatch")"
 grep -q "^daenr: slurm job 77 (restart 1) on " "$tmp/complete.out" || fail "no start line: $(cat "$tmp/complete.out")"

@@ -135,8 +135,10 @@ TEST(SlurmScript, AsksForRequeueAndTheWarningSignalAndQuotesPaths) {
   EXPECT_TRUE(has("module load openmpi/4.1"));
   EXPECT_TRUE(has("spec='/home/ana/my sweeps/t2.toml'"));
   EXPECT_TRUE(has("db='/scratch/ana/it'\\''s.sqlite'"));
-  EXPECT_TRUE(has("srun --mpi=pmix --kill-on-bad-exit=1 \"$daenr\" sweep run \"$spec\" --db \"$db\" "
-                  "--max-attempts 2 --grace-signal USR2 --ranks-per-job 2 &"));
+  EXPECT_TRUE(
+      has("srun --mpi=pmix --cpus-per-task=\"${SLURM_CPUS_PER_TASK:-1}\" --kill-on-bad-exit=1 "
+          "\"$daenr\" sweep run \"$spec\" --db \"$db\" "
+          "--max-attempts 2 --grace-signal USR2 --ranks-per-job 2 &"));
   EXPECT_TRUE(has("trap 'on_signal USR2' USR2"));
   EXPECT_TRUE(has("    if [ \"$signal\" = USR2 ]; then"));
   EXPECT_TRUE(has("      requeue \"the time-limit warning (USR2)\""));
@@ -162,8 +164,11 @@ TEST(SlurmScript, TheChosenGraceSignalIsAskedForTrappedForwardedAndRequeuedOn) {
     EXPECT_TRUE(has("trap 'on_signal " + sig + "' " + sig)) << sig;
     EXPECT_TRUE(has("    if [ \"$signal\" = " + sig + " ]; then")) << sig;
     EXPECT_TRUE(has("      requeue \"the time-limit warning (" + sig + ")\"")) << sig;
-    EXPECT_TRUE(has("srun --mpi=pmix --kill-on-bad-exit=1 \"$daenr\" sweep run \"$spec\" --db \"$db\" "
-                    "--max-attempts 2 --grace-signal " + sig + " --jobs-per-gpu 4 &"))
+    EXPECT_TRUE(
+        has("srun --mpi=pmix --cpus-per-task=\"${SLURM_CPUS_PER_TASK:-1}\" --kill-on-bad-exit=1 "
+            "\"$daenr\" sweep run \"$spec\" --db \"$db\" "
+            "--max-attempts 2 --grace-signal " +
+            sig + " --jobs-per-gpu 4 &"))
         << sig;
     EXPECT_EQ(s.find("USR2"), std::string::npos) << sig;
   }
