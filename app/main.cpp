@@ -34,6 +34,7 @@
 #include "slurm/submit.h"
 #include "storage/store.h"
 #include "sweeps/spec.h"
+#include "worker/cpu_share.h"
 #include "worker/trainer.h"
 
 namespace {
@@ -93,13 +94,17 @@ int run_grace_signal(const std::string& flag, const std::string& spec_path) {
       daenr::slurm::parse_grace_signal(grace, "--grace-signal"));
 }
 
-// libgomp reads OMP_WAIT_POLICY once, when it is loaded, before main() runs.
-// Its default spin-waiting made two intra-op threads about ten times slower
-// than one on a 2-core machine, so unless the user chose a policy we set
-// "passive" and re-execute ourselves once so that the runtime sees it.
-void ensure_passive_openmp(char** argv) {
+// libgomp reads OMP_WAIT_POLICY once, when it is loaded, before main() runs. Unless the user
+// chose a policy, daenr keeps libgomp's default (spin a while, then sleep) when its threads
+// have CPUs of their own, and otherwise sets "passive" and re-executes itself once so that the
+// runtime sees it (worker/cpu_share.h says why each).
+void choose_openmp_wait_policy(char** argv, int threads) {
   if (std::getenv("OMP_WAIT_POLICY") != nullptr) return;
-  ::setenv("OMP_WAIT_POLICY", "passive", 1);
+  const auto share =
+      daenr::worker::this_process(threads, [](const char* name) { return std::getenv(name); });
+  const auto policy = daenr::worker::wait_policy(share);
+  if (!policy) return;
+  ::setenv("OMP_WAIT_POLICY", policy->c_str(), 1);
   ::execv("/proc/self/exe", argv);
   // execv only returns on failure; carry on with the default policy.
 }
@@ -406,6 +411,22 @@ int dispatch(const Commands& c, Options& o, const std::optional<daenr::mpi::Worl
   return kExitInternal;
 }
 
+// The intra-op threads a command's jobs ask for, read before the OpenMP runtime's policy is
+// chosen: a job's train.threads, the largest a sweep spec gives ([train] or an override). 1
+// for the other commands, and for a configuration or spec with a mistake, which the command
+// itself then reports.
+int threads_asked_for(const Commands& c, const Options& o) {
+  try {
+    if (c.train->parsed()) {
+      const std::string text = o.config_path.empty() ? std::string() : read_file(o.config_path);
+      return daenr::job::apply_overrides(text, o.config_path, o.overrides).train.threads;
+    }
+    if (c.run->parsed()) return daenr::sweeps::load_sweep_spec(o.spec_path).most_threads();
+  } catch (const std::exception&) {
+  }
+  return 1;
+}
+
 // The exit code of an error that reached main, its one line printed. Every rank of a failed
 // MPI setup fails the same way, so only rank 0 prints those.
 int exit_code_of(const std::exception_ptr& error) {
@@ -436,11 +457,11 @@ int exit_code_of(const std::exception_ptr& error) {
 // main finalises it after the command (every communicator freed by then), or aborts the
 // world when one rank's error would leave the others waiting (mpi::AbortWorld).
 int main(int argc, char** argv) {
-  ensure_passive_openmp(argv);
   CLI::App app{"daenr: deep autoencoders with neural response (DAE-NR) experiments"};
   Options options;
   const Commands commands = define_commands(app, options);
   if (const int code = parse_command_line(app, argc, argv); code >= 0) return code;
+  choose_openmp_wait_policy(argv, threads_asked_for(commands, options));
 
   std::unique_ptr<daenr::orchestrator::StopSignals> stop_signals;
   std::optional<daenr::mpi::World> world;

@@ -470,6 +470,15 @@ void check_job_table(const toml::table& job, const std::string& source,
 
 }  // namespace
 
+int SweepSpec::most_threads() const {
+  auto threads_in = [](const toml::table& settings) {
+    return settings["train"]["threads"].value<std::int64_t>().value_or(1);
+  };
+  std::int64_t most = threads_in(base);
+  for (const auto& o : overrides) most = std::max(most, threads_in(o.settings));
+  return static_cast<int>(std::clamp<std::int64_t>(most, 1, 1 << 16));
+}
+
 bool Match::matches(const Labels& l) const {
   for (const auto& [axis, values] : conditions) {
     std::string v;

@@ -99,6 +99,10 @@ struct SweepSpec {
   /// "data.regions=" and the resolved region): expansion finds some mistakes
   /// (a value in no job) and must still point at a line.
   std::map<std::string, std::string> written_at;
+
+  /// The most intra-op threads any of its jobs asks for: train.threads of [train] or of an
+  /// override (a process's threads are known before it runs any job; worker/cpu_share.h).
+  int most_threads() const;
 };
 
 /// Reads and checks a spec file; relative data paths are relative to it.

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <dlfcn.h>
 #include <exception>
 #include <fcntl.h>
@@ -608,6 +609,11 @@ nlohmann::ordered_json to_json(const JobResult& r, bool per_neuron) {
   opt("rf_error", r.rf_error);
   opt("rf_within_2px", r.rf_within_2px);
   j["train_seconds"] = r.train_seconds;
+  // How this process's OpenMP threads waited between parallel regions, which train_seconds
+  // depends on by up to 1.8x on two threads (worker/cpu_share.h): the user's or daenr's
+  // OMP_WAIT_POLICY, else libgomp's default.
+  const char* wait = std::getenv("OMP_WAIT_POLICY");
+  j["openmp_wait"] = wait != nullptr ? wait : "default";
   j["data_fingerprint"] = r.data_fingerprint;
   if (per_neuron) {
     j["r"] = r.r;

@@ -91,4 +91,27 @@ assert a["mse"] == b["mse"] and a["mean_r"] == b["mean_r"], (a, b)
 PY
 expect_error 2 "written by a different job configuration" -- train "${tiny[@]}" --set model.layer=3 --checkpoint "$tmp/ck/job.ckpt"
 
+# 5. How OpenMP's threads wait (worker/cpu_share.h), reported beside train_seconds: the user's
+#    OMP_WAIT_POLICY is kept; daenr chooses passive for one thread, for two threads on one CPU,
+#    and for more ranks x threads than CPUs; libgomp's default when two threads have two CPUs.
+wait_of() {  # [VAR=VALUE...] [taskset -c LIST] -- train flags...: the line's openmp_wait
+  local pre=()
+  while [ "$1" != -- ]; do pre+=("$1"); shift; done
+  shift
+  env -u OMP_WAIT_POLICY "${pre[@]}" "$daenr" train "${tiny[@]}" "$@" 2>"$tmp/err" |
+    python3 -c 'import json, sys; print(json.loads(sys.stdin.read())["openmp_wait"])'
+}
+[ "$(wait_of OMP_WAIT_POLICY=active -- --set train.threads=2)" = active ] || fail "the user's OMP_WAIT_POLICY was not kept"
+[ "$(wait_of -- --set train.threads=1)" = passive ] || fail "one thread did not wait passively: $(cat "$tmp/err")"
+[ "$(wait_of taskset -c "$(taskset -pc $$ | sed 's/.*: //; s/[,-].*//')" -- --set train.threads=2)" = passive ] ||
+  fail "two threads on one CPU did not wait passively: $(cat "$tmp/err")"
+[ "$(wait_of OMPI_COMM_WORLD_LOCAL_SIZE="$(getconf _NPROCESSORS_ONLN)" -- --set train.threads=2)" = passive ] ||
+  fail "more ranks x threads than CPUs did not wait passively: $(cat "$tmp/err")"
+quota=$(cat /sys/fs/cgroup/cpu.max /sys/fs/cgroup/cpu/cpu.cfs_quota_us 2>/dev/null | head -n 1)
+if [ "$(nproc)" -ge 2 ] && { [ -z "$quota" ] || [[ $quota == max* ]] || [ "$quota" = -1 ]; }; then
+  [ "$(wait_of -- --set train.threads=2)" = default ] || fail "two threads on $(nproc) CPUs did not keep libgomp's default"
+else
+  echo "train_cli: two threads with CPUs of their own not checked: $(nproc) CPU(s), cgroup quota '$quota'"
+fi
+
 if [ "$failures" -eq 0 ]; then echo "train_cli: all checks passed"; else echo "train_cli: $failures failed"; exit 1; fi

@@ -49,6 +49,20 @@ TEST(SweepSpec, GraceSignalIsARunSettingCheckedLikeTheFlag) {
   // In no job id: Expand.RunSettingsAreInNoJobsIdOrCanonicalForm.
 }
 
+// The threads a run's processes ask for, known before any job runs (worker/cpu_share.h).
+TEST(SweepSpec, MostThreadsIsTheLargestTrainThreadsOfTheBaseAndItsOverrides) {
+  EXPECT_EQ(parse(kRegion).most_threads(), 1);
+  EXPECT_EQ(parse(kRegion + "[train]\nthreads = 2\n").most_threads(), 2);
+  const std::string two_models = kRegion + "[axes]\nautoencoder = [\"cae\", \"vae\"]\n";
+  EXPECT_EQ(parse(two_models + "[train]\nthreads = 2\n[override.vae]\ntrain.threads = 4\n")
+                .most_threads(),
+            4);
+  EXPECT_EQ(parse(two_models + "[train]\nthreads = 3\n[override.vae]\ntrain.threads = 1\n")
+                .most_threads(),
+            3);
+  EXPECT_EQ(parse(two_models + "[override.cae]\ntrain.threads = 2\n").most_threads(), 2);
+}
+
 TEST(SweepSpec, DefaultsAreOneJobOfTheReadmeModel) {
   const auto s = parse("[data]\nregions = [\"virtual:3\"]\n");
   EXPECT_EQ(s.name, "s");  // the file's stem
