@@ -98,15 +98,23 @@ int run_grace_signal(const std::string& flag, const std::string& spec_path) {
 // chose a policy, daenr keeps libgomp's default (spin a while, then sleep) when its threads
 // have CPUs of their own, and otherwise sets "passive" and re-executes itself once so that the
 // runtime sees it (worker/cpu_share.h says why each).
-void choose_openmp_wait_policy(char** argv, int threads) {
+void choose_openmp_wait_policy(char** argv, const daenr::worker::CpuShare& share) {
   if (std::getenv("OMP_WAIT_POLICY") != nullptr) return;
-  const auto share =
-      daenr::worker::this_process(threads, [](const char* name) { return std::getenv(name); });
   const auto policy = daenr::worker::wait_policy(share);
   if (!policy) return;
   ::setenv("OMP_WAIT_POLICY", policy->c_str(), 1);
   ::execv("/proc/self/exe", argv);
   // execv only returns on failure; carry on with the default policy.
+}
+
+// Whether this process says what is common to all the run's ranks: the one process, or under
+// MPI the first that trains (rank 1 of a sweep, whose rank 0 trains nothing).
+bool says_for_the_run(bool orchestrated) {
+  for (const char* name : {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID"}) {
+    if (const char* rank = std::getenv(name))
+      return std::string(rank) == (orchestrated ? "1" : "0");
+  }
+  return true;
 }
 
 // c10::Error messages carry a C++ backtrace after the first line; a user gets
@@ -461,7 +469,15 @@ int main(int argc, char** argv) {
   Options options;
   const Commands commands = define_commands(app, options);
   if (const int code = parse_command_line(app, argc, argv); code >= 0) return code;
-  choose_openmp_wait_policy(argv, threads_asked_for(commands, options));
+  const bool orchestrated = commands.run->parsed() && daenr::mpi::launched_by_mpi();
+  const auto cpus = daenr::worker::this_process(
+      threads_asked_for(commands, options), [](const char* name) { return std::getenv(name); },
+      orchestrated);
+  choose_openmp_wait_policy(argv, cpus);
+  if (const auto warning = daenr::worker::oversubscription_warning(cpus);
+      !warning.empty() && says_for_the_run(orchestrated)) {
+    std::cerr << warning << "\n";
+  }
 
   std::unique_ptr<daenr::orchestrator::StopSignals> stop_signals;
   std::optional<daenr::mpi::World> world;

@@ -325,7 +325,9 @@ export OMP_NUM_THREADS="${SLURM_CPUS_PER_TASK:-1}"
     // the signal with 30, 2 s with 5). Half of Slurm's KillWait (30 s by default) leaves the
     // ranks the other half to reach a validation point and checkpoint.
     s += "export OMPI_MCA_odls_base_sigkill_timeout=\"${OMPI_MCA_odls_base_sigkill_timeout:-15}\"\n";
-    s += fmt::format("mpirun {} &\n", run);
+    // Open MPI 4.1 binds each of 2 or fewer ranks to one core, which would put a rank's
+    // cpus_per_task threads on one core; the allocation already confines the ranks to its CPUs.
+    s += fmt::format("mpirun {}{} &\n", *a.cpus_per_task > 1 ? "--bind-to none " : "", run);
   } else {
     // The step's CPUs per task are asked for again: since Slurm 22.05 (Debian 12's) srun no longer
     // takes --cpus-per-task from the allocation, and each rank would get one CPU, its threads

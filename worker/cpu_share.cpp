@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <fmt/format.h>
 #include <fstream>
 #include <sched.h>
 #include <sstream>
@@ -90,7 +91,8 @@ std::optional<int> cgroup_quota() {
 
 bool threads_have_own_cpus(const CpuShare& s) {
   if (s.threads < 2 || s.processes < 1) return false;
-  if (static_cast<long long>(s.threads) * s.processes <= s.cpus) return true;
+  const int computing = std::max(1, s.processes - s.idle);
+  if (static_cast<long long>(s.threads) * computing <= s.cpus) return true;
   // Bound by the launcher: this process's mask is part of the node, and if every process of the
   // run has a mask of this size they fit in the node side by side.
   return s.mask_cpus < s.online && s.threads <= s.cpus &&
@@ -122,6 +124,18 @@ int processes_on_this_node(const Environment& env) {
   return 1;
 }
 
+bool whole_run_on_this_node(const Environment& env) {
+  auto same = [&](const char* local, const char* world) {
+    const char* l = env(local);
+    const char* w = env(world);
+    return l != nullptr && w != nullptr && std::strcmp(l, w) == 0;
+  };
+  if (same("OMPI_COMM_WORLD_LOCAL_SIZE", "OMPI_COMM_WORLD_SIZE")) return true;
+  if (same("MPI_LOCALNRANKS", "PMI_SIZE")) return true;
+  const char* nodes = env("SLURM_STEP_NUM_NODES");
+  return nodes != nullptr && env("SLURM_PROCID") != nullptr && std::strcmp(nodes, "1") == 0;
+}
+
 std::optional<int> cpu_quota_v2(const std::string& cpu_max) {
   std::stringstream in(cpu_max);
   std::string quota, period;
@@ -137,10 +151,11 @@ std::optional<int> cpu_quota_v1(const std::string& quota_us, const std::string& 
   return quota_cpus(*q, *p);
 }
 
-CpuShare this_process(int threads, const Environment& env) {
+CpuShare this_process(int threads, const Environment& env, bool orchestrated) {
   CpuShare s;
   s.threads = threads;
   s.processes = processes_on_this_node(env);
+  if (orchestrated && s.processes > 1 && whole_run_on_this_node(env)) s.idle = 1;
   s.online = static_cast<int>(std::max(1L, ::sysconf(_SC_NPROCESSORS_ONLN)));
   cpu_set_t mask;
   CPU_ZERO(&mask);
@@ -149,6 +164,19 @@ CpuShare this_process(int threads, const Environment& env) {
   s.cpus = s.mask_cpus;
   if (const auto quota = cgroup_quota()) s.cpus = std::min(s.cpus, *quota);
   return s;
+}
+
+std::string oversubscription_warning(const CpuShare& s) {
+  if (s.threads <= s.cpus) return {};
+  // mpirun -n 2 or fewer binds each rank to a core by default (Open MPI 4.1).
+  const bool bound = s.processes > 1 && s.mask_cpus < s.online;
+  return fmt::format(
+      "daenr: warning: train.threads = {}, but this process may run on {} CPU{} (its affinity "
+      "mask{}), so its "
+      "threads take turns{}",
+      s.threads, s.cpus, s.cpus == 1 ? "" : "s", s.cpus < s.mask_cpus ? " and CPU quota" : "",
+      bound ? "; under mpirun, which binds each of 2 or fewer ranks to one core, add --bind-to none"
+            : "");
 }
 
 std::optional<std::string> wait_policy(const CpuShare& share) {

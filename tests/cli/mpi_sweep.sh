@@ -135,4 +135,29 @@ out=$("${mpirun[@]}" -n 3 "$daenr" sweep run "$tmp/slow.toml" --db "$db" --jobs-
 check_once "$db" 12 300 || fail "after the resume: not every job done exactly once"
 [ -z "$(ls "$db.checkpoints")" ] || fail "checkpoints left after the resume: $(ls "$db.checkpoints")"
 
+# OpenMP's waiting under mpirun (worker/cpu_share.h), daenr choosing it: a worker of 2 threads
+# that Open MPI binds to one core (2 ranks or fewer) waits passively and is warned of, once; with
+# --bind-to none it has the machine's 2 CPUs, rank 0 training nothing, and keeps libgomp's default.
+if [ "$(nproc)" -ge 2 ]; then
+  printf '[data]\nregions = ["virtual:3"]\n[model]\nwidth = 4\n[train]\nmax_steps = 20\nthreads = 2\n' >"$tmp/t2.toml"
+  env -u OMP_WAIT_POLICY mpirun -n 2 "$daenr" sweep run "$tmp/t2.toml" --db "$tmp/bound.sqlite" >"$tmp/out" 2>"$tmp/err" ||
+    fail "2 ranks bound to cores: $(cat "$tmp/err")"
+  [ "$(sqlite3 "$tmp/bound.sqlite" "SELECT json_extract(metrics, '$.openmp_wait') FROM results")" = passive ] ||
+    fail "a worker bound to one core did not wait passively"
+  [ "$(grep -c 'train.threads = 2, but this process may run on 1 CPU .* add --bind-to none$' "$tmp/err")" = 1 ] ||
+    fail "no single warning for 2 threads bound to one core: $(cat "$tmp/err")"
+  quota=$(cat /sys/fs/cgroup/cpu.max /sys/fs/cgroup/cpu/cpu.cfs_quota_us 2>/dev/null | head -n 1)
+  if [ -z "$quota" ] || [[ $quota == max* ]] || [ "$quota" = -1 ]; then
+    env -u OMP_WAIT_POLICY mpirun -n 2 --bind-to none "$daenr" sweep run "$tmp/t2.toml" --db "$tmp/free.sqlite" \
+      >"$tmp/out" 2>"$tmp/err" || fail "2 ranks unbound: $(cat "$tmp/err")"
+    [ "$(sqlite3 "$tmp/free.sqlite" "SELECT json_extract(metrics, '$.openmp_wait') FROM results")" = default ] ||
+      fail "a worker with 2 CPUs beside rank 0 did not keep libgomp's default"
+    ! grep -q warning "$tmp/err" || fail "a warning for a worker with CPUs enough: $(cat "$tmp/err")"
+  else
+    echo "mpi_sweep: a worker with CPUs of its own not checked: cgroup quota '$quota'"
+  fi
+else
+  echo "mpi_sweep: OpenMP's waiting under mpirun not checked: $(nproc) CPU"
+fi
+
 if [ "$failures" -eq 0 ]; then echo "mpi_sweep: all checks passed"; else echo "mpi_sweep: $failures failed"; exit 1; fi

@@ -19,7 +19,7 @@ Environment table(std::map<std::string, std::string> vars) {
 }
 
 CpuShare share(int threads, int processes, int cpus, int mask_cpus, int online) {
-  return CpuShare{threads, processes, cpus, mask_cpus, online};
+  return CpuShare{threads, processes, 0, cpus, mask_cpus, online};
 }
 
 TEST(CpuShare, ThreadsHaveOwnCpusOnlyWhenTheRunsThreadsFitOrTheLauncherBoundThem) {
@@ -44,6 +44,58 @@ TEST(CpuShare, ThreadsHaveOwnCpusOnlyWhenTheRunsThreadsFitOrTheLauncherBoundThem
   EXPECT_FALSE(threads_have_own_cpus(share(2, 2, 1, 1, 2)));
   // Bound to 4 CPUs of which a quota leaves 2.
   EXPECT_FALSE(threads_have_own_cpus(share(4, 2, 2, 4, 16)));
+}
+
+TEST(CpuShare, ASweepsRankZeroTrainsNothingAndNeedsNoCpuOfItsOwn) {
+  // mpirun -n 2 --bind-to none on 2 cores: rank 0 and one worker of 2 threads.
+  CpuShare s = share(2, 2, 2, 2, 2);
+  EXPECT_FALSE(threads_have_own_cpus(s));
+  s.idle = 1;
+  EXPECT_TRUE(threads_have_own_cpus(s));
+  // mpirun -n 3 on 4 cores, 2 threads a worker (the README's rule: ranks x threads cores, rank 0
+  // not counted).
+  EXPECT_TRUE(threads_have_own_cpus(CpuShare{2, 3, 1, 4, 4, 4}));
+  EXPECT_FALSE(threads_have_own_cpus(CpuShare{3, 3, 1, 4, 4, 4}));
+
+  const auto env = table({{"OMPI_COMM_WORLD_SIZE", "3"}, {"OMPI_COMM_WORLD_LOCAL_SIZE", "3"}});
+  EXPECT_EQ(this_process(2, env, true).idle, 1);
+  EXPECT_EQ(this_process(2, env, false).idle, 0);  // `train`, or a sweep without MPI
+  // Ranks on two nodes: rank 0 may be on the other one, so every rank here counts.
+  EXPECT_EQ(
+      this_process(2, table({{"OMPI_COMM_WORLD_SIZE", "6"}, {"OMPI_COMM_WORLD_LOCAL_SIZE", "3"}}),
+                   true)
+          .idle,
+      0);
+}
+
+TEST(CpuShare, TheWholeRunIsOnThisNodeWhenTheLauncherSaysSo) {
+  EXPECT_TRUE(whole_run_on_this_node(
+      table({{"OMPI_COMM_WORLD_SIZE", "3"}, {"OMPI_COMM_WORLD_LOCAL_SIZE", "3"}})));
+  EXPECT_FALSE(whole_run_on_this_node(
+      table({{"OMPI_COMM_WORLD_SIZE", "6"}, {"OMPI_COMM_WORLD_LOCAL_SIZE", "3"}})));
+  EXPECT_TRUE(whole_run_on_this_node(table({{"PMI_SIZE", "4"}, {"MPI_LOCALNRANKS", "4"}})));
+  EXPECT_TRUE(
+      whole_run_on_this_node(table({{"SLURM_PROCID", "0"}, {"SLURM_STEP_NUM_NODES", "1"}})));
+  EXPECT_FALSE(
+      whole_run_on_this_node(table({{"SLURM_PROCID", "0"}, {"SLURM_STEP_NUM_NODES", "2"}})));
+  EXPECT_FALSE(whole_run_on_this_node(table({})));
+}
+
+TEST(CpuShare, MoreThreadsThanCpusIsWarnedOfWithTheFixForMpirunsBinding) {
+  EXPECT_EQ(oversubscription_warning(share(2, 1, 2, 2, 2)), "");
+  EXPECT_EQ(oversubscription_warning(share(4, 1, 2, 2, 2)),
+            "daenr: warning: train.threads = 4, but this process may run on 2 CPUs (its affinity "
+            "mask), so its "
+            "threads take turns");
+  EXPECT_EQ(oversubscription_warning(share(2, 1, 1, 2, 2)),
+            "daenr: warning: train.threads = 2, but this process may run on 1 CPU (its affinity "
+            "mask and CPU "
+            "quota), so its threads take turns");
+  EXPECT_EQ(oversubscription_warning(share(2, 2, 1, 1, 2)),
+            "daenr: warning: train.threads = 2, but this process may run on 1 CPU (its affinity "
+            "mask), so its "
+            "threads take turns; under mpirun, which binds each of 2 or fewer ranks to one core, "
+            "add --bind-to none");
 }
 
 TEST(CpuShare, WaitPolicyIsPassiveUnlessTheThreadsHaveOwnCpus) {

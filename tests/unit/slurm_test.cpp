@@ -151,6 +151,10 @@ TEST(SlurmScript, AsksForRequeueAndTheWarningSignalAndQuotesPaths) {
 
   job.allocation.launcher = "mpirun";
   EXPECT_NE(render_script(job).find("\nmpirun \"$daenr\" sweep run"), std::string::npos);
+  // A rank's several CPUs: Open MPI's binding of 2 or fewer ranks to a core each is turned off.
+  job.allocation.cpus_per_task = 4;
+  EXPECT_NE(render_script(job).find("\nmpirun --bind-to none \"$daenr\" sweep run"),
+            std::string::npos);
 }
 
 TEST(SlurmScript, TheChosenGraceSignalIsAskedForTrappedForwardedAndRequeuedOn) {
