@@ -17,12 +17,19 @@ bin=${DAENR_BUILD_DIR:-build}/bench/daenr_bench_train
 # OpenBLAS gets one thread for both: daenr keeps it to one itself (its pthread pool would take
 # turns with LibTorch's OpenMP pool on the same cores), and PyTorch eager with it so was 1.4-2x
 # faster on 2 threads here than with OPENBLAS_NUM_THREADS=2 (bench/README.md, "Threads"), so
-# the baseline is PyTorch as well configured as daenr. Passive waiting: what daenr sets itself.
-export OMP_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=1 OMP_WAIT_POLICY=passive
+# the baseline is PyTorch as well configured as daenr. OpenMP's waiting is the same for both:
+# passive unless DAENR_BENCH_WAIT=default, which leaves both libgomp's default (spin, then
+# sleep): what daenr keeps when its threads have cores of their own, and what PyTorch has.
+export OMP_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=1
+case ${DAENR_BENCH_WAIT:-passive} in
+  passive) export OMP_WAIT_POLICY=passive ;;
+  default) unset OMP_WAIT_POLICY ;;
+  *) echo "DAENR_BENCH_WAIT: '${DAENR_BENCH_WAIT}': passive or default" >&2; exit 2 ;;
+esac
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 grep -m1 'model name' /proc/cpuinfo
-echo "cpu family $(grep -m1 "cpu family" /proc/cpuinfo | awk "{print \$NF}"), $(getconf _NPROCESSORS_ONLN) cores, $threads thread(s), $rounds round(s)"
+echo "cpu family $(grep -m1 "cpu family" /proc/cpuinfo | awk "{print \$NF}"), $(getconf _NPROCESSORS_ONLN) cores, $threads thread(s), $rounds round(s), waiting ${OMP_WAIT_POLICY:-default}"
 for model in $models; do
   for batch in $batches; do
     # About 1500 samples in the longer run (about 1 s): long enough to time, short enough for
