@@ -9,9 +9,13 @@ cd "$(dirname "$0")/.."
 spec=${1:-examples/quick-sweep.toml}
 db=${2:-$(mktemp -d)/talk-bench.sqlite}
 bin=${DAENR_BUILD_DIR:-build}/app/daenr
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} OMP_WAIT_POLICY=passive
+# OpenMP's waiting as a user gets it: daenr's choice (worker/cpu_share.h) unless the caller sets it.
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(nproc) cores; spec $spec; db $db"
+start=$(date +%s.%N)
 "$bin" sweep run "$spec" --db "$db" 2>/dev/null >/dev/null
+echo "sweep: $(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s; OpenMP waiting: $(sqlite3 "file:$db?mode=ro" \
+  "SELECT group_concat(DISTINCT json_extract(metrics, '$.openmp_wait')) FROM results")"
 # The jobs table keeps when each job started and finished (docs/schema.md).
 sqlite3 -separator ' ' "file:$db?mode=ro" "
   SELECT c.kind, coalesce(json_extract(c.labels, '$.objective'), '-'), substr(c.id, 1, 8), substr(p.id, 1, 8),
