@@ -3,15 +3,14 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
-#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fmt/format.h>
 #include <fstream>
 #include <sched.h>
 #include <sstream>
+#include <string_view>
 #include <unistd.h>
-#include <vector>
 
 namespace daenr::worker {
 
