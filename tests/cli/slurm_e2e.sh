@@ -74,6 +74,20 @@ check_once() { python3 "$here/../support/done_once.py" "$@"; }
 runs_of() {  # db: "restart:outcome" per run, oldest first
   sqlite3 "$1" "SELECT slurm_restart || ':' || coalesce(outcome, '-') FROM runs ORDER BY id" | paste -sd' '
 }
+# wait_mid_job DB SECONDS: until the job in flight has written a checkpoint, so that a stop now
+# finds it mid-training. A job just leased may still be building its data and model, and a stop
+# then resumes it from step 0: a fixed sleep after the lease made the count of mid-job resumes
+# depend on the machine's load (CI once saw 1 of 2 in B).
+wait_mid_job() {
+  local id
+  for _ in $(seq $((4 * $2))); do
+    id=$(sqlite3 "$1" "SELECT id FROM jobs WHERE state = 'leased'" 2>/dev/null | head -n 1)
+    [ -n "$id" ] && [ -e "$1.checkpoints/$id.ckpt" ] && return 0
+    sleep 0.25
+  done
+  fail "$(basename "$1"): no job in flight wrote a checkpoint in $2 s"
+  return 1
+}
 resumed() {  # db: how many results resumed from a checkpoint mid-training
   sqlite3 "$1" "SELECT count(*) FROM results WHERE json_extract(metrics, '$.resumed_from_step') > 0"
 }
@@ -130,8 +144,7 @@ if [ -n "$id" ]; then
   log_of "$db" "$second" | grep -q "daenr: error: .*another run is using this database: .* (slurm job $id)" ||
     fail "B: a second allocation: $(log_of "$db" "$second")"
   log_of "$db" "$second" | grep -q "the run exited with code 2; not requeued" || fail "B: $(log_of "$db" "$second")"
-  wait_sql "$db" "SELECT count(*) FROM jobs WHERE state = 'leased'" 1 30
-  sleep 1
+  wait_mid_job "$db" 30
   scancel --signal="$grace" --batch "$id"
   wait_sql "$db" "SELECT count(*) FROM runs WHERE slurm_restart = 1" 1 90
   [ "$(sqlite3 "$db" "SELECT outcome FROM runs WHERE slurm_restart = 0 AND slurm_job_id = '$id'")" = stopped ] ||
@@ -139,8 +152,7 @@ if [ -n "$id" ]; then
   # Then a requeue from outside, once the second incarnation is mid-job.
   done_before=$(sqlite3 "$db" "SELECT count(*) FROM jobs WHERE state = 'done'")
   wait_sql "$db" "SELECT count(*) > $done_before FROM jobs WHERE state = 'done'" 1 60
-  wait_sql "$db" "SELECT count(*) FROM jobs WHERE state = 'leased'" 1 30
-  sleep 1
+  wait_mid_job "$db" 30
   scontrol requeue "$id"
   wait_sql "$db" "SELECT count(*) FROM runs WHERE slurm_restart = 2" 1 90
   wait_gone "$id" 240
@@ -177,8 +189,7 @@ echo "D: starts at ${SECONDS} s"
 db=$tmp/d.sqlite
 id=$(submit "$db" "$tmp/b.toml" --time 10)
 if [ -n "$id" ]; then
-  wait_sql "$db" "SELECT count(*) FROM jobs WHERE state = 'leased'" 1 60
-  sleep 1
+  wait_mid_job "$db" 60
   scancel "$id"
   wait_gone "$id" 60
   wait_sql "$db" "SELECT outcome FROM runs" stopped 10
@@ -198,8 +209,7 @@ db=$tmp/e.sqlite
 id=$(submit "$db" "$tmp/e.toml" --launcher mpirun --ntasks-per-node 2 --time 10)
 if [ -n "$id" ]; then
   wait_sql "$db" "SELECT count(*) > 0 FROM jobs WHERE state = 'done'" 1 120
-  wait_sql "$db" "SELECT count(*) FROM jobs WHERE state = 'leased'" 1 30
-  sleep 1
+  wait_mid_job "$db" 30
   scontrol requeue "$id"
   wait_sql "$db" "SELECT count(*) FROM runs WHERE slurm_restart = 1" 1 90
   wait_gone "$id" 240
