@@ -19,12 +19,16 @@ void Backoff::pause() {
   sleep_us_ = std::min(sleep_us_ * 2, 1000);
 }
 
-bool launched_by_mpi() {
+bool launched_by_mpi(const std::function<const char*(const char*)>& env) {
   // Open MPI's mpirun, then PMIx (srun --mpi=pmix, prterun), then PMI-1/2 (srun --mpi=pmi2).
   for (const char* var : {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK"}) {
-    if (std::getenv(var) != nullptr) return true;
+    if (env(var) != nullptr) return true;
   }
   return false;
+}
+
+bool launched_by_mpi() {
+  return launched_by_mpi([](const char* name) { return std::getenv(name); });
 }
 
 World init(int* argc, char*** argv) {

@@ -8,8 +8,8 @@
 // MPI_Finalize or MPI_Abort itself. Libraries throw; an error that leaves other ranks waiting
 // for this one is an AbortWorld, which main() answers with MPI_Abort.
 
+#include <functional>
 #include <mpi.h>
-
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -30,6 +30,9 @@ class AbortWorld : public std::runtime_error {
 /// environment says so); daenr then joins the MPI world, and otherwise runs
 /// in process without initialising MPI at all.
 bool launched_by_mpi();
+/// The same, reading the environment through `env` (getenv's contract: null when unset), for
+/// callers that take a test's environment (worker/cpu_share.h): one list of launchers.
+bool launched_by_mpi(const std::function<const char*(const char*)>& env);
 
 struct World {
   int rank = 0, size = 1;

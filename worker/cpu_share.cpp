@@ -12,6 +12,8 @@
 #include <string_view>
 #include <unistd.h>
 
+#include "mpi/comm.h"
+
 namespace daenr::worker {
 
 namespace {
@@ -117,10 +119,7 @@ int processes_on_this_node(const Environment& env) {
     }
     return most >= 1 && most < (1 << 20) ? static_cast<int>(most) : 0;
   }
-  for (const char* name : {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK"}) {
-    if (env(name) != nullptr) return 0;  // an MPI launcher that does not say
-  }
-  return 1;
+  return mpi::launched_by_mpi(env) ? 0 : 1;  // 0: an MPI launcher that does not say
 }
 
 bool whole_run_on_this_node(const Environment& env) {
