@@ -2,6 +2,11 @@
 # Installs what is missing, builds, and runs every test (ctest).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Which CPU ran the tests: a CI log is read later, and CI runs on whichever machine the
+# submitting session had (timing-sensitive failures differ between them).
+awk -F': *' '/^model name/ && !n { n = $2 } /^cpu family/ && !f { f = $2 } /^model\t/ && !m { m = $2 }
+  END { printf "test.sh: %s (family %s model %s)", n ? n : "CPU unknown", f, m }' /proc/cpuinfo || true
+echo ", $(getconf _NPROCESSORS_ONLN) CPUs"
 scripts/setup.sh test
 scripts/build.sh
 # One test per core; GNU nproc counts OMP_NUM_THREADS as a limit, so ask it
